@@ -1,0 +1,3 @@
+from blumeops.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""Problems found in a catalog, each pinned to a file, line and column."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Mark:
+    file: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    file: str
+    line: int
+    col: int
+    rule: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        tag = "" if self.severity == "error" else "warning: "
+        return f"{self.file}:{self.line}:{self.col}: {tag}{self.message} [{self.rule}]"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Marks:
+    """Where each value of the merged catalog came from, keyed by its path."""
+
+    def __init__(self, default: Mark) -> None:
+        self.default = default
+        self._marks: dict[Path_, Mark] = {}
+
+    def set(self, path: Path_, mark: Mark) -> None:
+        self._marks[path] = mark
+
+    def get(self, path: Path_) -> Mark | None:
+        return self._marks.get(path)
+
+    def __contains__(self, path: Path_) -> bool:
+        return path in self._marks
+
+    def find(self, path: Iterable[str | int]) -> Mark:
+        """The mark of the deepest known prefix of `path`."""
+        best = self.default
+        prefix: list[str | int] = []
+        for part in path:
+            candidate = (*prefix, part)
+            if candidate in self._marks:
+                prefix.append(part)
+                best = self._marks[candidate]
+        return best
+
+    def diag(
+        self,
+        path: Iterable[str | int],
+        rule: str,
+        message: str,
+        severity: Literal["error", "warning"] = "error",
+    ) -> Diagnostic:
+        mark = self.find(path)
+        return Diagnostic(mark.file, mark.line, mark.col, rule, message, severity)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """'; did you mean 'x'?' when a close match exists, else ''."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{matches[0]}'?" if matches else ""
+
+
+def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
+    return (d.file, d.line, d.col, d.message)

@@ -1,0 +1,164 @@
+"""Values the catalog derives so users never write them: hostnames, upstreams, devices.
+
+Pure functions of a valid Lab. Renderers, rules and `blumeops show` all read these, so
+every layer agrees on where a route goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from blumeops.catalog.model import Lab, Service, ServiceManager
+
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    service: str
+    key: str  # as written: NAME.DOMAIN
+    name: str
+    domain: str
+    hostname: str
+    port_name: str
+    port: int
+    protocol: Literal["http", "tcp"]
+    listen: int | None  # tcp routes: where the proxy listens
+    proxy: Literal["caddy", "magicdns"]
+    proxy_host: str | None
+    upstream: str  # URL for http, host:port for tcp
+    upstream_device: str  # tailnet device the proxy must reach
+    upstream_port: int
+
+
+def split_route_key(key: str) -> tuple[str, str]:
+    """'forge.ops' -> ('forge', 'ops'); a key without a dot has no domain ('')."""
+    name, _, domain = key.partition(".")
+    return name, domain
+
+
+def tailnet_name(lab: Lab) -> str:
+    return lab.tailnet.name if lab.tailnet else "tailnet.invalid"
+
+
+def host_address(lab: Lab, host: str) -> str:
+    """How other machines reach a host: its declared address or HOST.TAILNET."""
+    declared = lab.hosts[host].address if host in lab.hosts else None
+    return declared or f"{host}.{tailnet_name(lab)}"
+
+
+def ingress_name(name: str, service: Service, lab: Lab) -> str:
+    """The tailnet device name of a Kubernetes service's Tailscale ingress."""
+    for key in service.routes:
+        route_name, domain = split_route_key(key)
+        if domain in lab.domains and lab.domains[domain].proxy == "magicdns":
+            return route_name
+    return name
+
+
+def service_manager(lab: Lab, host: str) -> ServiceManager | None:
+    """The host's service manager: declared, or the usual one for its OS."""
+    spec = lab.hosts[host]
+    if spec.service_manager is not None:
+        return spec.service_manager
+    return {"linux": ServiceManager.systemd, "macos": ServiceManager.launchd}.get(spec.os.value)
+
+
+def _route(lab: Lab, svc_name: str, svc: Service, key: str) -> ResolvedRoute | None:
+    route = svc.routes[key]
+    name, domain_key = split_route_key(key)
+    domain = lab.domains.get(domain_key)
+    port = svc.ports.get(route.port)
+    if domain is None or port is None:
+        return None
+    hostname = f"{name}.{domain.suffix}"
+    if svc.native is not None:
+        device = svc.native
+        same_host = domain.proxy == "caddy" and domain.host == svc.native
+        address = "127.0.0.1" if same_host else host_address(lab, svc.native)
+        upstream_port = port
+        scheme_host = f"{address}:{port}"
+        upstream = f"http://{scheme_host}" if route.protocol == "http" else scheme_host
+    else:
+        device = ingress_name(svc_name, svc, lab)
+        address = f"{device}.{tailnet_name(lab)}"
+        upstream_port = 443
+        upstream = f"https://{address}" if route.protocol == "http" else f"{address}:{port}"
+        if route.protocol == "tcp":
+            upstream_port = port
+    return ResolvedRoute(
+        service=svc_name, key=key, name=name, domain=domain_key, hostname=hostname,
+        port_name=route.port, port=port, protocol=route.protocol, listen=route.listen,
+        proxy=domain.proxy, proxy_host=domain.host, upstream=upstream,
+        upstream_device=device, upstream_port=upstream_port,
+    )
+
+
+def service_routes(lab: Lab, service: str) -> list[ResolvedRoute]:
+    """One service's routes, resolved; routes with unknown domains or ports are skipped."""
+    svc = lab.services[service]
+    resolved = (_route(lab, service, svc, key) for key in svc.routes)
+    return [r for r in resolved if r is not None]
+
+
+def routes(lab: Lab) -> list[ResolvedRoute]:
+    """Every route of the lab with its hostname and upstream, in catalog order."""
+    return [r for name in lab.services for r in service_routes(lab, name)]
+
+
+def service_url(route: ResolvedRoute, lab: Lab) -> str:
+    """The URL a person types to reach a route."""
+    if route.protocol == "tcp":
+        return f"tcp://{route.hostname}:{route.listen}"
+    domain = lab.domains[route.domain]
+    if domain.proxy == "magicdns":
+        return f"https://{route.hostname}"
+    scheme = "http" if domain.tls.mode.value == "off" else "https"
+    port = domain.listen_port
+    default = 80 if scheme == "http" else 443
+    return f"{scheme}://{route.hostname}" + ("" if port == default else f":{port}")
+
+
+def dependency_order(lab: Lab) -> list[str]:
+    """Services ordered so each comes after what it depends on (cycles: catalog order)."""
+    seen: set[str] = set()
+    order: list[str] = []
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in seen or name in trail or name not in lab.services:
+            return
+        for dep in lab.services[name].depends_on:
+            visit(dep, (*trail, name))
+        seen.add(name)
+        order.append(name)
+
+    for name in lab.services:
+        visit(name, ())
+    return order
+
+
+def resolved_view(lab: Lab) -> dict[str, Any]:
+    """The catalog with every derived value filled in, as plain data (`blumeops show`)."""
+    data = lab.model_dump(mode="json", exclude={"include"})
+    for name, svc in lab.services.items():
+        out = data["services"][name]
+        out["runtime"] = svc.runtime
+        out["runs_on"] = svc.native or svc.kubernetes
+        if svc.native is not None:
+            manager = service_manager(lab, svc.native)
+            out["service_manager"] = manager.value if manager else None
+        else:
+            out["namespace"] = svc.namespace or name
+            out["ingress"] = f"{ingress_name(name, svc, lab)}.{tailnet_name(lab)}"
+        out["routes"] = {
+            r.key: {
+                "hostname": r.hostname, "url": service_url(r, lab), "port": r.port,
+                "port_name": r.port_name, "protocol": r.protocol, "listen": r.listen,
+                "proxy": r.proxy, "proxy_host": r.proxy_host, "upstream": r.upstream,
+            }
+            for r in service_routes(lab, name)
+        }
+    for name in lab.hosts:
+        data["hosts"][name]["address"] = host_address(lab, name)
+        manager = service_manager(lab, name)
+        data["hosts"][name]["service_manager"] = manager.value if manager else None
+    return data

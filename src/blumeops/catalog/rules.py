@@ -1,0 +1,279 @@
+"""Cross-layer rules: checks that span hosts, clusters, domains, services and the tailnet.
+
+Each rule is a function (lab, marks) -> diagnostics, registered in RULES. A rule only
+reports; it never changes the catalog.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+from blumeops.catalog.diagnostics import Diagnostic, Marks, did_you_mean
+from blumeops.catalog.model import DNS_LABEL, SECRET_REF, SUPPORTED_MANAGERS, Lab
+from blumeops.catalog.resolve import routes, service_manager, split_route_key
+
+Rule = Callable[[Lab, Marks], Iterator[Diagnostic]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def check(lab: Lab, marks: Marks) -> list[Diagnostic]:
+    return [d for r in RULES for d in r(lab, marks)]
+
+
+def _unknown(kind: str, name: str, known: dict[str, object] | list[str]) -> str:
+    return f"unknown {kind} '{name}'{did_you_mean(name, known)}"
+
+
+@rule
+def references(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Every name a lab mentions must be declared."""
+    ref = "unknown-reference"
+    for name, cluster in lab.clusters.items():
+        if cluster.host not in lab.hosts:
+            yield marks.diag(("clusters", name, "host"), ref, _unknown("host", cluster.host,
+                                                                       lab.hosts))
+    for name, domain in lab.domains.items():
+        if domain.host is not None and domain.host not in lab.hosts:
+            yield marks.diag(("domains", name, "host"), ref, _unknown("host", domain.host,
+                                                                      lab.hosts))
+    if lab.backups is not None and lab.backups.to not in lab.hosts:
+        yield marks.diag(("backups", "to"), ref, _unknown("host", lab.backups.to, lab.hosts))
+    for name, svc in lab.services.items():
+        at = ("services", name)
+        if svc.native is not None and svc.native not in lab.hosts:
+            yield marks.diag((*at, "native"), ref, _unknown("host", svc.native, lab.hosts))
+        if svc.kubernetes is not None and svc.kubernetes not in lab.clusters:
+            yield marks.diag((*at, "kubernetes"), ref,
+                             _unknown("cluster", svc.kubernetes, lab.clusters))
+        ports = list(svc.ports)
+        for key, route in svc.routes.items():
+            _, domain = split_route_key(key)
+            if domain not in lab.domains:
+                yield marks.diag((*at, "routes", key), ref,
+                                 f"route '{key}': " + _unknown("domain", domain, lab.domains)
+                                 + " (routes are written NAME.DOMAIN)")
+            if route.port not in svc.ports:
+                yield marks.diag((*at, "routes", key), ref,
+                                 f"route '{key}': " + _unknown("port", route.port, ports))
+        health = svc.health
+        for field, port in (("port", health.port if health else None),
+                            ("tcp", health.tcp if health else None),
+                            ("metrics", svc.metrics.port if svc.metrics else None)):
+            if port is not None and port not in svc.ports:
+                path = (*at, "metrics", "port") if field == "metrics" else (*at, "health", field)
+                yield marks.diag(path, ref, _unknown("port", port, ports))
+        for i, dep in enumerate(svc.depends_on):
+            if dep not in lab.services:
+                yield marks.diag((*at, "depends_on", i), ref,
+                                 _unknown("service", dep, lab.services))
+        groups = lab.tailnet.groups if lab.tailnet else {}
+        for i, who in enumerate(svc.audience):
+            if who.startswith("group:") and who[6:] not in groups:
+                yield marks.diag((*at, "audience", i), ref,
+                                 _unknown("group", who[6:], groups))
+
+
+@rule
+def names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Names become DNS labels (hostnames, Kubernetes objects): they must be valid ones."""
+    def bad(kind: str, name: str) -> str:
+        return (f"{kind} name '{name}' is not a valid DNS label "
+                "(lowercase letters, digits and '-', at most 63, not starting or ending with '-')")
+
+    if not DNS_LABEL.match(lab.lab):
+        yield marks.diag(("lab",), "dns-label", bad("lab", lab.lab))
+    for section in ("hosts", "clusters", "domains", "services"):
+        for name in getattr(lab, section):
+            if not DNS_LABEL.match(name):
+                yield marks.diag((section, name), "dns-label", bad(section[:-1], name))
+    for svc_name, svc in lab.services.items():
+        for key in svc.routes:
+            route_name, _ = split_route_key(key)
+            if not DNS_LABEL.match(route_name):
+                yield marks.diag(("services", svc_name, "routes", key), "dns-label",
+                                 bad("route", route_name))
+        for port in svc.ports:
+            if not DNS_LABEL.match(port) or len(port) > 15:
+                yield marks.diag(("services", svc_name, "ports", port), "dns-label",
+                                 f"port name '{port}' must be a DNS label of at most 15 "
+                                 "characters (Kubernetes uses it as a port name)")
+
+
+@rule
+def port_conflicts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Two native services on one host cannot listen on the same port."""
+    taken: dict[tuple[str, int], str] = {}
+    for name, svc in lab.services.items():
+        if svc.native is None:
+            continue
+        for port_name, port in svc.ports.items():
+            owner = taken.setdefault((svc.native, port), name)
+            if owner != name:
+                yield marks.diag(("services", name, "ports", port_name), "port-conflict",
+                                 f"port {port} on host '{svc.native}' is already used by "
+                                 f"service '{owner}'")
+
+
+@rule
+def route_conflicts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Route names are unique per domain, and TCP listen ports unique per proxy host."""
+    seen: dict[tuple[str, str], str] = {}
+    listens: dict[tuple[str, int], str] = {}
+    for name, domain in lab.domains.items():
+        if domain.proxy == "caddy" and domain.host:
+            listens.setdefault((domain.host, domain.listen_port), f"domain '{name}'")
+    native_ports = {(s.native, p): n for n, s in lab.services.items() if s.native
+                    for p in s.ports.values()}
+    for r in routes(lab):
+        path = ("services", r.service, "routes", r.key)
+        owner = seen.setdefault((r.domain, r.name), r.service)
+        if owner != r.service or list(lab.services[r.service].routes).count(r.key) > 1:
+            yield marks.diag(path, "duplicate-route",
+                             f"route '{r.hostname}' is already served by service '{owner}'")
+        if r.protocol == "tcp" and r.proxy_host and r.listen is not None:
+            spot = (r.proxy_host, r.listen)
+            holder = listens.setdefault(spot, f"route '{r.key}' of service '{r.service}'")
+            clash = native_ports.get(spot)
+            if holder != f"route '{r.key}' of service '{r.service}'":
+                yield marks.diag(path, "tcp-listen-conflict",
+                                 f"tcp listen port {r.listen} on proxy host '{r.proxy_host}' "
+                                 f"is already taken by {holder}")
+            elif clash is not None:
+                yield marks.diag(path, "tcp-listen-conflict",
+                                 f"tcp listen port {r.listen} on proxy host '{r.proxy_host}' "
+                                 f"is already a port of service '{clash}'")
+
+
+@rule
+def reachability(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """A Caddy proxy must be allowed by the tailnet policy to reach each upstream."""
+    if lab.tailnet is None:
+        return
+    from blumeops.tailnet.evaluate import check as acl_check
+    from blumeops.tailnet.policy import derive_policy
+
+    policy = derive_policy(lab)
+    for r in routes(lab):
+        if r.proxy != "caddy" or not r.proxy_host or r.upstream_device == r.proxy_host:
+            continue
+        if r.upstream_device not in policy.devices:
+            continue
+        verdict = acl_check(policy, r.proxy_host, f"{r.upstream_device}:{r.upstream_port}")
+        if not verdict.allowed:
+            yield marks.diag(("services", r.service, "routes", r.key), "unreachable-upstream",
+                             f"proxy host '{r.proxy_host}' may not reach upstream "
+                             f"{r.upstream_device}:{r.upstream_port} under the tailnet policy; "
+                             "add a grant or turn on tailnet.derive_grants")
+
+
+@rule
+def dependency_cycles(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Services cannot depend on each other in a circle."""
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, trail: list[str]) -> Iterator[Diagnostic]:
+        state[name] = 1
+        trail.append(name)
+        for dep in lab.services[name].depends_on:
+            if dep not in lab.services:
+                continue
+            if state.get(dep) == 1:
+                cycle = [*trail[trail.index(dep):], dep]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    yield marks.diag(("services", name, "depends_on"), "dependency-cycle",
+                                     "dependency cycle: " + " -> ".join(cycle))
+            elif dep not in state:
+                yield from visit(dep, trail)
+        trail.pop()
+        state[name] = 2
+
+    for name in lab.services:
+        if name not in state:
+            yield from visit(name, [])
+
+
+@rule
+def runtimes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Native services need a host that can run them; Kubernetes services need an image."""
+    for name, svc in lab.services.items():
+        at = ("services", name)
+        if svc.native is not None and svc.native in lab.hosts:
+            host = lab.hosts[svc.native]
+            supported = SUPPORTED_MANAGERS[host.os]
+            manager = service_manager(lab, svc.native)
+            if not supported:
+                yield marks.diag((*at, "native"), "no-service-manager",
+                                 f"host '{svc.native}' runs {host.os.value}, which has no "
+                                 "service manager blumeops supports; run the service elsewhere")
+            elif manager not in supported:
+                yield marks.diag(("hosts", svc.native, "service_manager"), "no-service-manager",
+                                 f"service manager '{manager}' does not run on "
+                                 f"{host.os.value} (supported: "
+                                 f"{', '.join(m.value for m in supported)})")
+            if not svc.command:
+                yield marks.diag(at, "native-command",
+                                 f"native service '{name}' needs a 'command' to run")
+            for field in ("image", "args"):
+                if getattr(svc, field) is not None:
+                    yield marks.diag((*at, field), "runtime-field",
+                                     f"'{field}' is for Kubernetes services; '{name}' is native")
+        if svc.kubernetes is not None:
+            if not svc.image:
+                yield marks.diag(at, "missing-image",
+                                 f"Kubernetes service '{name}' needs an 'image'")
+            for field in ("command", "workdir"):
+                if getattr(svc, field) is not None:
+                    yield marks.diag((*at, field), "runtime-field",
+                                     f"'{field}' is for native services; '{name}' runs in "
+                                     "Kubernetes (use 'args' for the container)")
+        for key in svc.routes:
+            route_name, domain_key = split_route_key(key)
+            domain = lab.domains.get(domain_key)
+            if domain and domain.proxy == "magicdns" and svc.native and route_name != svc.native:
+                yield marks.diag((*at, "routes", key), "magicdns-native",
+                                 f"a MagicDNS name of a native service is its host's name; "
+                                 f"use '{svc.native}.{domain_key}' or route through Caddy")
+
+
+@rule
+def secrets_and_backups(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Secrets are references, never values; backed-up data needs a place to go."""
+    storage = [n for n, h in lab.hosts.items() if h.role.value == "storage"]
+    for name, svc in lab.services.items():
+        for key, secret in svc.secrets.items():
+            if not SECRET_REF.match(secret.ref):
+                yield marks.diag(("services", name, "secrets", key), "secret-ref",
+                                 f"secret '{key}' must be a reference ('vault:NAME' or "
+                                 "'op://VAULT/ITEM/FIELD'), never a value")
+        if svc.backup and lab.backups is None and len(storage) != 1:
+            yield marks.diag(("services", name, "backup"), "backup-target",
+                             "service declares backup paths but the lab has no 'backups: "
+                             "{to: HOST}' and no single storage host to default to")
+
+
+@rule
+def advice(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Warnings: what works today but will hurt at 11 pm."""
+    for name, svc in lab.services.items():
+        if svc.health is None:
+            yield marks.diag(("services", name), "no-health",
+                             f"service '{name}' has no health probe; its health stays Unknown",
+                             "warning")
+        if svc.routes and svc.metrics is None:
+            yield marks.diag(("services", name), "no-metrics",
+                             f"routed service '{name}' declares no metrics endpoint", "warning")
+
+
+def grouped(diagnostics: list[Diagnostic]) -> dict[str, list[Diagnostic]]:
+    out: dict[str, list[Diagnostic]] = defaultdict(list)
+    for d in diagnostics:
+        out[d.file].append(d)
+    return out

@@ -1,0 +1,147 @@
+"""Read one YAML file into plain data, remembering where every key and item stood.
+
+libyaml (through PyYAML's C loader) builds the node tree; we turn nodes into dicts and
+lists ourselves so each value keeps its line and column, duplicate keys are caught (PyYAML
+silently keeps the last), and keys stay the strings the user typed (YAML 1.1 would read
+a key `on:` as True).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+
+from blumeops.catalog.diagnostics import Diagnostic, Mark, Marks, Path_
+
+MAX_NODES = 2_000_000  # guards against alias bombs
+MAX_BYTES = 16 * 1024 * 1024
+
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class YamlError(Exception):
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(str(diagnostic))
+        self.diagnostic = diagnostic
+
+
+def _error(file: str, line: int, col: int, message: str, rule: str = "yaml") -> YamlError:
+    return YamlError(Diagnostic(file, line, col, rule, message))
+
+
+def read_text(path: Path) -> str:
+    """The file's text, or a YamlError saying plainly why it cannot be read."""
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _error(name, 1, 1, "file not found", "file") from None
+    except IsADirectoryError:
+        raise _error(name, 1, 1, "is a directory, expected a YAML file", "file") from None
+    except OSError as exc:
+        raise _error(name, 1, 1, f"cannot read file: {exc.strerror}", "file") from None
+    if len(raw) > MAX_BYTES:
+        raise _error(name, 1, 1, f"file is larger than {MAX_BYTES} bytes", "file")
+    if b"\x00" in raw:
+        raise _error(name, 1, 1, "not a text file (contains NUL bytes)", "file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _error(name, line, 1, f"not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+class _Builder:
+    def __init__(self, file: str, marks: Marks, base: Path_) -> None:
+        self.file = file
+        self.marks = marks
+        self.base = base
+        self.constructor = SafeConstructor()
+        self.count = 0
+        self.errors: list[Diagnostic] = []
+
+    def mark(self, node: yaml.Node) -> Mark:
+        return Mark(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(self, node: yaml.Node, path: Path_, depth: int = 0) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES or depth > 200:
+            m = self.mark(node)
+            raise _error(self.file, m.line, m.col, "document too large or too deeply nested")
+        if isinstance(node, yaml.MappingNode):
+            try:
+                self.constructor.flatten_mapping(node)  # `<<:` merge keys
+            except ConstructorError as exc:
+                raise _from_yaml_error(self.file, exc) from None
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    m = self.mark(key_node)
+                    self.errors.append(
+                        Diagnostic(m.file, m.line, m.col, "yaml", "keys must be plain names")
+                    )
+                    continue
+                key = str(key_node.value)
+                kpath = (*path, key)
+                if key in out:
+                    m = self.mark(key_node)
+                    first = self.marks.get((*self.base, *kpath))
+                    where = f" (first at line {first.line})" if first else ""
+                    self.errors.append(
+                        Diagnostic(m.file, m.line, m.col, "duplicate-key",
+                                   f"duplicate key '{key}'{where}")
+                    )
+                    continue
+                self.marks.set((*self.base, *kpath), self.mark(key_node))
+                out[key] = self.build(value_node, kpath, depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                self.marks.set((*self.base, *path, i), self.mark(item))
+                items.append(self.build(item, (*path, i), depth + 1))
+            return items
+        try:
+            return self.constructor.construct_object(node)
+        except ConstructorError as exc:
+            raise _from_yaml_error(self.file, exc) from None
+        except ValueError as exc:  # e.g. a timestamp out of range
+            m = self.mark(node)
+            raise _error(self.file, m.line, m.col, f"bad value: {exc}") from None
+
+
+def _from_yaml_error(file: str, exc: yaml.YAMLError) -> YamlError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    text = f"{context}: {problem}" if context else str(problem)
+    return _error(file, line, col, f"malformed YAML: {text}")
+
+
+def load_mapping(
+    path: Path, marks: Marks, base: Path_ = ()
+) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """Load a file that must hold one mapping; record marks under `base`."""
+    name = str(path)
+    text = read_text(path)
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise _from_yaml_error(name, exc) from None
+    if node is None:
+        raise _error(name, 1, 1, "file is empty; expected a mapping such as 'lab: NAME'")
+    builder = _Builder(name, marks, base)
+    data = builder.build(node, ())
+    if not isinstance(data, dict):
+        kind = {list: "a list", str: "a string"}.get(type(data), f"a {type(data).__name__}")
+        m = builder.mark(node)
+        raise _error(name, m.line, m.col, f"expected a mapping of keys to values, got {kind}")
+    return data, builder.errors
