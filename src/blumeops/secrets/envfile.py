@@ -14,8 +14,10 @@ import json
 import os
 from pathlib import Path
 
+from blumeops.secrets.errors import SecretError
 
-class EnvFileError(Exception):
+
+class EnvFileError(SecretError):
     """The env file is missing, unreadable or not a JSON object of strings.
 
     Messages name the path and the problem, never a value.
