@@ -1,0 +1,107 @@
+"""Prometheus: one scrape job per declared metrics endpoint, so no one edits scrape configs.
+
+Renders `prometheus/prometheus.yml`, a render-only artifact. The YAML is written by hand
+(every string JSON-quoted, which YAML reads verbatim) because a YAML emitter is several
+times slower on a thousand-service lab and the shape here is fixed.
+
+Also home of `store_service`, which the Alloy, Grafana and docs renderers use to find the
+lab's Prometheus and Loki, so they all agree on where metrics and logs go.
+"""
+
+from __future__ import annotations
+
+from json import dumps as q
+
+from blumeops.catalog import resolve
+from blumeops.catalog.model import Lab, Service
+from blumeops.engine.resources import Resource
+from blumeops.render import RenderContext
+
+PATH = "prometheus/prometheus.yml"
+SCRAPE_INTERVAL = "30s"
+
+
+def store_service(lab: Lab, kind: str) -> str | None:
+    """The service that is the lab's `kind` ("prometheus", "loki", "grafana"), if any.
+
+    A service named after it wins; otherwise the first whose image is `.../KIND:TAG`.
+    """
+    if kind in lab.services:
+        return kind
+    for name, svc in lab.services.items():
+        if svc.image and svc.image.rsplit("/", 1)[-1].split(":", 1)[0].split("@")[0] == kind:
+            return name
+    return None
+
+
+def http_port(svc: Service) -> int | None:
+    """The port a service speaks HTTP on: its first http route's, else `http`, else first."""
+    for route in svc.routes.values():
+        if route.protocol == "http" and route.port in svc.ports:
+            return svc.ports[route.port]
+    if "http" in svc.ports:
+        return svc.ports["http"]
+    return next(iter(svc.ports.values()), None)
+
+
+def in_cluster_host(name: str, svc: Service) -> str:
+    """The in-cluster DNS name of a Kubernetes service: SERVICE.NAMESPACE.svc."""
+    return f"{name}.{svc.namespace or name}.svc"
+
+
+def store_url(lab: Lab, name: str, *, cluster: str | None = None,
+              host: str | None = None) -> str | None:
+    """The base URL of service `name` as seen from a client in `cluster` or on `host`.
+
+    Same cluster: in-cluster DNS; same host: loopback; otherwise its first HTTP route's
+    URL, or a native service's host address. None when nothing outside can reach it.
+    """
+    svc = lab.services[name]
+    port = http_port(svc)
+    if port is not None and svc.kubernetes is not None and svc.kubernetes == cluster:
+        return f"http://{in_cluster_host(name, svc)}:{port}"
+    if port is not None and svc.native is not None and svc.native == host:
+        return f"http://127.0.0.1:{port}"
+    for route in resolve.service_routes(lab, name):
+        if route.protocol == "http":
+            return resolve.service_url(route, lab)
+    if port is not None and svc.native is not None:
+        return f"http://{resolve.host_address(lab, svc.native)}:{port}"
+    return None
+
+
+def scrape_target(lab: Lab, name: str, svc: Service, port: int) -> tuple[str, str]:
+    """(host:port Prometheus scrapes, host label) for one service."""
+    if svc.native is not None:
+        return f"{resolve.host_address(lab, svc.native)}:{port}", svc.native
+    cluster = lab.clusters.get(svc.kubernetes or "")
+    return f"{in_cluster_host(name, svc)}:{port}", cluster.host if cluster else ""
+
+
+def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
+    lines = [
+        ctx.header("#").rstrip("\n"),
+        "global:",
+        f"  scrape_interval: {SCRAPE_INTERVAL}",
+        f"  external_labels: {{lab: {q(lab.lab)}}}",
+    ]
+    jobs: list[str] = []
+    # Sorted by name: reordering the catalog should not reorder the file.
+    for name, svc in sorted(lab.services.items()):
+        if svc.metrics is None or svc.metrics.port not in svc.ports:
+            continue
+        target, host = scrape_target(lab, name, svc, svc.ports[svc.metrics.port])
+        labels = f"service: {q(name)}, runtime: {q(svc.runtime)}, host: {q(host)}"
+        if svc.kubernetes is not None:
+            labels += f", cluster: {q(svc.kubernetes)}"
+        jobs.append(
+            f"  - job_name: {q(name)}\n"
+            f"    metrics_path: {q(svc.metrics.path)}\n"
+            f"    static_configs:\n"
+            f"      - targets: [{q(target)}]\n"
+            f"        labels: {{{labels}}}"
+        )
+    lines.append("scrape_configs:" + ("" if jobs else " []"))
+    lines.extend(jobs)
+    body = "\n".join(lines) + "\n"
+    return [Resource(target="files@lab", kind="artifact", name=PATH, body=body, path=PATH)]
