@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -50,16 +50,20 @@ class Marks:
     def __contains__(self, path: Path_) -> bool:
         return path in self._marks
 
+    def copy_from(self, other: Marks, entries: Set[tuple[str, str]]) -> None:
+        """Take `other`'s marks for the given (section, name) entries and below them."""
+        for path, mark in other._marks.items():
+            if path[:2] in entries:
+                self._marks[path] = mark
+
     def find(self, path: Iterable[str | int]) -> Mark:
         """The mark of the deepest known prefix of `path`."""
-        best = self.default
-        prefix: list[str | int] = []
-        for part in path:
-            candidate = (*prefix, part)
-            if candidate in self._marks:
-                prefix.append(part)
-                best = self._marks[candidate]
-        return best
+        parts = tuple(path)
+        for end in range(len(parts), 0, -1):
+            mark = self._marks.get(parts[:end])
+            if mark is not None:
+                return mark
+        return self.default
 
     def diag(
         self,

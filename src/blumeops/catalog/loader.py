@@ -70,30 +70,31 @@ class _Includes:
         self.files: list[Path] = []
 
     def load(self, path: Path, stack: tuple[Path, ...], root: dict[str, Any]) -> None:
-        data, problems = load_mapping(path, self.marks)
+        local = Marks(Mark(str(path), 1, 1))
+        data, problems = load_mapping(path, local)
         self.files.append(path)
         self.diagnostics.extend(problems)
         if stack:  # an included file: only mergeable sections
             for key in data:
                 if key not in INCLUDABLE:
-                    self.diagnostics.append(self.marks.diag(
+                    self.diagnostics.append(local.diag(
                         (key,), "unknown-key",
                         f"unknown key '{key}' in included file{did_you_mean(key, INCLUDABLE)}"
                         f" (an included file may hold: {', '.join(INCLUDABLE)})",
                     ))
-            self._merge(root, data)
+            self._merge(root, data, local)
         includes = data.get("include", [])
         if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-            self.diagnostics.append(self.marks.diag(
+            self.diagnostics.append(local.diag(
                 ("include",), "schema", "'include' must be a list of file paths or globs"))
             return
         for i, pattern in enumerate(includes):
-            self._include(path, pattern, i, (*stack, path.resolve()), root)
+            self._include(path, pattern, local.find(("include", i)), (*stack, path.resolve()),
+                          root)
 
     def _include(
-        self, path: Path, pattern: str, index: int, stack: tuple[Path, ...], root: dict[str, Any]
+        self, path: Path, pattern: str, where: Mark, stack: tuple[Path, ...], root: dict[str, Any]
     ) -> None:
-        where = self.marks.find(("include", index))
         full = str(path.parent / pattern)
         matches = sorted(glob.glob(full)) if glob.has_magic(pattern) else [full]
         if not matches or (not glob.has_magic(pattern) and not Path(full).exists()):
@@ -114,13 +115,15 @@ class _Includes:
             except YamlError as exc:
                 self.diagnostics.append(exc.diagnostic)
 
-    def _merge(self, root: dict[str, Any], data: dict[str, Any]) -> None:
+    def _merge(self, root: dict[str, Any], data: dict[str, Any], local: Marks) -> None:
+        """Add an included file's named entries to the root's sections, marks and all."""
+        accepted: set[tuple[str, str]] = set()
         for section in MERGEABLE:
             items = data.get(section)
             if items is None:
                 continue
             if not isinstance(items, dict):
-                self.diagnostics.append(self.marks.diag(
+                self.diagnostics.append(local.diag(
                     (section,), "schema", f"'{section}' must be a mapping of names"))
                 continue
             target = root.setdefault(section, {})
@@ -129,12 +132,14 @@ class _Includes:
             for name, value in items.items():
                 if name in target:
                     first = self.marks.find((section, name))
-                    self.diagnostics.append(self.marks.diag(
+                    self.diagnostics.append(local.diag(
                         (section, name), "duplicate-name",
                         f"{section[:-1]} '{name}' is already defined at "
                         f"{first.file}:{first.line}"))
                     continue
                 target[name] = value
+                accepted.add((section, name))
+        self.marks.copy_from(local, accepted)
 
 
 def load_lab(lab: str | Path | None, strict: bool = False) -> LoadResult:
@@ -151,7 +156,8 @@ def load_lab(lab: str | Path | None, strict: bool = False) -> LoadResult:
         includes_list = root.get("include", [])
         if isinstance(includes_list, list) and all(isinstance(i, str) for i in includes_list):
             for i, pattern in enumerate(includes_list):
-                includes._include(path, pattern, i, (path.resolve(),), root)
+                includes._include(path, pattern, marks.find(("include", i)), (path.resolve(),),
+                                  root)
         elif "include" in root:
             includes.diagnostics.append(marks.diag(
                 ("include",), "schema", "'include' must be a list of file paths or globs"))
@@ -197,13 +203,32 @@ def _schema_diagnostics(exc: ValidationError, marks: Marks) -> list[Diagnostic]:
             out.append(marks.diag(loc[:-1], "missing-key",
                                   f"missing required key '{loc[-1]}' in {parent}"))
         else:
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = _plain(err["msg"].removeprefix("Value error, "))
             if kind not in ("value_error", "assertion_error") and "input" in err:
                 shown = err["input"]
                 text = repr(shown) if not isinstance(shown, dict | list) else type(shown).__name__
                 msg = f"{msg}, got {text[:80]}"
             out.append(marks.diag(loc, "schema", f"{where}: {msg}"))
     return out
+
+
+_PHRASES = (
+    ("Input should be a valid dictionary", "expected a mapping"),
+    ("Input should be a valid list", "expected a list"),
+    ("Input should be a valid string", "expected a string"),
+    ("Input should be a valid integer", "expected an integer"),
+    ("Input should be a valid boolean", "expected true or false"),
+    ("String should match pattern", "expected text matching"),
+    ("Input should be", "expected"),
+)
+
+
+def _plain(msg: str) -> str:
+    """Pydantic's wording, said as what was expected."""
+    for old, new in _PHRASES:
+        if msg.startswith(old):
+            return new + msg[len(old):]
+    return msg
 
 
 def _clean_loc(loc: tuple[str | int, ...], marks: Marks) -> tuple[str | int, ...]:

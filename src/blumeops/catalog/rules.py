@@ -6,8 +6,7 @@ reports; it never changes the catalog.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from blumeops.catalog.diagnostics import Diagnostic, Marks, did_you_mean
 from blumeops.catalog.model import DNS_LABEL, SECRET_REF, SUPPORTED_MANAGERS, Lab
@@ -26,7 +25,7 @@ def check(lab: Lab, marks: Marks) -> list[Diagnostic]:
     return [d for r in RULES for d in r(lab, marks)]
 
 
-def _unknown(kind: str, name: str, known: dict[str, object] | list[str]) -> str:
+def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     return f"unknown {kind} '{name}'{did_you_mean(name, known)}"
 
 
@@ -53,10 +52,10 @@ def references(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              _unknown("cluster", svc.kubernetes, lab.clusters))
         ports = list(svc.ports)
         for key, route in svc.routes.items():
-            _, domain = split_route_key(key)
-            if domain not in lab.domains:
+            _, domain_key = split_route_key(key)
+            if domain_key not in lab.domains:
                 yield marks.diag((*at, "routes", key), ref,
-                                 f"route '{key}': " + _unknown("domain", domain, lab.domains)
+                                 f"route '{key}': " + _unknown("domain", domain_key, lab.domains)
                                  + " (routes are written NAME.DOMAIN)")
             if route.port not in svc.ports:
                 yield marks.diag((*at, "routes", key), ref,
@@ -270,10 +269,3 @@ def advice(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
         if svc.routes and svc.metrics is None:
             yield marks.diag(("services", name), "no-metrics",
                              f"routed service '{name}' declares no metrics endpoint", "warning")
-
-
-def grouped(diagnostics: list[Diagnostic]) -> dict[str, list[Diagnostic]]:
-    out: dict[str, list[Diagnostic]] = defaultdict(list)
-    for d in diagnostics:
-        out[d.file].append(d)
-    return out

@@ -66,12 +66,28 @@ class _Builder:
     def mark(self, node: yaml.Node) -> Mark:
         return Mark(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
+    def _check_duplicates(self, node: yaml.MappingNode) -> None:
+        """Report keys written twice in one mapping (merge keys `<<:` excepted)."""
+        first: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = str(key_node.value)
+            m = self.mark(key_node)
+            if key in first:
+                self.errors.append(Diagnostic(m.file, m.line, m.col, "duplicate-key",
+                                              f"duplicate key '{key}' (first at line "
+                                              f"{first[key]})"))
+            else:
+                first[key] = m.line
+
     def build(self, node: yaml.Node, path: Path_, depth: int = 0) -> Any:
         self.count += 1
         if self.count > MAX_NODES or depth > 200:
             m = self.mark(node)
             raise _error(self.file, m.line, m.col, "document too large or too deeply nested")
         if isinstance(node, yaml.MappingNode):
+            self._check_duplicates(node)
             try:
                 self.constructor.flatten_mapping(node)  # `<<:` merge keys
             except ConstructorError as exc:
@@ -86,15 +102,7 @@ class _Builder:
                     continue
                 key = str(key_node.value)
                 kpath = (*path, key)
-                if key in out:
-                    m = self.mark(key_node)
-                    first = self.marks.get((*self.base, *kpath))
-                    where = f" (first at line {first.line})" if first else ""
-                    self.errors.append(
-                        Diagnostic(m.file, m.line, m.col, "duplicate-key",
-                                   f"duplicate key '{key}'{where}")
-                    )
-                    continue
+                # Later pairs win: explicit keys override those merged in with `<<:`.
                 self.marks.set((*self.base, *kpath), self.mark(key_node))
                 out[key] = self.build(value_node, kpath, depth + 1)
             return out
@@ -141,7 +149,8 @@ def load_mapping(
     builder = _Builder(name, marks, base)
     data = builder.build(node, ())
     if not isinstance(data, dict):
-        kind = {list: "a list", str: "a string"}.get(type(data), f"a {type(data).__name__}")
+        kind = {list: "a list", str: "a string", int: "a number", float: "a number",
+                bool: "a boolean"}.get(type(data), f"a {type(data).__name__}")
         m = builder.mark(node)
         raise _error(name, m.line, m.col, f"expected a mapping of keys to values, got {kind}")
     return data, builder.errors

@@ -1,0 +1,42 @@
+"""Every broken catalog in bad/ gives its expected diagnostic: rule, line and message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blumeops.catalog.loader import load_lab
+
+BAD = Path(__file__).parent / "bad"
+CASES = sorted(BAD.glob("*.yaml"))
+
+
+def expectation(path: Path) -> dict[str, object]:
+    sidecar = path.with_suffix(".expect.json")
+    if sidecar.exists():
+        return json.loads(sidecar.read_text())  # type: ignore[no-any-return]
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} lacks an '# expect:' header"
+    return json.loads(first.removeprefix("# expect: "))  # type: ignore[no-any-return]
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_bad_catalog(path: Path) -> None:
+    expected = expectation(path)
+    result = load_lab(path)
+    assert result.lab is None, "a broken catalog must not produce a model"
+    errors = result.errors
+    assert errors, "expected at least one error"
+    match = [d for d in errors if d.rule == expected["rule"]]
+    assert match, f"no {expected['rule']} error in: {[str(d) for d in errors]}"
+    d = match[0]
+    assert d.file == str(path)
+    assert d.line == expected["line"], str(d)
+    assert str(expected["message"]) in d.message, str(d)
+    assert d.col >= 1
