@@ -1,0 +1,135 @@
+"""ArgoCD Applications: one per Kubernetes service, under one app-of-apps per cluster.
+
+ArgoCD reads the manifests `blumeops render --out` wrote into the cluster's git repo
+(`repo_url`, under `path`), so each Application points at one service's directory. The
+app-of-apps owns the directory of Applications, so removing a service from the catalog
+prunes its Application, and the finalizer on each child prunes the service's objects.
+A cluster without `repo_url` gets no Applications: `argocd_notes` says why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blumeops.catalog.model import Cluster, Lab
+from blumeops.engine.resources import Resource
+from blumeops.render import RenderContext
+from blumeops.render.kubernetes import (
+    CLUSTER_DIR,
+    cluster_services,
+    dump_yaml,
+    labels,
+    namespace_of,
+)
+
+Doc = dict[str, Any]
+
+ARGOCD_NAMESPACE = "argocd"
+IN_CLUSTER = "https://kubernetes.default.svc"
+FINALIZER = "resources-finalizer.argocd.argoproj.io"
+
+
+def repo_path(cluster: Cluster, *parts: str) -> str:
+    """A path inside the repo, relative to its root: '.' and empty parts drop out."""
+    pieces = [p.strip("/") for p in (cluster.path, *parts)]
+    return "/".join(p for p in pieces if p and p != ".")
+
+
+def root_app_name(lab: Lab) -> str:
+    return f"{lab.lab}-apps"
+
+
+def cluster_app_name(lab: Lab) -> str:
+    return f"{lab.lab}-cluster"
+
+
+def _application(lab: Lab, cluster: Cluster, name: str, owner: str, path: str,
+                 namespace: str | None, child: bool, exclude: str | None = None) -> Doc:
+    meta: Doc = {"name": name, "namespace": ARGOCD_NAMESPACE, "labels": labels(lab, owner)}
+    if child:
+        # Deleting the Application (pruned by the app-of-apps) deletes what it made.
+        meta["finalizers"] = [FINALIZER]
+    source: Doc = {"repoURL": cluster.repo_url, "path": path, "targetRevision": "HEAD"}
+    if exclude is not None:
+        source["directory"] = {"exclude": exclude}
+    destination: Doc = {"server": IN_CLUSTER}
+    if namespace is not None:
+        destination["namespace"] = namespace
+    return {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": meta,
+        "spec": {
+            "project": "default",
+            "source": source,
+            "destination": destination,
+            "syncPolicy": {
+                "automated": {"prune": True, "selfHeal": True},
+                "syncOptions": ["CreateNamespace=true"],
+            },
+        },
+    }
+
+
+def _resource(cluster_name: str, doc: Doc, header: str, service: str | None = None,
+              depends_on: tuple[str, ...] = ()) -> Resource:
+    name: str = doc["metadata"]["name"]
+    return Resource(
+        target=f"argocd@{cluster_name}", kind="Application", name=name,
+        body=header + dump_yaml(doc), path=f"argocd/{cluster_name}/{name}.yaml",
+        service=service, depends_on=depends_on,
+    )
+
+
+def render_cluster(lab: Lab, ctx: RenderContext, cluster_name: str,
+                   cluster: Cluster) -> list[Resource]:
+    header = ctx.header("#")
+    services = cluster_services(lab, cluster_name)
+    out: list[Resource] = []
+    for name, svc in services:
+        path = repo_path(cluster, "kubernetes", cluster_name, name)
+        doc = _application(lab, cluster, name, name, path, namespace_of(name, svc), child=True)
+        out.append(_resource(cluster_name, doc, header, name, tuple(svc.depends_on)))
+    if any(svc.secrets for _, svc in services):
+        # Cluster-scoped objects (the ClusterSecretStore) live in their own directory.
+        path = repo_path(cluster, "kubernetes", cluster_name, CLUSTER_DIR)
+        doc = _application(lab, cluster, cluster_app_name(lab), cluster_app_name(lab), path,
+                           None, child=True)
+        out.append(_resource(cluster_name, doc, header))
+    root = root_app_name(lab)
+    # The root is applied once by hand; it does not manage itself.
+    doc = _application(lab, cluster, root, root, repo_path(cluster, "argocd", cluster_name),
+                       ARGOCD_NAMESPACE, child=False, exclude=f"{root}.yaml")
+    out.append(_resource(cluster_name, doc, header))
+    return out
+
+
+def _renders(lab: Lab, cluster_name: str, cluster: Cluster) -> bool:
+    return (cluster.delivery == "argocd" and cluster.repo_url is not None
+            and bool(cluster_services(lab, cluster_name)))
+
+
+def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
+    out: list[Resource] = []
+    for cluster_name, cluster in lab.clusters.items():
+        if _renders(lab, cluster_name, cluster):
+            out.extend(render_cluster(lab, ctx, cluster_name, cluster))
+    return out
+
+
+def argocd_notes(lab: Lab) -> list[str]:
+    """Why a cluster delivered by ArgoCD got no Applications, or what could clash."""
+    notes = []
+    for cluster_name, cluster in lab.clusters.items():
+        if cluster.delivery != "argocd" or not cluster_services(lab, cluster_name):
+            continue
+        if cluster.repo_url is None:
+            notes.append(
+                f"cluster '{cluster_name}' is delivered by ArgoCD but has no 'repo_url': no "
+                "Applications rendered. Set clusters."
+                f"{cluster_name}.repo_url to the git repository holding `blumeops render "
+                f"--out` output (under '{cluster.path}'), or use 'delivery: apply'")
+            continue
+        for app in (root_app_name(lab), cluster_app_name(lab)):
+            if app in lab.services and lab.services[app].kubernetes == cluster_name:
+                notes.append(f"service '{app}' has the name of blumeops' own ArgoCD "
+                             f"Application in cluster '{cluster_name}'; rename the service")
+    return notes
