@@ -1,0 +1,51 @@
+"""launchd property lists for macOS hosts (rendered for review; not applied yet).
+
+launchd has no variable expansion and no environment files, so paths are fixed here:
+blumeops's state on a macOS host lives under STATE_DIR (logs, secrets, the lab checkout).
+Secrets reach the service through the same `blumeops.secrets.exec` wrapper supervisord
+uses, so values never appear in the plist.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import posixpath
+
+from blumeops.catalog.model import Service
+from blumeops.engine.resources import Resource
+from blumeops.render.native import secret_refs
+
+STATE_DIR = "/usr/local/var/blumeops"
+LAB_DIR = f"{STATE_DIR}/lab"  # relative commands and workdirs resolve here
+LABEL_PREFIX = "me.blumeops."
+
+
+def label(name: str) -> str:
+    return f"{LABEL_PREFIX}{name}"
+
+
+def plist_data(name: str, svc: Service) -> dict[str, object]:
+    argv = list(svc.command or [])
+    if svc.secrets:
+        argv = ["/usr/bin/env", "python3", "-m", "blumeops.secrets.exec",
+                f"{STATE_DIR}/secrets/{name}.env", "--", *argv]
+    log = f"{STATE_DIR}/logs/{name}.log"
+    data: dict[str, object] = {
+        "Label": label(name),
+        "ProgramArguments": argv,
+        "WorkingDirectory": posixpath.join(LAB_DIR, svc.workdir or "").rstrip("/"),
+        "KeepAlive": {"SuccessfulExit": False},  # restart on failure, like systemd
+        "RunAtLoad": True,
+        "StandardOutPath": log,
+        "StandardErrorPath": log,
+    }
+    if svc.environment:
+        data["EnvironmentVariables"] = dict(sorted(svc.environment.items()))
+    return data
+
+
+def plist(name: str, svc: Service, host: str) -> Resource:
+    body = plistlib.dumps(plist_data(name, svc), sort_keys=True).decode()
+    return Resource(f"launchd@{host}", "plist", name, body,
+                    f"native/{host}/launchd/{label(name)}.plist", service=name,
+                    depends_on=tuple(svc.depends_on), secret_refs=secret_refs(svc))

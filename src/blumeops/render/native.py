@@ -1,0 +1,63 @@
+"""Native services: one program/plist/unit per service, by the host's service manager.
+
+Only services with `native: HOST` render here; the host's manager (declared, or the usual
+one for its OS, see `catalog.resolve.service_manager`) picks the format. Files a service
+declares (`files:`) become `files@HOST` resources. Secret values never appear: each
+resource carries `secret_refs`, resolved only at apply time.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from blumeops.catalog.model import Lab, Service, ServiceManager
+from blumeops.catalog.resolve import service_manager
+from blumeops.engine.resources import Resource
+from blumeops.render import RenderContext
+
+
+def secret_refs(svc: Service) -> tuple[tuple[str, str], ...]:
+    """(NAME, reference) pairs, sorted: what apply resolves and delivers."""
+    return tuple(sorted((name, ref.ref) for name, ref in svc.secrets.items()))
+
+
+def one_line(text: str | None) -> str:
+    """A description safe to put in a one-line comment."""
+    return " ".join((text or "").split())
+
+
+def safe_relpath(path: str) -> str:
+    """A declared file path as a relative path that cannot leave the render directory."""
+    parts = [p for p in posixpath.normpath("/" + path).split("/") if p and p != ".."]
+    return "/".join(parts) or "_"
+
+
+def _files(lab: Lab, name: str, svc: Service, host: str) -> list[Resource]:
+    return [
+        Resource(f"files@{host}", "file", f"{name}:{path}", content,
+                 f"native/{host}/files/{name}/{safe_relpath(path)}", service=name,
+                 meta={"dest": path})
+        for path, content in sorted(svc.files.items())
+    ]
+
+
+def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
+    # Imported here so each format module stays independent and only loaded together.
+    from blumeops.render import launchd, supervisor, systemd
+
+    out: list[Resource] = []
+    for name, svc in lab.services.items():
+        host = svc.native
+        if host is None or host not in lab.hosts:
+            continue
+        manager = service_manager(lab, host)
+        if svc.command is None:
+            pass  # nothing to run (the rules report it); its files still render
+        elif manager is ServiceManager.supervisor:
+            out.append(supervisor.program(name, svc, host, ctx))
+        elif manager is ServiceManager.launchd:
+            out.append(launchd.plist(name, svc, host))
+        elif manager is ServiceManager.systemd:
+            out.append(systemd.unit(name, svc, host, ctx))
+        out.extend(_files(lab, name, svc, host))
+    return out
