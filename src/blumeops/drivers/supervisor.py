@@ -1,0 +1,552 @@
+"""The supervisor driver: native services under a supervisord that blumeops owns.
+
+blumeops runs its own supervisord (never the system's), configured under the state dir:
+
+    STATE/supervisor/supervisord.conf   written here; includes programs/*.conf
+    STATE/supervisor/programs/NAME.conf one per service, rendered (docs/contracts.md)
+    STATE/secrets/NAME.env              resolved secret values, JSON, 0600
+    STATE/logs/NAME.log                 each program's output
+
+Observe reads the program files (what we last applied); status asks supervisord over
+XML-RPC on a unix socket. Apply writes files, then lets supervisord diff them
+(`reloadConfig`) and applies only the groups it reports: nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blumeops.drivers.process import (
+    DriverError,
+    cmdline,
+    pid_alive,
+    processes_with_env,
+    read_pidfile,
+    tail_file,
+    terminate,
+    wait_gone,
+    wait_until,
+)
+
+__all__ = ["ApplyResult", "DriverError", "ProgramStatus", "SupervisorDriver"]
+
+# Linux allows 107 bytes in a unix socket path, macOS 103: stay under both.
+MAX_SOCKET_PATH = 100
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "BACKOFF"}
+# The only variables supervisord (and so every program) inherits from the controller:
+# anything else in blumeops's environment (a vault key, tokens) stays out of services.
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM")
+
+
+@dataclass(frozen=True)
+class ProgramStatus:
+    name: str
+    state: str  # RUNNING, STARTING, BACKOFF, FATAL, EXITED, STOPPED, STOPPING, UNKNOWN
+    pid: int | None
+    description: str
+    exitstatus: int
+    spawnerr: str
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING"
+
+
+@dataclass
+class ApplyResult:
+    """What apply did. Names are program (= group) names; errors are per program."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)  # same body, new secrets (or asked)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def touched(self) -> bool:
+        return bool(self.added or self.changed or self.removed or self.restarted)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    """XML-RPC over supervisord's unix socket (stdlib only: supervisor.xmlrpc costs 90 ms)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__()
+        self._path = path
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        conn = self._connection[1]
+        if conn is None:
+            conn = _UnixConnection(self._path, self._timeout)
+            self._connection = (host, conn)
+        return conn
+
+
+class SupervisorDriver:
+    """Owns one supervisord for one state dir. Every method is safe to call repeatedly."""
+
+    def __init__(self, state_dir: Path, lab_dir: Path, timeout: float = 30.0) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.lab_dir = Path(lab_dir).resolve()
+        self.timeout = timeout
+        self.dir = self.state_dir / "supervisor"
+        self.programs_dir = self.dir / "programs"
+        self.secrets_dir = self.state_dir / "secrets"
+        self.logs_dir = self.state_dir / "logs"
+        self.conf_path = self.dir / "supervisord.conf"
+        self.pidfile = self.dir / "supervisord.pid"
+        self.log_path = self.logs_dir / "supervisord.log"
+        self.socket_path = self._socket_path()
+        self._proxy: Any = None
+
+    # -- paths and config ------------------------------------------------------------
+
+    def _socket_path(self) -> Path:
+        path = self.dir / "supervisord.sock"
+        if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+            return path
+        # A deep state dir would overflow sun_path (107 bytes on Linux, 103 on macOS):
+        # fall back to a short per-state-dir directory under /tmp, named by a hash so
+        # two labs never share it.
+        digest = hashlib.sha256(os.fsencode(self.state_dir)).hexdigest()[:12]
+        return Path("/tmp") / f"blumeops-{digest}" / "supervisord.sock"
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
+        env.setdefault("PATH", os.defpath)
+        env["BLUMEOPS_STATE_DIR"] = str(self.state_dir)
+        env["BLUMEOPS_LAB_DIR"] = str(self.lab_dir)
+        env["BLUMEOPS_PYTHON"] = sys.executable
+        return env
+
+    def config_text(self) -> str:
+        """supervisord.conf. The header records what the running daemon was started with,
+        so a changed lab dir or Python is noticed (the daemon must restart to see it)."""
+
+        def q(path: Path) -> str:  # supervisord expands %(...)s in values
+            return str(path).replace("%", "%%")
+
+        return "\n".join(
+            [
+                "; Written by blumeops: its own supervisord for this lab. Do not edit.",
+                f"; lab_dir: {self.lab_dir}",
+                f"; python: {sys.executable}",
+                "[unix_http_server]",
+                f"file={q(self.socket_path)}",
+                "chmod=0700",
+                "",
+                "[supervisord]",
+                f"logfile={q(self.log_path)}",
+                "logfile_maxbytes=5MB",
+                "logfile_backups=2",
+                f"pidfile={q(self.pidfile)}",
+                f"childlogdir={q(self.logs_dir)}",
+                f"directory={q(self.lab_dir)}",
+                "identifier=blumeops",
+                "nodaemon=false",
+                "minfds=256",
+                "minprocs=64",
+                "",
+                "[rpcinterface:supervisor]",
+                "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+                "",
+                "[supervisorctl]",
+                f"serverurl=unix://{q(self.socket_path)}",
+                "",
+                "[include]",
+                # Relative to this file: survives spaces in the state dir path.
+                "files = programs/*.conf",
+                "",
+            ]
+        )
+
+    # -- the daemon --------------------------------------------------------------------
+
+    @property
+    def rpc(self) -> Any:
+        if self._proxy is None:
+            transport = _UnixTransport(str(self.socket_path), self.timeout)
+            self._proxy = xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=transport)
+        return self._proxy
+
+    def _ping(self) -> bool:
+        if not self.socket_path.exists():
+            return False
+        try:
+            state = self.rpc.supervisor.getState()
+        except (OSError, http.client.HTTPException, xmlrpc.client.Error):
+            self._proxy = None  # reconnect next time
+            return False
+        return bool(state.get("statename") == "RUNNING")
+
+    def is_running(self) -> bool:
+        return self._ping()
+
+    def daemon_pid(self) -> int | None:
+        """The pid of our supervisord, if its pidfile names a live one."""
+        pid = read_pidfile(self.pidfile)
+        if pid is None or not pid_alive(pid):
+            return None
+        argv = cmdline(pid)
+        if argv is not None and str(self.conf_path) not in argv:
+            return None  # the pid was reused by something else
+        return pid
+
+    def ensure_running(self) -> None:
+        """Start supervisord unless it already answers; recover from a crashed one.
+
+        A daemon started with another config (lab dir moved, new Python) is restarted,
+        since supervisord reads ENV_ expansions only from the environment it started with.
+        """
+        for d in (self.programs_dir, self.secrets_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.secrets_dir.chmod(0o700)
+        conf = self.config_text()
+        current = self.conf_path.read_text() if self.conf_path.exists() else None
+        if self._ping():
+            if current == conf:
+                return
+            self.shutdown()
+        pid = self.daemon_pid()
+        if pid is not None and wait_until(self._ping, 5.0):
+            if current == conf:
+                return  # it was still starting
+            self.shutdown()
+        elif pid is not None:
+            terminate(pid)  # alive but deaf: a wedged daemon
+        self._recover()
+        self._write_atomic(self.conf_path, conf)
+        self._start()
+
+    def _recover(self) -> None:
+        """Clean up after a supervisord that died without stopping its programs.
+
+        Its programs keep running as orphans holding their ports: kill their process
+        groups, or the new daemon would start duplicates that fail to bind.
+        """
+        url = f"unix://{self.socket_path}"
+        for pid in list(processes_with_env("SUPERVISOR_SERVER_URL", url)):
+            try:
+                pgid = os.getpgid(pid)
+            except ProcessLookupError:
+                continue
+            if pgid == os.getpgrp():
+                terminate(pid)  # never signal our own group
+            else:
+                terminate(pgid, group=True)
+        self.pidfile.unlink(missing_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+
+    def _start(self) -> None:
+        self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        cmd = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf_path)]
+        # supervisord forks and the parent exits: config errors arrive on stderr first.
+        proc = subprocess.run(
+            cmd,
+            env=self._env(),
+            cwd=self.lab_dir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise DriverError(
+                f"supervisord failed to start (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()}\n{self._log_since(size)}"
+            )
+        if not wait_until(self._ping, self.timeout):
+            raise DriverError(
+                f"supervisord did not answer on {self.socket_path} within {self.timeout:.0f}s; "
+                f"its log ({self.log_path}) ends with:\n{self._log_since(size)}"
+            )
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-20:])
+
+    def shutdown(self) -> None:
+        """Stop every program and supervisord itself; return once nothing is left."""
+        pid = self.daemon_pid()
+        if self._ping():
+            try:
+                pid = pid or int(self.rpc.supervisor.getPID())
+                # Stop programs first, all at once, and poll ourselves: supervisord's own
+                # waits (shutdown, stop with wait=True) tick at its 1 s loop timeout.
+                self.rpc.supervisor.stopAllProcesses(False)
+                wait_until(self._all_stopped, self.timeout)
+            except (OSError, http.client.HTTPException, xmlrpc.client.Error, DriverError):
+                pass
+        if pid is not None:
+            self._stop_daemon(pid)
+        self._proxy = None
+        self._recover()  # anything left behind (a program that ignored SIGTERM, a crash)
+
+    def _stop_daemon(self, pid: int) -> None:
+        """Ask supervisord to exit and nudge it until it has.
+
+        Its main loop polls with a 1 s timeout and signals do not cut that short (Python
+        retries an interrupted poll), so a SIGTERM or the shutdown RPC takes effect only
+        at the next tick. A connection to its socket wakes the poll at once: connect
+        every 20 ms until it is gone.
+        """
+        try:
+            self.rpc.supervisor.shutdown()
+        except (OSError, http.client.HTTPException, xmlrpc.client.Error):
+            os.kill(pid, signal.SIGTERM)
+        self._proxy = None
+        deadline = time.monotonic() + self.timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(0.05)
+                sock.connect(str(self.socket_path))
+            wait_gone(pid, 0.02)
+        if pid_alive(pid):
+            terminate(pid, timeout=2.0)
+
+    def _all_stopped(self) -> bool:
+        return all(p.state in STOPPED_STATES for p in self.status().values())
+
+    # -- observe -----------------------------------------------------------------------
+
+    def observe(self) -> dict[str, str]:
+        """Program name -> the program file as applied (files on disk, no daemon call)."""
+        out: dict[str, str] = {}
+        try:
+            entries = sorted(os.scandir(self.programs_dir), key=lambda e: e.name)
+        except FileNotFoundError:
+            return out
+        for entry in entries:
+            if entry.name.endswith(".conf") and entry.is_file():
+                out[entry.name[: -len(".conf")]] = Path(entry.path).read_text()
+        return out
+
+    def status(self) -> dict[str, ProgramStatus]:
+        """Live state of every program supervisord knows, from one XML-RPC call."""
+        try:
+            infos = self.rpc.supervisor.getAllProcessInfo()
+        except (OSError, http.client.HTTPException, xmlrpc.client.Error) as e:
+            self._proxy = None
+            raise DriverError(f"supervisord is not answering on {self.socket_path}: {e}") from e
+        out: dict[str, ProgramStatus] = {}
+        for info in infos:
+            out[info["group"]] = ProgramStatus(
+                name=info["group"],
+                state=info["statename"],
+                pid=info["pid"] or None,
+                description=info["description"],
+                exitstatus=info["exitstatus"],
+                spawnerr=info["spawnerr"],
+            )
+        return out
+
+    def tail_log(self, name: str, lines: int = 20) -> str:
+        return tail_file(self.logs_dir / f"{name}.log", lines)
+
+    # -- apply -------------------------------------------------------------------------
+
+    def program_path(self, name: str) -> Path:
+        return self.programs_dir / f"{name}.conf"
+
+    def env_path(self, name: str) -> Path:
+        return self.secrets_dir / f"{name}.env"
+
+    def apply(
+        self,
+        upsert: dict[str, tuple[str, dict[str, str]]],
+        remove: Iterable[str] = (),
+        restart: Iterable[str] = (),
+    ) -> ApplyResult:
+        """Make the given programs exist with these bodies and secrets; remove others.
+
+        upsert: name -> (program file body, resolved secret values). Unchanged bodies
+        cost nothing; a program whose body is unchanged but whose secret values changed
+        is restarted (it reads them only at start). `restart` forces a restart of
+        programs that are otherwise unchanged. One program's failure is recorded in
+        `errors` and does not stop the others.
+        """
+        result = ApplyResult()
+        restart_set = set(restart)
+        old_bodies: dict[str, str | None] = {}
+        for name, (body, values) in sorted(upsert.items()):
+            if not NAME_RE.match(name):
+                result.errors[name] = f"invalid program name {name!r}"
+                continue
+            try:
+                if self._write_secrets(name, values):
+                    restart_set.add(name)
+                path = self.program_path(name)
+                old = path.read_text() if path.exists() else None
+                if old != body:
+                    old_bodies[name] = old
+                    self._write_atomic(path, body)
+            except OSError as e:
+                result.errors[name] = f"cannot write files: {e}"
+        removing = [n for n in remove if NAME_RE.match(n)]
+        for name in removing:
+            self.program_path(name).unlink(missing_ok=True)
+
+        if not old_bodies and not removing and not restart_set:
+            return result  # the no-op path: no daemon call at all
+        added, changed, removed = self._reload(old_bodies, result)
+
+        # Stop everything that must stop, together, then act on the groups.
+        restart_only = sorted((restart_set & set(upsert)) - set(added) - set(changed))
+        self._stop([*changed, *removed, *restart_only], result)
+        for name in removed:
+            self._call(result, name, "removeProcessGroup", name)
+        for name in changed:
+            self._call(result, name, "removeProcessGroup", name)
+        for name in [*added, *changed]:
+            # Start without waiting for startsecs so independent services start together.
+            if self._call(result, name, "addProcessGroup", name):
+                self._call(result, name, "startProcessGroup", name, False)
+        for name in restart_only:
+            if self._call(result, name, "startProcessGroup", name, False):
+                result.restarted.append(name)
+        for name in removing:
+            self.env_path(name).unlink(missing_ok=True)
+        result.added = sorted(n for n in added if n not in result.errors)
+        result.changed = sorted(n for n in changed if n not in result.errors)
+        result.removed = sorted(removed)
+        return result
+
+    def _reload(
+        self, old_bodies: dict[str, str | None], result: ApplyResult
+    ) -> tuple[list[str], list[str], list[str]]:
+        """reloadConfig; if one file is bad, find it, put back its old body, retry.
+
+        supervisord refuses the whole config when any one file is invalid; putting the
+        written files back and re-adding them one at a time isolates the bad ones (this
+        costs one reload per written file, only when something is wrong).
+        """
+        try:
+            return self._reload_once()
+        except xmlrpc.client.Fault as first:
+            if not old_bodies:
+                msg = f"supervisord rejected its config: {first.faultString}"
+                raise DriverError(msg) from first
+        new_bodies = {name: self.program_path(name).read_text() for name in old_bodies}
+        for name, old in old_bodies.items():
+            self._restore(name, old)
+        for name, body in new_bodies.items():
+            self._write_atomic(self.program_path(name), body)
+            try:
+                self._rpc_reload_check()
+            except xmlrpc.client.Fault as e:
+                result.errors[name] = f"invalid program file: {e.faultString}"
+                self._restore(name, old_bodies[name])
+        try:
+            return self._reload_once()
+        except xmlrpc.client.Fault as e:
+            raise DriverError(f"supervisord rejected its config: {e.faultString}") from e
+
+    def _restore(self, name: str, old: str | None) -> None:
+        if old is None:
+            self.program_path(name).unlink(missing_ok=True)
+        else:
+            self._write_atomic(self.program_path(name), old)
+
+    def _rpc_reload_check(self) -> None:
+        self.rpc.supervisor.reloadConfig()
+
+    def _reload_once(self) -> tuple[list[str], list[str], list[str]]:
+        try:
+            [[added, changed, removed]] = self.rpc.supervisor.reloadConfig()
+        except (OSError, http.client.HTTPException) as e:
+            self._proxy = None
+            raise DriverError(f"supervisord is not answering on {self.socket_path}: {e}") from e
+        return list(added), list(changed), list(removed)
+
+    def _stop(self, names: list[str], result: ApplyResult) -> None:
+        """Stop groups without waiting one by one, then wait for all of them at once."""
+        if not names:
+            return
+        pending = set()
+        for name in names:
+            if self._call(result, name, "stopProcessGroup", name, False):
+                pending.add(name)
+
+        def stopped() -> bool:
+            live = {p.name for p in self.status().values() if p.state not in STOPPED_STATES}
+            return not (pending & live)
+
+        if not wait_until(stopped, self.timeout):
+            for name in sorted(pending):
+                result.errors.setdefault(name, "did not stop in time")
+
+    def _call(self, result: ApplyResult, name: str, method: str, *args: Any) -> bool:
+        try:
+            getattr(self.rpc.supervisor, method)(*args)
+        except xmlrpc.client.Fault as e:
+            if "NOT_RUNNING" in e.faultString or "ALREADY_STARTED" in e.faultString:
+                return True
+            result.errors.setdefault(name, f"{method}: {e.faultString}")
+            return False
+        return True
+
+    def _write_secrets(self, name: str, values: dict[str, str]) -> bool:
+        """Write STATE/secrets/NAME.env if the values differ; True when they changed."""
+        path = self.env_path(name)
+        try:
+            old = json.loads(path.read_text()) if path.exists() else None
+        except (OSError, ValueError):
+            old = None
+        if not values:
+            if path.exists():
+                path.unlink()
+            return False
+        if old == values:
+            return False
+        from blumeops.secrets.envfile import write_env_file
+
+        self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_env_file(path, values)
+        return True
+
+    @staticmethod
+    def _write_atomic(path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
