@@ -25,11 +25,17 @@ from blumeops.render.prometheus import store_service
 DIAGRAM_NAMES = 8  # list service names in a diagram node up to this many, else count
 
 
-class Links:
-    """Wikilinks to host and service pages; path-qualified where a name is both."""
+class Index:
+    """What many pages need, computed once per render (routes, the lab's Prometheus), and
+    wikilinks to host and service pages, path-qualified where a name is both."""
 
     def __init__(self, lab: Lab) -> None:
         self.clash = set(lab.hosts) & set(lab.services)
+        self.prometheus = store_service(lab, "prometheus")
+        self.routes = resolve.routes(lab)
+        self.by_service: dict[str, list[resolve.ResolvedRoute]] = {}
+        for r in self.routes:
+            self.by_service.setdefault(r.service, []).append(r)
 
     def host(self, name: str) -> str:
         return f"[[hosts/{name}|{name}]]" if name in self.clash else f"[[{name}]]"
@@ -63,12 +69,12 @@ def _artifact(path: str, body: str, service: str | None = None) -> Resource:
                     service=service)
 
 
-def _where(lab: Lab, name: str, svc: Service, links: Links) -> str:
+def _where(lab: Lab, name: str, svc: Service, ix: Index) -> str:
     if svc.native is not None:
         manager = resolve.service_manager(lab, svc.native) if svc.native in lab.hosts else None
-        return f"native on {links.host(svc.native)}" + (f" ({manager.value})" if manager else "")
+        return f"native on {ix.host(svc.native)}" + (f" ({manager.value})" if manager else "")
     cluster = lab.clusters.get(svc.kubernetes or "")
-    on = f" on {links.host(cluster.host)}" if cluster else ""
+    on = f" on {ix.host(cluster.host)}" if cluster else ""
     return f"Kubernetes cluster `{svc.kubernetes}`{on}, namespace `{svc.namespace or name}`"
 
 
@@ -84,14 +90,14 @@ def _reach(lab: Lab, domain_key: str) -> str:
 # --- services -------------------------------------------------------------------------
 
 
-def service_page(lab: Lab, ctx: RenderContext, name: str, links: Links,
+def service_page(lab: Lab, ctx: RenderContext, name: str, ix: Index,
                  dependents: list[str]) -> str:
     svc = lab.services[name]
     body = [f"# {name}", ""]
     if svc.description:
         body += [svc.description, ""]
     facts: list[tuple[str, str]] = [("Runtime", svc.runtime),
-                                     ("Where", _where(lab, name, svc, links))]
+                                     ("Where", _where(lab, name, svc, ix))]
     if svc.image:
         facts.append(("Image", f"`{svc.image}`"))
     if svc.command:
@@ -100,7 +106,7 @@ def service_page(lab: Lab, ctx: RenderContext, name: str, links: Links,
         facts.append(("Ports", ", ".join(f"{p} `{n}`" for n, p in svc.ports.items())))
     body += table(["", ""], facts)
 
-    routes = resolve.service_routes(lab, name)
+    routes = ix.by_service.get(name, [])
     body += ["## Routes", ""]
     if routes:
         body += table(["URL", "Port", "Upstream", "Reachable from"], [
@@ -126,8 +132,8 @@ def service_page(lab: Lab, ctx: RenderContext, name: str, links: Links,
 
     body += ["## Metrics", ""]
     if svc.metrics is not None:
-        prom = store_service(lab, "prometheus")
-        by = links.service(prom) if prom else "Prometheus (none declared in the catalog)"
+        prom = ix.prometheus
+        by = ix.service(prom) if prom else "Prometheus (none declared in the catalog)"
         body += [f"Scraped by {by} as job `{name}`: port `{svc.metrics.port}`, "
                  f"path `{svc.metrics.path}`.", ""]
     else:
@@ -136,8 +142,8 @@ def service_page(lab: Lab, ctx: RenderContext, name: str, links: Links,
     body += ["## Backups", ""]
     if svc.backup and svc.native is not None:
         target = backup_target(lab)
-        to = f" to {links.host(target[0])}" if target else ""
-        body += [f"Backed up by borgmatic on {links.host(svc.native)}{to}:", ""]
+        to = f" to {ix.host(target[0])}" if target else ""
+        body += [f"Backed up by borgmatic on {ix.host(svc.native)}{to}:", ""]
         body += [f"- `{source_path(p, svc)}`" for p in svc.backup] + [""]
     elif svc.backup:
         body += ["Declares paths, but only native services are backed up today:", ""]
@@ -146,9 +152,9 @@ def service_page(lab: Lab, ctx: RenderContext, name: str, links: Links,
         body += ["None declared.", ""]
 
     body += ["## Depends on", ""]
-    body += [", ".join(links.service(d) for d in svc.depends_on) or "Nothing.", ""]
+    body += [", ".join(ix.service(d) for d in svc.depends_on) or "Nothing.", ""]
     body += ["## Needed by", ""]
-    body += [", ".join(links.service(d) for d in dependents) or "Nothing.", ""]
+    body += [", ".join(ix.service(d) for d in dependents) or "Nothing.", ""]
 
     body += ["## Secrets", ""]
     if svc.secrets:
@@ -165,7 +171,7 @@ def service_page(lab: Lab, ctx: RenderContext, name: str, links: Links,
 # --- hosts ----------------------------------------------------------------------------
 
 
-def host_page(lab: Lab, ctx: RenderContext, host: str, links: Links) -> str:
+def host_page(lab: Lab, ctx: RenderContext, host: str, ix: Index) -> str:
     spec = lab.hosts[host]
     manager = resolve.service_manager(lab, host)
     body = [f"# {host}", ""]
@@ -178,7 +184,7 @@ def host_page(lab: Lab, ctx: RenderContext, host: str, links: Links) -> str:
 
     native = sorted(n for n, s in lab.services.items() if s.native == host)
     body += ["## Native services", ""]
-    body += [f"- {links.service(n)}" + (f": {lab.services[n].description}"
+    body += [f"- {ix.service(n)}" + (f": {lab.services[n].description}"
                                          if lab.services[n].description else "")
              for n in native] or ["None."]
     body += [""]
@@ -188,29 +194,29 @@ def host_page(lab: Lab, ctx: RenderContext, host: str, links: Links) -> str:
         body += [f"## Cluster `{cluster}`", "",
                  f"Context `{lab.clusters[cluster].context}`, "
                  f"delivered by {lab.clusters[cluster].delivery}.", ""]
-        body += [f"- {links.service(n)}" for n in inside] or ["No services."]
+        body += [f"- {ix.service(n)}" for n in inside] or ["No services."]
         body += [""]
     proxies = sorted(f"`*.{d.suffix}`" for d in lab.domains.values() if d.host == host)
     if proxies:
         body += ["## Proxy", "", "Runs Caddy for " + ", ".join(proxies) + ". See [[routing]].",
                  ""]
     body += ["## Ports", ""]
-    rows = host_ports(lab, host, links)
+    rows = host_ports(lab, host, ix)
     body += table(["Port", "Service", "Name"], rows) if rows else ["None.", ""]
     body += ["## Related", "", "- [[ports]]", "- [[architecture]]"]
     return page(ctx, host, ["reference", "host", spec.role.value], body)
 
 
-def host_ports(lab: Lab, host: str, links: Links) -> list[tuple[int, str, str]]:
+def host_ports(lab: Lab, host: str, ix: Index) -> list[tuple[int, str, str]]:
     """(port, owner, port name) listening on a host: native services and its proxies."""
     rows: list[tuple[int, str, str]] = []
     for name, svc in lab.services.items():
         if svc.native == host:
-            rows += [(port, links.service(name), pname) for pname, port in svc.ports.items()]
+            rows += [(port, ix.service(name), pname) for pname, port in svc.ports.items()]
     for key, domain in lab.domains.items():
         if domain.proxy == "caddy" and domain.host == host:
             rows.append((domain.listen_port, f"proxy `*.{domain.suffix}`", key))
-    for r in resolve.routes(lab):
+    for r in ix.routes:
         if r.protocol == "tcp" and r.proxy_host == host and r.listen is not None:
             rows.append((r.listen, f"proxy `{r.hostname}` (tcp)", r.key))
     return sorted(set(rows))
@@ -219,35 +225,35 @@ def host_ports(lab: Lab, host: str, links: Links) -> list[tuple[int, str, str]]:
 # --- routing, ports -------------------------------------------------------------------
 
 
-def routing_page(lab: Lab, ctx: RenderContext, links: Links) -> str:
+def routing_page(lab: Lab, ctx: RenderContext, ix: Index) -> str:
     body = ["# Routing", "", "Every name the lab answers to, and where it goes.", "",
             "## Domains", ""]
     domains = []
     for key, d in sorted(lab.domains.items()):
-        mech = (f"Caddy reverse proxy on {links.host(d.host)}, TLS {d.tls.mode.value}"
+        mech = (f"Caddy reverse proxy on {ix.host(d.host)}, TLS {d.tls.mode.value}"
                 if d.proxy == "caddy" and d.host else "Tailscale MagicDNS")
         domains.append((f"`*.{d.suffix}`", key, mech, _reach(lab, key)))
     body += (table(["Domain", "Key", "Mechanism", "Reachable from"], domains)
              if domains else ["No domains declared.", ""]) + ["## Routes", ""]
     rows = []
-    for r in sorted(resolve.routes(lab), key=lambda r: (r.domain, r.name, r.service)):
+    for r in sorted(ix.routes, key=lambda r: (r.domain, r.name, r.service)):
         reach = _reach(lab, r.domain)
         audience = lab.services[r.service].audience
         if audience:
             reach += "; audience " + ", ".join(audience)
         rows.append((f"`{lab.domains[r.domain].suffix}`", f"`{r.hostname}`",
-                     links.service(r.service), f"`{r.upstream}`", reach))
+                     ix.service(r.service), f"`{r.upstream}`", reach))
     body += (table(["Domain", "Name", "Service", "Upstream", "Reachable from"], rows)
              if rows else ["No routes declared.", ""])
     body += ["## Related", "", "- [[ports]]", "- [[architecture]]"]
     return page(ctx, "Routing", ["reference", "routing"], body)
 
 
-def ports_page(lab: Lab, ctx: RenderContext, links: Links) -> str:
+def ports_page(lab: Lab, ctx: RenderContext, ix: Index) -> str:
     body = ["# Port map", "", "What listens where. Kubernetes ports are inside the cluster.",
             ""]
     for host in sorted(lab.hosts):
-        rows = host_ports(lab, host, links)
+        rows = host_ports(lab, host, ix)
         if not rows:
             continue
         # Clashes count services only: a proxy's listen port is usually its own service's.
@@ -255,12 +261,12 @@ def ports_page(lab: Lab, ctx: RenderContext, links: Links) -> str:
         for port, owner, _ in rows:
             if not owner.startswith("proxy"):
                 counts[port] = counts.get(port, 0) + 1
-        body += [f"## {links.host(host)}", ""]
+        body += [f"## {ix.host(host)}", ""]
         body += table(["Port", "Service", "Name"], [
             (f"{p} (clash)" if counts.get(p, 0) > 1 else p, owner, pname)
             for p, owner, pname in rows])
     for cluster in sorted(lab.clusters):
-        rows_k = sorted((port, links.service(name), pname, svc.namespace or name)
+        rows_k = sorted((port, ix.service(name), pname, svc.namespace or name)
                         for name, svc in lab.services.items() if svc.kubernetes == cluster
                         for pname, port in svc.ports.items())
         if rows_k:
@@ -302,7 +308,7 @@ def _mid(text: str) -> str:
     return "n_" + "".join(c if c.isalnum() else "_" for c in text)
 
 
-def architecture_page(lab: Lab, ctx: RenderContext, links: Links) -> str:
+def architecture_page(lab: Lab, ctx: RenderContext, ix: Index) -> str:
     tailnet = resolve.tailnet_name(lab)
     hosts = sorted(lab.hosts)
     body = ["# Architecture Overview", "",
@@ -320,14 +326,14 @@ def architecture_page(lab: Lab, ctx: RenderContext, links: Links) -> str:
         if native:
             what.append(f"{len(native)} native service{'s' if len(native) != 1 else ''}")
         what += [f"cluster `{c}`" for c in clusters]
-        body.append(f"- **{links.host(h)}** ({lab.hosts[h].role.value}): "
+        body.append(f"- **{ix.host(h)}** ({lab.hosts[h].role.value}): "
                     + (", ".join(what) or "no services"))
     body += ["", "## Service Routing", "", "```mermaid", "flowchart LR"]
     for key, domain in sorted(lab.domains.items()):
         via = f"Caddy on {domain.host}" if domain.proxy == "caddy" else "MagicDNS"
         body.append(f'  {_mid("d_" + key)}["*.{domain.suffix}<br/>{via}"]')
         groups: dict[str, list[str]] = {}
-        for r in resolve.routes(lab):
+        for r in ix.routes:
             if r.domain == key:
                 svc = lab.services[r.service]
                 where = svc.native or f"cluster {svc.kubernetes}"
@@ -341,7 +347,7 @@ def architecture_page(lab: Lab, ctx: RenderContext, links: Links) -> str:
              "```mermaid", "flowchart LR"]
     body += _data_flow(lab)
     body += ["```", "", "## Related", "", "- [[routing]]", "- [[ports]]"]
-    body += [f"- {links.host(h)}" for h in hosts]
+    body += [f"- {ix.host(h)}" for h in hosts]
     return page(ctx, "Architecture", ["reference", "architecture"], body)
 
 
@@ -391,17 +397,17 @@ def _data_flow(lab: Lab) -> list[str]:
 
 
 def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
-    links = Links(lab)
+    ix = Index(lab)
     dependents: dict[str, list[str]] = {}
     for name, svc in lab.services.items():
         for dep in svc.depends_on:
             dependents.setdefault(dep, []).append(name)
-    out = [_artifact(f"docs/hosts/{h}.md", host_page(lab, ctx, h, links))
+    out = [_artifact(f"docs/hosts/{h}.md", host_page(lab, ctx, h, ix))
            for h in sorted(lab.hosts)]
     out += [_artifact(f"docs/services/{n}.md",
-                      service_page(lab, ctx, n, links, sorted(dependents.get(n, []))), n)
+                      service_page(lab, ctx, n, ix, sorted(dependents.get(n, []))), n)
             for n in sorted(lab.services)]
-    out += [_artifact("docs/routing.md", routing_page(lab, ctx, links)),
-            _artifact("docs/ports.md", ports_page(lab, ctx, links)),
-            _artifact("docs/architecture.md", architecture_page(lab, ctx, links))]
+    out += [_artifact("docs/routing.md", routing_page(lab, ctx, ix)),
+            _artifact("docs/ports.md", ports_page(lab, ctx, ix)),
+            _artifact("docs/architecture.md", architecture_page(lab, ctx, ix))]
     return out
