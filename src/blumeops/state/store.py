@@ -220,9 +220,12 @@ class Store:
     # resources
 
     def resources(self, target: str | None = None) -> dict[str, ResourceRow]:
-        sql = "SELECT * FROM resources" + (" WHERE target = ?" if target else "")
-        rows = self._query(sql + " ORDER BY id", [target] if target else [])
-        return {r["id"]: ResourceRow(**dict(r)) for r in rows}
+        # Plain tuples in dataclass field order: this runs on every plan, over every row.
+        sql = ("SELECT id, target, kind, name, digest, service, secrets_fp, applied_at"
+               " FROM resources" + (" WHERE target = ?" if target else "") + " ORDER BY id")
+        with self._lock:
+            rows = self._db.execute(sql, (target,) if target else ()).fetchall()
+        return {r[0]: ResourceRow(*r) for r in rows}
 
     def record_resource(self, id: str, target: str, kind: str, name: str, digest: str,
                         service: str | None = None, secrets_fp: str | None = None) -> None:
