@@ -45,6 +45,9 @@ CLUSTER_SCOPED = frozenset({"Namespace", "ClusterSecretStore"})
 _PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=-]*(:[A-Za-z0-9_./@+=-]+)*$")
 _RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
+# Characters YAML will not read raw (non-printables, and line breaks beyond \n).
+_UNSAFE = re.compile("[^\x09\x0a\x0d\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+                     "|[\u2028\u2029\ufeff]")
 
 
 def _implicit_tag(value: str) -> str:
@@ -60,9 +63,13 @@ def _scalar_str(value: str) -> str:
         return value
     if value and value.isprintable() and value == value.strip():
         return "'" + value.replace("'", "''") + "'"
-    # JSON's double-quoted form is valid YAML; escape the line breaks JSON leaves raw.
-    text = json.dumps(value, ensure_ascii=False)
-    return text.replace("\u0085", "\\N").replace("\u2028", "\\L").replace("\u2029", "\\P")
+    # JSON's double-quoted form is valid YAML once what YAML may not hold raw is escaped.
+    return _UNSAFE.sub(_escape, json.dumps(value, ensure_ascii=False))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _scalar(value: Any) -> str:

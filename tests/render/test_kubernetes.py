@@ -1,0 +1,273 @@
+"""Kubernetes manifests: golden files, strict schema checks, properties, locality."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kubernetes_validate.utils import all_versions
+
+from blumeops.catalog.model import Lab
+from blumeops.catalog.synthetic import synthetic_lab
+from blumeops.engine.resources import Resource
+from blumeops.render import RenderContext
+from blumeops.render.kubernetes import dump_yaml, kubernetes_notes, render
+from conftest import GOLDEN, check_golden, load_data
+
+# Kinds kubernetes_validate has schemas for; CRDs (ExternalSecret, ...) are checked by golden.
+CORE_KINDS = {"Namespace", "Deployment", "StatefulSet", "Service", "PersistentVolumeClaim",
+              "Ingress"}
+
+
+def schema_version(version: str) -> str:
+    """Catalog '1.31' -> '1.31.0': the schema set kubernetes_validate ships for it."""
+    major_minor = ".".join(version.removeprefix("v").split(".")[:2])
+    shipped = f"{major_minor}.0"
+    assert shipped in all_versions(), f"kubernetes_validate has no schemas for {version}"
+    return shipped
+
+
+def small_lab_data() -> dict[str, Any]:
+    """Three Kubernetes services touching every feature: the golden-file lab."""
+    return {
+        "lab": "small",
+        "tailnet": {"name": "tail1234.ts.net"},
+        "domains": {
+            "ops": {"suffix": "ops.example.com", "proxy": "caddy", "host": "box"},
+            "ts": {"suffix": "tail1234.ts.net", "proxy": "magicdns"},
+        },
+        "hosts": {"box": {"role": "compute", "os": "linux"}},
+        "clusters": {"kind": {"host": "box", "context": "kind-box", "kubernetes_version": "1.31",
+                              "repo_url": "https://git.example.com/lab.git", "path": "out"}},
+        "services": {
+            "web": {
+                "kubernetes": "kind",
+                "image": "example/web:2.0",
+                "args": ["--listen=:8080", "*.conf"],
+                "ports": {"http": 8080, "metrics": 9100},
+                "routes": {"www.ops": "http", "web.ts": "http"},
+                "health": {"http": "/healthz", "timeout": 2.5},
+                "metrics": {"port": "metrics"},
+                "environment": {"LOG_LEVEL": "info", "WORKERS": 4, "DEBUG": False},
+                "secrets": {
+                    "API_TOKEN": "op://homelab/web/api-token",
+                    "SESSION_KEY": "vault:web/session-key",
+                    "TLS_KEY": {"ref": "op://infra/web-tls/private-key",
+                                "file": "/etc/web/tls.key"},
+                },
+                "storage": {"uploads": {"size": "2Gi", "mount": "/srv/uploads",
+                                        "storage_class": "standard"}},
+                "depends_on": ["db"],
+            },
+            "db": {
+                "kubernetes": "kind",
+                "namespace": "data",
+                "image": "postgres:16",
+                "ports": {"pg": 5432},
+                "routes": {"db.ops": {"port": "pg", "protocol": "tcp", "listen": 5432}},
+                "health": {"tcp": "pg"},
+                "metrics": {"port": "pg", "path": "/stats"},
+                "secrets": {"POSTGRES_PASSWORD": "vault:db/password"},
+                "storage": {"pgdata": {"size": "10Gi", "mount": "/var/lib/postgresql/data",
+                                       "per_pod": True}},
+            },
+            "worker": {
+                "kubernetes": "kind",
+                "namespace": "data",
+                "image": "example/worker:1.0",
+                "replicas": 2,
+                "health": {"command": ["worker", "--check"]},
+                "depends_on": ["db"],
+            },
+        },
+    }
+
+
+@pytest.fixture
+def small_lab(tmp_path: Path) -> Lab:
+    result = load_data(tmp_path, small_lab_data())
+    assert result.lab is not None, [str(d) for d in result.diagnostics]
+    return result.lab
+
+
+def docs(resources: list[Resource]) -> list[tuple[Resource, dict[str, Any]]]:
+    return [(r, yaml.safe_load(r.body)) for r in resources]
+
+
+def assert_strictly_valid(lab: Lab, resources: list[Resource]) -> int:
+    """Every core manifest passes kubernetes_validate's strict schema; returns how many."""
+    checked = 0
+    for res, doc in docs(resources):
+        if res.kind not in CORE_KINDS:
+            continue
+        cluster = res.target.partition("@")[2]
+        version = schema_version(lab.clusters[cluster].kubernetes_version)
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{res.path}: {path}: {exc.message}")
+        checked += 1
+    return checked
+
+
+def assert_unique(resources: list[Resource]) -> None:
+    ids = [r.id for r in resources]
+    paths = [r.path for r in resources]
+    assert len(ids) == len(set(ids)), "duplicate resource ids"
+    assert len(paths) == len(set(paths)), "duplicate paths"
+
+
+# --- golden -------------------------------------------------------------------------
+
+
+def test_golden_small_lab(small_lab: Lab) -> None:
+    resources = render(small_lab, RenderContext())
+    written = set()
+    for res in resources:
+        name = "kubernetes/" + res.path.removeprefix("kubernetes/")
+        check_golden(name, res.body)
+        written.add(name)
+    on_disk = {str(p.relative_to(GOLDEN)) for p in (GOLDEN / "kubernetes").rglob("*.yaml")}
+    assert on_disk == written, "stale golden files: remove them"
+
+
+def test_small_lab_shape(small_lab: Lab) -> None:
+    by_path = {r.path: (r, doc) for r, doc in docs(render(small_lab, RenderContext()))}
+    base = "kubernetes/kind/"
+    # web: Deployment (shared claim -> Recreate), Ingress on the MagicDNS name, secrets.
+    _, web = by_path[base + "web/deployment-web.yaml"]
+    assert web["spec"]["strategy"] == {"type": "Recreate"}
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["WORKERS"]["value"] == "4" and env["DEBUG"]["value"] == "false"
+    assert env["API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "web", "key": "API_TOKEN"}
+    assert "TLS_KEY" not in env  # delivered as a file instead
+    assert {"name": "blumeops-secret-files", "mountPath": "/etc/web/tls.key",
+            "subPath": "TLS_KEY", "readOnly": True} in container["volumeMounts"]
+    assert web["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+    _, ingress = by_path[base + "web/ingress-web.yaml"]
+    assert ingress["spec"]["tls"] == [{"hosts": ["web"]}]
+    assert ingress["spec"]["defaultBackend"]["service"] == {"name": "web", "port": {"name": "http"}}
+    res, secret = by_path[base + "web/externalsecret-web.yaml"]
+    assert res.name == "web/web" and secret["spec"]["target"]["name"] == "web"
+    remote = {d["secretKey"]: d["remoteRef"] for d in secret["spec"]["data"]}
+    assert remote == {"API_TOKEN": {"key": "web", "property": "api-token"},
+                      "SESSION_KEY": {"key": "web/session-key"},
+                      "TLS_KEY": {"key": "web-tls", "property": "private-key"}}
+    # db: per-pod storage -> StatefulSet with a headless Service; tcp route -> exposed Service.
+    _, db = by_path[base + "db/statefulset-db.yaml"]
+    assert db["spec"]["serviceName"] == "db-headless"
+    assert db["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "pgdata"
+    probe = db["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["tcpSocket"] == {"port": "pg"}
+    assert by_path[base + "db/service-db-headless.yaml"][1]["spec"]["clusterIP"] == "None"
+    svc = by_path[base + "db/service-db.yaml"][1]
+    assert svc["metadata"]["annotations"]["tailscale.com/expose"] == "true"
+    assert base + "db/ingress-db.yaml" not in by_path
+    # worker shares db's namespace: the Namespace belongs to db alone.
+    assert base + "db/namespace-data.yaml" in by_path
+    assert not any(p.startswith(base + "worker/namespace") for p in by_path)
+    assert base + "worker/service-worker.yaml" not in by_path  # no ports, no Service
+    store_res, store = by_path[base + "_cluster/clustersecretstore-onepassword.yaml"]
+    assert store_res.name == "onepassword" and store_res.service is None
+    assert store["spec"]["provider"]["onepassword"]["vaults"] == {"homelab": 1, "infra": 2}
+    # resources carry the catalog's service and dependencies
+    res = by_path[base + "web/deployment-web.yaml"][0]
+    assert (res.target, res.kind, res.name) == ("k8s@kind", "Deployment", "web/web")
+    assert res.service == "web" and res.depends_on == ("db",)
+
+
+def test_notes(small_lab: Lab) -> None:
+    assert kubernetes_notes(small_lab) == []
+    data = small_lab_data()
+    data["services"]["web"]["replicas"] = 3
+    lab = Lab.model_validate(data)
+    assert any("3 replicas" in n for n in kubernetes_notes(lab))
+
+
+# --- strict schemas -----------------------------------------------------------------
+
+
+def test_small_lab_strictly_valid(small_lab: Lab) -> None:
+    assert assert_strictly_valid(small_lab, render(small_lab, RenderContext())) == 10
+
+
+def test_example_lab_strictly_valid(blumeops_lab: Lab) -> None:
+    resources = render(blumeops_lab, RenderContext())
+    assert_unique(resources)
+    kinds = {r.kind for r in resources}
+    assert kinds >= CORE_KINDS
+    assert assert_strictly_valid(blumeops_lab, resources) >= 40
+
+
+def test_strict_validation_catches_unknown_fields(blumeops_lab: Lab) -> None:
+    """Guards the guard: strict mode really rejects a field Kubernetes does not know."""
+    res = next(r for r in render(blumeops_lab, RenderContext()) if r.kind == "Deployment")
+    doc = yaml.safe_load(res.body)
+    doc["spec"]["template"]["spec"]["containers"][0]["healthcheck"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, schema_version("1.31"), strict=True)
+
+
+def test_schema_version_mapping() -> None:
+    assert schema_version("1.31") == "1.31.0"
+    assert schema_version("v1.30.4") == "1.30.0"
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(services=st.integers(1, 24), hosts=st.integers(1, 5), seed=st.integers(0, 50))
+def test_synthetic_labs_valid_and_unique(services: int, hosts: int, seed: int) -> None:
+    lab = Lab.model_validate(synthetic_lab(services, hosts, seed))
+    resources = render(lab, RenderContext())
+    assert_unique(resources)
+    k8s = [n for n, s in lab.services.items() if s.kubernetes]
+    assert assert_strictly_valid(lab, resources) >= 4 * len(k8s)
+
+
+# --- locality and determinism -------------------------------------------------------
+
+
+def test_image_change_touches_only_that_service(blumeops_lab: Lab) -> None:
+    before = {r.path: r.body for r in render(blumeops_lab, RenderContext())}
+    services = dict(blumeops_lab.services)
+    services["miniflux"] = services["miniflux"].model_copy(update={"image": "miniflux:2.2.5"})
+    changed_lab = blumeops_lab.model_copy(update={"services": services})
+    after = {r.path: r.body for r in render(changed_lab, RenderContext())}
+    assert before.keys() == after.keys()
+    changed = [p for p in before if before[p] != after[p]]
+    assert changed == ["kubernetes/minikube/miniflux/deployment-miniflux.yaml"]
+
+
+def test_deterministic(blumeops_lab: Lab) -> None:
+    first = render(blumeops_lab, RenderContext())
+    second = render(Lab.model_validate(blumeops_lab.model_dump()), RenderContext())
+    assert [(r.id, r.path, r.body) for r in first] == [(r.id, r.path, r.body) for r in second]
+
+
+# --- YAML emitter -------------------------------------------------------------------
+
+
+def test_dump_yaml_matches_pyyaml(blumeops_lab: Lab, small_lab: Lab) -> None:
+    """The fast emitter writes what yaml.safe_dump (no line wrapping) would."""
+    for lab in (blumeops_lab, small_lab):
+        for res, doc in docs(render(lab, RenderContext())):
+            body = res.body.split("\n", 2)[2]  # drop the two header lines
+            assert body == yaml.safe_dump(doc, sort_keys=False, width=float("inf")), res.path
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+))
+@settings(max_examples=150, deadline=None)
+def test_dump_yaml_round_trips(value: Any) -> None:
+    doc = {"value": value}
+    assert yaml.safe_load(dump_yaml(doc)) == doc
