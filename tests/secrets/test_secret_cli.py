@@ -43,6 +43,19 @@ def test_set_get_ls_rm(lab: Path) -> None:
     assert run("ls", str(lab)).stdout == "demo/api-token\n"
 
 
+def test_ls_reports_names_the_catalog_misses(lab: Path) -> None:
+    (lab / "lab.yaml").write_text(
+        "lab: t\nhosts:\n  box: {role: compute, os: linux, service_manager: supervisor}\n"
+        "services:\n  api:\n    native: box\n    command: [python3, api.py]\n"
+        "    secrets: {API_TOKEN: 'vault:demo/api-token', OTHER: 'vault:present'}\n")
+    run("set", str(lab), "present", "--value", "v")
+    r = run("ls", str(lab))
+    assert r.stdout == "present\n"
+    assert "missing: demo/api-token (used by api)" in r.stderr
+    data = json.loads(run("ls", str(lab), "-o", "json").stdout)
+    assert data["missing"] == [{"name": "demo/api-token", "services": ["api"]}]
+
+
 def test_stdin_value_strips_one_newline(lab: Path) -> None:
     assert run("set", str(lab), "s", input="from stdin\n").exit_code == 0
     assert run("get", str(lab), "s", "-n").stdout == "from stdin"

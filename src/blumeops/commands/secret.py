@@ -115,22 +115,50 @@ def get(first: str, second: str | None, no_newline: bool) -> None:
     click.echo(value, nl=not no_newline)
 
 
+def referenced(lab: Path | None) -> dict[str, list[str]]:
+    """vault NAME -> services referencing it, if the catalog loads (else empty)."""
+    from blumeops.catalog.loader import load_lab
+
+    result = load_lab(lab)
+    if result.lab is None:
+        return {}
+    refs: dict[str, list[str]] = {}
+    for service, svc in sorted(result.lab.services.items()):
+        for ref in svc.secrets.values():
+            if ref.ref.startswith("vault:"):
+                refs.setdefault(ref.ref.removeprefix("vault:"), []).append(service)
+    return refs
+
+
 @secret.command("ls")
 @click.argument("lab", required=False, type=click.Path(path_type=Path))
 @OUTPUT_OPTION
 def ls(lab: Path | None, output: str) -> None:
-    """List secret names (never values)."""
+    """List secret names (never values), and names the catalog uses but the vault lacks.
+
+    Exit 0 even when some are missing; `validate` and `plan` are the gates.
+    """
     vault = open_vault(lab)
     try:
         names = vault.names()
     except SecretError as exc:
         die(str(exc))
+    used = referenced(lab)
+    missing = {n: services for n, services in sorted(used.items()) if n not in names}
     if output == "json":
-        emit_json({"vault": str(vault.path), "names": names})
-    elif names:
+        emit_json({
+            "vault": str(vault.path),
+            "names": names,
+            "missing": [{"name": n, "services": s} for n, s in missing.items()],
+        })
+        return
+    if names:
         click.echo("\n".join(names))
     else:
         click.echo(f"no secrets in {vault.path}", err=True)
+    for n, services in missing.items():
+        click.echo(f"missing: {n} (used by {', '.join(services)}); add it with "
+                   f"`blumeops secret set {f'{lab} ' if lab else ''}{n}`", err=True)
 
 
 @secret.command("rm")
