@@ -22,7 +22,10 @@ def emit_json(data: Any) -> None:
 def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output keeps whole lines (URLs, ids) instead of rich's 80-column default.
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 def fail(message: str, code: int = 1) -> None:

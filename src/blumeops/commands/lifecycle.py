@@ -1,0 +1,316 @@
+"""`plan`, `apply`, `up`, `down`, `status` and `check`: running a lab on this machine."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from blumeops.commands.catalog import LAB_ARGUMENT, load_or_exit
+from blumeops.output import OUTPUT_OPTION, console, emit_json
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATE_OPTION = click.option(
+    "--state-dir", type=click.Path(path_type=Path), default=None,
+    help="state directory (default: $BLUMEOPS_STATE_DIR or ~/.local/state/blumeops/LAB)",
+)
+YES_OPTION = click.option("--yes", "-y", is_flag=True, help="apply without asking")
+
+HEALTH_STYLE = {"Healthy": "green", "Progressing": "yellow", "Degraded": "red",
+                "Missing": "red", "Unknown": "dim"}
+
+
+class Session:
+    """A loaded lab with its runtime and state store, for one command."""
+
+    def __init__(self, lab_arg: Path | None, state_dir: Path | None) -> None:
+        from blumeops.engine.local import LocalRuntime
+        from blumeops.engine.paths import state_dir as default_state_dir
+        from blumeops.state.store import Store
+
+        result = load_or_exit(lab_arg)
+        assert result.lab is not None
+        self.result = result
+        self.lab = result.lab
+        self.state_dir = default_state_dir(self.lab.lab, state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime = LocalRuntime(self.lab, result.path, self.state_dir)
+        self.store = Store(self.state_dir)
+        self.source = result.path.name
+
+    def close(self) -> None:
+        self.store.close()
+
+
+@contextmanager
+def session(lab: Path | None, state_dir: Path | None) -> Iterator[Session]:
+    """Open a session; turn driver and secret errors into a message and exit code 1."""
+    from blumeops.drivers.process import DriverError
+    from blumeops.secrets.errors import SecretError
+    from blumeops.state.store import StateError
+
+    s = Session(lab, state_dir)
+    try:
+        yield s
+    except (DriverError, SecretError, StateError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    finally:
+        s.close()
+
+
+# -- printing ---------------------------------------------------------------------------
+
+
+def print_plan(plan: Any, notes: list[str]) -> None:
+    out = console()
+    for note in notes:
+        out.print(f"[dim]note: {note}[/dim]")
+    marks = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
+    for change in plan.pending:
+        mark, style = marks[change.action]
+        out.print(f"[{style}]{mark} {change.action:<6}[/{style}] {change.id}"
+                  + (f"  [dim]({'; '.join(change.reasons)})[/dim]" if change.reasons else ""))
+        if change.diff:
+            for line in change.diff.splitlines()[2:]:
+                colour = "green" if line.startswith("+") else "red" if line.startswith("-") \
+                    else "dim"
+                out.print(f"    [{colour}]{_escape(line)}[/{colour}]")
+    c = plan.counts()
+    if plan.has_changes:
+        out.print(f"Plan: {c['create']} to create, {c['update']} to update, "
+                  f"{c['delete']} to delete, {c['unchanged']} unchanged.")
+    else:
+        out.print(f"No changes: {c['unchanged']} resources match the catalog.")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def print_health(healths: list[Any], last_change: dict[str, str] | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    for col in ("SERVICE", "HEALTH", "STATE", "URL", "DETAIL"):
+        table.add_column(col)
+    if last_change is not None:
+        table.add_column("LAST CHANGE")
+    for h in healths:
+        style = HEALTH_STYLE.get(h.health.value, "")
+        row = [h.service, f"[{style}]{h.health.value}[/{style}]", h.state or "-",
+               "\n".join(h.urls) or "-", _escape(h.detail[:120])]
+        if last_change is not None:
+            row.append(last_change.get(h.service, "-"))
+        table.add_row(*row)
+    console().print(table)
+
+
+def progress_printer(output: str) -> Callable[[str, str], None]:
+    def say(who: str, message: str) -> None:
+        if output == "text":
+            click.echo(f"  {who}: {message}", err=True)
+
+    return say
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@click.command()
+@LAB_ARGUMENT
+@STATE_OPTION
+@OUTPUT_OPTION
+def plan(lab: Path | None, state_dir: Path | None, output: str) -> None:
+    """Show what apply would change. Exit 0 no changes, 2 changes pending, 1 error."""
+    from blumeops.engine.apply import prepare
+
+    with session(lab, state_dir) as s:
+        prepared = prepare(s.runtime, s.store, s.source)
+        if output == "json":
+            emit_json({**prepared.plan.as_dict(), "errors": prepared.errors,
+                       "notes": s.runtime.notes()})
+        else:
+            print_plan(prepared.plan, s.runtime.notes())
+            for service, error in prepared.errors.items():
+                click.echo(f"error: {service}: {error}", err=True)
+    if prepared.errors:
+        raise SystemExit(1)
+    raise SystemExit(2 if prepared.plan.has_changes else 0)
+
+
+def run_apply(s: Session, yes: bool, output: str, wait: float = 30.0) -> Any:
+    """Plan, confirm, apply and report; shared by `apply` and `up`."""
+    from blumeops.engine.apply import apply as do_apply
+    from blumeops.engine.apply import final_health, prepare
+
+    prepared = prepare(s.runtime, s.store, s.source)
+    if output == "text":
+        print_plan(prepared.plan, s.runtime.notes())
+    if not prepared.plan.has_changes and not prepared.errors:
+        healths = final_health(s.runtime)
+        if output == "json":
+            emit_json({"ok": True, "plan": prepared.plan.as_dict(), "applied": [],
+                       "failed": {}, "services": [h.as_dict() for h in healths]})
+        else:
+            print_health(healths)
+        return None
+    if prepared.plan.has_changes and not yes:
+        if not sys.stdin.isatty():
+            click.echo("error: refusing to apply without --yes (stdin is not a terminal)",
+                       err=True)
+            raise SystemExit(1)
+        if not click.confirm("Apply these changes?", default=False):
+            click.echo("Nothing applied.", err=True)
+            raise SystemExit(1)
+    revision = s.store.get("revision") or ""
+    report = do_apply(s.runtime, prepared, s.store, progress_printer(output), revision, wait)
+    report.health = final_health(s.runtime)
+    if output == "json":
+        emit_json(report.as_dict())
+    else:
+        print_health(report.health)
+        if report.failed:
+            for who, error in report.failed.items():
+                click.echo(f"failed: {who}: {error}", err=True)
+        click.echo(f"Applied {len(report.applied)} changes in {report.duration:.2f}s"
+                   + (f"; {len(report.failed)} failed" if report.failed else "."), err=True)
+    return report
+
+
+@click.command()
+@LAB_ARGUMENT
+@STATE_OPTION
+@YES_OPTION
+@OUTPUT_OPTION
+def apply(lab: Path | None, state_dir: Path | None, yes: bool, output: str) -> None:
+    """Apply the catalog on this machine: shows the plan, asks, then applies it."""
+    with session(lab, state_dir) as s:
+        report = run_apply(s, yes, output)
+    raise SystemExit(0 if report is None or report.ok else 1)
+
+
+@click.command()
+@LAB_ARGUMENT
+@STATE_OPTION
+@click.option("--detach", "-d", is_flag=True,
+              help="return once the lab is healthy, leaving it running")
+@click.option("--interval", type=float, default=5.0, show_default=True,
+              help="seconds between drift checks in the foreground")
+@YES_OPTION
+@OUTPUT_OPTION
+def up(lab: Path | None, state_dir: Path | None, detach: bool, interval: float, yes: bool,
+       output: str) -> None:
+    """Apply, then keep the lab so: re-apply when the catalog changes, heal drift.
+
+    In the foreground, Ctrl-C stops the lab (as `blumeops down`). With --detach it
+    returns once the lab is applied, leaving it running.
+    """
+    from blumeops.engine.health import Health
+
+    with session(lab, state_dir) as s:
+        report = run_apply(s, True, output)
+        ok = report is None or report.ok
+        if detach:
+            healths = report.health if report is not None else []
+            bad = [h for h in healths if h.health in (Health.degraded, Health.missing)]
+            raise SystemExit(0 if ok and not bad else 1)
+    from blumeops.engine.watch import watch_local
+
+    try:
+        watch_local(lab, state_dir, interval, output)
+    except KeyboardInterrupt:
+        click.echo("\nstopping the lab", err=True)
+        with session(lab, state_dir) as s:
+            stop_lab(s)
+
+
+def stop_lab(s: Session) -> list[str]:
+    """Stop every service, Caddy and supervisord; forget what was applied."""
+    stopped: list[str] = []
+    sup = s.runtime.supervisor
+    if sup.is_running() or sup.daemon_pid():
+        stopped.extend(sup.observe())
+        sup.shutdown()
+    for path in list(sup.programs_dir.glob("*.conf")) + list(sup.secrets_dir.glob("*.env")):
+        path.unlink(missing_ok=True)
+    caddy = s.runtime.caddy
+    if caddy.running_pid() or caddy.is_running():
+        caddy.shutdown()
+        stopped.append("caddy")
+    s.store.forget_many(list(s.store.resources()))
+    s.store.event("stopped", f"lab stopped: {', '.join(stopped) or 'nothing was running'}")
+    return stopped
+
+
+@click.command()
+@LAB_ARGUMENT
+@STATE_OPTION
+@OUTPUT_OPTION
+def down(lab: Path | None, state_dir: Path | None, output: str) -> None:
+    """Stop every service, Caddy and supervisord, leaving no process behind."""
+    with session(lab, state_dir) as s:
+        stopped = stop_lab(s)
+    if output == "json":
+        emit_json({"stopped": stopped})
+    else:
+        click.echo(f"Stopped: {', '.join(stopped)}" if stopped else "Nothing was running.")
+
+
+@click.command()
+@LAB_ARGUMENT
+@STATE_OPTION
+@OUTPUT_OPTION
+def status(lab: Path | None, state_dir: Path | None, output: str) -> None:
+    """Each service's state, health, URLs and last change."""
+    from blumeops.engine.apply import final_health
+    from blumeops.engine.health import worst
+
+    with session(lab, state_dir) as s:
+        healths = final_health(s.runtime)
+        last: dict[str, str] = {}
+        for event in reversed(s.store.events(limit=500)):
+            if event.service:
+                last[event.service] = f"{event.at[:19]} {event.kind}"
+        sync = s.store.last_sync()
+    lab_health = worst([h.health for h in healths])
+    if output == "json":
+        emit_json({
+            "lab": s.lab.lab, "health": lab_health.value,
+            "last_sync": None if sync is None else {
+                "revision": sync.revision, "result": sync.result, "at": sync.started_at,
+                "duration_s": sync.duration_s},
+            "services": [{**h.as_dict(), "last_change": last.get(h.service)} for h in healths],
+        })
+        return
+    print_health(healths, last)
+    click.echo(f"Lab {s.lab.lab}: {lab_health.value}")
+
+
+@click.command()
+@LAB_ARGUMENT
+@STATE_OPTION
+@OUTPUT_OPTION
+def check(lab: Path | None, state_dir: Path | None, output: str) -> None:
+    """Probe every route through Caddy and every service directly."""
+    from blumeops.engine.check import run_checks
+
+    with session(lab, state_dir) as s:
+        results = run_checks(s.runtime)
+    failed = [r for r in results if not r.ok]
+    if output == "json":
+        emit_json({"ok": not failed, "checks": [r.as_dict() for r in results]})
+    else:
+        out = console()
+        for r in results:
+            mark = "[green]ok  [/green]" if r.ok else "[red]FAIL[/red]"
+            out.print(f"{mark} {r.kind:<7} {r.name:<40} {_escape(r.detail)}")
+        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    raise SystemExit(1 if failed else 0)

@@ -1,0 +1,75 @@
+"""The files driver: configuration files a native service needs, on this machine.
+
+Each file is written atomically (temp file + rename) so a service never reads half a
+file; files of a service with secrets get mode 0600. Relative paths resolve against the
+service's working directory (the lab directory by default). What was written is listed
+in STATE/files.json so files dropped from the catalog can be removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+class FilesDriver:
+    def __init__(self, state_dir: Path, lab_dir: Path) -> None:
+        self.lab_dir = Path(lab_dir).resolve()
+        self.index_path = Path(state_dir) / "files.json"
+
+    def resolve(self, dest: str, workdir: str | None) -> Path:
+        base = self.lab_dir / workdir if workdir else self.lab_dir
+        return (base / dest).resolve()
+
+    def _index(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.index_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _save_index(self, index: dict[str, str]) -> None:
+        write_atomic(self.index_path, json.dumps(index, indent=2, sort_keys=True), 0o600)
+
+    def observe(self) -> dict[str, str]:
+        """Resource name -> current content, for every file this driver wrote."""
+        out: dict[str, str] = {}
+        for name, path in self._index().items():
+            try:
+                out[name] = Path(path).read_text()
+            except OSError:
+                continue  # deleted by hand: the plan will create it again
+        return out
+
+    def apply(self, write: dict[str, tuple[Path, str, bool]], remove: list[str]) -> dict[str, str]:
+        """Write (path, content, private) per name; remove named files. Returns errors."""
+        index = self._index()
+        errors: dict[str, str] = {}
+        for name, (path, content, private) in sorted(write.items()):
+            try:
+                write_atomic(path, content, 0o600 if private else 0o644)
+                index[name] = str(path)
+            except OSError as exc:
+                errors[name] = f"cannot write {path}: {exc.strerror or exc}"
+        for name in remove:
+            path_text = index.pop(name, None)
+            if path_text:
+                Path(path_text).unlink(missing_ok=True)
+        self._save_index(index)
+        return errors
+
+
+def write_atomic(path: Path, content: str, mode: int = 0o644) -> None:
+    """Write `content` to `path` so readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,335 @@
+"""Apply: carry out a plan on this machine, in dependency order, and record it.
+
+A service starts only after the services it depends on are healthy. One failing service
+does not stop unrelated ones; what happened is recorded in the state store, and the next
+apply retries whatever did not converge.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blumeops.engine.health import Health, port_in_use
+from blumeops.engine.local import LocalRuntime, ServiceHealth
+from blumeops.engine.plan import Change, Plan, make_plan
+from blumeops.engine.resources import Resource
+from blumeops.state.store import Store
+
+Progress = Callable[[str, str], None]  # (service or resource, message)
+
+
+@dataclass
+class Prepared:
+    """Everything apply needs, computed once: desired resources, secrets and the plan."""
+
+    desired: list[Resource]
+    plan: Plan
+    secrets: dict[str, dict[str, str]]  # resource id -> resolved values (memory only)
+    fingerprints: dict[str, str]  # resource id -> keyed hash of those values
+    errors: dict[str, str]  # service -> why it cannot be applied (e.g. a missing secret)
+
+
+@dataclass
+class ApplyReport:
+    plan: Plan
+    applied: list[str] = field(default_factory=list)  # resource ids
+    failed: dict[str, str] = field(default_factory=dict)  # service or resource -> error
+    health: list[ServiceHealth] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "duration_s": round(self.duration, 3),
+            "plan": self.plan.as_dict(), "applied": self.applied, "failed": self.failed,
+            "services": [h.as_dict() for h in self.health],
+        }
+
+
+def prepare(runtime: LocalRuntime, store: Store, source: str = "lab.yaml") -> Prepared:
+    """Render, resolve secrets, observe and plan. Changes nothing."""
+    from blumeops.secrets.errors import SecretError
+
+    desired = runtime.desired(source)
+    secrets: dict[str, dict[str, str]] = {}
+    fingerprints: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    needs_secrets = [r for r in desired if r.secret_refs]
+    if needs_secrets:
+        from blumeops.secrets.fingerprint import fingerprint, load_or_create_key
+        from blumeops.secrets.resolve import resolve
+
+        key = load_or_create_key(runtime.state_dir)
+        for res in needs_secrets:
+            try:
+                values = resolve(res.secret_refs, runtime.lab_dir)
+            except SecretError as exc:
+                errors[res.service or res.id] = str(exc)
+                continue
+            secrets[res.id] = values
+            fingerprints[res.id] = fingerprint(key, values)
+    live = runtime.observe()
+    recorded = {rid: row.secrets_fp or "" for rid, row in store.resources().items()}
+    # A resource whose secrets cannot be resolved keeps its recorded fingerprint: the plan
+    # then shows only real differences, and apply reports the secret error.
+    for res in needs_secrets:
+        if res.id not in fingerprints and res.id in recorded:
+            fingerprints[res.id] = recorded[res.id]
+    plan = make_plan(desired, live, fingerprints, recorded)
+    return Prepared(desired, plan, secrets, fingerprints, errors)
+
+
+def apply(runtime: LocalRuntime, prepared: Prepared, store: Store,
+          progress: Progress | None = None, revision: str = "", wait: float = 30.0
+          ) -> ApplyReport:
+    """Carry out the plan; return what happened. Never raises for one service's failure."""
+    started = time.monotonic()
+    say = progress or (lambda _who, _msg: None)
+    plan = prepared.plan
+    report = ApplyReport(plan)
+    sync_id = store.start_sync(revision, revision)
+    try:
+        _apply(runtime, prepared, store, report, say, wait)
+    finally:
+        report.duration = time.monotonic() - started
+        counts = plan.counts()
+        result = "ok" if report.ok else ("failed" if not report.applied else "partial")
+        store.finish_sync(sync_id, result, {**counts, "failed": sorted(report.failed)})
+    return report
+
+
+def _apply(runtime: LocalRuntime, prepared: Prepared, store: Store, report: ApplyReport,
+           say: Progress, wait: float) -> None:
+    plan = prepared.plan
+    programs = [c for c in plan.pending if c.target.startswith("supervisor@")]
+    configs = [c for c in plan.pending if c.target.startswith("caddy@")]
+    files = [c for c in plan.pending if c.target.startswith("files@")]
+    for service, error in prepared.errors.items():
+        report.failed[service] = error
+        store.event("failed", error, service=service)
+        say(service, f"cannot apply: {error}")
+
+    if files:
+        _apply_files(runtime, files, prepared, store, report, say)
+    if programs:
+        runtime.supervisor.ensure_running()
+        _apply_programs(runtime, programs, prepared, store, report, say, wait)
+    if configs:
+        _apply_caddy(runtime, configs, store, report, say)
+
+
+def _record(store: Store, change: Change, prepared: Prepared) -> None:
+    res = change.desired
+    if res is None:
+        store.forget_resource(change.id)
+        return
+    store.record_resource(res.id, res.target, res.kind, res.name, res.digest,
+                          service=res.service, secrets_fp=prepared.fingerprints.get(res.id))
+
+
+def _apply_files(runtime: LocalRuntime, changes: list[Change], prepared: Prepared, store: Store,
+                 report: ApplyReport, say: Progress) -> None:
+    write = {}
+    remove = []
+    for c in changes:
+        if c.desired is None:
+            remove.append(c.name)
+            continue
+        svc = runtime.lab.services.get(c.desired.service or "")
+        dest = runtime.files.resolve(c.desired.meta.get("dest", c.name),
+                                     svc.workdir if svc else None)
+        write[c.name] = (dest, c.desired.body, bool(svc and svc.secrets))
+    errors = runtime.files.apply(write, remove)
+    for c in changes:
+        if c.name in errors:
+            report.failed[c.id] = errors[c.name]
+            say(c.service or c.name, errors[c.name])
+        else:
+            _record(store, c, prepared)
+            report.applied.append(c.id)
+            store.event(_verb(c), f"{c.action} {c.kind} {c.name}", service=c.service,
+                        resource=c.id)
+
+
+def _levels(runtime: LocalRuntime, names: list[str]) -> list[list[str]]:
+    """Group services into waves: each wave depends only on earlier ones."""
+    lab = runtime.lab
+    depth: dict[str, int] = {}
+
+    def level(name: str, trail: frozenset[str]) -> int:
+        if name in depth:
+            return depth[name]
+        deps = [d for d in lab.services[name].depends_on if d in lab.services and d not in trail]
+        depth[name] = 1 + max((level(d, trail | {name}) for d in deps), default=-1)
+        return depth[name]
+
+    waves: dict[int, list[str]] = {}
+    for name in names:
+        waves.setdefault(level(name, frozenset()), []).append(name)
+    return [sorted(waves[k]) for k in sorted(waves)]
+
+
+def _apply_programs(runtime: LocalRuntime, changes: list[Change], prepared: Prepared,
+                    store: Store, report: ApplyReport, say: Progress, wait: float) -> None:
+    lab = runtime.lab
+    sup = runtime.supervisor
+    deletes = [c for c in changes if c.action == "delete"]
+    if deletes:
+        result = sup.apply({}, remove=[c.name for c in deletes])
+        for c in deletes:
+            say(c.name, "removed")
+            _record(store, c, prepared)
+            report.applied.append(c.id)
+            store.event("deleted", f"removed program {c.name}", service=c.name, resource=c.id)
+        for name, error in result.errors.items():
+            report.failed[name] = error
+    by_service = {c.name: c for c in changes if c.action != "delete"}
+    status = runtime.program_status()
+    unhealthy: set[str] = set(report.failed)
+    started: dict[str, float] = {}
+    for wave in _levels(runtime, list(by_service)):
+        upsert: dict[str, tuple[str, dict[str, str]]] = {}
+        restart: list[str] = []
+        for name in wave:
+            change = by_service[name]
+            assert change.desired is not None
+            if name in prepared.errors:
+                continue
+            blocked = [d for d in lab.services[name].depends_on if d in unhealthy]
+            if blocked:
+                msg = f"not started: depends on {', '.join(blocked)}, which is not healthy"
+                report.failed[name] = msg
+                unhealthy.add(name)
+                say(name, msg)
+                store.event("failed", msg, service=name)
+                continue
+            busy = _taken_ports(runtime, name, status)
+            if busy:
+                msg = (f"port {busy[0]} is already in use by another process; stop it or "
+                       f"change the port of '{name}' in the catalog")
+                report.failed[name] = msg
+                unhealthy.add(name)
+                say(name, msg)
+                store.event("failed", msg, service=name)
+                continue
+            upsert[name] = (change.desired.body, prepared.secrets.get(change.id, {}))
+            if change.action == "update" and any(r.startswith("not running")
+                                                  for r in change.reasons):
+                restart.append(name)
+            say(name, {"create": "starting", "update": "updating"}[change.action])
+        if not upsert:
+            continue
+        result = sup.apply(upsert, restart=restart)
+        now = time.monotonic()
+        for name in upsert:
+            started[name] = now
+            if name in result.errors:
+                report.failed[name] = result.errors[name]
+                unhealthy.add(name)
+                store.event("failed", result.errors[name], service=name)
+        # Wait for this wave only when a later wave needs it healthy.
+        needed = {d for n in by_service for d in lab.services[n].depends_on} & set(upsert)
+        healths = _wait_healthy(runtime, [n for n in upsert if n not in result.errors],
+                                started, wait, needed)
+        for name, health in healths.items():
+            change = by_service[name]
+            if health.health in (Health.degraded, Health.missing):
+                report.failed[name] = health.detail
+                unhealthy.add(name)
+                say(name, f"{health.health}: {health.detail}")
+                store.event("failed", f"{health.health}: {health.detail}", service=name)
+            elif name in needed and health.health is not Health.healthy:
+                unhealthy.add(name)
+            if name not in result.errors:
+                # Recorded even when unhealthy: the program is applied as desired; health
+                # is reported separately and the supervisor keeps restarting it.
+                _record(store, change, prepared)
+                report.applied.append(change.id)
+                store.event(_verb(change), f"{change.action}d program ({health.health})"
+                            if change.action != "update" else
+                            f"updated: {'; '.join(change.reasons)} ({health.health})",
+                            service=name, resource=change.id)
+                if health.health is Health.healthy:
+                    say(name, "healthy")
+
+
+def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, float],
+                  wait: float, needed: set[str]) -> dict[str, ServiceHealth]:
+    """Poll until every service leaves Progressing (or `wait` runs out for needed ones)."""
+    deadline = time.monotonic() + wait
+    quick = time.monotonic() + max((runtime.lab.services[n].startsecs for n in names),
+                                   default=1) + 0.5
+    out: dict[str, ServiceHealth] = {}
+    pending = list(names)
+    while True:
+        status = runtime.program_status()
+        for name in list(pending):
+            health = runtime.health(name, status, started.get(name))
+            out[name] = health
+            if health.health is not Health.progressing and (
+                    health.health is not Health.unknown or status.get(name) is None
+                    or status[name].state == "RUNNING"):
+                pending.remove(name)
+        now = time.monotonic()
+        # Services nothing waits on get a short look; dependencies get the full wait.
+        if not pending or now > deadline or (now > quick and not set(pending) & needed):
+            return out
+        time.sleep(0.05)
+
+
+def _taken_ports(runtime: LocalRuntime, name: str, status: dict[str, Any]) -> list[int]:
+    """Ports of the service held by something other than its own running program."""
+    st = status.get(name)
+    if st is not None and st.state in ("RUNNING", "STARTING", "BACKOFF"):
+        return []  # its own process holds them; supervisord restarts it in place
+    return [p for p in runtime.lab.services[name].ports.values() if port_in_use(p)]
+
+
+def _apply_caddy(runtime: LocalRuntime, changes: list[Change], store: Store, report: ApplyReport,
+                 say: Progress) -> None:
+    from blumeops.drivers.caddy import CaddyLoadError
+    from blumeops.drivers.process import DriverError
+
+    for c in changes:
+        if c.desired is None:
+            continue  # the proxy host left the lab: `down` stops Caddy
+        try:
+            runtime.caddy.ensure_running()
+            runtime.caddy.load(json.loads(c.desired.body))
+        except (CaddyLoadError, DriverError) as exc:
+            report.failed[c.id] = f"Caddy rejected the config: {exc}"
+            say("caddy", f"config rejected: {exc}")
+            store.event("failed", f"caddy load failed: {exc}", resource=c.id)
+            continue
+        store.record_resource(c.id, c.target, c.kind, c.name, c.desired.digest)
+        report.applied.append(c.id)
+        say("caddy", f"routes loaded ({c.action})")
+        store.event(_verb(c), f"{c.action} caddy config for {c.name}", resource=c.id)
+
+
+def _verb(change: Change) -> str:
+    return {"create": "created", "update": "updated", "delete": "deleted"}.get(change.action,
+                                                                           change.action)
+
+
+def final_health(runtime: LocalRuntime) -> list[ServiceHealth]:
+    status = runtime.program_status()
+    return [runtime.health(name, status) for name in runtime.lab.services]
+
+
+def catalog_hash(files: list[Path]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(str(path.name).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,78 @@
+"""Health: probes (HTTP, TCP, command) and the vocabulary ArgoCD users know.
+
+A service is Healthy, Progressing, Degraded, Missing or Unknown; a lab's health is its
+worst service's.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class Health(StrEnum):
+    healthy = "Healthy"
+    progressing = "Progressing"
+    degraded = "Degraded"
+    missing = "Missing"
+    unknown = "Unknown"
+
+
+# Worst first: a lab is as healthy as its least healthy service.
+_SEVERITY = [Health.degraded, Health.missing, Health.progressing, Health.unknown, Health.healthy]
+
+
+def worst(healths: list[Health]) -> Health:
+    if not healths:
+        return Health.unknown
+    return min(healths, key=_SEVERITY.index)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    detail: str
+
+
+def probe_http(host: str, port: int, path: str, timeout: float, host_header: str | None = None
+               ) -> ProbeResult:
+    """GET the path; 2xx and 3xx are healthy."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        headers = {"Host": host_header} if host_header else {}
+        conn.request("GET", path, headers=headers)
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return ProbeResult(False, f"GET http://{host}:{port}{path}: {exc or type(exc).__name__}")
+    finally:
+        conn.close()
+    return ProbeResult(200 <= status < 400, f"GET {path} -> {status}")
+
+
+def probe_tcp(host: str, port: int, timeout: float) -> ProbeResult:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return ProbeResult(True, f"tcp {host}:{port} open")
+    except OSError as exc:
+        return ProbeResult(False, f"tcp {host}:{port}: {exc.strerror or exc}")
+
+
+def probe_command(argv: list[str], cwd: Path, timeout: float) -> ProbeResult:
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return ProbeResult(False, f"command not found: {argv[0]}")
+    except subprocess.TimeoutExpired:
+        return ProbeResult(False, f"command timed out after {timeout}s")
+    return ProbeResult(proc.returncode == 0, f"exit {proc.returncode}")
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something already listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0

@@ -1,0 +1,207 @@
+"""The embedded default on this machine: supervisord, Caddy and files for `local` hosts.
+
+This module wires drivers to the lab: which rendered resources apply here, what the
+drivers observe as Live resources, and each service's health. Resources for other hosts
+and targets (Kubernetes, launchd, systemd, the tailnet) are rendered but not applied here.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from blumeops.catalog.model import Lab, ServiceManager
+from blumeops.catalog.resolve import service_manager, service_routes, service_url
+from blumeops.engine.health import Health, probe_command, probe_http, probe_tcp
+from blumeops.engine.plan import Live
+from blumeops.engine.resources import Resource
+from blumeops.render import RenderContext, render_lab
+
+if TYPE_CHECKING:
+    from blumeops.drivers.caddy import CaddyDriver
+    from blumeops.drivers.supervisor import ProgramStatus, SupervisorDriver
+
+APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"}}
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    service: str
+    health: Health
+    detail: str
+    state: str = ""  # the supervisor's word
+    pid: int | None = None
+    urls: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"service": self.service, "health": self.health.value, "detail": self.detail,
+                "state": self.state, "pid": self.pid, "urls": list(self.urls)}
+
+
+class LocalRuntime:
+    def __init__(self, lab: Lab, lab_file: Path, state_dir: Path) -> None:
+        self.lab = lab
+        self.lab_file = lab_file
+        self.lab_dir = lab_file.parent.resolve()
+        self.state_dir = state_dir
+        self.local_hosts = [h for h, spec in lab.hosts.items() if spec.local]
+        self._supervisor: SupervisorDriver | None = None
+        self._caddy: CaddyDriver | None = None
+
+    # -- drivers, created on first use so read-only commands stay cheap -------------------
+
+    @property
+    def supervisor(self) -> SupervisorDriver:
+        if self._supervisor is None:
+            from blumeops.drivers.supervisor import SupervisorDriver
+
+            self._supervisor = SupervisorDriver(self.state_dir, self.lab_dir)
+        return self._supervisor
+
+    @property
+    def caddy(self) -> CaddyDriver:
+        if self._caddy is None:
+            from blumeops.drivers.caddy import CaddyDriver
+
+            self._caddy = CaddyDriver(self.state_dir, admin=self.caddy_admin())
+        return self._caddy
+
+    def caddy_admin(self) -> str:
+        """Caddy's admin address for this lab: chosen once, kept in the state dir."""
+        path = self.state_dir / "caddy" / "admin.addr"
+        try:
+            return path.read_text().strip()
+        except OSError:
+            pass
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"127.0.0.1:{port}\n")
+        return f"127.0.0.1:{port}"
+
+    @property
+    def files(self) -> FilesDriverT:
+        from blumeops.drivers.files import FilesDriver
+
+        return FilesDriver(self.state_dir, self.lab_dir)
+
+    # -- desired and live -------------------------------------------------------------------
+
+    def notes(self) -> list[str]:
+        """Why parts of the lab are not applied on this machine."""
+        out = []
+        if not self.local_hosts:
+            out.append("no host is marked `local: true`: nothing runs on this machine")
+        for host in self.local_hosts:
+            manager = service_manager(self.lab, host)
+            if manager is not ServiceManager.supervisor:
+                out.append(f"host '{host}' uses {manager}; the embedded runtime drives "
+                           "supervisord only, so its services are rendered, not run")
+        return out
+
+    def desired(self, source: str = "lab.yaml") -> list[Resource]:
+        """Rendered resources that apply on this machine, in catalog order."""
+        resources = render_lab(self.lab, RenderContext(source=source), only=("native", "caddy"))
+        return [r for r in resources if self.applies_here(r)]
+
+    def applies_here(self, res: Resource) -> bool:
+        target, _, host = res.target.partition("@")
+        if host not in self.local_hosts or res.kind not in APPLIED_KINDS.get(target, ()):
+            return False
+        if target == "supervisor":
+            return service_manager(self.lab, host) is ServiceManager.supervisor
+        return True
+
+    @property
+    def supervisor_host(self) -> str | None:
+        hosts = [h for h in self.local_hosts
+                 if service_manager(self.lab, h) is ServiceManager.supervisor]
+        return hosts[0] if hosts else None
+
+    def proxy_hosts(self) -> list[str]:
+        return sorted({d.host for d in self.lab.domains.values()
+                       if d.proxy == "caddy" and d.host in self.local_hosts and d.host})
+
+    def observe(self) -> dict[str, Live]:
+        live: dict[str, Live] = {}
+        host = self.supervisor_host
+        if host is not None:
+            programs = self.supervisor.observe()
+            status = self.program_status() if programs else {}
+            for name, body in programs.items():
+                st = status.get(name)
+                state = st.state if st else "not loaded"
+                running = st is not None and st.state in ("RUNNING", "STARTING")
+                live[f"supervisor@{host}/program/{name}"] = Live(body, running, state)
+        for proxy in self.proxy_hosts():
+            config = self.caddy.observe() if self.caddy.running_pid() else None
+            if config:
+                live[f"caddy@{proxy}/config/{proxy}"] = Live(json.dumps(config, sort_keys=True))
+        for host_ in self.local_hosts:
+            for name, content in self.files.observe().items():
+                live[f"files@{host_}/file/{name}"] = Live(content)
+        return live
+
+    def program_status(self) -> dict[str, ProgramStatus]:
+        if not self.supervisor.is_running():
+            return {}
+        return self.supervisor.status()
+
+    # -- health -----------------------------------------------------------------------------
+
+    def health(self, service: str, status: dict[str, ProgramStatus] | None = None,
+               started_at: float | None = None) -> ServiceHealth:
+        """Probe one service. `started_at` lets a fresh start count as Progressing."""
+        svc = self.lab.services[service]
+        urls = tuple(service_url(r, self.lab) for r in service_routes(self.lab, service))
+        if svc.native is None or svc.native not in self.local_hosts:
+            return ServiceHealth(service, Health.unknown, "not run on this machine", urls=urls)
+        status = self.program_status() if status is None else status
+        st = status.get(service)
+        if st is None:
+            return ServiceHealth(service, Health.missing, "not running under supervisord",
+                                 urls=urls)
+        if st.state in ("STARTING", "BACKOFF") and st.state != "FATAL":
+            detail = st.spawnerr or st.description or st.state
+            if st.state == "BACKOFF":
+                detail = f"restarting after exit: {self._log_hint(service)}"
+            return ServiceHealth(service, Health.progressing, detail, st.state, st.pid, urls)
+        if st.state != "RUNNING":
+            detail = f"{st.state}: {st.spawnerr or st.description}; log: {self._log_hint(service)}"
+            return ServiceHealth(service, Health.degraded, detail, st.state, st.pid, urls)
+        if svc.health is None:
+            return ServiceHealth(service, Health.unknown, "running; no health probe declared",
+                                 st.state, st.pid, urls)
+        result = self.probe(service)
+        if result[0]:
+            return ServiceHealth(service, Health.healthy, result[1], st.state, st.pid, urls)
+        young = started_at is not None and time.monotonic() - started_at < svc.startsecs + 10
+        health = Health.progressing if young else Health.degraded
+        return ServiceHealth(service, health, result[1], st.state, st.pid, urls)
+
+    def probe(self, service: str) -> tuple[bool, str]:
+        svc = self.lab.services[service]
+        spec = svc.health
+        if spec is None:
+            return True, "no probe"
+        if spec.command is not None:
+            r = probe_command(spec.command, self.lab_dir, spec.timeout)
+        elif spec.tcp is not None:
+            r = probe_tcp("127.0.0.1", svc.ports[spec.tcp], spec.timeout)
+        else:
+            port_name = spec.port or ("http" if "http" in svc.ports else next(iter(svc.ports)))
+            r = probe_http("127.0.0.1", svc.ports[port_name], spec.http or "/", spec.timeout)
+        return r.ok, r.detail
+
+    def _log_hint(self, service: str) -> str:
+        lines = self.supervisor.tail_log(service, 5).strip().splitlines()
+        return " | ".join(lines[-5:]) if lines else "(log is empty)"
+
+
+if TYPE_CHECKING:
+    from blumeops.drivers.files import FilesDriver as FilesDriverT

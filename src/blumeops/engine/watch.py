@@ -1,0 +1,88 @@
+"""The foreground loop of `blumeops up`: re-apply when the catalog changes, heal drift.
+
+Every pass is the same plan/apply as `blumeops apply`; a pass that changes something
+while the catalog did not is a heal, recorded as such.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+def _mtimes(files: list[Path]) -> dict[Path, float]:
+    out = {}
+    for path in files:
+        try:
+            out[path] = path.stat().st_mtime
+        except OSError:
+            out[path] = -1.0
+    return out
+
+
+def watch_local(lab: Path | None, state_dir: Path | None, interval: float, output: str,
+                poll: float = 0.5) -> None:
+    """Run until interrupted (KeyboardInterrupt propagates to the caller)."""
+    from blumeops.catalog.loader import load_lab, resolve_lab_path
+
+    lab_path = resolve_lab_path(lab)
+    files = load_lab(lab_path).files or [lab_path]
+    seen = _mtimes(files)
+    pids = _pids(lab, state_dir)
+    next_heal = time.monotonic() + interval
+    click.echo(f"watching {lab_path} (drift check every {interval:g}s); Ctrl-C stops the lab",
+               err=True)
+    while True:
+        time.sleep(poll)
+        now_mtimes = _mtimes(files)
+        changed = now_mtimes != seen
+        if not changed and time.monotonic() < next_heal:
+            continue
+        next_heal = time.monotonic() + interval
+        if changed:
+            seen = now_mtimes
+            result = load_lab(lab_path)
+            files = result.files or files
+            seen = _mtimes(files)
+            if not result.ok:
+                for d in result.errors:
+                    click.echo(str(d), err=True)
+                click.echo("catalog invalid: keeping the running lab as it is", err=True)
+                continue
+            click.echo("catalog changed: applying", err=True)
+        pids = _pass(lab, state_dir, output, heal=not changed, old_pids=pids)
+
+
+def _pids(lab: Path | None, state_dir: Path | None) -> dict[str, int | None]:
+    from blumeops.commands.lifecycle import session
+
+    with session(lab, state_dir) as s:
+        return {n: st.pid for n, st in s.runtime.program_status().items()}
+
+
+def _pass(lab: Path | None, state_dir: Path | None, output: str, heal: bool,
+          old_pids: dict[str, int | None]) -> dict[str, int | None]:
+    from blumeops.commands.lifecycle import run_apply, session
+    from blumeops.engine.apply import prepare
+
+    with session(lab, state_dir) as s:
+        status = s.runtime.program_status()
+        for name, st in status.items():
+            before = old_pids.get(name)
+            if before and st.pid and st.pid != before:
+                s.store.event("restarted", f"process {before} exited; supervisord restarted "
+                              f"it as {st.pid}", service=name)
+                click.echo(f"  {name}: restarted by supervisord (pid {before} -> {st.pid})",
+                           err=True)
+        if heal:
+            prepared = prepare(s.runtime, s.store, s.source)
+            if not prepared.plan.has_changes:
+                return {n: st.pid for n, st in status.items()}
+            for change in prepared.plan.pending:
+                s.store.event("healed", f"drift: {change.id}: {'; '.join(change.reasons)}",
+                              service=change.service, resource=change.id)
+            click.echo("drift found: healing", err=True)
+        run_apply(s, True, output)
+        return {n: st.pid for n, st in s.runtime.program_status().items()}
