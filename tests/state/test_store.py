@@ -24,6 +24,8 @@ def test_dir_or_file(tmp_path: Path) -> None:
     with Store(tmp_path) as s:
         assert s.path == (tmp_path / "state.db").resolve()
     assert (tmp_path / "state.db").exists()
+    with Store(tmp_path / "new" / "state") as s:  # a state dir not created yet
+        assert s.path.name == "state.db" and s.path.parent.name == "state"
 
 
 def test_schema_version_and_wal(store: Store) -> None:

@@ -30,7 +30,8 @@ from typing import Any
 DB_FILE = "state.db"
 BUSY_TIMEOUT_MS = 10_000
 SYNC_RESULTS = ("ok", "failed", "partial")
-EVENT_KINDS = ("created", "updated", "deleted", "restarted", "healed", "failed", "error")
+EVENT_KINDS = ("created", "updated", "deleted", "restarted", "healed", "failed", "error",
+               "stopped")
 
 # Each entry migrates version i to i+1; append, never edit a released one.
 MIGRATIONS: list[str] = [
@@ -129,13 +130,15 @@ class EventRow:
 class Store:
     """The state database. Open it, use it, close it (or use it as a context manager).
 
-    `path` is the database file, or the state directory (then STATE/state.db).
+    `path` is the database file, or the state directory (then STATE/state.db): an
+    existing directory, or a path that does not exist yet and has no suffix.
     Safe to share between threads of one process and between processes.
     """
 
     def __init__(self, path: Path) -> None:
         path = Path(path)
-        self.path = (path / DB_FILE if path.is_dir() else path).resolve()
+        is_dir = path.is_dir() or (not path.exists() and not path.suffix)
+        self.path = (path / DB_FILE if is_dir else path).resolve()
         self._lock = threading.RLock()
         self._mine: set[tuple[str, int]] = set()
         self._closed = False
