@@ -39,8 +39,11 @@ def proxy_hosts(lab: Lab) -> list[str]:
     return sorted({d.host for d in lab.domains.values() if d.proxy == "caddy" and d.host})
 
 
-def _host_routes(lab: Lab, host: str) -> list[ResolvedRoute]:
-    found = [r for r in routes(lab) if r.proxy == "caddy" and r.proxy_host == host]
+def _host_routes(lab: Lab, host: str,
+                 resolved: list[ResolvedRoute] | None = None) -> list[ResolvedRoute]:
+    """The host's routes, HTTP before TCP, by hostname (route order is stable in diffs)."""
+    found = [r for r in (routes(lab) if resolved is None else resolved)
+             if r.proxy == "caddy" and r.proxy_host == host]
     return sorted(found, key=lambda r: (r.protocol, r.hostname, r.service))
 
 
@@ -99,10 +102,11 @@ def _issuer(domain: Domain) -> dict[str, Any]:
     return issuer
 
 
-def caddy_config(lab: Lab, host: str) -> dict[str, Any]:
+def caddy_config(lab: Lab, host: str,
+                 resolved: list[ResolvedRoute] | None = None) -> dict[str, Any]:
     """The JSON config for the Caddy on `host`, as plain data (no `admin`)."""
     domains = {k: d for k, d in lab.domains.items() if d.proxy == "caddy" and d.host == host}
-    host_routes = _host_routes(lab, host)
+    host_routes = _host_routes(lab, host, resolved)
     servers: dict[str, dict[str, Any]] = {}
     listeners: dict[str, list[str]] = {}  # listen address -> domain keys
     for key, domain in domains.items():
@@ -184,12 +188,13 @@ def _site(r: ResolvedRoute, domain: Domain) -> list[str]:
     return [f"{address} {{", *(f"\t{line}" for line in body), "}"]
 
 
-def caddyfile(lab: Lab, host: str, ctx: RenderContext) -> str:
+def caddyfile(lab: Lab, host: str, ctx: RenderContext,
+              resolved: list[ResolvedRoute] | None = None) -> str:
     """A readable Caddyfile equivalent to the JSON config (the JSON is what is applied)."""
     domains = {k: d for k, d in lab.domains.items() if d.proxy == "caddy" and d.host == host}
-    host_routes = _host_routes(lab, host)
+    host_routes = _host_routes(lab, host, resolved)
     lines = [ctx.header("#").rstrip("\n")]
-    for need in caddy_requirements(lab, host):
+    for need in caddy_requirements(lab, host, host_routes):
         lines.append(f"# needs a custom build: {need}")
     glob: list[str] = []
     if domains and all(d.tls.mode is TLSMode.off for d in domains.values()):
@@ -215,7 +220,8 @@ def caddyfile(lab: Lab, host: str, ctx: RenderContext) -> str:
 # --- requirements -------------------------------------------------------------------------
 
 
-def caddy_requirements(lab: Lab, host: str | None = None) -> list[str]:
+def caddy_requirements(lab: Lab, host: str | None = None,
+                       resolved: list[ResolvedRoute] | None = None) -> list[str]:
     """Plain sentences naming what stock Caddy cannot do for this lab, and the module.
 
     Stock Caddy has neither the layer4 app (TCP routes) nor DNS provider modules
@@ -223,13 +229,14 @@ def caddy_requirements(lab: Lab, host: str | None = None) -> list[str]:
     """
     out: list[str] = []
     hosts = [host] if host else proxy_hosts(lab)
+    resolved = routes(lab) if resolved is None else resolved
     for h in hosts:
         for key, d in sorted(lab.domains.items()):
             if d.proxy == "caddy" and d.host == h and d.tls.mode is TLSMode.acme_dns:
                 out.append(f"caddy@{h}: domain '{key}' (tls acme-dns) needs module "
                            f"dns.providers.{d.tls.provider}: build Caddy with "
                            f"github.com/caddy-dns/{d.tls.provider}")
-        for r in _host_routes(lab, h):
+        for r in _host_routes(lab, h, resolved):
             if r.protocol == "tcp":
                 out.append(f"caddy@{h}: tcp route '{r.key}' of service '{r.service}' "
                            f"(listen {r.listen}) needs the layer4 app: build Caddy with "
@@ -239,10 +246,12 @@ def caddy_requirements(lab: Lab, host: str | None = None) -> list[str]:
 
 def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
     out: list[Resource] = []
+    resolved = routes(lab)  # once: resolving is the costly part for big labs
     for host in proxy_hosts(lab):
         target = f"caddy@{host}"
-        body = json.dumps(caddy_config(lab, host), indent=2, sort_keys=True) + "\n"
+        config = caddy_config(lab, host, resolved)
+        body = json.dumps(config, indent=2, sort_keys=True) + "\n"
         out.append(Resource(target, "config", host, body, f"caddy/{host}.json"))
-        out.append(Resource(target, "caddyfile", host, caddyfile(lab, host, ctx),
+        out.append(Resource(target, "caddyfile", host, caddyfile(lab, host, ctx, resolved),
                             f"caddy/{host}.Caddyfile"))
     return out

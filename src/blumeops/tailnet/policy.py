@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blumeops.catalog.model import Lab
-from blumeops.catalog.resolve import ingress_name, routes, service_routes
+from blumeops.catalog.resolve import ResolvedRoute, ingress_name, routes
 
 K8S_TAG = "tag:k8s"
 
@@ -63,14 +63,18 @@ def derive_policy(lab: Lab) -> Policy:
         policy.tag_owners.setdefault(t, o)
     seen: set[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = set()
     if tailnet.derive_grants:
-        for r in routes(lab):
+        resolved = routes(lab)  # resolve once; catalog order, so grouping keeps it
+        by_service: dict[str, list[ResolvedRoute]] = {}
+        for r in resolved:
+            by_service.setdefault(r.service, []).append(r)
+        for r in resolved:
             if r.proxy == "caddy" and r.proxy_host and r.upstream_device != r.proxy_host:
                 dst = K8S_TAG if lab.services[r.service].kubernetes else r.upstream_device
                 _add(policy.grants, [r.proxy_host], [dst], [f"tcp:{r.upstream_port}"], seen)
         for name, svc in lab.services.items():
             if not svc.audience:
                 continue
-            for r in service_routes(lab, name):
+            for r in by_service.get(name, []):
                 if r.proxy == "caddy" and r.proxy_host:
                     port = r.listen if r.protocol == "tcp" else lab.domains[r.domain].listen_port
                     _add(policy.grants, list(svc.audience), [r.proxy_host], [f"tcp:{port}"], seen)

@@ -1,0 +1,116 @@
+"""`blumeops acl test|check` and the offline evaluator they run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import EXAMPLES, write_lab
+
+from blumeops.cli import cli
+from blumeops.tailnet.evaluate import UnknownTarget, check, port_matches, run_tests
+from blumeops.tailnet.policy import Device, Policy
+
+LAB = str(EXAMPLES / "blumeops")
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_example_policy_tests_pass() -> None:
+    result = run("acl", "test", LAB)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert len(lines) == 8 and all(line.startswith("PASS") for line in lines)
+    assert "guest@eblu.me -> indri:3001: expected deny, denied" in result.output
+
+
+def test_example_policy_tests_json() -> None:
+    result = run("acl", "test", LAB, "--output", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["passed"] is True
+    assert {"src": "indri", "dst": "sifaka:22", "expect": "accept", "allowed": True,
+            "passed": True, "reason": "grant #7"} in data["tests"]
+
+
+def test_failing_test_exits_1(tmp_path: Path) -> None:
+    data: dict[str, Any] = yaml.safe_load((EXAMPLES / "demo" / "lab.yaml").read_text())
+    data["tailnet"] = {"name": "tn.ts.net", "groups": {"ops": ["a@x.org"]},
+                       "tests": [{"src": "b@x.org", "accept": ["box:8080"]},
+                                 {"src": "a@x.org", "deny": ["ghost:22"]}]}
+    write_lab(tmp_path, data)
+    result = run("acl", "test", str(tmp_path))
+    assert result.exit_code == 1
+    assert "FAIL  b@x.org -> box:8080: expected accept, denied (no grant matches)" in result.output
+    assert "unknown device 'ghost'" in result.output
+    assert "0 passed, 2 failed" in result.output
+
+
+@pytest.mark.parametrize(("src", "dst", "code", "word"), [
+    ("guest@eblu.me", "indri:443", 0, "allowed"),
+    ("guest@eblu.me", "indri:3001", 1, "denied"),
+    ("erich@eblu.me", "indri:3001", 0, "allowed"),
+    ("indri", "grafana:443", 0, "allowed"),
+    ("gilbert", "sifaka:22", 1, "denied"),
+])
+def test_check(src: str, dst: str, code: int, word: str) -> None:
+    result = run("acl", "check", LAB, src, dst)
+    assert result.exit_code == code, result.output
+    assert f"{src} -> {dst}: {word}" in result.output
+    as_json = json.loads(run("acl", "check", LAB, src, dst, "-o", "json").output)
+    assert as_json["allowed"] is (code == 0)
+
+
+def test_check_unknown_device_exits_2() -> None:
+    result = run("acl", "check", LAB, "guest@eblu.me", "nowhere:22")
+    assert result.exit_code == 2
+    assert "unknown device 'nowhere'" in result.output
+    assert run("acl", "check", LAB, "guest@eblu.me", "indri").exit_code == 2  # no port
+
+
+def test_check_bad_lab_exits_1(tmp_path: Path) -> None:
+    write_lab(tmp_path, "lab: x\nhosts: {}\n")
+    assert run("acl", "check", str(tmp_path), "a", "b:1").exit_code == 1
+
+
+def test_cli_subprocess() -> None:
+    proc = subprocess.run([sys.executable, "-m", "blumeops", "acl", "test", LAB],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "8 passed, 0 failed" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "blumeops", "acl", "check", LAB,
+                           "guest@eblu.me", "sifaka:22", "-o", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["allowed"] is False
+
+
+# --- the evaluator ------------------------------------------------------------------------
+
+
+def test_port_specs() -> None:
+    assert port_matches("*", 22) and port_matches("tcp:*", 22)
+    assert port_matches("tcp:443", 443) and not port_matches("tcp:443", 80)
+    assert port_matches("tcp:80,443", 443) and port_matches("8000-8100", 8080)
+    assert not port_matches("udp:53", 53) and not port_matches("icmp:*", 1)
+
+
+def test_tags_and_groups() -> None:
+    policy = Policy(
+        groups={"group:ops": ["a@x.org"]},
+        grants=[{"src": ["group:ops"], "dst": ["tag:web"], "ip": ["tcp:443"]}],
+        devices={"w1": Device("w1", ("tag:web",)), "db": Device("db", ())},
+        tests=[{"src": "a@x.org", "accept": ["w1:443", "tag:web:443"], "deny": ["db:443"]}],
+    )
+    assert all(v.passed for v in run_tests(policy))
+    assert not check(policy, "b@x.org", "w1:443").allowed
+    with pytest.raises(UnknownTarget):
+        check(policy, "a@x.org", "nope:1")
