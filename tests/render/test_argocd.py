@@ -1,0 +1,119 @@
+"""ArgoCD Applications: golden files, paths that match the manifests, when to skip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_kubernetes import small_lab_data
+
+from blumeops.catalog.model import Lab
+from blumeops.catalog.synthetic import synthetic_lab
+from blumeops.render import RenderContext, kubernetes
+from blumeops.render.argocd import argocd_notes, render, repo_path
+from conftest import GOLDEN, check_golden
+
+
+def small_lab() -> Lab:
+    return Lab.model_validate(small_lab_data())
+
+
+def with_cluster(data: dict[str, Any], **changes: Any) -> Lab:
+    data["clusters"]["kind"].update(changes)
+    if changes.get("repo_url", "") is None:
+        del data["clusters"]["kind"]["repo_url"]
+    return Lab.model_validate(data)
+
+
+def test_golden_small_lab() -> None:
+    written = set()
+    for res in render(small_lab(), RenderContext()):
+        name = "argocd/" + res.path.removeprefix("argocd/")
+        check_golden(name, res.body)
+        written.add(name)
+    on_disk = {str(p.relative_to(GOLDEN)) for p in (GOLDEN / "argocd").rglob("*.yaml")}
+    assert on_disk == written, "stale golden files: remove them"
+
+
+def test_applications_point_at_rendered_directories(blumeops_lab: Lab) -> None:
+    """Every Application's path is a directory the Kubernetes renderer fills, and back."""
+    cluster = blumeops_lab.clusters["minikube"]
+    manifest_dirs = {str(Path(r.path).parent) for r in kubernetes.render(blumeops_lab,
+                                                                         RenderContext())}
+    app_dirs = set()
+    apps = render(blumeops_lab, RenderContext())
+    for res in apps:
+        doc = yaml.safe_load(res.body)
+        assert (res.target, res.kind) == ("argocd@minikube", "Application")
+        assert res.path == f"argocd/minikube/{res.name}.yaml"
+        assert doc["spec"]["source"]["repoURL"] == cluster.repo_url
+        path = doc["spec"]["source"]["path"].removeprefix(f"{cluster.path}/")
+        if res.name != "blumeops-apps":
+            app_dirs.add(path)
+            assert doc["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
+        else:
+            assert path == "argocd/minikube"
+            assert doc["spec"]["source"]["directory"] == {"exclude": "blumeops-apps.yaml"}
+    assert app_dirs == manifest_dirs
+    services = {r.service for r in apps if r.service}
+    assert services == {n for n, s in blumeops_lab.services.items() if s.kubernetes}
+    grafana = next(r for r in apps if r.name == "grafana")
+    assert grafana.depends_on == ("prometheus", "loki")
+    assert argocd_notes(blumeops_lab) == []
+
+
+def test_application_shape() -> None:
+    apps = {r.name: yaml.safe_load(r.body) for r in render(small_lab(), RenderContext())}
+    worker = apps["worker"]["spec"]
+    assert worker["destination"] == {"server": "https://kubernetes.default.svc",
+                                     "namespace": "data"}
+    assert worker["source"] == {"repoURL": "https://git.example.com/lab.git",
+                                "path": "out/kubernetes/kind/worker", "targetRevision": "HEAD"}
+    assert worker["syncPolicy"] == {"automated": {"prune": True, "selfHeal": True},
+                                    "syncOptions": ["CreateNamespace=true"]}
+    assert apps["worker"]["metadata"]["namespace"] == "argocd"
+
+
+def test_apply_delivery_renders_nothing() -> None:
+    lab = with_cluster(small_lab_data(), delivery="apply")
+    assert render(lab, RenderContext()) == []
+    assert argocd_notes(lab) == []
+
+
+def test_missing_repo_url_skips_with_a_note() -> None:
+    lab = with_cluster(small_lab_data(), repo_url=None)
+    assert render(lab, RenderContext()) == []
+    (note,) = argocd_notes(lab)
+    assert "cluster 'kind'" in note and "repo_url" in note
+
+
+def test_repo_path_joins_cleanly() -> None:
+    lab = with_cluster(small_lab_data(), path="./")
+    assert repo_path(lab.clusters["kind"], "argocd", "kind") == "argocd/kind"
+    lab = with_cluster(small_lab_data(), path="/deploy/rendered/")
+    assert repo_path(lab.clusters["kind"], "x") == "deploy/rendered/x"
+
+
+def test_name_clash_is_noted() -> None:
+    data = small_lab_data()
+    data["services"]["small-apps"] = {"kubernetes": "kind", "image": "example/x:1"}
+    assert any("small-apps" in n for n in argocd_notes(Lab.model_validate(data)))
+
+
+@settings(max_examples=10, deadline=None)
+@given(services=st.integers(1, 60), hosts=st.integers(1, 5), seed=st.integers(0, 50))
+def test_synthetic_unique_and_deterministic(services: int, hosts: int, seed: int) -> None:
+    data = synthetic_lab(services, hosts, seed)
+    data["clusters"]["k3s"]["repo_url"] = "https://git.example.com/synthetic.git"
+    lab = Lab.model_validate(data)
+    first = render(lab, RenderContext())
+    ids = [r.id for r in first]
+    assert len(ids) == len(set(ids))
+    assert len({r.path for r in first}) == len(first)
+    k8s = sum(1 for s in lab.services.values() if s.kubernetes)
+    # one per service, plus the cluster-wide app when secrets exist, plus the root
+    assert len(first) - 1 in (k8s, k8s + 1)
+    assert [r.body for r in render(lab, RenderContext())] == [r.body for r in first]
