@@ -1,0 +1,266 @@
+"""The supervisor driver against a real supervisord: programs are tiny Python servers."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blumeops.drivers.process import pid_alive, processes_with_env, wait_until
+from blumeops.drivers.supervisor import SupervisorDriver
+
+from .conftest import answers, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def program(name: str, port: int, extra: str = "", startsecs: int = 1) -> str:
+    """A program file in the contract's shape (docs/contracts.md)."""
+    return f"""; blumeops: service {name}
+[program:{name}]
+command=%(ENV_BLUMEOPS_PYTHON)s -m http.server {port} --bind 127.0.0.1
+directory=%(ENV_BLUMEOPS_LAB_DIR)s
+autostart=true
+autorestart=true
+startsecs={startsecs}
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile=%(ENV_BLUMEOPS_STATE_DIR)s/logs/{name}.log
+{extra}"""
+
+
+@pytest.fixture
+def driver(short_tmp: Path) -> Iterator[SupervisorDriver]:
+    lab = short_tmp / "lab"
+    lab.mkdir()
+    d = SupervisorDriver(short_tmp / "state", lab)
+    try:
+        yield d
+    finally:
+        d.shutdown()
+        assert not list(our_processes(d)), "processes left behind"
+
+
+def our_processes(d: SupervisorDriver) -> list[int]:
+    """Every live process that belongs to this driver's supervisord (daemon or program)."""
+    pids = list(processes_with_env("BLUMEOPS_STATE_DIR", str(d.state_dir)))
+    return [p for p in pids if pid_alive(p)]
+
+
+def wait_state(d: SupervisorDriver, name: str, states: set[str], timeout: float = 10) -> str:
+    last = ""
+
+    def ok() -> bool:
+        nonlocal last
+        st = d.status().get(name)
+        last = st.state if st else "MISSING"
+        return last in states
+
+    assert wait_until(ok, timeout), f"{name} stuck in {last}, log:\n{d.tail_log(name)}"
+    return last
+
+
+def pid_of(d: SupervisorDriver, name: str) -> int:
+    pid = d.status()[name].pid
+    assert pid is not None
+    return pid
+
+
+def test_apply_change_remove(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    assert driver.is_running()
+    pa, pb = free_port(), free_port()
+    res = driver.apply({"a": (program("a", pa), {}), "b": (program("b", pb), {})}, [])
+    assert res.added == ["a", "b"] and not res.errors
+    wait_state(driver, "a", {"RUNNING"})
+    wait_state(driver, "b", {"RUNNING"})
+    assert answers(pa) and answers(pb)
+    assert driver.observe() == {"a": program("a", pa), "b": program("b", pb)}
+
+    # No-op: nothing touched, no daemon call needed.
+    res = driver.apply({"a": (program("a", pa), {}), "b": (program("b", pb), {})}, [])
+    assert not res.touched and not res.errors
+
+    # Change a: only a restarts.
+    a_pid, b_pid = pid_of(driver, "a"), pid_of(driver, "b")
+    new_a = program("a", pa, extra="environment=CHANGED=1\n")
+    res = driver.apply({"a": (new_a, {}), "b": (program("b", pb), {})}, [])
+    assert res.changed == ["a"] and not res.added and not res.removed
+    wait_state(driver, "a", {"RUNNING"})
+    assert pid_of(driver, "a") != a_pid
+    assert pid_of(driver, "b") == b_pid
+    assert not pid_alive(a_pid)
+
+    # Remove b: gone from supervisord, from disk, and its process is dead.
+    res = driver.apply({}, ["b"])
+    assert res.removed == ["b"]
+    assert "b" not in driver.status() and "b" not in driver.observe()
+    assert not driver.program_path("b").exists()
+    assert not pid_alive(b_pid)
+    assert wait_until(lambda: not answers(pb), 5)
+
+
+def test_failing_program_does_not_stop_others(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    pa = free_port()
+    bad = program("bad", 1, extra="startretries=0\n").replace(
+        "%(ENV_BLUMEOPS_PYTHON)s -m http.server 1", "/nonexistent/blumeops-nope"
+    )
+    res = driver.apply({"a": (program("a", pa), {}), "bad": (bad, {})}, [])
+    assert sorted(res.added) == ["a", "bad"]
+    state = wait_state(driver, "bad", {"FATAL", "BACKOFF"})
+    assert state in {"FATAL", "BACKOFF"}
+    assert "nonexistent" in driver.status()["bad"].spawnerr or state == "BACKOFF"
+    wait_state(driver, "a", {"RUNNING"})
+
+
+def test_invalid_program_file_is_isolated(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    pa, pb = free_port(), free_port()
+    driver.apply({"a": (program("a", pa), {})}, [])
+    broken = program("b", pb) + "this line is not ini\n"
+    res = driver.apply({"a": (program("a", pa), {}), "b": (broken, {})}, [])
+    assert "b" in res.errors and "a" not in res.errors
+    assert "b" not in driver.observe()  # the bad file was not left in place
+    wait_state(driver, "a", {"RUNNING"})
+    # The next good apply is not blocked by the bad one.
+    res = driver.apply({"b": (program("b", pb), {})}, [])
+    assert res.added == ["b"] and not res.errors
+
+
+def test_secrets_env_file_and_restart(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    port = free_port()
+    uses_wrapper = importlib.util.find_spec("blumeops.secrets.exec") is not None
+    body = program("s", port)
+    if uses_wrapper:
+        body = body.replace(
+            "command=%(ENV_BLUMEOPS_PYTHON)s",
+            "command=%(ENV_BLUMEOPS_PYTHON)s -m blumeops.secrets.exec "
+            "%(ENV_BLUMEOPS_STATE_DIR)s/secrets/s.env -- %(ENV_BLUMEOPS_PYTHON)s",
+        )
+    driver.apply({"s": (body, {"API_TOKEN": "hunter2"})}, [])
+    env_file = driver.env_path("s")
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert "hunter2" not in driver.program_path("s").read_text()
+    wait_state(driver, "s", {"RUNNING"})
+    first = pid_of(driver, "s")
+    if uses_wrapper:
+        environ = Path(f"/proc/{first}/environ").read_bytes().split(b"\0")
+        assert b"API_TOKEN=hunter2" in environ
+
+    # Same body, new secret value: the program restarts to pick it up.
+    res = driver.apply({"s": (body, {"API_TOKEN": "swordfish"})}, [])
+    assert res.restarted == ["s"] and not res.changed
+    wait_state(driver, "s", {"RUNNING"})
+    second = pid_of(driver, "s")
+    assert second != first
+    if uses_wrapper:
+        environ = Path(f"/proc/{second}/environ").read_bytes().split(b"\0")
+        assert b"API_TOKEN=swordfish" in environ
+
+    # Same value again: nothing happens.
+    assert not driver.apply({"s": (body, {"API_TOKEN": "swordfish"})}, []).touched
+
+    # Removing the program removes its secrets too.
+    driver.apply({}, ["s"])
+    assert not env_file.exists()
+
+
+def test_autorestart_after_kill(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    port = free_port()
+    driver.apply({"a": (program("a", port), {})}, [])
+    wait_state(driver, "a", {"RUNNING"})
+    old = pid_of(driver, "a")
+    os.kill(old, signal.SIGKILL)
+    assert wait_until(lambda: driver.status()["a"].pid not in (None, old), 10)
+    wait_state(driver, "a", {"RUNNING"})
+    assert wait_until(lambda: answers(port), 5)
+
+
+def test_crash_recovery_no_duplicates(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    pa, pb = free_port(), free_port()
+    driver.apply({"a": (program("a", pa), {}), "b": (program("b", pb), {})}, [])
+    wait_state(driver, "a", {"RUNNING"})
+    wait_state(driver, "b", {"RUNNING"})
+    old = {pid_of(driver, "a"), pid_of(driver, "b")}
+    daemon = driver.daemon_pid()
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)
+    assert wait_until(lambda: not pid_alive(daemon), 5)
+    assert not driver.is_running()
+    assert all(pid_alive(p) for p in old)  # orphans still holding their ports
+
+    driver.ensure_running()
+    assert driver.daemon_pid() not in (None, daemon)
+    wait_state(driver, "a", {"RUNNING"})
+    wait_state(driver, "b", {"RUNNING"})
+    assert not any(pid_alive(p) for p in old)
+    new = {pid_of(driver, "a"), pid_of(driver, "b")}
+    assert not new & old
+    # Exactly one daemon and one process per program.
+    assert sorted(our_processes(driver)) == sorted([*new, driver.daemon_pid()])
+    assert answers(pa) and answers(pb)
+
+
+def test_ensure_running_is_idempotent_and_shutdown_is_clean(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    daemon = driver.daemon_pid()
+    driver.ensure_running()
+    assert driver.daemon_pid() == daemon
+    driver.apply({"a": (program("a", free_port()), {})}, [])
+    wait_state(driver, "a", {"RUNNING"})
+    child = pid_of(driver, "a")
+    t = time.perf_counter()
+    driver.shutdown()
+    elapsed = time.perf_counter() - t
+    assert daemon is not None and not pid_alive(daemon) and not pid_alive(child)
+    assert not our_processes(driver)
+    assert not driver.is_running()
+    assert elapsed < 2.0, elapsed
+    driver.shutdown()  # again: harmless
+
+
+def test_long_state_dir_uses_short_socket(short_tmp: Path) -> None:
+    deep = short_tmp.joinpath(*["a-rather-long-directory-name"] * 4) / "state"
+    d = SupervisorDriver(deep, short_tmp)
+    try:
+        assert str(d.socket_path).startswith("/tmp/blumeops-")
+        assert len(str(d.socket_path)) < 100
+        d.ensure_running()
+        assert d.is_running()
+    finally:
+        d.shutdown()
+    assert not d.is_running()
+
+
+def test_start_failure_is_reported(short_tmp: Path) -> None:
+    d = SupervisorDriver(short_tmp / "state", short_tmp)
+    d.programs_dir.mkdir(parents=True)
+    # An include that supervisord cannot parse at start: the error names the problem.
+    d.program_path("x").write_text("[program:x]\nno equals sign here\n")
+    with pytest.raises(Exception, match="supervisord failed to start"):
+        d.ensure_running()
+    d.shutdown()
+
+
+def test_noop_observe_and_status_are_fast(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    bodies = {f"p{i}": (program(f"p{i}", free_port()), {}) for i in range(4)}
+    driver.apply(bodies, [])
+    driver.status()
+    t = time.perf_counter()
+    for _ in range(10):
+        driver.observe()
+        driver.status()
+        driver.apply(bodies, [])
+    per = (time.perf_counter() - t) / 10
+    assert per < 0.05, per
