@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-from conftest import check_golden
-
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, alloy
+from conftest import check_golden
 
 DEFINES = re.compile(r'^([a-z_]+(?:\.[a-z_]+)+) "([A-Za-z_][A-Za-z0-9_]*)" \{', re.M)
 COMPONENTS = ("prometheus.exporter.unix", "prometheus.scrape", "prometheus.remote_write",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import check_golden
 
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, borgmatic
+from conftest import check_golden
 
 
 def bodies(lab: Lab) -> dict[str, str]:

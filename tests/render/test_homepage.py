@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import yaml
-from conftest import check_golden
 
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, homepage
+from conftest import check_golden
 
 
 def body(lab: Lab) -> str:

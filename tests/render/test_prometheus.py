@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import check_golden
 
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, prometheus
+from conftest import check_golden
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool")
 
