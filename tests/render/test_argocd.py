@@ -117,3 +117,11 @@ def test_synthetic_unique_and_deterministic(services: int, hosts: int, seed: int
     # one per service, plus the cluster-wide app when secrets exist, plus the root
     assert len(first) - 1 in (k8s, k8s + 1)
     assert [r.body for r in render(lab, RenderContext())] == [r.body for r in first]
+
+
+def test_image_change_leaves_applications_alone(blumeops_lab: Lab) -> None:
+    services = dict(blumeops_lab.services)
+    services["grafana"] = services["grafana"].model_copy(update={"image": "grafana/grafana:12"})
+    changed = blumeops_lab.model_copy(update={"services": services})
+    before = [(r.path, r.body) for r in render(blumeops_lab, RenderContext())]
+    assert [(r.path, r.body) for r in render(changed, RenderContext())] == before
