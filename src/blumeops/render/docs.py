@@ -317,7 +317,7 @@ def architecture_page(lab: Lab, ctx: RenderContext, ix: Index) -> str:
     for start in range(0, len(hosts), 4):
         chunk = hosts[start:start + 4]
         body += _boxes([[h, lab.hosts[h].role.value, lab.hosts[h].os.value] for h in chunk],
-                       f"tailnet {tailnet}")
+                       f"tailnet {tailnet}" if lab.tailnet else "(no tailnet declared)")
     body += ["```", ""]
     for h in hosts:
         native = sorted(n for n, s in lab.services.items() if s.native == h)
