@@ -19,7 +19,7 @@ from .conftest import answers, free_port
 pytestmark = pytest.mark.slow
 
 
-def program(name: str, port: int, extra: str = "", startsecs: int = 1) -> str:
+def program(name: str, port: int, extra: str = "", startsecs: int = 0) -> str:
     """A program file in the contract's shape (docs/contracts.md)."""
     return f"""; blumeops: service {name}
 [program:{name}]
@@ -66,6 +66,14 @@ def wait_state(d: SupervisorDriver, name: str, states: set[str], timeout: float 
     return last
 
 
+def has_env(pid: int, entry: bytes) -> bool:
+    """True once `pid` runs with `entry` in its environment (after the wrapper's exec)."""
+    try:
+        return entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def pid_of(d: SupervisorDriver, name: str) -> int:
     pid = d.status()[name].pid
     assert pid is not None
@@ -80,7 +88,7 @@ def test_apply_change_remove(driver: SupervisorDriver) -> None:
     assert res.added == ["a", "b"] and not res.errors
     wait_state(driver, "a", {"RUNNING"})
     wait_state(driver, "b", {"RUNNING"})
-    assert answers(pa) and answers(pb)
+    assert wait_until(lambda: answers(pa) and answers(pb), 10)
     assert driver.observe() == {"a": program("a", pa), "b": program("b", pb)}
 
     # No-op: nothing touched, no daemon call needed.
@@ -152,8 +160,7 @@ def test_secrets_env_file_and_restart(driver: SupervisorDriver) -> None:
     wait_state(driver, "s", {"RUNNING"})
     first = pid_of(driver, "s")
     if uses_wrapper:
-        environ = Path(f"/proc/{first}/environ").read_bytes().split(b"\0")
-        assert b"API_TOKEN=hunter2" in environ
+        assert wait_until(lambda: has_env(first, b"API_TOKEN=hunter2"), 5)
 
     # Same body, new secret value: the program restarts to pick it up.
     res = driver.apply({"s": (body, {"API_TOKEN": "swordfish"})}, [])
@@ -162,8 +169,7 @@ def test_secrets_env_file_and_restart(driver: SupervisorDriver) -> None:
     second = pid_of(driver, "s")
     assert second != first
     if uses_wrapper:
-        environ = Path(f"/proc/{second}/environ").read_bytes().split(b"\0")
-        assert b"API_TOKEN=swordfish" in environ
+        assert wait_until(lambda: has_env(second, b"API_TOKEN=swordfish"), 5)
 
     # Same value again: nothing happens.
     assert not driver.apply({"s": (body, {"API_TOKEN": "swordfish"})}, []).touched
@@ -208,7 +214,7 @@ def test_crash_recovery_no_duplicates(driver: SupervisorDriver) -> None:
     assert not new & old
     # Exactly one daemon and one process per program.
     assert sorted(our_processes(driver)) == sorted([*new, driver.daemon_pid()])
-    assert answers(pa) and answers(pb)
+    assert wait_until(lambda: answers(pa) and answers(pb), 10)
 
 
 def test_ensure_running_is_idempotent_and_shutdown_is_clean(driver: SupervisorDriver) -> None:
@@ -264,3 +270,14 @@ def test_noop_observe_and_status_are_fast(driver: SupervisorDriver) -> None:
         driver.apply(bodies, [])
     per = (time.perf_counter() - t) / 10
     assert per < 0.05, per
+
+
+def test_file_written_but_never_loaded_is_picked_up(driver: SupervisorDriver) -> None:
+    """A run that died between writing a program file and reloading must not leave the
+    program unknown to supervisord forever: the next apply of the same body adds it."""
+    driver.ensure_running()
+    port = free_port()
+    driver.program_path("a").write_text(program("a", port))
+    res = driver.apply({"a": (program("a", port), {})}, [])
+    assert res.added == ["a"]
+    wait_state(driver, "a", {"RUNNING"})

@@ -321,6 +321,9 @@ class SupervisorDriver:
             self._stop_daemon(pid)
         self._proxy = None
         self._recover()  # anything left behind (a program that ignored SIGTERM, a crash)
+        if self.socket_path.parent != self.dir:
+            with contextlib.suppress(OSError):
+                self.socket_path.parent.rmdir()  # the short /tmp fallback dir
 
     def _stop_daemon(self, pid: int) -> None:
         """Ask supervisord to exit and nudge it until it has.
@@ -422,12 +425,19 @@ class SupervisorDriver:
                     self._write_atomic(path, body)
             except OSError as e:
                 result.errors[name] = f"cannot write files: {e}"
-        removing = [n for n in remove if NAME_RE.match(n)]
-        for name in removing:
-            self.program_path(name).unlink(missing_ok=True)
+        removing = []
+        for name in remove:
+            if NAME_RE.match(name):
+                removing.append(name)
+                self.program_path(name).unlink(missing_ok=True)
+            else:
+                result.errors[name] = f"invalid program name {name!r}"
 
-        if not old_bodies and not removing and not restart_set:
-            return result  # the no-op path: no daemon call at all
+        # Nothing written: one status call checks that supervisord knows every program
+        # (a run that died between writing and reloading would leave it unknown).
+        wanted = set(upsert) - set(result.errors)
+        if not (old_bodies or removing or restart_set) and wanted <= set(self.status()):
+            return result
         added, changed, removed = self._reload(old_bodies, result)
 
         # Stop everything that must stop, together, then act on the groups.
