@@ -17,6 +17,7 @@ from blumeops.render.native import one_line, secret_refs
 STATE = "%(ENV_BLUMEOPS_STATE_DIR)s"
 LAB = "%(ENV_BLUMEOPS_LAB_DIR)s"
 PYTHON = "%(ENV_BLUMEOPS_PYTHON)s"
+QUOTES = "'\""
 
 
 def esc(value: str) -> str:
@@ -27,31 +28,55 @@ def esc(value: str) -> str:
 def _path(value: str, quote: bool = False) -> str:
     """Relative paths resolve against the lab dir; absolute ones stay as they are.
 
-    `command=` is shell-split by supervisord (quote=True); `directory=` is taken literally.
+    `command=` is shell-split by supervisord after expansion (quote=True): the whole word,
+    expansion included, is single-quoted so a lab dir with spaces stays one argument.
+    `directory=` is taken literally.
     """
-    literal = shlex.quote(esc(value)) if quote else esc(value)
-    if value.startswith("/"):
-        return literal
-    return f"{LAB}/{literal}" if value not in ("", ".") else LAB
+    full = esc(value) if value.startswith("/") else (
+        f"{LAB}/{esc(value)}" if value not in ("", ".") else LAB)
+    return _sq(full) if quote else full
+
+
+def _sq(word: str) -> str:
+    """Single-quote a word that may hold `%(...)s` expansions (shlex.quote would too)."""
+    return shlex.quote(word)
 
 
 def command_line(name: str, svc: Service) -> str:
-    """The `command=` value: shell-quoted argv, wrapped for secrets when there are any."""
+    """The `command=` value: shell-quoted argv, wrapped for secrets when there are any.
+
+    Environment values `environment=` cannot hold go through `env NAME=VALUE` instead.
+    """
     argv = list(svc.command or [])
     parts = [shlex.quote(esc(a)) for a in argv]
     if argv and "/" in argv[0] and not argv[0].startswith("/"):
         # supervisord resolves a relative program path against its own cwd, not
         # `directory`: anchor it at the lab dir.
         parts[0] = _path(argv[0], quote=True)
+    awkward = [f"{k}={v}" for k, v in sorted(svc.environment.items()) if env_value(v) is None]
+    if awkward:
+        parts = ["env", *(shlex.quote(esc(a)) for a in awkward), *parts]
     if svc.secrets:
-        env_file = f"{STATE}/secrets/{shlex.quote(esc(name))}.env"
-        parts = [PYTHON, "-m", "blumeops.secrets.exec", env_file, "--", *parts]
+        # Quoted as whole words: the state dir or Python path may contain spaces.
+        env_file = _sq(f"{STATE}/secrets/{esc(name)}.env")
+        parts = [_sq(PYTHON), "-m", "blumeops.secrets.exec", env_file, "--", *parts]
     return " ".join(parts)
 
 
-def env_value(value: str) -> str:
-    """One double-quoted value for `environment=` (supervisord parses it with shlex)."""
-    return '"' + esc(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+def env_value(value: str) -> str | None:
+    """One quoted value for `environment=`, or None when that syntax cannot hold it.
+
+    supervisord splits `environment=` with a non-POSIX shlex: no escapes, quotes end at
+    the next quote of the same kind, and leading/trailing quote characters are stripped.
+    So a value is wrapped in whichever quote it does not contain; values with both kinds,
+    a quote at either end, or a newline cannot be written there.
+    """
+    if "\n" in value or (value and (value[0] in QUOTES or value[-1] in QUOTES)):
+        return None
+    for quote in ('"', "'"):
+        if quote not in value:
+            return f"{quote}{esc(value)}{quote}"
+    return None
 
 
 def program_text(name: str, svc: Service, ctx: RenderContext) -> str:
@@ -66,9 +91,10 @@ def program_text(name: str, svc: Service, ctx: RenderContext) -> str:
         f"command={command_line(name, svc)}",
         f"directory={_path(svc.workdir) if svc.workdir else LAB}",
     ]
-    if svc.environment:
-        lines.append("environment=" + ",".join(
-            f"{k}={env_value(v)}" for k, v in sorted(svc.environment.items())))
+    plain = [f"{k}={q}" for k, v in sorted(svc.environment.items())
+             if (q := env_value(v)) is not None]
+    if plain:
+        lines.append("environment=" + ",".join(plain))
     lines += [
         "autostart=true",
         "autorestart=true",

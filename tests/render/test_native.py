@@ -1,0 +1,327 @@
+"""Native renderers: golden supervisor programs, launchd/systemd checks, real supervisord."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import plistlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import xmlrpc.client
+from collections.abc import Iterator
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import EXAMPLES, ROOT, check_golden
+
+from blumeops.catalog.model import Lab
+from blumeops.render import RenderContext, native
+from blumeops.secrets.envfile import write_env_file
+
+SUPERVISORD = ROOT / ".venv" / "bin" / "supervisord"
+
+
+def render(lab: Lab) -> dict[str, Any]:
+    return {r.path: r for r in native.render(lab, RenderContext())}
+
+
+def linux_lab(**service: Any) -> Lab:
+    svc = {"native": "node", "command": ["/bin/sleep", "1000"], **service}
+    return Lab.model_validate({
+        "lab": "t",
+        "hosts": {"node": {"role": "compute", "os": "linux"}},
+        "services": {"db": {"native": "node", "command": ["/bin/true"]}, "app": svc},
+    })
+
+
+# --- supervisor ---------------------------------------------------------------------------
+
+
+def test_demo_golden(demo_lab: Lab) -> None:
+    out = render(demo_lab)
+    assert sorted(out) == [f"native/box/supervisor/{n}.conf" for n in
+                           ("api", "echo", "notes", "web")]
+    for path, res in out.items():
+        check_golden(f"native/demo/{Path(path).name}", res.body)
+    api = out["native/box/supervisor/api.conf"]
+    assert (api.target, api.kind, api.name) == ("supervisor@box", "program", "api")
+    assert api.secret_refs == (("API_TOKEN", "vault:demo/api-token"),)
+    notes = out["native/box/supervisor/notes.conf"]
+    assert notes.depends_on == ("api",)
+
+
+def test_program_format(demo_lab: Lab) -> None:
+    body = render(demo_lab)["native/box/supervisor/api.conf"].body
+    parser = configparser.RawConfigParser(comment_prefixes=(";", "#"))
+    parser.read_string(body)
+    section = dict(parser["program:api"])
+    assert section["command"] == (
+        "'%(ENV_BLUMEOPS_PYTHON)s' -m blumeops.secrets.exec "
+        "'%(ENV_BLUMEOPS_STATE_DIR)s/secrets/api.env' -- python3 apps/api.py")
+    assert section["directory"] == "%(ENV_BLUMEOPS_LAB_DIR)s"
+    assert section["stdout_logfile"] == "%(ENV_BLUMEOPS_STATE_DIR)s/logs/api.log"
+    assert section["environment"] == 'API_NAME="demo",API_PORT="18102"'
+    for key, value in (("autorestart", "true"), ("stopasgroup", "true"),
+                       ("killasgroup", "true"), ("redirect_stderr", "true"),
+                       ("startsecs", "1")):
+        assert section[key] == value
+
+
+def test_supervisor_parses_escapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """supervisord's own parser reads back argv and environment exactly."""
+    from supervisor.datatypes import dict_of_key_value_pairs
+    from supervisor.options import ServerOptions
+
+    data: dict[str, Any] = yaml.safe_load((EXAMPLES / "demo" / "lab.yaml").read_text())
+    nasty = ["bin/tool", "50%", "it's", 'say "hi"', "$HOME", "a b"]
+    env = {"PCT": "100%", "Q": 'x"y\\z', "S": "a,b=c", "E": "", "END": "it's 'x'"}
+    data["services"]["web"].update(command=nasty, environment=env, workdir="w d")
+    lab = Lab.model_validate(data)
+    body = render(lab)["native/box/supervisor/web.conf"].body
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[supervisord]\n[include]\nfiles = web.conf\n")
+    (tmp_path / "web.conf").write_text(body)
+    (tmp_path / "logs").mkdir()
+    monkeypatch.setenv("BLUMEOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("BLUMEOPS_LAB_DIR", "/lab dir")
+    monkeypatch.setenv("BLUMEOPS_PYTHON", sys.executable)
+    options = ServerOptions()
+    options.configfile = str(conf)
+    options.process_config(do_usage=False)
+    [group] = options.process_group_configs
+    [proc] = group.process_configs
+    import shlex
+    # END cannot be written in `environment=` (it ends with a quote): it goes via `env`
+    assert shlex.split(proc.command) == ["env", f"END={env['END']}", "/lab dir/bin/tool",
+                                         *nasty[1:]]
+    assert proc.directory == "/lab dir/w d"
+    assert proc.environment == {k: v for k, v in env.items() if k != "END"}
+    assert proc.stdout_logfile == f"{tmp_path}/logs/web.log"
+    assert proc.stopasgroup and proc.killasgroup and proc.redirect_stderr
+    assert dict_of_key_value_pairs('A="1"') == {"A": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host: Any) -> HTTPConnection:
+        conn = HTTPConnection("localhost")
+        path = self.path
+
+        def connect() -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(path)
+            conn.sock = sock
+
+        conn.connect = connect  # type: ignore[method-assign]
+        return conn
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # unix socket paths are limited to ~100 bytes: pytest's tmp_path is too long
+    path = Path(tempfile.mkdtemp(prefix="bo", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_real_supervisord_runs_program(short_dir: Path) -> None:
+    """The rendered program, secrets wrapper included, reaches RUNNING in a real supervisord."""
+    port = free_port()
+    lab_dir, state = short_dir / "l d", short_dir / "s t"  # spaces on purpose
+    (lab_dir / "site").mkdir(parents=True)
+    (lab_dir / "site" / "index.html").write_text("hi from web\n")
+    for d in ("logs", "secrets", "programs"):
+        (state / d).mkdir(parents=True)
+    script = ('printf "%s|%s" "$TOKEN" "$GREETING" > token.out && '
+              f'exec {sys.executable} -m http.server {port} --bind 127.0.0.1 --directory site')
+    lab = Lab.model_validate({
+        "lab": "t",
+        "hosts": {"box": {"role": "compute", "os": "linux", "service_manager": "supervisor"}},
+        "services": {"web": {
+            "native": "box", "command": ["sh", "-c", script], "ports": {"http": port},
+            "environment": {"GREETING": "50% 'off'"}, "startsecs": 1,
+            "secrets": {"TOKEN": "vault:t/token"},
+        }},
+    })
+    [res] = native.render(lab, RenderContext())
+    (state / "programs" / "web.conf").write_text(res.body)
+    write_env_file(state / "secrets" / "web.env", {"TOKEN": "s3cret"})
+    assert "s3cret" not in res.body
+    sock = short_dir / "s.sock"
+    conf = short_dir / "supervisord.conf"
+    conf.write_text(
+        "[unix_http_server]\n"
+        f"file={sock}\n\n[supervisord]\n"
+        f"logfile={state}/logs/supervisord.log\npidfile={short_dir}/sd.pid\n"
+        f"directory={lab_dir}\nnodaemon=true\n\n"
+        "[rpcinterface:supervisor]\n"
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+        "[include]\nfiles = s?t/programs/*.conf\n")
+    env = {"PATH": os.environ["PATH"], "BLUMEOPS_STATE_DIR": str(state),
+           "BLUMEOPS_LAB_DIR": str(lab_dir), "BLUMEOPS_PYTHON": sys.executable,
+           "PYTHONPATH": str(ROOT / "src")}
+    daemon = subprocess.Popen([str(SUPERVISORD), "-c", str(conf)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rpc = xmlrpc.client.ServerProxy("http://localhost", transport=UnixTransport(str(sock)))
+    pid = 0
+    try:
+        deadline = time.monotonic() + 20
+        info: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            assert daemon.poll() is None, "supervisord exited"
+            try:
+                info = rpc.supervisor.getProcessInfo("web")
+                if info["statename"] in ("RUNNING", "FATAL"):
+                    break
+            except (OSError, xmlrpc.client.Fault):
+                pass
+            time.sleep(0.1)
+        log = (state / "logs" / "web.log")
+        assert info.get("statename") == "RUNNING", log.read_text() if log.exists() else info
+        pid = int(info["pid"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as r:
+            assert r.read() == b"hi from web\n"
+        assert (lab_dir / "token.out").read_text() == "s3cret|50% 'off'"
+    finally:
+        try:
+            rpc.supervisor.shutdown()
+        except (OSError, xmlrpc.client.Fault):
+            daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+    if pid:
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), "the program outlived supervisord"
+
+
+# --- launchd ------------------------------------------------------------------------------
+
+
+def test_launchd_plists_round_trip(blumeops_lab: Lab) -> None:
+    out = render(blumeops_lab)
+    plists = {p: r for p, r in out.items() if "/launchd/" in p}
+    assert sorted(plists) == [f"native/indri/launchd/me.blumeops.{n}.plist" for n in
+                              sorted(("caddy", "forgejo", "zot", "jellyfin", "borgmatic",
+                                      "alloy"))]
+    forgejo = plistlib.loads(out["native/indri/launchd/me.blumeops.forgejo.plist"].body.encode())
+    assert forgejo["Label"] == "me.blumeops.forgejo"
+    argv = forgejo["ProgramArguments"]
+    assert argv[argv.index("--") + 1:] == [
+        "/opt/homebrew/bin/forgejo", "web", "--config",
+        "/opt/homebrew/var/forgejo/custom/conf/app.ini"]
+    assert "blumeops.secrets.exec" in argv
+    assert forgejo["WorkingDirectory"] == "/opt/homebrew/var/forgejo"
+    assert forgejo["RunAtLoad"] is True and forgejo["KeepAlive"] == {"SuccessfulExit": False}
+    assert forgejo["StandardOutPath"] == forgejo["StandardErrorPath"]
+    res = out["native/indri/launchd/me.blumeops.forgejo.plist"]
+    assert (res.target, res.kind, res.name) == ("launchd@indri", "plist", "forgejo")
+    assert dict(res.secret_refs)["FORGEJO__security__SECRET_KEY"].startswith("op://")
+    for path, r in plists.items():
+        data = plistlib.loads(r.body.encode())
+        assert plistlib.dumps(data, sort_keys=True).decode() == r.body, path
+        check_golden(f"native/blumeops/{Path(path).name}", r.body)
+
+
+def test_launchd_environment() -> None:
+    lab = Lab.model_validate({
+        "lab": "t", "hosts": {"mac": {"role": "compute", "os": "macos"}},
+        "services": {"app": {"native": "mac", "command": ["/bin/app"],
+                             "environment": {"B": "2", "A": "1"},
+                             "secrets": {"K": "vault:a/b"}}},
+    })
+    [res] = native.render(lab, RenderContext())
+    data = plistlib.loads(res.body.encode())
+    assert data["EnvironmentVariables"] == {"A": "1", "B": "2"}
+    assert "K" not in data["EnvironmentVariables"]
+
+
+# --- systemd ------------------------------------------------------------------------------
+
+
+def test_systemd_unit() -> None:
+    lab = linux_lab(command=["/usr/bin/env", "echo", "50%", "$HOME", 'a "b"'],
+                    environment={"X": "1 2", "P": "100%"}, depends_on=["db"],
+                    secrets={"TOKEN": "vault:a/b"}, workdir="data")
+    out = render(lab)
+    res = out["native/node/systemd/blumeops-app.service"]
+    assert (res.target, res.kind, res.name) == ("systemd@node", "unit", "app")
+    body = res.body
+    assert body.startswith("# Generated by blumeops")
+    assert ("ExecStart=python3 -m blumeops.secrets.exec %S/blumeops/secrets/app.env -- "
+            '/usr/bin/env echo 50%% "$$HOME" "a \\"b\\""') in body
+    assert 'Environment="P=100%%"' in body and 'Environment="X=1 2"' in body
+    assert "After=network-online.target blumeops-db.service" in body
+    assert "Wants=network-online.target blumeops-db.service" in body
+    assert "WorkingDirectory=%S/blumeops/lab/data" in body
+    assert "Restart=on-failure" in body and "KillMode=control-group" in body
+    assert "vault:a/b" not in body
+    check_golden("native/systemd/blumeops-app.service", body)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze not installed")
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    lab = linux_lab(environment={"X": "1"}, depends_on=["db"], workdir="/tmp")
+    for res in native.render(lab, RenderContext()):
+        (tmp_path / Path(res.path).name).write_text(res.body)
+    units = sorted(str(p) for p in tmp_path.glob("*.service"))
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *units],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    relevant = [line for line in proc.stderr.splitlines() if "blumeops-" in line]
+    assert not relevant, proc.stderr
+    assert proc.returncode == 0 or not relevant
+
+
+# --- files and secrets --------------------------------------------------------------------
+
+
+def test_files_and_no_secret_values(tmp_path: Path) -> None:
+    lab = linux_lab(files={"/etc/app/app.conf": "port = 1\n", "../../evil": "x",
+                           "conf/local.ini": "[a]\n"})
+    out = render(lab)
+    files = {p: r for p, r in out.items() if r.kind == "file"}
+    assert sorted(files) == ["native/node/files/app/conf/local.ini",
+                             "native/node/files/app/etc/app/app.conf",
+                             "native/node/files/app/evil"]
+    res = files["native/node/files/app/etc/app/app.conf"]
+    assert (res.target, res.name, res.body) == ("files@node", "app:/etc/app/app.conf",
+                                                "port = 1\n")
+    assert res.meta["dest"] == "/etc/app/app.conf"
+
+
+def test_only_native_services(blumeops_lab: Lab) -> None:
+    services = {r.service for r in native.render(blumeops_lab, RenderContext())}
+    assert services == {"caddy", "forgejo", "zot", "jellyfin", "borgmatic", "alloy"}
