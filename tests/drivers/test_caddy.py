@@ -169,3 +169,18 @@ def caddy_processes(d: CaddyDriver) -> list[int]:
             if str(d.boot_path).encode() in argv and pid_alive(int(entry.name)):
                 out.append(int(entry.name))
     return out
+
+
+def test_new_admin_address_replaces_old_caddy(short_tmp: Path) -> None:
+    first = CaddyDriver(short_tmp / "state", admin=f"127.0.0.1:{free_port()}")
+    second = CaddyDriver(short_tmp / "state", admin=f"127.0.0.1:{free_port()}")
+    try:
+        first.ensure_running()
+        old = first.running_pid()
+        second.ensure_running()
+        assert old is not None and not pid_alive(old)
+        assert second.running_pid() not in (None, old)
+        assert len(caddy_processes(second)) == 1
+    finally:
+        second.shutdown()
+        first.shutdown()

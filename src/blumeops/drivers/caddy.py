@@ -131,6 +131,9 @@ class CaddyDriver:
     def ensure_running(self) -> None:
         """Start Caddy unless ours already answers. Refuse to talk to a stranger."""
         pid = self.running_pid()
+        if pid is not None and self._booted_admin() != self.admin:
+            terminate(pid)  # ours, but listening on an admin address we no longer use
+            pid = None
         if pid is not None and wait_until(self._answers, 5.0):
             return
         if self._answers():
@@ -143,6 +146,13 @@ class CaddyDriver:
             terminate(pid)  # ours, alive, but deaf: restart it
         self.pidfile.unlink(missing_ok=True)
         self._start()
+
+    def _booted_admin(self) -> str | None:
+        try:
+            boot = json.loads(self.boot_path.read_text())
+            return str(boot["admin"]["listen"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
