@@ -281,3 +281,18 @@ def test_file_written_but_never_loaded_is_picked_up(driver: SupervisorDriver) ->
     res = driver.apply({"a": (program("a", port), {})}, [])
     assert res.added == ["a"]
     wait_state(driver, "a", {"RUNNING"})
+
+
+def test_moved_lab_dir_restarts_daemon_with_new_env(driver: SupervisorDriver) -> None:
+    driver.ensure_running()
+    driver.apply({"a": (program("a", free_port()), {})}, [])
+    wait_state(driver, "a", {"RUNNING"})
+    old = driver.daemon_pid()
+    moved = driver.lab_dir.parent / "lab2"
+    moved.mkdir()
+    again = SupervisorDriver(driver.state_dir, moved)
+    again.ensure_running()
+    assert again.daemon_pid() not in (None, old)
+    wait_state(again, "a", {"RUNNING"})
+    env = f"BLUMEOPS_LAB_DIR={moved}".encode()
+    assert wait_until(lambda: has_env(pid_of(again, "a"), env), 5)
