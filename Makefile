@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit bench tools clean
+.PHONY: test demo demo-down lint unit bench tools clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,9 +29,19 @@ unit: $(STAMP) tools
 
 test: lint unit
 
+# The demo's one secret lives in a vault encrypted to this machine's key: make it once.
 demo: $(STAMP)
 	$(BIN)/blumeops validate examples/demo
-	$(BIN)/blumeops up examples/demo --detach --yes
+	@$(BIN)/blumeops secret ls examples/demo 2>/dev/null | grep -qx 'demo/api-token' || \
+	  $(BIN)/blumeops secret set examples/demo demo/api-token --generate
+	$(BIN)/blumeops up examples/demo --detach
+	@echo
+	@echo "The demo runs in the background: try http://www.ops.localhost:8080/"
+	@echo "  $(BIN)/blumeops status examples/demo    # health and URLs"
+	@echo "  $(BIN)/blumeops down examples/demo      # stop it, leaving no process"
+
+demo-down: $(STAMP)
+	$(BIN)/blumeops down examples/demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -166,13 +166,14 @@ class LocalRuntime:
         if st is None:
             return ServiceHealth(service, Health.missing, "not running under supervisord",
                                  urls=urls)
-        if st.state in ("STARTING", "BACKOFF") and st.state != "FATAL":
-            detail = st.spawnerr or st.description or st.state
-            if st.state == "BACKOFF":
-                detail = f"restarting after exit: {self._log_hint(service)}"
-            return ServiceHealth(service, Health.progressing, detail, st.state, st.pid, urls)
+        if st.state == "STARTING":
+            return ServiceHealth(service, Health.progressing, st.description or "starting",
+                                 st.state, st.pid, urls)
         if st.state != "RUNNING":
-            detail = f"{st.state}: {st.spawnerr or st.description}; log: {self._log_hint(service)}"
+            # BACKOFF is a crash loop (Kubernetes' CrashLoopBackOff): Degraded, as ArgoCD says.
+            why = st.spawnerr or ("exited too quickly" if st.state == "BACKOFF"
+                                  else st.description)
+            detail = f"{st.state}: {why}; log: {self._log_hint(service)}"
             return ServiceHealth(service, Health.degraded, detail, st.state, st.pid, urls)
         if svc.health is None:
             return ServiceHealth(service, Health.unknown, "running; no health probe declared",

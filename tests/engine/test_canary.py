@@ -1,0 +1,80 @@
+"""A canary secret goes everywhere a secret could leak; it must show up nowhere but
+the service's own environment and its 0600 env file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from demolab import DemoLab, lab_pids
+
+CANARY = "CANARY-7f3a9c-do-not-leak"
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if needle in path.read_bytes():
+                    hits.append(path)
+            except OSError:
+                continue
+    return hits
+
+
+def test_canary_secret_never_leaks(demo: DemoLab, tmp_path: Path) -> None:
+    demo.run("secret", "set", str(demo.lab), "demo/api-token", "--value", CANARY, check=True)
+    outputs = [
+        demo.cli("plan"), demo.cli("plan", "--output", "json"),
+        demo.cli("apply", "--yes"), demo.cli("apply", "--yes", "--output", "json"),
+        demo.cli("status"), demo.cli("status", "--output", "json"),
+        demo.cli("check"),
+        demo.run("render", str(demo.lab), "--out", str(tmp_path / "rendered")),
+        demo.run("secret", "ls", str(demo.lab)),
+        demo.run("show", str(demo.lab), "--output", "json"),
+    ]
+    assert outputs[2].returncode == 0, outputs[2].stderr
+    for proc in outputs:
+        assert CANARY not in proc.stdout + proc.stderr, proc.args
+
+    # The service really got it: the API shows a hash of its token.
+    import hashlib
+
+    token_hash = hashlib.sha256(CANARY.encode()).hexdigest()[:12]
+    assert demo.get("api").json()["token_sha256"] == token_hash
+
+    # Files: only the service's env file, and it is 0600.
+    allowed = demo.state / "secrets" / "api.env"
+    hits = files_containing(demo.root, CANARY.encode())
+    assert hits == [allowed], hits
+    assert stat.S_IMODE(allowed.stat().st_mode) == 0o600
+    assert not files_containing(tmp_path / "rendered", CANARY.encode())
+
+    # A changed secret shows in the plan as a fingerprint, never as a value.
+    demo.run("secret", "set", str(demo.lab), "demo/api-token", "--value", CANARY + "-2",
+             check=True)
+    plan = demo.cli("plan", "--output", "json")
+    changes = json.loads(plan.stdout)["changes"]
+    assert [c["id"] for c in changes] == ["supervisor@box/program/api"]
+    assert "secret values changed" in changes[0]["reasons"][0]
+    assert CANARY not in plan.stdout
+
+    # Processes: no command line carries it; only the api process's environment does.
+    ps = subprocess.run(["ps", "auxww"], capture_output=True, text=True, check=True).stdout
+    assert CANARY not in ps
+    holders = []
+    for pid in lab_pids(str(demo.root)):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if CANARY.encode() in env:
+            holders.append(pid)
+    api_pid = json.loads(demo.cli("status", "--output", "json").stdout)["services"]
+    api = next(s for s in api_pid if s["service"] == "api")
+    assert holders == [api["pid"]]
+    assert os.getpid() not in holders

@@ -1,0 +1,210 @@
+"""The demo lab for real: supervisord runs the services, Caddy routes their names."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+from demolab import DemoLab, lab_pids
+
+from blumeops.state.store import Store
+
+
+def statuses(demo: DemoLab) -> dict[str, dict[str, object]]:
+    out = demo.cli("status", "--output", "json")
+    return {s["service"]: s for s in json.loads(out.stdout)["services"]}
+
+
+def test_apply_routes_and_idempotence(demo: DemoLab) -> None:
+    plan = demo.cli("plan")
+    assert plan.returncode == 2, plan.stderr
+    assert "5 to create" in plan.stdout
+    first = demo.cli("apply", "--yes")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert demo.get("www").status_code == 200
+    api = demo.get("api").json()
+    assert api["service"] == "demo" and len(api["token_sha256"]) == 12
+    assert "plan before apply" in demo.get("notes").text  # notes -> api works
+    pids = {n: s["pid"] for n, s in statuses(demo).items()}
+    assert all(s["health"] == "Healthy" for s in statuses(demo).values())
+
+    again = demo.cli("plan")
+    assert again.returncode == 0, again.stdout
+    second = demo.cli("apply", "--yes", "--output", "json")
+    assert second.returncode == 0
+    report = json.loads(second.stdout)
+    assert report["applied"] == [] and report["plan"]["counts"]["unchanged"] == 5
+    assert {n: s["pid"] for n, s in statuses(demo).items()} == pids  # nothing restarted
+
+    check = demo.cli("check", "--output", "json")
+    assert check.returncode == 0, check.stdout
+    kinds = [c["kind"] for c in json.loads(check.stdout)["checks"]]
+    assert kinds.count("route") == 3 and kinds.count("service") == 4
+
+
+def test_change_one_service_touches_only_it(demo: DemoLab) -> None:
+    demo.cli("apply", "--yes", check=True)
+    before = {n: s["pid"] for n, s in statuses(demo).items()}
+    demo.edit("API_NAME: demo", "API_NAME: changed")
+    plan = demo.cli("plan", "--output", "json")
+    changes = json.loads(plan.stdout)["changes"]
+    assert [c["id"] for c in changes] == ["supervisor@box/program/api"]
+    assert 'API_NAME="changed"' in changes[0]["diff"]
+    demo.cli("apply", "--yes", check=True)
+    after = {n: s["pid"] for n, s in statuses(demo).items()}
+    assert after["api"] != before["api"]
+    assert {k: v for k, v in after.items() if k != "api"} == {
+        k: v for k, v in before.items() if k != "api"}
+    assert demo.get("api").json()["service"] == "changed"
+
+
+def test_bad_commands_degrade_only_themselves(demo: DemoLab) -> None:
+    demo.edit("services:\n", "services:\n"
+              "  ghost:\n    native: box\n    command: [/nonexistent/binary]\n"
+              "    health: {command: ['true']}\n"
+              "  quitter:\n    native: box\n    command: [python3, -c, 'print(\"bye now\")']\n"
+              "    health: {command: ['true']}\n")
+    out = demo.cli("apply", "--yes")
+    assert out.returncode == 1, out.stdout
+    st = statuses(demo)
+    assert st["ghost"]["health"] == "Degraded"
+    assert st["quitter"]["health"] == "Degraded"
+    assert "bye now" in str(st["quitter"]["detail"])  # the last lines of its log
+    for name in ("web", "api", "notes", "echo"):
+        assert st[name]["health"] == "Healthy", st[name]
+    assert demo.get("www").status_code == 200
+
+
+def test_hand_removed_route_is_restored(demo: DemoLab) -> None:
+    demo.cli("apply", "--yes", check=True)
+    admin = (demo.state / "caddy" / "admin.addr").read_text().strip()
+    import httpx
+
+    config = httpx.get(f"http://{admin}/config/apps/http/servers").json()
+    server = next(iter(config))
+    routes = config[server]["routes"]
+    index = next(i for i, r in enumerate(routes) if "www.ops.localhost" in json.dumps(r))
+    resp = httpx.delete(f"http://{admin}/config/apps/http/servers/{server}/routes/{index}",
+                        headers={"Host": admin})
+    assert resp.status_code == 200, resp.text
+    assert demo.get("www").status_code != 200
+    plan = demo.cli("plan", "--output", "json")
+    assert [c["id"] for c in json.loads(plan.stdout)["changes"]] == ["caddy@box/config/box"]
+    demo.cli("apply", "--yes", check=True)
+    assert demo.get("www").status_code == 200
+
+
+def test_port_taken_by_another_process(demo: DemoLab) -> None:
+    port = demo.ports["18101"]
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        out = demo.cli("apply", "--yes")
+    assert out.returncode == 1
+    assert f"port {port} is already in use" in out.stderr
+    assert statuses(demo)["api"]["health"] == "Healthy"
+
+
+def test_killed_service_is_restarted_and_recorded(demo: DemoLab) -> None:
+    up = subprocess.Popen([sys.executable, "-m", "blumeops", "up", str(demo.lab),
+                           "--state-dir", str(demo.state), "--interval", "0.5"],
+                          env=demo.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, cwd=demo.root)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if _answers(demo):
+                break
+            time.sleep(0.2)
+        pid = statuses(demo)["web"]["pid"]
+        assert isinstance(pid, int)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        events: list[str] = []
+        while time.monotonic() < deadline:
+            with Store(demo.state) as store:
+                events = [e.message for e in store.events(service="web")
+                          if e.kind == "restarted"]
+            if events:
+                break
+            time.sleep(0.2)
+        assert events and str(pid) in events[0]
+        assert statuses(demo)["web"]["health"] in ("Healthy", "Progressing")
+    finally:
+        up.send_signal(signal.SIGINT)
+        output = up.communicate(timeout=30)[0]
+    assert "stopping the lab" in output
+    assert not [p for p in lab_pids(str(demo.root)) if p != up.pid]
+
+
+def _answers(demo: DemoLab) -> bool:
+    try:
+        return demo.get("www").status_code == 200
+    except Exception:
+        return False
+
+
+def test_sigkill_mid_apply_converges(demo: DemoLab) -> None:
+    cmd = [sys.executable, "-m", "blumeops", "apply", str(demo.lab), "--state-dir",
+           str(demo.state), "--yes"]
+    proc = subprocess.Popen(cmd, env=demo.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=demo.root)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # kill it as the first wave starts
+        if "starting" in line:
+            break
+    proc.kill()
+    proc.wait()
+    out = demo.cli("apply", "--yes")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert all(s["health"] == "Healthy" for s in statuses(demo).values())
+    assert demo.get("notes").status_code == 200
+    # exactly one process per service: no duplicates, no orphans
+    for port in (demo.ports[p] for p in ("18101", "18102", "18103")):
+        holders = [p for p in lab_pids(str(demo.root)) if _listens(p, port)]
+        assert len(holders) <= 1
+    assert demo.cli("plan").returncode == 0
+
+
+def _listens(pid: int, port: int) -> bool:
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            listening = int(parts[1].split(":")[1], 16) == port and parts[3] == "0A"
+            if listening and f"socket:[{parts[9]}]" in inodes:
+                return True
+    return False
+
+
+def test_down_leaves_nothing(demo: DemoLab) -> None:
+    demo.cli("apply", "--yes", check=True)
+    assert lab_pids(str(demo.root))
+    out = demo.cli("down")
+    assert out.returncode == 0 and "Stopped" in out.stdout
+    deadline = time.monotonic() + 10
+    while lab_pids(str(demo.root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not lab_pids(str(demo.root))
+    # and it comes back
+    demo.cli("apply", "--yes", check=True)
+    assert demo.get("www").status_code == 200
+
+
+def test_state_records_syncs_and_events(demo: DemoLab) -> None:
+    demo.cli("apply", "--yes", check=True)
+    db = sqlite3.connect(demo.state / "state.db")
+    results = [r[0] for r in db.execute("SELECT result FROM syncs")]
+    assert results == ["ok"]
+    kinds = {r[0] for r in db.execute("SELECT kind FROM events")}
+    assert "created" in kinds
