@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import EXAMPLES, write_lab
 
 from blumeops.cli import cli
 from blumeops.tailnet.evaluate import UnknownTarget, check, port_matches, run_tests
 from blumeops.tailnet.policy import Device, Policy
+from conftest import EXAMPLES, write_lab
 
 LAB = str(EXAMPLES / "blumeops")
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT, check_golden
 
 from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
 from blumeops.render import RenderContext, caddy
+from conftest import EXAMPLES, ROOT, check_golden
 
 CADDY = ROOT / ".venv" / "bin" / "caddy"
 pytestmark = pytest.mark.skipif(not CADDY.exists(), reason="caddy binary not in .venv")
@@ -47,7 +47,8 @@ def caddy_env(tmp_path: Path) -> dict[str, str]:
             "XDG_DATA_HOME": str(tmp_path / "data"), "HOME": str(tmp_path)}
 
 
-def validate(tmp_path: Path, body: str, name: str = "caddy.json") -> subprocess.CompletedProcess[str]:
+def validate(tmp_path: Path, body: str,
+             name: str = "caddy.json") -> subprocess.CompletedProcess[str]:
     path = tmp_path / name
     path.write_text(body)
     return subprocess.run([str(CADDY), "validate", "--config", str(path)],

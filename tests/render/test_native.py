@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT, check_golden
 
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, native
 from blumeops.secrets.envfile import write_env_file
+from conftest import EXAMPLES, ROOT, check_golden
 
 SUPERVISORD = ROOT / ".venv" / "bin" / "supervisord"
 

@@ -6,10 +6,9 @@ import json
 import re
 from typing import Any
 
-from conftest import check_golden
-
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, tailscale
+from conftest import check_golden
 
 
 def parse_hujson(text: str) -> Any:
