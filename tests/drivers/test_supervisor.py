@@ -296,3 +296,19 @@ def test_moved_lab_dir_restarts_daemon_with_new_env(driver: SupervisorDriver) ->
     wait_state(again, "a", {"RUNNING"})
     env = f"BLUMEOPS_LAB_DIR={moved}".encode()
     assert wait_until(lambda: has_env(pid_of(again, "a"), env), 5)
+
+
+def test_restart_retries_a_fatal_program(driver: SupervisorDriver, short_tmp: Path) -> None:
+    """A program that gave up (FATAL) starts again when asked, once its cause is fixed."""
+    driver.ensure_running()
+    port = free_port()
+    script = short_tmp / "lab" / "late.py"
+    body = program("late", port, extra="startretries=0\n", startsecs=1).replace(
+        f"-m http.server {port} --bind 127.0.0.1", "late.py"
+    )
+    driver.apply({"late": (body, {})}, [])
+    wait_state(driver, "late", {"FATAL"})
+    script.write_text(f"import http.server as h\nh.test(h.SimpleHTTPRequestHandler, port={port})\n")
+    res = driver.apply({"late": (body, {})}, [], restart={"late"})
+    assert res.restarted == ["late"]
+    wait_state(driver, "late", {"RUNNING"})

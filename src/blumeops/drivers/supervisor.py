@@ -405,8 +405,9 @@ class SupervisorDriver:
         upsert: name -> (program file body, resolved secret values). Unchanged bodies
         cost nothing; a program whose body is unchanged but whose secret values changed
         is restarted (it reads them only at start). `restart` forces a restart of
-        programs that are otherwise unchanged. One program's failure is recorded in
-        `errors` and does not stop the others.
+        programs that are otherwise unchanged; it also starts again a program that gave
+        up (FATAL), which is how a later pass retries it. One program's failure is
+        recorded in `errors` and does not stop the others.
         """
         result = ApplyResult()
         restart_set = set(restart)
@@ -441,7 +442,9 @@ class SupervisorDriver:
         added, changed, removed = self._reload(old_bodies, result)
 
         # Stop everything that must stop, together, then act on the groups.
-        restart_only = sorted((restart_set & set(upsert)) - set(added) - set(changed))
+        restart_only = sorted(
+            (restart_set & set(self.status())) - set(added) - set(changed) - set(result.errors)
+        )
         self._stop([*changed, *removed, *restart_only], result)
         for name in removed:
             self._call(result, name, "removeProcessGroup", name)
