@@ -96,8 +96,8 @@ class DemoLab:
         path.write_text(text.replace(old, new))
 
 
-@pytest.fixture
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoLab]:
+@pytest.fixture(name="demo")
+def demo_fixture() -> Iterator[DemoLab]:
     root = Path(tempfile.mkdtemp(prefix="bo-", dir="/tmp"))  # short: unix socket paths
     shutil.copytree(EXAMPLES / "demo", root / "lab",
                     ignore=shutil.ignore_patterns("vault.age", "vault.recipients"))

@@ -9,7 +9,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from demolab import DemoLab, lab_pids
+from demolab import DemoLab, demo_fixture, lab_pids  # noqa: F401 (fixture "demo")
 
 CANARY = "CANARY-7f3a9c-do-not-leak"
 
