@@ -1,0 +1,344 @@
+"""The lab's git source: a private bare clone of one branch, fetched and checked out by commit.
+
+The controller syncs what was committed, never a working tree: uncommitted edits in the
+origin are invisible here, and every sync names the exact commit it applied. Everything
+goes through the real `git` CLI (no shell), isolated from the user's git configuration so
+that a stray `url.insteadOf` or credential helper on the box cannot change what is synced,
+and so that git never waits on a prompt nobody will answer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+FETCH_TIMEOUT = 120.0  # seconds: network operations (clone, fetch)
+LOCAL_TIMEOUT = 30.0  # seconds: operations on the local clone
+
+# Inherited GIT_* variables that may stay: transport settings, never repository selection
+# (a controller started from a git hook would otherwise inherit GIT_DIR and friends).
+_KEEP_GIT_ENV = re.compile(r"GIT_(SSH|SSH_COMMAND|SSH_VARIANT|SSL_\w+|PROXY_\w+|HTTP_\w+|TRACE\w*)")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# scp-like ssh address: [user@]host:path (no scheme, host is not a single drive letter).
+_SCP = re.compile(r"(?:[^@/]+@)?(?P<host>[^:/]{2,}):(?P<path>.*)")
+_URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+# Field separators for --format: git never puts NUL in these fields.
+_FORMAT = "%H%x00%h%x00%an%x00%ae%x00%aI%x00%s"
+
+
+class SourceError(Exception):
+    """The source could not be read; the message says why, for a person (git's words last)."""
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What a person wants to see about a commit: who, when, what."""
+
+    id: str
+    short: str
+    author: str
+    email: str
+    time: str  # ISO 8601 with the author's offset
+    subject: str
+
+
+def _git_env() -> dict[str, str]:
+    """An environment in which git never prompts and ignores system/global config.
+
+    HOME stays, so ssh still finds ~/.ssh (keys, known_hosts, config).
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GIT_") or _KEEP_GIT_ENV.fullmatch(k)}
+    env.update({
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "SSH_ASKPASS": "true",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "LC_ALL": "C",
+    })
+    if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
+        # BatchMode: fail instead of asking for a passphrase or about an unknown host key.
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    return env
+
+
+_ENV = _git_env()
+# Per-command config: no credential helper, no hooks, no auto-gc pauses in the hot path.
+_BASE = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=" + os.devnull,
+         "-c", "gc.auto=0", "-c", "advice.detachedHead=false"]
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _is_url(url: str) -> bool:
+    return bool(_URL_SCHEME.match(url)) or (
+        not url.startswith(("/", ".", "~")) and _SCP.fullmatch(url) is not None
+    )
+
+
+def _safe_lab_path(lab_path: str) -> PurePosixPath:
+    path = PurePosixPath(lab_path or ".")
+    if path.is_absolute() or ".." in path.parts:
+        raise SourceError(f"lab path {lab_path!r} must be relative and inside the repository")
+    return path
+
+
+class GitSource:
+    """One branch of one repository, mirrored into `cache_dir` (a bare repository).
+
+    Thread-safe: fetches are serialised, and checkouts use their own index file.
+    """
+
+    def __init__(self, url: str, branch: str, lab_path: str, cache_dir: Path) -> None:
+        if not branch or branch.startswith("-") or ".." in branch or " " in branch:
+            raise SourceError(f"invalid branch name {branch!r}")
+        if not url:
+            raise SourceError("no repository given")
+        self.is_local = not _is_url(url)
+        self.url = str(Path(url).expanduser().resolve()) if self.is_local else url
+        self.branch = branch
+        self.lab_path = _safe_lab_path(lab_path)
+        self.cache_dir = Path(cache_dir).resolve()
+        self._ref = f"refs/heads/{branch}"
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"GitSource({self.url!r}, branch={self.branch!r}, lab_path={str(self.lab_path)!r})"
+
+    # -- running git ----------------------------------------------------------------------
+
+    def _run(self, args: list[str], *, what: str, timeout: float = LOCAL_TIMEOUT,
+             check: bool = True, bare: bool = True,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [*_BASE, *(["--git-dir", str(self.cache_dir)] if bare else []), *args]
+        try:
+            proc = subprocess.run(cmd, env=env or _ENV, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise SourceError(f"{what}: the git command is not installed") from None
+        except subprocess.TimeoutExpired:
+            raise SourceError(f"{what}: git took over {timeout:g}s and was stopped") from None
+        if check and proc.returncode != 0:
+            detail = _last_line(proc.stderr) or f"git exited with status {proc.returncode}"
+            raise SourceError(f"{what}: {detail}")
+        return proc
+
+    def _ensure_cache(self) -> None:
+        if (self.cache_dir / "HEAD").is_file():
+            return
+        if self.cache_dir.exists() and any(self.cache_dir.iterdir()):
+            raise SourceError(f"cache directory {self.cache_dir} exists and is not a git "
+                              "repository; remove it or choose another state directory")
+        self.cache_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._run(["init", "--quiet", "--bare", str(self.cache_dir)],
+                  what=f"cannot create the clone in {self.cache_dir}", bare=False)
+        # HEAD names our branch, so "HEAD" and bare `git log` mean the followed branch.
+        self._run(["symbolic-ref", "HEAD", self._ref], what="cannot set up the clone")
+
+    def _fetched(self) -> None:
+        if not (self.cache_dir / "HEAD").is_file():
+            raise SourceError(f"{self.url} has not been fetched yet")
+
+    # -- the API --------------------------------------------------------------------------
+
+    def fetch(self, timeout: float = FETCH_TIMEOUT) -> str:
+        """Bring the branch up to date (cloning on first use); return its newest commit."""
+        if self.is_local and not Path(self.url).exists():
+            raise SourceError(f"repository {self.url} does not exist")
+        with self._lock:
+            self._ensure_cache()
+            # '+': follow force-pushes too; the caller can tell with is_ancestor().
+            proc = self._run(
+                ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-gc",
+                 "--", self.url, f"+{self._ref}:{self._ref}"],
+                what=f"cannot fetch branch {self.branch!r} from {self.url}",
+                timeout=timeout, check=False,
+            )
+            if proc.returncode != 0:
+                raise SourceError(self._fetch_error(proc.stderr))
+            return self.newest()
+
+    def _fetch_error(self, stderr: str) -> str:
+        if "couldn't find remote ref" in stderr:
+            return f"branch {self.branch!r} not found in {self.url}"
+        if "does not appear to be a git repository" in stderr or (
+            "not a git repository" in stderr
+        ):
+            return f"{self.url} is not a git repository"
+        detail = _last_line(stderr) or "git fetch failed"
+        return f"cannot fetch branch {self.branch!r} from {self.url}: {detail}"
+
+    def newest(self) -> str:
+        """The branch's newest commit as of the last fetch (no network)."""
+        self._fetched()
+        try:  # a loose ref (what fetch writes) saves a process: ~2 ms of a ~12 ms fetch
+            sha = (self.cache_dir / self._ref).read_text().strip()
+            if _SHA.fullmatch(sha):
+                return sha
+        except OSError:
+            pass
+        proc = self._run(["rev-parse", "--verify", "--quiet", f"{self._ref}^{{commit}}"],
+                         what="cannot read the branch", check=False)
+        sha = proc.stdout.strip()
+        if proc.returncode != 0 or not _SHA.fullmatch(sha):
+            raise SourceError(f"branch {self.branch!r} has not been fetched from {self.url}")
+        return sha
+
+    def resolve(self, ref: str) -> str:
+        """A full commit id for `ref` (a sha, short sha, branch or tag in the clone)."""
+        self._fetched()
+        if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
+            raise SourceError(f"unknown commit {ref!r}")
+        proc = self._run(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                         what=f"unknown commit {ref!r}", check=False)
+        sha = proc.stdout.strip()
+        if proc.returncode != 0 or not _SHA.fullmatch(sha):
+            detail = _last_line(proc.stderr)
+            raise SourceError(f"unknown commit {ref!r} in {self.url}"
+                              + (f": {detail}" if detail else ""))
+        return sha
+
+    def checkout(self, commit: str, dest: Path) -> Path:
+        """Replace `dest` with the tree of `commit`; return the lab path inside it.
+
+        Built beside `dest` and renamed into place, so a reader never sees half a tree and
+        a failed checkout leaves the previous one untouched.
+        """
+        sha = self.resolve(commit)
+        dest = Path(dest).absolute()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            tmp.chmod(0o755)  # mkdtemp's 0700 would hide the lab from services run as others
+            self._materialise(sha, tmp)
+            if not (tmp / self.lab_path).exists():
+                raise SourceError(f"commit {sha[:12]} has no {str(self.lab_path)!r} "
+                                  f"(the lab path) in {self.url}")
+            old = None
+            if dest.exists() or dest.is_symlink():
+                old = dest.with_name(f"{tmp.name}.old")
+                dest.rename(old)
+            tmp.rename(dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return dest / self.lab_path
+
+    def _materialise(self, sha: str, work_tree: Path) -> None:
+        # A private index file: concurrent checkouts must not share the bare repo's index.
+        fd, index = tempfile.mkstemp(prefix=".index.", dir=work_tree.parent)
+        os.close(fd)
+        os.unlink(index)  # git wants to create it itself
+        env = {**_ENV, "GIT_INDEX_FILE": index}
+        try:
+            self._run(["--work-tree", str(work_tree), "checkout", "--quiet", sha, "--", "."],
+                      what=f"cannot check out {sha[:12]}", env=env)
+        finally:
+            Path(index).unlink(missing_ok=True)
+
+    def commit_info(self, commit: str) -> CommitInfo:
+        """Author, time and subject of one commit."""
+        sha = self.resolve(commit)
+        proc = self._run(["log", "-1", f"--format={_FORMAT}", sha, "--"],
+                         what=f"cannot read commit {sha[:12]}")
+        return _parse_info(proc.stdout.rstrip("\n"))
+
+    def log(self, limit: int = 20) -> list[CommitInfo]:
+        """The branch's newest `limit` commits, newest first."""
+        self.newest()
+        proc = self._run(["log", f"--max-count={max(limit, 0)}", f"--format={_FORMAT}%x1e",
+                          self._ref, "--"], what=f"cannot read the log of {self.branch!r}")
+        return [_parse_info(rec.strip("\n")) for rec in proc.stdout.split("\x1e")
+                if rec.strip()]
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """True when `a` is `b` or in its history (so b is a fast-forward from a)."""
+        sha_a, sha_b = self.resolve(a), self.resolve(b)
+        proc = self._run(["merge-base", "--is-ancestor", sha_a, sha_b],
+                         what="cannot compare commits", check=False)
+        if proc.returncode in (0, 1):
+            return proc.returncode == 0
+        raise SourceError(f"cannot compare {sha_a[:12]} and {sha_b[:12]}: "
+                          f"{_last_line(proc.stderr)}")
+
+    def repo_matches(self, full_name_or_urls: list[str]) -> bool:
+        """Whether a webhook's repository (any of its names or URLs) designates this source.
+
+        URLs match by host and path whatever the scheme, user or port (ssh vs https of
+        the same forge). A bare `owner/name` matches the last two components of our path:
+        the forge may be reached by another host name (tailnet vs public) than the one
+        in its payload, and the webhook is already authenticated by its signature.
+        """
+        mine = _repo_key(self.url, self.is_local)
+        mine_name = _tail2(mine[1])
+        for candidate in full_name_or_urls:
+            if not isinstance(candidate, str) or not candidate.strip():
+                continue
+            candidate = candidate.strip()
+            if _is_full_name(candidate):
+                if mine_name and _norm_path(candidate) == mine_name.lower():
+                    return True
+                continue
+            local = candidate.startswith("/") or candidate.lower().startswith("file:")
+            if _repo_key(candidate, local) == mine:
+                return True
+        return False
+
+
+def _parse_info(line: str) -> CommitInfo:
+    parts = line.split("\x00")
+    if len(parts) != 6:
+        raise SourceError(f"unexpected output from git log: {line[:80]!r}")
+    return CommitInfo(*parts)
+
+
+# -- repository identity ------------------------------------------------------------------
+
+def _norm_path(path: str, lower: bool = True) -> str:
+    """Forges ignore case and a trailing `.git` or `/`; a local file system may not."""
+    path = unquote(path).strip().rstrip("/")
+    if path.endswith(".git"):
+        path = path[:-4]
+    path = path.strip("/")
+    return path.lower() if lower else path
+
+
+def _tail2(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else ""
+
+
+def _is_full_name(text: str) -> bool:
+    """`owner/name`: no scheme, no host, exactly two components."""
+    return (not _URL_SCHEME.match(text) and ":" not in text and not text.startswith("/")
+            and len([p for p in text.strip("/").split("/") if p]) == 2)
+
+
+def _repo_key(url: str, local: bool) -> tuple[str, str]:
+    """(host, path) identifying a repository: host '' for local paths."""
+    if local:
+        path = url
+        if url.lower().startswith("file:"):
+            path = unquote(urlsplit(url).path)
+        resolved = str(Path(path).expanduser().resolve())
+        return ("", _norm_path(resolved, lower=False))
+    if _URL_SCHEME.match(url):
+        parts = urlsplit(url)
+        return ((parts.hostname or "").lower(), _norm_path(parts.path))
+    scp = _SCP.fullmatch(url)
+    if scp:
+        return (scp["host"].lower(), _norm_path(scp["path"]))
+    return ("", _norm_path(url))
