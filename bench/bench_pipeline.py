@@ -14,7 +14,7 @@ from blumeops.engine.plan import make_plan
 from blumeops.render import render_lab
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import best_and_median, write_synthetic  # noqa: E402
+from common import best_and_median, write_synthetic
 
 
 def run(sizes: tuple[int, ...] = (100, 1000, 5000)) -> list[dict[str, object]]:
