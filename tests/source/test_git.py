@@ -234,6 +234,17 @@ def test_commit_info_and_log(source: GitSource, origin: Path) -> None:
     assert source.log(limit=0) == []
 
 
+def test_maintain_packs_the_clone(source: GitSource, origin: Path) -> None:
+    source.fetch()
+    source.maintain()  # nothing to do: cheap and harmless
+    for i in range(3):
+        commit(origin, {f"lab/f{i}.yaml": f"n: {i}\n"}, f"c{i}")
+        source.fetch()
+    subprocess.run(["git", "--git-dir", str(source.cache_dir), "gc", "-q"], env=ENV, check=True)
+    assert source.newest() == git(origin, "rev-parse", "HEAD")  # packed refs still read
+    assert len(source.log()) == 4
+
+
 def test_resolve(source: GitSource, origin: Path) -> None:
     sha = source.fetch()
     assert source.resolve(sha) == sha
@@ -392,3 +403,10 @@ def test_local_source_matches_by_path_or_full_name(origin: Path, tmp_path: Path)
     assert src.repo_matches(["https://forge.example/x/y.git", "eblume/blumeops"])
     assert not src.repo_matches(["eblume/other", "https://forge.example/eblume/other.git"])
     assert not src.repo_matches([str(origin)])
+
+
+def test_file_url_source_matches_its_path(origin: Path, tmp_path: Path) -> None:
+    src = GitSource(f"file://{origin}", "main", "lab", tmp_path / "cache")
+    assert src.repo_matches([str(origin)])
+    assert src.repo_matches([f"file://{origin}.git"])
+    assert not src.repo_matches([str(tmp_path)])

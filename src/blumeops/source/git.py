@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 FETCH_TIMEOUT = 120.0  # seconds: network operations (clone, fetch)
 LOCAL_TIMEOUT = 30.0  # seconds: operations on the local clone
+GC_EVERY = 200  # fetches between `git gc --auto` runs
 
 # Inherited GIT_* variables that may stay: transport settings, never repository selection
 # (a controller started from a git hook would otherwise inherit GIT_DIR and friends).
@@ -71,9 +72,9 @@ def _git_env() -> dict[str, str]:
 
 
 _ENV = _git_env()
-# Per-command config: no credential helper, no hooks, no auto-gc pauses in the hot path.
+# Per-command config: no credential helper, no hooks.
 _BASE = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=" + os.devnull,
-         "-c", "gc.auto=0", "-c", "advice.detachedHead=false"]
+         "-c", "advice.detachedHead=false"]
 
 
 def _last_line(text: str) -> str:
@@ -112,6 +113,7 @@ class GitSource:
         self.cache_dir = Path(cache_dir).resolve()
         self._ref = f"refs/heads/{branch}"
         self._lock = threading.Lock()
+        self._fetches = 0
 
     def __repr__(self) -> str:
         return f"GitSource({self.url!r}, branch={self.branch!r}, lab_path={str(self.lab_path)!r})"
@@ -167,7 +169,19 @@ class GitSource:
             )
             if proc.returncode != 0:
                 raise SourceError(self._fetch_error(proc.stderr))
+            self._fetches += 1
+            if self._fetches % GC_EVERY == 0:
+                self.maintain()
             return self.newest()
+
+    def maintain(self) -> None:
+        """Pack loose objects when git thinks it is time (cheap when it is not).
+
+        Fetches skip git's auto-gc so the hot path never pauses; this runs it every
+        GC_EVERY fetches instead, or whenever the caller likes.
+        """
+        self._run(["gc", "--auto", "--quiet"],
+                  what=f"cannot pack the clone in {self.cache_dir}", timeout=FETCH_TIMEOUT)
 
     def _fetch_error(self, stderr: str) -> str:
         if "couldn't find remote ref" in stderr:
@@ -282,7 +296,7 @@ class GitSource:
         the forge may be reached by another host name (tailnet vs public) than the one
         in its payload, and the webhook is already authenticated by its signature.
         """
-        mine = _repo_key(self.url, self.is_local)
+        mine = _repo_key(self.url)
         mine_name = _tail2(mine[1])
         for candidate in full_name_or_urls:
             if not isinstance(candidate, str) or not candidate.strip():
@@ -292,8 +306,7 @@ class GitSource:
                 if mine_name and _norm_path(candidate) == mine_name.lower():
                     return True
                 continue
-            local = candidate.startswith("/") or candidate.lower().startswith("file:")
-            if _repo_key(candidate, local) == mine:
+            if _repo_key(candidate) == mine:
                 return True
         return False
 
@@ -327,9 +340,9 @@ def _is_full_name(text: str) -> bool:
             and len([p for p in text.strip("/").split("/") if p]) == 2)
 
 
-def _repo_key(url: str, local: bool) -> tuple[str, str]:
-    """(host, path) identifying a repository: host '' for local paths."""
-    if local:
+def _repo_key(url: str) -> tuple[str, str]:
+    """(host, path) identifying a repository: host '' for local paths and file:// URLs."""
+    if url.lower().startswith("file:") or not _is_url(url):
         path = url
         if url.lower().startswith("file:"):
             path = unquote(urlsplit(url).path)
