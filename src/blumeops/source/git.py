@@ -98,7 +98,8 @@ def _safe_lab_path(lab_path: str) -> PurePosixPath:
 class GitSource:
     """One branch of one repository, mirrored into `cache_dir` (a bare repository).
 
-    Thread-safe: fetches are serialised, and checkouts use their own index file.
+    Thread-safe: fetches are serialised, and checkouts use their own index file (but two
+    checkouts into the same `dest` at once are the caller's to avoid).
     """
 
     def __init__(self, url: str, branch: str, lab_path: str, cache_dir: Path) -> None:
@@ -227,7 +228,8 @@ class GitSource:
         """Replace `dest` with the tree of `commit`; return the lab path inside it.
 
         Built beside `dest` and renamed into place, so a reader never sees half a tree and
-        a failed checkout leaves the previous one untouched.
+        a failed checkout leaves the previous one untouched. (Two renames: for a moment
+        `dest` is absent; point readers at the returned path, not a fixed one.)
         """
         sha = self.resolve(commit)
         dest = Path(dest).absolute()
