@@ -267,11 +267,20 @@ def down(lab: Path | None, state_dir: Path | None, output: str) -> None:
 @click.command()
 @LAB_ARGUMENT
 @STATE_OPTION
+@click.option("--controller", "controller_url", default=None,
+              help="ask a running controller instead (URL, e.g. http://127.0.0.1:7300)")
 @OUTPUT_OPTION
-def status(lab: Path | None, state_dir: Path | None, output: str) -> None:
+def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
+           output: str) -> None:
     """Each service's state, health, URLs and last change."""
     from blumeops.engine.apply import final_health
     from blumeops.engine.health import worst
+
+    if controller_url:
+        from blumeops.commands.controller import controller_status
+
+        controller_status(controller_url, output)
+        return
 
     with session(lab, state_dir) as s:
         healths = final_health(s.runtime)

@@ -88,14 +88,14 @@ def prepare(runtime: LocalRuntime, store: Store, source: str = "lab.yaml") -> Pr
 
 
 def apply(runtime: LocalRuntime, prepared: Prepared, store: Store,
-          progress: Progress | None = None, revision: str = "", wait: float = 30.0
-          ) -> ApplyReport:
+          progress: Progress | None = None, revision: str = "", wait: float = 30.0,
+          author: str | None = None, message: str | None = None) -> ApplyReport:
     """Carry out the plan; return what happened. Never raises for one service's failure."""
     started = time.monotonic()
     say = progress or (lambda _who, _msg: None)
     plan = prepared.plan
     report = ApplyReport(plan)
-    sync_id = store.start_sync(revision, revision)
+    sync_id = store.start_sync(revision, revision, author, message)
     try:
         _apply(runtime, prepared, store, report, say, wait)
     finally:
@@ -119,11 +119,13 @@ def _apply(runtime: LocalRuntime, prepared: Prepared, store: Store, report: Appl
 
     if files:
         _apply_files(runtime, files, prepared, store, report, say)
+    # Routes first: a new route answers the moment its service listens, as a Kubernetes
+    # Service does; a removed one stops routing before its service stops.
+    if configs:
+        _apply_caddy(runtime, configs, store, report, say)
     if programs:
         runtime.supervisor.ensure_running()
         _apply_programs(runtime, programs, prepared, store, report, say, wait)
-    if configs:
-        _apply_caddy(runtime, configs, store, report, say)
 
 
 def _record(store: Store, change: Change, prepared: Prepared) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 DB_FILE = "state.db"
 BUSY_TIMEOUT_MS = 10_000
-SYNC_RESULTS = ("ok", "failed", "partial")
+SYNC_RESULTS = ("ok", "failed", "partial", "invalid")  # invalid: the catalog was rejected
 EVENT_KINDS = ("created", "updated", "deleted", "restarted", "healed", "failed", "error",
                "stopped")
 
@@ -268,7 +268,7 @@ class Store:
             return cur.lastrowid
 
     def finish_sync(self, id: int, result: str, summary: dict[str, Any]) -> None:
-        """Close sync `id` with ok | failed | partial and its summary (counts, failures)."""
+        """Close sync `id` with ok | failed | partial | invalid and its summary."""
         if result not in SYNC_RESULTS:
             raise ValueError(f"sync result must be one of {SYNC_RESULTS}, not {result!r}")
         finished = now()

@@ -1,0 +1,158 @@
+"""The GitOps loop for real: git commits, signed webhooks, supervisord and Caddy."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+
+import httpx
+from controllerlab import Followed, followed_fixture, wait_for  # noqa: F401 (fixture)
+from demolab import free_port, lab_pids
+
+NEW_SERVICE = """  extra:
+    native: box
+    command: [python3, -m, http.server, "{port}", --bind, 127.0.0.1, --directory, site]
+    ports: {{http: {port}}}
+    routes: {{extra.ops: http}}
+    health: {{http: /}}
+"""
+
+
+def add_extra(f: Followed) -> str:
+    port = free_port()
+    f.edit("services:\n", "services:\n" + NEW_SERVICE.format(port=port))
+    return f.commit("add extra")
+
+
+def test_follow_webhook_invalid_commit_and_rollback(followed: Followed) -> None:
+    first = followed.git("rev-parse", "HEAD")
+    followed.start()
+    wait_for(lambda: followed.synced(first), 60, "first sync")
+    assert followed.status()["health"] == "Healthy"
+    assert followed.answers("www", "BlumeOps demo")
+
+    # Unsigned and wrongly signed webhooks: 401, nothing synced.
+    second = add_extra(followed)
+    assert followed.webhook(second, sign=False).status_code == 401
+    assert followed.webhook(second, secret="wrong").status_code == 401
+    # Another branch: acknowledged, ignored.
+    other = followed.webhook(second, branch="feature")
+    assert other.status_code == 202 and other.json()["accepted"] is False
+    time.sleep(0.5)
+    assert followed.status()["applied"] == first
+
+    # A signed push: the new service comes up and its route answers through Caddy.
+    start = time.monotonic()
+    assert followed.webhook(second).status_code == 202
+    wait_for(lambda: followed.answers("extra", "BlumeOps demo"), 30, "the new route")
+    elapsed = time.monotonic() - start
+    assert elapsed < 10, elapsed
+    wait_for(lambda: followed.synced(second), 30, "second sync")
+
+    # A broken catalog: nothing changes, status names the commit and file:line.
+    followed.edit("native: box\n    description: A small JSON API",
+                  "native: boxx\n    description: A small JSON API")
+    broken = followed.commit("typo")
+    followed.webhook(broken)
+    wait_for(lambda: bool(followed.status()["last_errors"]), 30, "the error")
+    status = followed.status()
+    assert status["applied"] == second
+    assert len(status["last_errors"]) == 1, status
+    (err,) = status["last_errors"]
+    assert err.get("commit") == broken, err
+    assert err["file"] == "lab.yaml" and err["line"] > 1
+    assert "did you mean 'box'" in err["message"]
+    assert followed.answers("api", "token_sha256")
+
+    # Roll back to the first commit: extra goes away, auto-sync pauses.
+    assert followed.post("/api/rollback", {"revision": first}, token=None).status_code == 401
+    resp = followed.post("/api/rollback", {"revision": first[:10]})
+    assert resp.status_code == 202, resp.text
+    wait_for(lambda: followed.synced(first), 30, "rollback")
+    assert not followed.answers("extra", "BlumeOps demo")
+    assert followed.status()["paused"] is True
+    # Fix the typo; while paused nothing follows the branch.
+    followed.edit("native: boxx", "native: box")
+    fixed = followed.commit("fix typo")
+    followed.webhook(fixed)
+    time.sleep(1)
+    assert followed.status()["applied"] == first
+    # Resume: back to the branch's newest commit.
+    assert followed.post("/api/resume").status_code == 200
+    wait_for(lambda: followed.synced(fixed), 30, "resume")
+    wait_for(lambda: followed.answers("extra", "BlumeOps demo"), 30, "extra again")
+
+    history = httpx.get(f"{followed.api}/api/history").json()["syncs"]
+    results = [s["result"] for s in history]
+    assert "invalid" in results and results.count("ok") >= 3
+    assert history[0]["commit"] == fixed and history[0]["author"] == "Erich"
+    events = httpx.get(f"{followed.api}/api/events").json()["events"]
+    assert any(e["kind"] == "rollback" for e in events)
+
+
+def test_webhook_burst_coalesces(followed: Followed) -> None:
+    first = followed.git("rev-parse", "HEAD")
+    followed.start()
+    wait_for(lambda: followed.synced(first), 60, "first sync")
+    before = len(httpx.get(f"{followed.api}/api/history").json()["syncs"])
+    second = add_extra(followed)
+
+    def hook(_: int) -> int:
+        return followed.webhook(second).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(hook, range(200)))
+        # Responsive while the burst lands.
+        t = time.monotonic()
+        assert followed.status_or_none() is not None
+        assert time.monotonic() - t < 2
+    assert codes == [202] * 200
+    wait_for(lambda: followed.synced(second), 30, "sync after burst")
+    time.sleep(1)
+    after = len(httpx.get(f"{followed.api}/api/history").json()["syncs"])
+    assert 1 <= after - before <= 2
+    metrics = httpx.get(f"{followed.api}/metrics").text
+    assert 'blumeops_webhook_requests_total{result="accepted"} 200.0' in metrics
+
+
+def test_sigkill_during_sync_converges(followed: Followed) -> None:
+    first = followed.git("rev-parse", "HEAD")
+    followed.start()
+    wait_for(lambda: followed.synced(first), 60, "first sync")
+    second = add_extra(followed)
+    followed.webhook(second)
+    wait_for(lambda: followed.status()["sync_state"] == "syncing", 10, "a sync to start")
+    followed.stop(signal.SIGKILL)
+    followed.start()
+    wait_for(lambda: followed.synced(second), 60, "convergence after SIGKILL")
+    wait_for(lambda: followed.answers("extra", "BlumeOps demo"), 30, "extra")
+    assert followed.status()["health"] in ("Healthy", "Progressing")
+    # one supervisord, one caddy
+    cmdlines = []
+    for pid in lab_pids(str(followed.root)):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdlines.append(fh.read().decode(errors="replace"))
+        except OSError:
+            continue
+    assert sum("supervisord" in c for c in cmdlines) == 1
+    assert sum("caddy\x00run" in c for c in cmdlines) == 1
+
+
+def test_api_guards(followed: Followed) -> None:
+    followed.start()
+    assert followed.post("/api/sync", token=None).status_code == 401
+    assert followed.post("/api/sync", token="wrong").status_code == 401
+    assert followed.post("/api/sync", {"revision": "nope"}).status_code == 400
+    big = httpx.post(f"{followed.api}/api/webhook", content=b"x" * (2 * 1024 * 1024),
+                     headers={"X-Forgejo-Event": "push"}, timeout=10)
+    assert big.status_code == 413
+    bad = followed.webhook("not-a-commit-id", sign=True)
+    assert bad.status_code == 400 and "after" in bad.text
+    malformed = httpx.post(f"{followed.api}/api/webhook", content=b"{not json",
+                           headers={"X-Forgejo-Event": "push", "X-Forgejo-Signature":
+                                    __import__("hmac").new(b"webhook-secret-for-tests",
+                                                           b"{not json", "sha256").hexdigest()})
+    assert malformed.status_code == 400
+    assert httpx.get(f"{followed.api}/api/nope").status_code == 404
