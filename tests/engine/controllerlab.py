@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from demolab import DEMO_PORTS, EXAMPLES, free_port, lab_pids
+from demolab import DEMO_PORTS, EXAMPLES, free_port, reap
 
 SECRET = "webhook-secret-for-tests"
 TOKEN = "api-token-for-tests"
@@ -150,14 +150,5 @@ def followed_fixture() -> Iterator[Followed]:
         lab = f.state / "source" / "live"
         subprocess.run([sys.executable, "-m", "blumeops", "down", str(lab), "--state-dir",
                         str(f.state)], env=env, capture_output=True, check=False)
-        wait_deadline = time.monotonic() + 10
-        while lab_pids(str(root)) and time.monotonic() < wait_deadline:
-            time.sleep(0.1)
-        left = lab_pids(str(root))
-        for pid in left:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(root, ignore_errors=True)
+        left = reap(root)
         assert not left, f"processes left behind: {left}"

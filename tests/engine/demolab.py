@@ -50,6 +50,19 @@ def lab_pids(marker: str) -> list[int]:
     return out
 
 
+def reap(root: Path) -> list[int]:
+    """Wait for the lab's processes under `root` to go; kill and return any that stay."""
+    deadline = time.monotonic() + 10
+    while lab_pids(str(root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = lab_pids(str(root))
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    shutil.rmtree(root, ignore_errors=True)
+    return left
+
+
 @dataclass
 class DemoLab:
     root: Path
@@ -114,12 +127,5 @@ def demo_fixture() -> Iterator[DemoLab]:
         yield lab
     finally:
         lab.cli("down")
-        deadline = time.monotonic() + 10
-        while lab_pids(str(root)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = lab_pids(str(root))
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        shutil.rmtree(root, ignore_errors=True)
+        left = reap(root)
         assert not left, f"processes left behind after down: {left}"
