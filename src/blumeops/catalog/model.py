@@ -281,6 +281,19 @@ class Backups(Strict):
     path: str = Field(default="/backups/borg", description="repository root on that host")
 
 
+class ControllerSpec(Strict):
+    """Where the lab's own controller runs and what it follows (rendered as a service)."""
+
+    host: str
+    source: str = Field(description="git URL (or path) of the repository holding the lab")
+    branch: str = "main"
+    lab_path: str = "."
+    listen: str = "127.0.0.1:7300"
+    interval: float = Field(default=60.0, gt=0)
+    api_token: str | None = Field(default=None, description="secret reference for the token")
+    webhook_secret: str | None = Field(default=None, description="secret reference")
+
+
 class Lab(Strict):
     lab: str
     include: list[str] = Field(default_factory=list, description="further files, globs allowed")
@@ -289,4 +302,5 @@ class Lab(Strict):
     hosts: dict[str, Host] = Field(min_length=1)
     clusters: dict[str, Cluster] = Field(default_factory=dict)
     backups: Backups | None = None
+    controller: ControllerSpec | None = None
     services: dict[str, Service] = Field(default_factory=dict)

@@ -43,6 +43,16 @@ def references(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                                                       lab.hosts))
     if lab.backups is not None and lab.backups.to not in lab.hosts:
         yield marks.diag(("backups", "to"), ref, _unknown("host", lab.backups.to, lab.hosts))
+    if lab.controller is not None:
+        if lab.controller.host not in lab.hosts:
+            yield marks.diag(("controller", "host"), ref,
+                             _unknown("host", lab.controller.host, lab.hosts))
+        for field in ("api_token", "webhook_secret"):
+            value = getattr(lab.controller, field)
+            if value is not None and not SECRET_REF.match(value):
+                yield marks.diag(("controller", field), "secret-ref",
+                                 f"controller {field} must be a reference ('vault:NAME' or "
+                                 "'op://VAULT/ITEM/FIELD'), never a value")
     for name, svc in lab.services.items():
         at = ("services", name)
         if svc.native is not None and svc.native not in lab.hosts:
