@@ -156,3 +156,28 @@ def test_api_guards(followed: Followed) -> None:
                                                            b"{not json", "sha256").hexdigest()})
     assert malformed.status_code == 400
     assert httpx.get(f"{followed.api}/api/nope").status_code == 404
+
+
+def test_up_in_a_git_repository_follows_commits(followed: Followed) -> None:
+    import subprocess
+    import sys
+
+    first = followed.git("rev-parse", "HEAD")
+    listen = followed.api.removeprefix("http://")
+    up = subprocess.Popen([sys.executable, "-m", "blumeops", "up", str(followed.repo),
+                           "--state-dir", str(followed.state), "--interval", "0.5",
+                           "--listen", listen],
+                          env=followed.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, cwd=followed.root)
+    try:
+        wait_for(lambda: followed.synced(first), 60, "first sync")
+        assert followed.answers("www", "BlumeOps demo")
+        # Uncommitted edits are not applied; a commit is, without any webhook.
+        second = add_extra(followed)
+        wait_for(lambda: followed.synced(second), 30, "the commit to be followed")
+        wait_for(lambda: followed.answers("extra", "BlumeOps demo"), 30, "extra")
+    finally:
+        up.send_signal(signal.SIGINT)
+        output = up.communicate(timeout=60)[0]
+    assert "following" in output and "stopping the lab" in output
+    assert not [p for p in lab_pids(str(followed.root)) if p != up.pid]

@@ -203,25 +203,34 @@ def apply(lab: Path | None, state_dir: Path | None, yes: bool, output: str) -> N
 @click.option("--detach", "-d", is_flag=True,
               help="return once the lab is healthy, leaving it running")
 @click.option("--interval", type=float, default=5.0, show_default=True,
-              help="seconds between drift checks in the foreground")
+              help="seconds between drift checks (and git fetches) in the foreground")
+@click.option("--listen", default="127.0.0.1:7300", show_default=True,
+              help="API, webhooks and /metrics when following git")
+@click.option("--no-git", is_flag=True,
+              help="watch the working tree even when the lab is in a git repository")
 @YES_OPTION
 @OUTPUT_OPTION
-def up(lab: Path | None, state_dir: Path | None, detach: bool, interval: float, yes: bool,
-       output: str) -> None:
-    """Apply, then keep the lab so: re-apply when the catalog changes, heal drift.
+def up(lab: Path | None, state_dir: Path | None, detach: bool, interval: float, listen: str,
+       no_git: bool, yes: bool, output: str) -> None:
+    """Apply, then keep the lab so until Ctrl-C, which stops it (as `blumeops down`).
 
-    In the foreground, Ctrl-C stops the lab (as `blumeops down`). With --detach it
-    returns once the lab is applied, leaving it running.
+    In a git repository the foreground loop follows the branch's commits (what is
+    committed is what runs) and serves the controller API; elsewhere, or with --no-git,
+    it re-applies when the catalog files change. Both heal drift. With --detach it
+    applies the working tree once and returns, leaving the lab running.
     """
     from blumeops.engine.health import Health
 
-    with session(lab, state_dir) as s:
-        report = run_apply(s, True, output)
-        ok = report is None or report.ok
-        if detach:
+    if detach:
+        with session(lab, state_dir) as s:
+            report = run_apply(s, True, output)
             healths = report.health if report is not None else []
             bad = [h for h in healths if h.health in (Health.degraded, Health.missing)]
-            raise SystemExit(0 if ok and not bad else 1)
+            raise SystemExit(0 if (report is None or report.ok) and not bad else 1)
+    if not no_git and follow_git(lab, state_dir, interval, listen):
+        return
+    with session(lab, state_dir) as s:
+        run_apply(s, True, output)
     from blumeops.engine.watch import watch_local
 
     try:
@@ -230,6 +239,59 @@ def up(lab: Path | None, state_dir: Path | None, detach: bool, interval: float, 
         click.echo("\nstopping the lab", err=True)
         with session(lab, state_dir) as s:
             stop_lab(s)
+
+
+def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
+               listen: str) -> bool:
+    """Run the controller loop on the lab's own repository; False if it is not in one."""
+    import os
+    import signal
+    import threading
+
+    from blumeops.catalog.loader import resolve_lab_path
+    from blumeops.commands.controller import parse_listen
+    from blumeops.engine.controller import Controller, ControllerConfig
+    from blumeops.server.api import ApiServer
+    from blumeops.source.git import work_tree_of
+
+    s = Session(lab, state_dir)  # validates the working tree's catalog first
+    s.close()
+    tree = work_tree_of(resolve_lab_path(lab).resolve())
+    if tree is None:
+        return False
+    if tree.dirty:
+        click.echo(f"note: {tree.lab_path} has uncommitted changes; only commits on "
+                   f"'{tree.branch}' are applied (--no-git applies the working tree)",
+                   err=True)
+    config = ControllerConfig(source_url=str(tree.root), branch=tree.branch,
+                              lab_path=tree.lab_path, state_dir=s.state_dir,
+                              interval=interval)
+    ctl = Controller(config, on_sync=lambda c, d, ok: click.echo(
+        f"synced {c[:12]} in {d:.2f}s: {'ok' if ok else 'with errors'}", err=True))
+    try:
+        server: ApiServer | None = ApiServer(parse_listen(listen), ctl,
+                                             os.environ.get("BLUMEOPS_API_TOKEN", ""),
+                                             os.environ.get("BLUMEOPS_WEBHOOK_SECRET", ""))
+    except OSError as exc:
+        click.echo(f"note: no API ({listen}: {exc.strerror or exc})", err=True)
+        server = None
+    if server is not None:
+        server.serve_in_thread()
+    click.echo(f"following {tree.root} ({tree.branch}), lab at {tree.lab_path}; "
+               "Ctrl-C stops the lab", err=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ctl.start()
+    stop.wait()
+    click.echo("stopping the lab", err=True)
+    if server is not None:
+        server.shutdown()
+    ctl.stop()
+    live = s.state_dir / "source" / "live" / tree.lab_path
+    with session(live if live.exists() else lab, state_dir) as again:
+        stop_lab(again)
+    return True
 
 
 def stop_lab(s: Session) -> list[str]:

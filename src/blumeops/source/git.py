@@ -357,3 +357,36 @@ def _repo_key(url: str) -> tuple[str, str]:
     if scp:
         return (scp["host"].lower(), _norm_path(scp["path"]))
     return ("", _norm_path(url))
+
+
+@dataclass(frozen=True)
+class WorkTree:
+    """A lab found inside a git work tree: what `blumeops up` follows."""
+
+    root: Path
+    branch: str
+    lab_path: str  # relative to root
+    dirty: bool
+
+
+def work_tree_of(path: Path) -> WorkTree | None:
+    """The git work tree holding `path` and its checked-out branch, or None."""
+    directory = path if path.is_dir() else path.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
+                                  text=True, env=_git_env(), timeout=LOCAL_TIMEOUT,
+                                  check=False, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    branch = git("symbolic-ref", "--short", "-q", "HEAD")
+    if not top or not branch or git("rev-parse", "--verify", "-q", "HEAD") is None:
+        return None
+    root = Path(top)
+    rel = path.resolve().relative_to(root.resolve())
+    status = git("status", "--porcelain", "--", str(directory))
+    return WorkTree(root, branch, rel.as_posix() or ".", bool(status))
