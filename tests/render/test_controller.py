@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import load_data
 
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext
 from blumeops.render.controller import render
+from conftest import load_data
 
 LAB = """lab: t
 hosts:
