@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,17 @@ class CaddyDriver:
 
     def _request(
         self, method: str, path: str, body: bytes | None = None, timeout: float | None = None
+    ) -> tuple[int, bytes]:
+        # Caddy swaps its admin server on every /load and may drop a request arriving in
+        # that instant; the calls here are idempotent, so one retry is safe.
+        try:
+            return self._request_once(method, path, body, timeout)
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            time.sleep(0.05)
+            return self._request_once(method, path, body, timeout)
+
+    def _request_once(
+        self, method: str, path: str, body: bytes | None, timeout: float | None
     ) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout or self.timeout)
         try:
