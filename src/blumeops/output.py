@@ -1,9 +1,12 @@
-"""Printing for commands: rich for people, JSON for scripts."""
+"""Printing for commands: rich for people at a terminal, plain text when piped, JSON
+for scripts. rich is imported only for a terminal: it costs ~50 ms, a sixth of a no-op
+apply."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -26,6 +29,46 @@ def console(stderr: bool = False) -> Any:
     # Piped output keeps whole lines (URLs, ids) instead of rich's 80-column default.
     width = None if stream.isatty() else 200
     return Console(stderr=stderr, highlight=False, width=width)
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def say(text: str, style: str | None = None) -> None:
+    """One line of output, coloured at a terminal."""
+    if not is_terminal():
+        click.echo(text)
+        return
+    from rich.markup import escape
+
+    console().print(f"[{style}]{escape(text)}[/{style}]" if style else escape(text))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+          style: Callable[[int, str], str | None] | None = None) -> None:
+    """Aligned columns; `style(column, value)` may colour a cell at a terminal."""
+    if not is_terminal():
+        widths = [max([len(h), *(len(r[i].split("\n")[0]) for r in rows)])
+                  for i, h in enumerate(headers)]
+        for line in [list(headers), *[list(r) for r in rows]]:
+            cells = [c.replace("\n", " ") for c in line]
+            click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+                       .rstrip())
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(show_edge=False, pad_edge=False, box=None)
+    for h in headers:
+        t.add_column(h)
+    for row in rows:
+        cells = []
+        for i, value in enumerate(row):
+            colour = style(i, value) if style else None
+            cells.append(f"[{colour}]{escape(value)}[/{colour}]" if colour else escape(value))
+        t.add_row(*cells)
+    console().print(t)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ValidationError
 
 from blumeops.catalog.diagnostics import Diagnostic, Mark, Marks, did_you_mean, sort_key
 from blumeops.catalog.model import Lab
-from blumeops.catalog.yamlfile import YamlError, load_mapping
 
 MERGEABLE = ("hosts", "clusters", "domains", "services")
 INCLUDABLE = (*MERGEABLE, "include")
@@ -70,6 +69,8 @@ class _Includes:
         self.files: list[Path] = []
 
     def load(self, path: Path, stack: tuple[Path, ...], root: dict[str, Any]) -> None:
+        from blumeops.catalog.yamlfile import load_mapping
+
         local = Marks(Mark(str(path), 1, 1))
         data, problems = load_mapping(path, local)
         self.files.append(path)
@@ -110,6 +111,8 @@ class _Includes:
                     where.file, where.line, where.col, "include-cycle",
                     f"include cycle: {chain}"))
                 continue
+            from blumeops.catalog.yamlfile import YamlError
+
             try:
                 self.load(target, stack, root)
             except YamlError as exc:
@@ -142,9 +145,25 @@ class _Includes:
         self.marks.copy_from(local, accepted)
 
 
-def load_lab(lab: str | Path | None, strict: bool = False) -> LoadResult:
-    """Load and check a lab; never raises for bad input."""
+def load_lab(lab: str | Path | None, strict: bool = False, cache: bool = False) -> LoadResult:
+    """Load and check a lab; never raises for bad input.
+
+    With `cache`, a lab whose files are unchanged since its last valid load is taken
+    from the user's cache (see catalog/cache.py) instead of parsed again.
+    """
     path = resolve_lab_path(lab)
+    if cache:
+        from blumeops.catalog import cache as catalog_cache
+
+        hit = catalog_cache.lookup(path, strict)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        result = load_lab(path, strict)
+        catalog_cache.store(result, strict)
+        return result
+    # Imported here: a cache hit (above) needs no YAML parser at all.
+    from blumeops.catalog.yamlfile import YamlError, load_mapping
+
     marks = Marks(Mark(str(path), 1, 1))
     includes = _Includes(marks)
     root: dict[str, Any] = {}

@@ -21,7 +21,7 @@ SECRET_REF = re.compile(r"^(vault:[A-Za-z0-9_.\-/]+|op://[^/\s]+/[^/\s]+/[^\s]+)
 class Strict(BaseModel):
     """Base for every catalog model: unknown keys are errors, values are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]

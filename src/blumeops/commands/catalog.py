@@ -20,7 +20,7 @@ def report(result: LoadResult) -> None:
 
 
 def load_or_exit(lab: Path | None, strict: bool = False) -> LoadResult:
-    result = load_lab(lab, strict=strict)
+    result = load_lab(lab, strict=strict, cache=True)
     if not result.ok:
         report(result)
         n = len(result.errors)
@@ -35,7 +35,7 @@ def load_or_exit(lab: Path | None, strict: bool = False) -> LoadResult:
 @OUTPUT_OPTION
 def validate(lab: Path | None, strict: bool, output: str) -> None:
     """Check a lab: schema, references and cross-layer rules. Exit 0 valid, 1 invalid."""
-    result = load_lab(lab, strict=strict)
+    result = load_lab(lab, strict=strict, cache=True)
     if output == "json":
         emit_json({
             "valid": result.ok,

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from blumeops.output import OUTPUT_OPTION, console, emit_json, fail
+from blumeops.output import OUTPUT_OPTION, emit_json, fail, say
 
 CONTROLLER_OPTION = click.option(
     "--controller", "controller_url", default="http://127.0.0.1:7300", show_default=True,
@@ -125,14 +125,13 @@ def controller_status(url: str, output: str) -> None:
     if output == "json":
         emit_json(data)
         return
-    out = console()
     applied = (data.get("applied") or "none")[:12]
     newest = (data.get("newest") or "unknown")[:12]
-    out.print(f"source  {data['source']['url']} ({data['source']['branch']})")
-    out.print(f"applied {applied}   newest {newest}   "
-              f"{'in sync' if data['in_sync'] else 'OUT OF SYNC'}   state {data['sync_state']}"
-              f"{'   auto-sync PAUSED' if data.get('paused') else ''}")
-    out.print(f"health  {data['health']}")
+    say(f"source  {data['source']['url']} ({data['source']['branch']})")
+    say(f"applied {applied}   newest {newest}   "
+        f"{'in sync' if data['in_sync'] else 'OUT OF SYNC'}   state {data['sync_state']}"
+        f"{'   auto-sync PAUSED' if data.get('paused') else ''}")
+    say(f"health  {data['health']}")
     from blumeops.commands.lifecycle import print_health
     from blumeops.engine.health import Health
     from blumeops.engine.local import ServiceHealth
@@ -142,7 +141,7 @@ def controller_status(url: str, output: str) -> None:
     for err in data.get("last_errors", []):
         where = f"{err['file']}:{err['line']}:{err['col']}: " if "file" in err else ""
         commit = f"{err['commit'][:12]} " if err.get("commit") else ""
-        out.print(f"[red]error[/red] {commit}{where}{err['message']}")
+        say(f"error {commit}{where}{err['message']}", "red")
 
 
 @click.command()
@@ -155,15 +154,14 @@ def history(controller_url: str, limit: int, output: str) -> None:
     if output == "json":
         emit_json(data)
         return
-    out = console()
     for s in data["syncs"]:
         counts = s.get("changes") or {}
         changed = ", ".join(f"{counts[k]} {k}" for k in ("create", "update", "delete")
                             if counts.get(k))
         dur = f"{s['duration_s']:.2f}s" if s.get("duration_s") is not None else "-"
-        out.print(f"{s['started_at'][:19]}  {(s['commit'] or '')[:12]}  {s['result']:<11} "
-                  f"{dur:>7}  {s.get('author') or '-'}: {s.get('message') or ''}"
-                  + (f"  [{changed}]" if changed else ""))
+        say(f"{s['started_at'][:19]}  {(s['commit'] or '')[:12]}  {s['result']:<11} "
+            f"{dur:>7}  {s.get('author') or '-'}: {s.get('message') or ''}"
+            + (f"  [{changed}]" if changed else ""))
 
 
 @click.command()

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from blumeops.commands.catalog import LAB_ARGUMENT, load_or_exit
-from blumeops.output import OUTPUT_OPTION, console, emit_json
+from blumeops.output import OUTPUT_OPTION, emit_json, say, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,49 +68,37 @@ def session(lab: Path | None, state_dir: Path | None) -> Iterator[Session]:
 
 
 def print_plan(plan: Any, notes: list[str]) -> None:
-    out = console()
     for note in notes:
-        out.print(f"[dim]note: {note}[/dim]")
+        say(f"note: {note}", "dim")
     marks = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
     for change in plan.pending:
         mark, style = marks[change.action]
-        out.print(f"[{style}]{mark} {change.action:<6}[/{style}] {change.id}"
-                  + (f"  [dim]({'; '.join(change.reasons)})[/dim]" if change.reasons else ""))
-        if change.diff:
-            for line in change.diff.splitlines()[2:]:
-                colour = "green" if line.startswith("+") else "red" if line.startswith("-") \
-                    else "dim"
-                out.print(f"    [{colour}]{_escape(line)}[/{colour}]")
+        reasons = f"  ({'; '.join(change.reasons)})" if change.reasons else ""
+        say(f"{mark} {change.action:<6} {change.id}{reasons}", style)
+        for line in change.diff.splitlines()[2:]:
+            colour = "green" if line.startswith("+") else "red" if line.startswith("-") \
+                else "dim"
+            say(f"    {line}", colour)
     c = plan.counts()
     if plan.has_changes:
-        out.print(f"Plan: {c['create']} to create, {c['update']} to update, "
-                  f"{c['delete']} to delete, {c['unchanged']} unchanged.")
+        say(f"Plan: {c['create']} to create, {c['update']} to update, "
+            f"{c['delete']} to delete, {c['unchanged']} unchanged.")
     else:
-        out.print(f"No changes: {c['unchanged']} resources match the catalog.")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+        say(f"No changes: {c['unchanged']} resources match the catalog.")
 
 
 def print_health(healths: list[Any], last_change: dict[str, str] | None = None) -> None:
-    from rich.table import Table
-
-    table = Table(show_edge=False, pad_edge=False, box=None)
-    for col in ("SERVICE", "HEALTH", "STATE", "URL", "DETAIL"):
-        table.add_column(col)
+    headers = ["SERVICE", "HEALTH", "STATE", "URL", "DETAIL"]
     if last_change is not None:
-        table.add_column("LAST CHANGE")
+        headers.append("LAST CHANGE")
+    rows = []
     for h in healths:
-        style = HEALTH_STYLE.get(h.health.value, "")
-        row = [h.service, f"[{style}]{h.health.value}[/{style}]", h.state or "-",
-               "\n".join(h.urls) or "-", _escape(h.detail[:120])]
+        row = [h.service, h.health.value, h.state or "-", "\n".join(h.urls) or "-",
+               h.detail[:120]]
         if last_change is not None:
             row.append(last_change.get(h.service, "-"))
-        table.add_row(*row)
-    console().print(table)
+        rows.append(row)
+    table(headers, rows, lambda col, value: HEALTH_STYLE.get(value) if col == 1 else None)
 
 
 def progress_printer(output: str) -> Callable[[str, str], None]:
@@ -379,9 +367,8 @@ def check(lab: Path | None, state_dir: Path | None, output: str) -> None:
     if output == "json":
         emit_json({"ok": not failed, "checks": [r.as_dict() for r in results]})
     else:
-        out = console()
         for r in results:
-            mark = "[green]ok  [/green]" if r.ok else "[red]FAIL[/red]"
-            out.print(f"{mark} {r.kind:<7} {r.name:<40} {_escape(r.detail)}")
-        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+            say(f"{'ok  ' if r.ok else 'FAIL'} {r.kind:<7} {r.name:<40} {r.detail}",
+                None if r.ok else "red")
+        say(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     raise SystemExit(1 if failed else 0)

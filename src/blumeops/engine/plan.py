@@ -7,7 +7,6 @@ changed without knowing or showing it.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -78,6 +77,8 @@ def normalise(kind: str, body: str) -> str:
 
 
 def unified_diff(old: str, new: str, name: str) -> str:
+    import difflib
+
     lines = difflib.unified_diff(old.splitlines(), new.splitlines(), f"live/{name}",
                                  f"desired/{name}", lineterm="", n=2)
     return "\n".join(lines)

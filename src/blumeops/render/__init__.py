@@ -38,9 +38,12 @@ RENDERERS = (
 )
 
 
-def renderers() -> list[tuple[str, Renderer]]:
+def renderers(only: tuple[str, ...] | None = None) -> list[tuple[str, Renderer]]:
+    """The renderer functions, importing only the modules asked for."""
     out = []
     for name in RENDERERS:
+        if only is not None and name not in only:
+            continue
         try:
             module = importlib.import_module(f"blumeops.render.{name}")
         except ModuleNotFoundError as exc:
@@ -56,7 +59,6 @@ def render_lab(lab: Lab, ctx: RenderContext | None = None,
     """Every resource of the lab. `only` limits to some renderers (e.g. for apply)."""
     ctx = ctx or RenderContext()
     out: list[Resource] = []
-    for name, fn in renderers():
-        if only is None or name in only:
-            out.extend(fn(lab, ctx))
+    for _, fn in renderers(only):
+        out.extend(fn(lab, ctx))
     return out
