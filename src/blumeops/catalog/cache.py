@@ -26,8 +26,16 @@ def cache_dir() -> Path:
     return Path(base) / "blumeops" / "catalogs"
 
 
+def _model_digest() -> str:
+    """Entries are only good for the model classes that made them."""
+    from blumeops.catalog import model
+
+    return hashlib.sha256(Path(model.__file__).read_bytes()).hexdigest()[:16]
+
+
 def _entry_path(path: Path, strict: bool) -> Path:
-    key = hashlib.sha256(f"{path.resolve()}\0{strict}\0{VERSION}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{path.resolve()}\0{strict}\0{VERSION}\0{_model_digest()}"
+                         .encode()).hexdigest()[:32]
     return cache_dir() / f"{key}.pickle"
 
 
