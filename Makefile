@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo demo-down lint unit bench tools clean
+.PHONY: test demo demo-down lint unit bench bench-peers tools clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,12 @@ demo-down: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Peers for comparison live in their own venv: their pins must not mix with ours.
+bench-peers: $(STAMP)
+	test -x bench/.venv-peers/bin/ansible-runner || { $(PY) -m venv bench/.venv-peers && \
+	  bench/.venv-peers/bin/pip install -q ansible-core ansible-runner; }
+	$(BIN)/python bench/run.py --peers
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
