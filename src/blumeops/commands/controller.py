@@ -80,13 +80,19 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
     if not secret:
         click.echo("note: BLUMEOPS_WEBHOOK_SECRET is not set; webhooks are refused (503)",
                    err=True)
+    run_until_signal(ctl, server)
+    click.echo("controller stopped (the lab keeps running)", err=True)
+
+
+def run_until_signal(ctl: Any, server: Any) -> None:
+    """Run the controller loop until SIGTERM or Ctrl-C, then stop it and its server."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     ctl.start()
     stop.wait()
-    click.echo("stopping the controller (the lab keeps running)", err=True)
-    server.shutdown()
+    if server is not None:
+        server.shutdown()
     ctl.stop()
 
 

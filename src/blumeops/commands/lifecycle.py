@@ -233,11 +233,9 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
                listen: str) -> bool:
     """Run the controller loop on the lab's own repository; False if it is not in one."""
     import os
-    import signal
-    import threading
 
     from blumeops.catalog.loader import resolve_lab_path
-    from blumeops.commands.controller import parse_listen
+    from blumeops.commands.controller import parse_listen, run_until_signal
     from blumeops.engine.controller import Controller, ControllerConfig
     from blumeops.server.api import ApiServer
     from blumeops.source.git import work_tree_of
@@ -267,15 +265,8 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
         server.serve_in_thread()
     click.echo(f"following {tree.root} ({tree.branch}), lab at {tree.lab_path}; "
                "Ctrl-C stops the lab", err=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    ctl.start()
-    stop.wait()
+    run_until_signal(ctl, server)
     click.echo("stopping the lab", err=True)
-    if server is not None:
-        server.shutdown()
-    ctl.stop()
     live = s.state_dir / "source" / "live" / tree.lab_path
     with session(live if live.exists() else lab, state_dir) as again:
         stop_lab(again)

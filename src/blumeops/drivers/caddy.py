@@ -33,6 +33,7 @@ from blumeops.drivers.process import (
     wait_gone,
     wait_until,
 )
+from blumeops.fileio import tail_since
 
 __all__ = ["CaddyDriver", "CaddyLoadError", "DriverError"]
 
@@ -212,13 +213,7 @@ class CaddyDriver:
             )
 
     def _log_since(self, offset: int) -> str:
-        try:
-            with self.log_path.open("rb") as f:
-                f.seek(offset)
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-20:])
+        return tail_since(self.log_path, offset)
 
     def tail_log(self, lines: int = 20) -> str:
         return tail_file(self.log_path, lines)

@@ -9,9 +9,9 @@ in STATE/files.json so files dropped from the catalog can be removed.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from blumeops.fileio import write_atomic
 
 
 class FilesDriver:
@@ -59,17 +59,3 @@ class FilesDriver:
                 Path(path_text).unlink(missing_ok=True)
         self._save_index(index)
         return errors
-
-
-def write_atomic(path: Path, content: str, mode: int = 0o644) -> None:
-    """Write `content` to `path` so readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

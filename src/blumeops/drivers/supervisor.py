@@ -42,6 +42,7 @@ from blumeops.drivers.process import (
     wait_gone,
     wait_until,
 )
+from blumeops.fileio import tail_since, write_atomic
 
 __all__ = ["ApplyResult", "DriverError", "ProgramStatus", "SupervisorDriver"]
 
@@ -297,13 +298,7 @@ class SupervisorDriver:
             )
 
     def _log_since(self, offset: int) -> str:
-        try:
-            with self.log_path.open("rb") as f:
-                f.seek(offset)
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-20:])
+        return tail_since(self.log_path, offset)
 
     def shutdown(self) -> None:
         """Stop every program and supervisord itself; return once nothing is left."""
@@ -559,7 +554,4 @@ class SupervisorDriver:
 
     @staticmethod
     def _write_atomic(path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)

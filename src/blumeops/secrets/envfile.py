@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from blumeops.fileio import write_atomic
 from blumeops.secrets.errors import SecretError
 
 
@@ -30,17 +31,7 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)  # mkdir's mode is masked by umask and skipped if it exists
     data = json.dumps({str(k): str(v) for k, v in values.items()}, sort_keys=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, 0o600)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -27,6 +27,7 @@ from typing import Any
 import pyrage
 from pyrage import x25519
 
+from blumeops.fileio import write_atomic
 from blumeops.secrets.errors import SecretError
 
 VAULT_FILE = "vault.age"
@@ -98,20 +99,6 @@ def create_identity(path: Path) -> Any:
     return identity
 
 
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class Vault:
     """The vault of one lab directory. Reads decrypt; writes re-encrypt atomically.
 
@@ -154,7 +141,7 @@ class Vault:
             publics = [str(i.to_public()) for i in self.identities(create=True)]
             text = ("# age public keys vault.age is encrypted to, one a line\n"
                     + "\n".join(publics) + "\n")
-            _atomic_write(self.recipients_path, text.encode())
+            write_atomic(self.recipients_path, text.encode())
             self.notes.append(f"created {self.recipients_path}")
         text = self.recipients_path.read_text(encoding="utf-8")
         recipients = []
@@ -217,7 +204,7 @@ class Vault:
                 "you will not be able to read the vault you just wrote"
             )
         plain = json.dumps(dict(sorted(data.items())), indent=1).encode()
-        _atomic_write(self.path, pyrage.encrypt(plain, recipients))
+        write_atomic(self.path, pyrage.encrypt(plain, recipients))
 
     def names(self) -> list[str]:
         return sorted(self.read())
