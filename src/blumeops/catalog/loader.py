@@ -161,7 +161,14 @@ def load_lab(lab: str | Path | None, strict: bool = False, cache: bool = False) 
         result = load_lab(path, strict)
         catalog_cache.store(result, strict)
         return result
-    # Imported here: a cache hit (above) needs no YAML parser at all.
+    from blumeops.perf import gc_paused
+
+    with gc_paused():
+        return _load(path, strict)
+
+
+def _load(path: Path, strict: bool) -> LoadResult:
+    # Imported here: a cache hit needs no YAML parser at all.
     from blumeops.catalog.yamlfile import YamlError, load_mapping
 
     marks = Marks(Mark(str(path), 1, 1))

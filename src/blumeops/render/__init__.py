@@ -57,8 +57,11 @@ def renderers(only: tuple[str, ...] | None = None) -> list[tuple[str, Renderer]]
 def render_lab(lab: Lab, ctx: RenderContext | None = None,
                only: tuple[str, ...] | None = None) -> list[Resource]:
     """Every resource of the lab. `only` limits to some renderers (e.g. for apply)."""
+    from blumeops.perf import gc_paused
+
     ctx = ctx or RenderContext()
     out: list[Resource] = []
-    for _, fn in renderers(only):
-        out.extend(fn(lab, ctx))
+    with gc_paused():
+        for _, fn in renderers(only):
+            out.extend(fn(lab, ctx))
     return out
