@@ -22,12 +22,12 @@ def test_hit_miss_and_invalidation(tmp_path: Path) -> None:
     write_lab(tmp_path, LAB)
     write_lab(tmp_path, "hosts:\n  b: {role: storage, os: linux}\n", "more.yaml")
     first = load_lab(tmp_path, cache=True)
-    assert first.ok and cache.lookup(first.path, False) is not None
+    assert first.ok and cache.lookup("catalog:strict=False", first.path) is not None
     hit = load_lab(tmp_path, cache=True)
     assert hit.lab == first.lab and set(hit.lab.hosts) == {"a", "b"}  # type: ignore[union-attr]
     # Editing an included file misses, and the new content is what loads.
     write_lab(tmp_path, "hosts:\n  c: {role: storage, os: linux}\n", "more.yaml")
-    assert cache.lookup(first.path, False) is None
+    assert cache.lookup("catalog:strict=False", first.path) is None
     again = load_lab(tmp_path, cache=True)
     assert set(again.lab.hosts) == {"a", "c"}  # type: ignore[union-attr]
 
@@ -36,7 +36,7 @@ def test_errors_are_never_cached(tmp_path: Path) -> None:
     write_lab(tmp_path, LAB)
     write_lab(tmp_path, "hosts:\n  b: {role: nope, os: linux}\n", "more.yaml")
     assert not load_lab(tmp_path, cache=True).ok
-    assert cache.lookup(tmp_path / "lab.yaml", False) is None
+    assert cache.lookup("catalog:strict=False", tmp_path / "lab.yaml") is None
     assert not load_lab(tmp_path, cache=True).ok
 
 
@@ -45,5 +45,5 @@ def test_corrupt_entry_is_a_miss(tmp_path: Path) -> None:
     result = load_lab(tmp_path, cache=True)
     for entry in cache.cache_dir().glob("*.pickle"):
         entry.write_bytes(b"garbage")
-    assert cache.lookup(result.path, False) is None
+    assert cache.lookup("catalog:strict=False", result.path) is None
     assert load_lab(tmp_path, cache=True).ok

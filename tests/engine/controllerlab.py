@@ -135,7 +135,8 @@ def followed_fixture() -> Iterator[Followed]:
         text = text.replace(old, str(new))
     (repo / "lab.yaml").write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLUMEOPS_")}
-    env.update(BLUMEOPS_AGE_KEY=str(root / "age.key"), BLUMEOPS_API_TOKEN=TOKEN,
+    env.update(XDG_CACHE_HOME=str(root / "cache"), BLUMEOPS_AGE_KEY=str(root / "age.key"),
+               BLUMEOPS_API_TOKEN=TOKEN,
                BLUMEOPS_WEBHOOK_SECRET=SECRET)
     subprocess.run([sys.executable, "-m", "blumeops", "secret", "set", str(repo),
                     "demo/api-token", "--value", "t0ken"], env=env, check=True,

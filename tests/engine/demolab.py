@@ -121,6 +121,7 @@ def demo_fixture() -> Iterator[DemoLab]:
     (root / "lab" / "lab.yaml").write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLUMEOPS_")}
     env["BLUMEOPS_AGE_KEY"] = str(root / "age.key")
+    env["XDG_CACHE_HOME"] = str(root / "cache")  # the catalog cache, searched by the canary
     lab = DemoLab(root, ports, env)
     lab.run("secret", "set", str(lab.lab), "demo/api-token", input="demo-token-value\n", check=True)
     try:

@@ -47,7 +47,8 @@ def test_canary_secret_never_leaks(demo: DemoLab, tmp_path: Path) -> None:
     token_hash = hashlib.sha256(CANARY.encode()).hexdigest()[:12]
     assert demo.get("api").json()["token_sha256"] == token_hash
 
-    # Files: only the service's env file, and it is 0600.
+    # Files (state, logs, database, catalog cache): only the service's env file, 0600.
+    assert list((demo.root / "cache").rglob("*.pickle")), "the catalog cache is searched too"
     allowed = demo.state / "secrets" / "api.env"
     hits = files_containing(demo.root, CANARY.encode())
     assert hits == [allowed], hits

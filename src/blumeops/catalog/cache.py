@@ -1,10 +1,11 @@
-"""A cache of valid catalogs, so commands that run often (a no-op apply, status) skip
-parsing and validation when no catalog file changed.
+"""A cache of what was derived from a valid catalog, so commands that run often (a no-op
+apply, status) skip parsing, validation and rendering when no catalog file changed.
 
-An entry holds the validated model and its warnings, keyed by the lab's path and checked
-against the sha256 of every file the lab was read from: any edit, include added or file
-removed misses. Entries live in the user's cache directory; a broken or foreign entry is
-ignored and rewritten. Only valid labs are cached, so every error is always found afresh.
+An entry is checked against the sha256 of every file the lab was read from (any edit,
+include added or file removed misses) and against blumeops's own code, so an upgrade
+never serves what older code derived. Entries live in the user's cache directory; a
+broken or foreign entry is a miss and is rewritten. Only valid labs are cached, so every
+error is always found afresh. This module imports nothing heavy: a hit must stay cheap.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from blumeops.catalog.diagnostics import Mark, Marks
-
-VERSION = 1
+VERSION = 2
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
@@ -26,17 +25,21 @@ def cache_dir() -> Path:
     return Path(base) / "blumeops" / "catalogs"
 
 
-def _model_digest() -> str:
-    """Entries are only good for the model classes that made them."""
-    from blumeops.catalog import model
+def _code_digest() -> str:
+    """Changes whenever any module of blumeops changes (size or mtime)."""
+    h = hashlib.sha256(str(VERSION).encode())
+    for root, dirs, files in os.walk(_PACKAGE):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(root, name))
+                h.update(f"{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
 
-    return hashlib.sha256(Path(model.__file__).read_bytes()).hexdigest()[:16]
 
-
-def _entry_path(path: Path, strict: bool) -> Path:
-    key = hashlib.sha256(f"{path.resolve()}\0{strict}\0{VERSION}\0{_model_digest()}"
-                         .encode()).hexdigest()[:32]
-    return cache_dir() / f"{key}.pickle"
+def _entry_path(kind: str, path: Path) -> Path:
+    key = hashlib.sha256(f"{kind}\0{path.resolve()}\0{_code_digest()}".encode()).hexdigest()
+    return cache_dir() / f"{key[:32]}.pickle"
 
 
 def _digest(path: Path) -> str | None:
@@ -46,36 +49,28 @@ def _digest(path: Path) -> str | None:
         return None
 
 
-def lookup(path: Path, strict: bool) -> Any:
-    """The cached LoadResult for `path`, or None when any of its files changed."""
-    from blumeops.catalog.loader import LoadResult
-
+def lookup(kind: str, path: Path) -> Any:
+    """The payload stored for (kind, lab path), or None when any of its files changed."""
     try:
-        with _entry_path(path, strict).open("rb") as handle:
+        with _entry_path(kind, path).open("rb") as handle:
             entry = pickle.load(handle)
-        files: dict[str, str] = entry["files"]
-        if any(_digest(Path(f)) != digest for f, digest in files.items()):
+        if any(_digest(Path(f)) != digest for f, digest in entry["files"].items()):
             return None
-        return LoadResult(path, entry["lab"], entry["diagnostics"],
-                          Marks(Mark(str(path), 1, 1)), [Path(f) for f in files])
+        return entry["payload"]
     except Exception:  # missing, stale, from another version: a miss, never an error
         return None
 
 
-def store(result: Any, strict: bool) -> None:
-    """Remember a valid result; failures to write are ignored (it is only a cache)."""
-    if not result.ok:
+def store(kind: str, path: Path, files: list[Path], payload: Any) -> None:
+    """Remember a payload derived from `files`; failures to write are ignored."""
+    from blumeops.fileio import write_atomic
+
+    digests = {str(f): _digest(f) for f in files}
+    if None in digests.values():
         return
-    files = {str(f): _digest(f) for f in result.files}
-    if None in files.values():
-        return
-    entry = {"lab": result.lab, "diagnostics": result.diagnostics, "files": files}
-    target = _entry_path(result.path, strict)
+    data = pickle.dumps({"files": digests, "payload": payload},
+                        protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".entry.")
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(entry, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, target)
+        write_atomic(_entry_path(kind, path), data, 0o600)
     except OSError:
         return

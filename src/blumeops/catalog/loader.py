@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from blumeops.catalog.diagnostics import Diagnostic, Mark, Marks, did_you_mean, sort_key
 from blumeops.catalog.model import Lab
+from blumeops.catalog.paths import resolve_lab_path
 
 MERGEABLE = ("hosts", "clusters", "domains", "services")
 INCLUDABLE = (*MERGEABLE, "include")
@@ -43,21 +44,6 @@ class LoadResult:
     @property
     def ok(self) -> bool:
         return self.lab is not None and not self.errors
-
-
-def resolve_lab_path(lab: str | Path | None) -> Path:
-    """LAB may be a file or a directory holding lab.yaml; default ./lab.yaml or ./lab/."""
-    if lab is None:
-        for candidate in (Path("lab.yaml"), Path("lab")):
-            if candidate.exists():
-                lab = candidate
-                break
-        else:
-            return Path("lab.yaml")
-    path = Path(lab)
-    if path.is_dir():
-        return path / "lab.yaml"
-    return path
 
 
 class _Includes:
@@ -155,11 +141,15 @@ def load_lab(lab: str | Path | None, strict: bool = False, cache: bool = False) 
     if cache:
         from blumeops.catalog import cache as catalog_cache
 
-        hit = catalog_cache.lookup(path, strict)
+        kind = f"catalog:strict={strict}"
+        hit = catalog_cache.lookup(kind, path)
         if hit is not None:
-            return hit  # type: ignore[no-any-return]
+            model, diagnostics, files = hit
+            return LoadResult(path, model, diagnostics, Marks(Mark(str(path), 1, 1)), files)
         result = load_lab(path, strict)
-        catalog_cache.store(result, strict)
+        if result.ok:
+            catalog_cache.store(kind, path, result.files,
+                                (result.lab, result.diagnostics, result.files))
         return result
     from blumeops.perf import gc_paused
 

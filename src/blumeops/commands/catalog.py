@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from blumeops.catalog.loader import LoadResult, load_lab
 from blumeops.output import OUTPUT_OPTION, emit_json
+
+if TYPE_CHECKING:
+    from blumeops.catalog.loader import LoadResult
 
 LAB_ARGUMENT = click.argument("lab", required=False, type=click.Path(path_type=Path))
 
@@ -20,6 +23,8 @@ def report(result: LoadResult) -> None:
 
 
 def load_or_exit(lab: Path | None, strict: bool = False) -> LoadResult:
+    from blumeops.catalog.loader import load_lab
+
     result = load_lab(lab, strict=strict, cache=True)
     if not result.ok:
         report(result)
@@ -35,6 +40,8 @@ def load_or_exit(lab: Path | None, strict: bool = False) -> LoadResult:
 @OUTPUT_OPTION
 def validate(lab: Path | None, strict: bool, output: str) -> None:
     """Check a lab: schema, references and cross-layer rules. Exit 0 valid, 1 invalid."""
+    from blumeops.catalog.loader import load_lab
+
     result = load_lab(lab, strict=strict, cache=True)
     if output == "json":
         emit_json({

@@ -26,22 +26,34 @@ HEALTH_STYLE = {"Healthy": "green", "Progressing": "yellow", "Degraded": "red",
 
 
 class Session:
-    """A loaded lab with its runtime and state store, for one command."""
+    """A lab's runtime and state store, for one command.
+
+    The runtime spec comes from the catalog cache when no catalog file changed, so a
+    no-op apply neither parses nor validates nor renders (see catalog/cache.py).
+    """
 
     def __init__(self, lab_arg: Path | None, state_dir: Path | None) -> None:
+        from blumeops.catalog import cache
+        from blumeops.catalog.paths import resolve_lab_path
         from blumeops.engine.local import LocalRuntime
         from blumeops.engine.paths import state_dir as default_state_dir
         from blumeops.state.store import Store
 
-        result = load_or_exit(lab_arg)
-        assert result.lab is not None
-        self.result = result
-        self.lab = result.lab
-        self.state_dir = default_state_dir(self.lab.lab, state_dir)
+        path = resolve_lab_path(lab_arg)
+        kind = f"runtime:{path.name}"
+        spec = cache.lookup(kind, path)
+        if spec is None:
+            from blumeops.engine.spec import runtime_spec
+
+            result = load_or_exit(path)
+            spec = runtime_spec(result.lab, result.path.name)
+            cache.store(kind, path, result.files, spec)
+        self.spec = spec
+        self.lab_name: str = spec.lab
+        self.state_dir = default_state_dir(self.lab_name, state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.runtime = LocalRuntime(self.lab, result.path, self.state_dir)
+        self.runtime = LocalRuntime(spec, path, self.state_dir)
         self.store = Store(self.state_dir)
-        self.source = result.path.name
 
     def close(self) -> None:
         self.store.close()
@@ -121,7 +133,7 @@ def plan(lab: Path | None, state_dir: Path | None, output: str) -> None:
     from blumeops.engine.apply import prepare
 
     with session(lab, state_dir) as s:
-        prepared = prepare(s.runtime, s.store, s.source)
+        prepared = prepare(s.runtime, s.store)
         if output == "json":
             emit_json({**prepared.plan.as_dict(), "errors": prepared.errors,
                        "notes": s.runtime.notes()})
@@ -139,7 +151,7 @@ def run_apply(s: Session, yes: bool, output: str, wait: float = 30.0) -> Any:
     from blumeops.engine.apply import apply as do_apply
     from blumeops.engine.apply import final_health, prepare
 
-    prepared = prepare(s.runtime, s.store, s.source)
+    prepared = prepare(s.runtime, s.store)
     if output == "text":
         print_plan(prepared.plan, s.runtime.notes())
     if not prepared.plan.has_changes and not prepared.errors:
@@ -234,7 +246,7 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
     """Run the controller loop on the lab's own repository; False if it is not in one."""
     import os
 
-    from blumeops.catalog.loader import resolve_lab_path
+    from blumeops.catalog.paths import resolve_lab_path
     from blumeops.commands.controller import parse_listen, run_until_signal
     from blumeops.engine.controller import Controller, ControllerConfig
     from blumeops.server.api import ApiServer
@@ -333,7 +345,7 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
     lab_health = worst([h.health for h in healths])
     if output == "json":
         emit_json({
-            "lab": s.lab.lab, "health": lab_health.value,
+            "lab": s.lab_name, "health": lab_health.value,
             "last_sync": None if sync is None else {
                 "revision": sync.revision, "result": sync.result, "at": sync.started_at,
                 "duration_s": sync.duration_s},
@@ -341,7 +353,7 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
         })
         return
     print_health(healths, last)
-    click.echo(f"Lab {s.lab.lab}: {lab_health.value}")
+    click.echo(f"Lab {s.lab_name}: {lab_health.value}")
 
 
 @click.command()

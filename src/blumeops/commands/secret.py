@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from blumeops.catalog.loader import resolve_lab_path
+from blumeops.catalog.paths import resolve_lab_path
 from blumeops.output import OUTPUT_OPTION, emit_json, fail
 from blumeops.secrets.errors import SecretError
 from blumeops.secrets.vault import Vault, check_name

@@ -54,11 +54,11 @@ class ApplyReport:
         }
 
 
-def prepare(runtime: LocalRuntime, store: Store, source: str = "lab.yaml") -> Prepared:
-    """Render, resolve secrets, observe and plan. Changes nothing."""
+def prepare(runtime: LocalRuntime, store: Store) -> Prepared:
+    """Resolve secrets, observe and plan. Changes nothing."""
     from blumeops.secrets.errors import SecretError
 
-    desired = runtime.desired(source)
+    desired = runtime.desired()
     secrets: dict[str, dict[str, str]] = {}
     fingerprints: dict[str, str] = {}
     errors: dict[str, str] = {}
@@ -145,10 +145,10 @@ def _apply_files(runtime: LocalRuntime, changes: list[Change], prepared: Prepare
         if c.desired is None:
             remove.append(c.name)
             continue
-        svc = runtime.lab.services.get(c.desired.service or "")
+        svc = runtime.spec.services.get(c.desired.service or "")
         dest = runtime.files.resolve(c.desired.meta.get("dest", c.name),
                                      svc.workdir if svc else None)
-        write[c.name] = (dest, c.desired.body, bool(svc and svc.secrets))
+        write[c.name] = (dest, c.desired.body, bool(svc and svc.has_secrets))
     errors = runtime.files.apply(write, remove)
     for c in changes:
         if c.name in errors:
@@ -163,13 +163,13 @@ def _apply_files(runtime: LocalRuntime, changes: list[Change], prepared: Prepare
 
 def _levels(runtime: LocalRuntime, names: list[str]) -> list[list[str]]:
     """Group services into waves: each wave depends only on earlier ones."""
-    lab = runtime.lab
+    services = runtime.spec.services
     depth: dict[str, int] = {}
 
     def level(name: str, trail: frozenset[str]) -> int:
         if name in depth:
             return depth[name]
-        deps = [d for d in lab.services[name].depends_on if d in lab.services and d not in trail]
+        deps = [d for d in services[name].depends_on if d in services and d not in trail]
         depth[name] = 1 + max((level(d, trail | {name}) for d in deps), default=-1)
         return depth[name]
 
@@ -181,7 +181,7 @@ def _levels(runtime: LocalRuntime, names: list[str]) -> list[list[str]]:
 
 def _apply_programs(runtime: LocalRuntime, changes: list[Change], prepared: Prepared,
                     store: Store, report: ApplyReport, say: Progress, wait: float) -> None:
-    lab = runtime.lab
+    services = runtime.spec.services
     sup = runtime.supervisor
     deletes = [c for c in changes if c.action == "delete"]
     if deletes:
@@ -205,7 +205,7 @@ def _apply_programs(runtime: LocalRuntime, changes: list[Change], prepared: Prep
             assert change.desired is not None
             if name in prepared.errors:
                 continue
-            blocked = [d for d in lab.services[name].depends_on if d in unhealthy]
+            blocked = [d for d in services[name].depends_on if d in unhealthy]
             if blocked:
                 msg = f"not started: depends on {', '.join(blocked)}, which is not healthy"
                 report.failed[name] = msg
@@ -238,7 +238,7 @@ def _apply_programs(runtime: LocalRuntime, changes: list[Change], prepared: Prep
                 unhealthy.add(name)
                 store.event("failed", result.errors[name], service=name)
         # Wait for this wave only when a later wave needs it healthy.
-        needed = {d for n in by_service for d in lab.services[n].depends_on} & set(upsert)
+        needed = {d for n in by_service for d in services[n].depends_on} & set(upsert)
         healths = _wait_healthy(runtime, [n for n in upsert if n not in result.errors],
                                 started, wait, needed)
         for name, health in healths.items():
@@ -267,7 +267,7 @@ def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, fl
                   wait: float, needed: set[str]) -> dict[str, ServiceHealth]:
     """Poll until every service leaves Progressing (or `wait` runs out for needed ones)."""
     deadline = time.monotonic() + wait
-    quick = time.monotonic() + max((runtime.lab.services[n].startsecs for n in names),
+    quick = time.monotonic() + max((runtime.spec.services[n].startsecs for n in names),
                                    default=1) + 0.5
     out: dict[str, ServiceHealth] = {}
     pending = list(names)
@@ -292,7 +292,7 @@ def _taken_ports(runtime: LocalRuntime, name: str, status: dict[str, Any]) -> li
     st = status.get(name)
     if st is not None and st.state in ("RUNNING", "STARTING", "BACKOFF"):
         return []  # its own process holds them; supervisord restarts it in place
-    return [p for p in runtime.lab.services[name].ports.values() if port_in_use(p)]
+    return [p for p in runtime.spec.services[name].ports.values() if port_in_use(p)]
 
 
 def _apply_caddy(runtime: LocalRuntime, changes: list[Change], store: Store, report: ApplyReport,
@@ -324,7 +324,7 @@ def _verb(change: Change) -> str:
 
 def final_health(runtime: LocalRuntime) -> list[ServiceHealth]:
     status = runtime.program_status()
-    return [runtime.health(name, status) for name in runtime.lab.services]
+    return [runtime.health(name, status) for name in runtime.spec.services]
 
 
 def catalog_hash(files: list[Path]) -> str:

@@ -225,7 +225,7 @@ class Controller:
             return ok
 
     def _lab_file(self, live_root: Path) -> Path:
-        from blumeops.catalog.loader import resolve_lab_path
+        from blumeops.catalog.paths import resolve_lab_path
 
         return resolve_lab_path(live_root / self.config.lab_path)
 
@@ -233,11 +233,13 @@ class Controller:
         from blumeops.catalog.loader import load_lab
         from blumeops.engine.apply import apply, final_health, prepare
         from blumeops.engine.local import LocalRuntime
+        from blumeops.engine.spec import runtime_spec
 
         result = load_lab(self._lab_file(live_root))
         assert result.lab is not None
-        runtime = LocalRuntime(result.lab, result.path, self.state_dir)
-        prepared = prepare(runtime, self.store, result.path.name)
+        runtime = LocalRuntime(runtime_spec(result.lab, result.path.name), result.path,
+                               self.state_dir)
+        prepared = prepare(runtime, self.store)
         if not self.config.prune:
             prepared.plan.changes = [c for c in prepared.plan.changes if c.action != "delete"]
         self.store.set("revision", commit)
@@ -270,6 +272,7 @@ class Controller:
         from blumeops.catalog.loader import load_lab
         from blumeops.engine.apply import apply, final_health, prepare
         from blumeops.engine.local import LocalRuntime
+        from blumeops.engine.spec import runtime_spec
 
         if self.state.applied is None:
             return 0
@@ -278,9 +281,10 @@ class Controller:
             result = load_lab(self._lab_file(live_root))
             if result.lab is None:
                 return 0
-            runtime = LocalRuntime(result.lab, result.path, self.state_dir)
+            runtime = LocalRuntime(runtime_spec(result.lab, result.path.name), result.path,
+                                   self.state_dir)
             self._note_restarts(runtime)
-            prepared = prepare(runtime, self.store, result.path.name)
+            prepared = prepare(runtime, self.store)
             if not self.config.prune:
                 prepared.plan.changes = [c for c in prepared.plan.changes
                                          if c.action != "delete"]

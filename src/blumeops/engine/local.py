@@ -1,8 +1,8 @@
 """The embedded default on this machine: supervisord, Caddy and files for `local` hosts.
 
-This module wires drivers to the lab: which rendered resources apply here, what the
-drivers observe as Live resources, and each service's health. Resources for other hosts
-and targets (Kubernetes, launchd, systemd, the tailnet) are rendered but not applied here.
+This module wires drivers to a RuntimeSpec (engine/spec.py): what the drivers observe as
+Live resources, and each service's health. Resources for other hosts and targets
+(Kubernetes, launchd, systemd, the tailnet) are rendered but not applied here.
 """
 
 from __future__ import annotations
@@ -14,19 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blumeops.catalog.model import Lab, ServiceManager
-from blumeops.catalog.resolve import service_manager, service_routes, service_url
 from blumeops.engine.health import Health, probe_command, probe_http, probe_tcp
 from blumeops.engine.plan import Live
 from blumeops.engine.resources import Resource
-from blumeops.render import RenderContext, render_lab
+from blumeops.engine.spec import RuntimeSpec
 
 if TYPE_CHECKING:
     from blumeops.drivers.caddy import CaddyDriver
     from blumeops.drivers.supervisor import ProgramStatus, SupervisorDriver
-
-APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"}}
-
 
 @dataclass(frozen=True)
 class ServiceHealth:
@@ -43,12 +38,12 @@ class ServiceHealth:
 
 
 class LocalRuntime:
-    def __init__(self, lab: Lab, lab_file: Path, state_dir: Path) -> None:
-        self.lab = lab
+    def __init__(self, spec: RuntimeSpec, lab_file: Path, state_dir: Path) -> None:
+        self.spec = spec
         self.lab_file = lab_file
         self.lab_dir = lab_file.parent.resolve()
         self.state_dir = state_dir
-        self.local_hosts = [h for h, spec in lab.hosts.items() if spec.local]
+        self.local_hosts = list(spec.local_hosts)
         self._supervisor: SupervisorDriver | None = None
         self._caddy: CaddyDriver | None = None
 
@@ -94,38 +89,18 @@ class LocalRuntime:
 
     def notes(self) -> list[str]:
         """Why parts of the lab are not applied on this machine."""
-        out = []
-        if not self.local_hosts:
-            out.append("no host is marked `local: true`: nothing runs on this machine")
-        for host in self.local_hosts:
-            manager = service_manager(self.lab, host)
-            if manager is not ServiceManager.supervisor:
-                out.append(f"host '{host}' uses {manager}; the embedded runtime drives "
-                           "supervisord only, so its services are rendered, not run")
-        return out
+        return list(self.spec.notes)
 
-    def desired(self, source: str = "lab.yaml") -> list[Resource]:
+    def desired(self) -> list[Resource]:
         """Rendered resources that apply on this machine, in catalog order."""
-        resources = render_lab(self.lab, RenderContext(source=source), only=("native", "caddy"))
-        return [r for r in resources if self.applies_here(r)]
-
-    def applies_here(self, res: Resource) -> bool:
-        target, _, host = res.target.partition("@")
-        if host not in self.local_hosts or res.kind not in APPLIED_KINDS.get(target, ()):
-            return False
-        if target == "supervisor":
-            return service_manager(self.lab, host) is ServiceManager.supervisor
-        return True
+        return list(self.spec.desired)
 
     @property
     def supervisor_host(self) -> str | None:
-        hosts = [h for h in self.local_hosts
-                 if service_manager(self.lab, h) is ServiceManager.supervisor]
-        return hosts[0] if hosts else None
+        return self.spec.supervisor_host
 
     def proxy_hosts(self) -> list[str]:
-        return sorted({d.host for d in self.lab.domains.values()
-                       if d.proxy == "caddy" and d.host in self.local_hosts and d.host})
+        return list(self.spec.proxy_hosts)
 
     def observe(self) -> dict[str, Live]:
         live: dict[str, Live] = {}
@@ -157,9 +132,9 @@ class LocalRuntime:
     def health(self, service: str, status: dict[str, ProgramStatus] | None = None,
                started_at: float | None = None) -> ServiceHealth:
         """Probe one service. `started_at` lets a fresh start count as Progressing."""
-        svc = self.lab.services[service]
-        urls = tuple(service_url(r, self.lab) for r in service_routes(self.lab, service))
-        if svc.native is None or svc.native not in self.local_hosts:
+        svc = self.spec.services[service]
+        urls = svc.urls
+        if not svc.local:
             return ServiceHealth(service, Health.unknown, "not run on this machine", urls=urls)
         status = self.program_status() if status is None else status
         st = status.get(service)
@@ -175,7 +150,7 @@ class LocalRuntime:
                                   else st.description)
             detail = f"{st.state}: {why}; log: {self._log_hint(service)}"
             return ServiceHealth(service, Health.degraded, detail, st.state, st.pid, urls)
-        if svc.health is None:
+        if svc.probe is None:
             return ServiceHealth(service, Health.unknown, "running; no health probe declared",
                                  st.state, st.pid, urls)
         result = self.probe(service)
@@ -186,17 +161,15 @@ class LocalRuntime:
         return ServiceHealth(service, health, result[1], st.state, st.pid, urls)
 
     def probe(self, service: str) -> tuple[bool, str]:
-        svc = self.lab.services[service]
-        spec = svc.health
+        spec = self.spec.services[service].probe
         if spec is None:
             return True, "no probe"
-        if spec.command is not None:
-            r = probe_command(spec.command, self.lab_dir, spec.timeout)
-        elif spec.tcp is not None:
-            r = probe_tcp("127.0.0.1", svc.ports[spec.tcp], spec.timeout)
+        if spec.kind == "command":
+            r = probe_command(list(spec.command), self.lab_dir, spec.timeout)
+        elif spec.kind == "tcp":
+            r = probe_tcp("127.0.0.1", spec.port or 0, spec.timeout)
         else:
-            port_name = spec.port or ("http" if "http" in svc.ports else next(iter(svc.ports)))
-            r = probe_http("127.0.0.1", svc.ports[port_name], spec.http or "/", spec.timeout)
+            r = probe_http("127.0.0.1", spec.port or 0, spec.path, spec.timeout)
         return r.ok, r.detail
 
     def _log_hint(self, service: str) -> str:

@@ -25,7 +25,8 @@ def _mtimes(files: list[Path]) -> dict[Path, float]:
 def watch_local(lab: Path | None, state_dir: Path | None, interval: float, output: str,
                 poll: float = 0.5) -> None:
     """Run until interrupted (KeyboardInterrupt propagates to the caller)."""
-    from blumeops.catalog.loader import load_lab, resolve_lab_path
+    from blumeops.catalog.loader import load_lab
+    from blumeops.catalog.paths import resolve_lab_path
 
     lab_path = resolve_lab_path(lab)
     files = load_lab(lab_path).files or [lab_path]
@@ -77,7 +78,7 @@ def _pass(lab: Path | None, state_dir: Path | None, output: str, heal: bool,
                 click.echo(f"  {name}: restarted by supervisord (pid {before} -> {st.pid})",
                            err=True)
         if heal:
-            prepared = prepare(s.runtime, s.store, s.source)
+            prepared = prepare(s.runtime, s.store)
             if not prepared.plan.has_changes:
                 return {n: st.pid for n, st in status.items()}
             for change in prepared.plan.pending:

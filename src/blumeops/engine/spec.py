@@ -1,0 +1,127 @@
+"""What the runtime needs to know about a lab, as plain data.
+
+The engine (apply, health, check, the controller) works from a RuntimeSpec rather than the
+catalog model: it is small, it pickles without the model classes, and so a no-op apply of
+an unchanged catalog can skip parsing, validation and even importing pydantic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from blumeops.engine.resources import Resource
+
+# The render modules whose resources the local runtime applies.
+APPLIED_RENDERERS = ("native", "caddy")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    kind: Literal["http", "tcp", "command"]
+    port: int | None = None
+    path: str = "/"
+    command: tuple[str, ...] = ()
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    host: str | None  # native host; None for Kubernetes services
+    local: bool  # runs on this machine
+    ports: dict[str, int] = field(default_factory=dict)
+    probe: ProbeSpec | None = None
+    startsecs: int = 1
+    depends_on: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    workdir: str | None = None
+    has_secrets: bool = False
+
+
+@dataclass(frozen=True)
+class RouteCheck:
+    """One route as `blumeops check` probes it through the local proxy."""
+
+    hostname: str
+    address: str  # host the proxy listens on
+    port: int  # HTTP listen port, or the TCP route's listen port
+    protocol: Literal["http", "tcp"]
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    lab: str
+    local_hosts: tuple[str, ...]
+    supervisor_host: str | None
+    proxy_hosts: tuple[str, ...]
+    services: dict[str, ServiceSpec]
+    routes: tuple[RouteCheck, ...]
+    notes: tuple[str, ...]
+    desired: tuple[Resource, ...]
+
+
+def runtime_spec(lab: object, source: str = "lab.yaml") -> RuntimeSpec:
+    """Derive the spec from a valid catalog model (pure)."""
+    from blumeops.catalog.model import Lab, ServiceManager
+    from blumeops.catalog.resolve import routes, service_manager, service_routes, service_url
+    from blumeops.render import RenderContext, render_lab
+
+    assert isinstance(lab, Lab)
+    local = tuple(h for h, spec in lab.hosts.items() if spec.local)
+    supervised = [h for h in local if service_manager(lab, h) is ServiceManager.supervisor]
+    proxies = tuple(sorted({d.host for d in lab.domains.values()
+                            if d.proxy == "caddy" and d.host in local and d.host}))
+    notes = [] if local else ["no host is marked `local: true`: nothing runs on this machine"]
+    for host in local:
+        manager = service_manager(lab, host)
+        if manager is not ServiceManager.supervisor:
+            notes.append(f"host '{host}' uses {manager}; the embedded runtime drives "
+                         "supervisord only, so its services are rendered, not run")
+    services = {}
+    for name, svc in lab.services.items():
+        probe = None
+        if svc.health is not None:
+            h = svc.health
+            if h.command is not None:
+                probe = ProbeSpec("command", command=tuple(h.command), timeout=h.timeout)
+            elif h.tcp is not None:
+                probe = ProbeSpec("tcp", port=svc.ports.get(h.tcp), timeout=h.timeout)
+            else:
+                port_name = h.port or ("http" if "http" in svc.ports else next(iter(svc.ports),
+                                                                                None))
+                probe = ProbeSpec("http", port=svc.ports.get(port_name or ""),
+                                  path=h.http or "/", timeout=h.timeout)
+        services[name] = ServiceSpec(
+            name=name, host=svc.native, local=svc.native in local,
+            ports=dict(svc.ports), probe=probe, startsecs=svc.startsecs,
+            depends_on=tuple(svc.depends_on),
+            urls=tuple(service_url(r, lab) for r in service_routes(lab, name)),
+            workdir=svc.workdir, has_secrets=bool(svc.secrets))
+    checks = []
+    for r in routes(lab):
+        if r.proxy != "caddy" or r.proxy_host not in proxies:
+            continue
+        domain = lab.domains[r.domain]
+        address, _, port = (domain.listen or f"127.0.0.1:{domain.listen_port}").rpartition(":")
+        svc = lab.services[r.service]
+        path = svc.health.http if svc.health and svc.health.http else "/"
+        checks.append(RouteCheck(r.hostname, address or "127.0.0.1",
+                                 r.listen or 0 if r.protocol == "tcp" else int(port),
+                                 r.protocol, path))
+    desired = tuple(
+        res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
+        if _applies_here(res, local, supervised))
+    return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
+                       services, tuple(checks), tuple(notes), desired)
+
+
+APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"}}
+
+
+def _applies_here(res: Resource, local: tuple[str, ...], supervised: list[str]) -> bool:
+    target, _, host = res.target.partition("@")
+    if host not in local or res.kind not in APPLIED_KINDS.get(target, ()):
+        return False
+    return target != "supervisor" or host in supervised
