@@ -42,6 +42,14 @@ def test_apply_routes_and_idempotence(demo: DemoLab) -> None:
     assert report["applied"] == [] and report["plan"]["counts"]["unchanged"] == 5
     assert {n: s["pid"] for n, s in statuses(demo).items()} == pids  # nothing restarted
 
+    # The no-op path stays cheap: an unchanged catalog comes from the cache, so neither
+    # the YAML parser nor pydantic is imported (checked by import, not by a timer).
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "blumeops", "apply",
+                           str(demo.lab), "--state-dir", str(demo.state), "--yes"],
+                          capture_output=True, text=True, env=demo.env, check=True)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "pydantic" not in imported and "yaml" not in imported
+
     check = demo.cli("check", "--output", "json")
     assert check.returncode == 0, check.stdout
     kinds = [c["kind"] for c in json.loads(check.stdout)["checks"]]
