@@ -213,3 +213,22 @@ def test_state_records_syncs_and_events(demo: DemoLab) -> None:
     assert results == ["ok"]
     kinds = {r[0] for r in db.execute("SELECT kind FROM events")}
     assert "created" in kinds
+
+
+def test_file_secret_is_a_0600_file_not_environment(demo: DemoLab) -> None:
+    demo.edit('secrets: {API_TOKEN: "vault:demo/api-token"}',
+              'secrets:\n      API_TOKEN: "vault:demo/api-token"\n'
+              '      TOKEN_FILE: {ref: "vault:demo/api-token", file: data/token.txt}')
+    demo.cli("apply", "--yes", check=True)
+    path = demo.lab / "data" / "token.txt"
+    assert path.read_text() == "demo-token-value"
+    assert path.stat().st_mode & 0o777 == 0o600
+    env_file = (demo.state / "secrets" / "api.env").read_text()
+    assert "TOKEN_FILE" not in env_file and "API_TOKEN" in env_file
+    # A new value rewrites the file and restarts the service.
+    pid = statuses(demo)["api"]["pid"]
+    demo.run("secret", "set", str(demo.lab), "demo/api-token", "--value", "v2", check=True)
+    demo.cli("apply", "--yes", check=True)
+    assert path.read_text() == "v2" and statuses(demo)["api"]["pid"] != pid
+    demo.cli("down", check=True)
+    assert not path.exists()

@@ -294,6 +294,9 @@ def stop_lab(s: Session) -> list[str]:
         sup.shutdown()
     for path in list(sup.programs_dir.glob("*.conf")) + list(sup.secrets_dir.glob("*.env")):
         path.unlink(missing_ok=True)
+    from blumeops.engine.apply import remove_secret_files
+
+    remove_secret_files(s.state_dir)
     caddy = s.runtime.caddy
     if caddy.running_pid() or caddy.is_running():
         caddy.shutdown()

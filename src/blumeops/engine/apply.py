@@ -222,8 +222,16 @@ def _apply_programs(runtime: LocalRuntime, changes: list[Change], prepared: Prep
                 say(name, msg)
                 store.event("failed", msg, service=name)
                 continue
-            upsert[name] = (change.desired.body, prepared.secrets.get(change.id, {}))
-            if change.action == "update" and any(r.startswith("not running")
+            try:
+                env = deliver_secret_files(runtime, name, prepared.secrets.get(change.id, {}))
+            except OSError as exc:
+                report.failed[name] = f"cannot write its secret files: {exc.strerror or exc}"
+                unhealthy.add(name)
+                continue
+            upsert[name] = (change.desired.body, env)
+            # A service reads its secrets only at start: new values (a file secret's too)
+            # or a stopped process mean a restart even when its program is unchanged.
+            if change.action == "update" and any(r.startswith(("not running", "secret"))
                                                   for r in change.reasons):
                 restart.append(name)
             say(name, {"create": "starting", "update": "updating"}[change.action])
@@ -261,6 +269,50 @@ def _apply_programs(runtime: LocalRuntime, changes: list[Change], prepared: Prep
                             service=name, resource=change.id)
                 if health.health is Health.healthy:
                     say(name, "healthy")
+
+
+def deliver_secret_files(runtime: LocalRuntime, name: str, values: dict[str, str]
+                         ) -> dict[str, str]:
+    """Write the service's file secrets (0600); return the rest, for its environment.
+
+    Paths are listed in STATE/secrets/files.json so `down` can remove them.
+    """
+    import json
+
+    from blumeops.fileio import write_atomic
+
+    svc = runtime.spec.services[name]
+    if not svc.secret_files:
+        return values
+    index_path = runtime.state_dir / "secrets" / "files.json"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    env = dict(values)
+    for secret, declared in svc.secret_files.items():
+        if secret not in env:
+            continue
+        path = runtime.files.resolve(declared, svc.workdir)
+        write_atomic(path, env.pop(secret), 0o600)
+        index[f"{name}:{secret}"] = str(path)
+    write_atomic(index_path, json.dumps(index, indent=2, sort_keys=True), 0o600)
+    return env
+
+
+def remove_secret_files(state_dir: Path) -> list[str]:
+    """Delete every file secret written by `deliver_secret_files`."""
+    import json
+
+    index_path = state_dir / "secrets" / "files.json"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        return []
+    for path in index.values():
+        Path(path).unlink(missing_ok=True)
+    index_path.unlink(missing_ok=True)
+    return list(index)
 
 
 def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, float],

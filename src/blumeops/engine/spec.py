@@ -37,6 +37,7 @@ class ServiceSpec:
     urls: tuple[str, ...] = ()
     workdir: str | None = None
     has_secrets: bool = False
+    secret_files: dict[str, str] = field(default_factory=dict)  # NAME -> declared path
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def runtime_spec(lab: object, source: str = "lab.yaml") -> RuntimeSpec:
             ports=dict(svc.ports), probe=probe, startsecs=svc.startsecs,
             depends_on=tuple(svc.depends_on),
             urls=tuple(service_url(r, lab) for r in service_routes(lab, name)),
-            workdir=svc.workdir, has_secrets=bool(svc.secrets))
+            workdir=svc.workdir, has_secrets=bool(svc.secrets),
+            secret_files={k: v.file for k, v in svc.secrets.items() if v.file})
     checks = []
     for r in routes(lab):
         if r.proxy != "caddy" or r.proxy_host not in proxies:
