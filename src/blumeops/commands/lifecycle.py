@@ -287,6 +287,13 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
 
 def stop_lab(s: Session) -> list[str]:
     """Stop every service, Caddy and supervisord; forget what was applied."""
+    from blumeops.state.lock import lab_lock
+
+    with lab_lock(s.state_dir, lambda msg: click.echo(msg, err=True)):
+        return _stop_lab(s)
+
+
+def _stop_lab(s: Session) -> list[str]:
     stopped: list[str] = []
     sup = s.runtime.supervisor
     if sup.is_running() or sup.daemon_pid():

@@ -91,13 +91,16 @@ def apply(runtime: LocalRuntime, prepared: Prepared, store: Store,
           progress: Progress | None = None, revision: str = "", wait: float = 30.0,
           author: str | None = None, message: str | None = None) -> ApplyReport:
     """Carry out the plan; return what happened. Never raises for one service's failure."""
+    from blumeops.state.lock import lab_lock
+
     started = time.monotonic()
     say = progress or (lambda _who, _msg: None)
     plan = prepared.plan
     report = ApplyReport(plan)
     sync_id = store.start_sync(revision, revision, author, message)
     try:
-        _apply(runtime, prepared, store, report, say, wait)
+        with lab_lock(runtime.state_dir, lambda msg: say("lab", msg)):
+            _apply(runtime, prepared, store, report, say, wait)
     finally:
         report.duration = time.monotonic() - started
         counts = plan.counts()
