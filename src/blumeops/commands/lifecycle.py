@@ -66,7 +66,13 @@ def session(lab: Path | None, state_dir: Path | None) -> Iterator[Session]:
     from blumeops.secrets.errors import SecretError
     from blumeops.state.store import StateError
 
-    s = Session(lab, state_dir)
+    try:
+        s = Session(lab, state_dir)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"error: cannot use the state directory{where}: {exc.strerror or exc}",
+                   err=True)
+        raise SystemExit(1) from None
     try:
         yield s
     except (DriverError, SecretError, StateError) as exc:
