@@ -29,7 +29,7 @@ def test_example_policy_tests_pass() -> None:
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert len(lines) == 8 and all(line.startswith("PASS") for line in lines)
-    assert "guest@eblu.me -> indri:3001: expected deny, denied" in result.output
+    assert "guest@eblu.me -> tag:indri:3001: expected deny, denied" in result.output
 
 
 def test_example_policy_tests_json() -> None:
@@ -37,8 +37,10 @@ def test_example_policy_tests_json() -> None:
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert data["passed"] is True
-    assert {"src": "indri", "dst": "sifaka:22", "expect": "accept", "allowed": True,
-            "passed": True, "reason": "grant #7"} in data["tests"]
+    passed = {(t["src"], t["dst"]): t for t in data["tests"]}
+    test = passed[("tag:indri", "tag:sifaka:22")]
+    assert test["expect"] == "accept" and test["allowed"] and test["passed"]
+    assert test["reason"].startswith("grant #")
 
 
 def test_failing_test_exits_1(tmp_path: Path) -> None:

@@ -30,16 +30,20 @@ def test_policy_content(blumeops_lab: Lab) -> None:
     assert list(doc) == ["groups", "tagOwners", "hosts", "grants", "tests"]
     assert doc["groups"]["group:family"] == ["erich@eblu.me", "guest@eblu.me"]
     assert "tag:k8s" in doc["tagOwners"]
-    # derived: the proxy host reaches the cluster ingresses; audiences reach the proxy
-    assert {"src": ["indri"], "dst": ["tag:k8s"], "ip": ["tcp:443"]} in doc["grants"]
-    assert {"src": ["group:family"], "dst": ["indri"], "ip": ["tcp:443"]} in doc["grants"]
-    assert {"src": ["group:admin"], "dst": ["indri"], "ip": ["tcp:2222"]} in doc["grants"]
-    assert doc["tests"][1] == {"src": "guest@eblu.me", "accept": ["indri:443"],
-                               "deny": ["sifaka:22", "indri:3001"]}
-    # no host declares an IP address: say so, since Tailscale resolves names via `hosts`
+    # derived: the proxy host reaches each ingress it routes to; audiences reach the proxy.
+    # Devices without an IP go by their own tag (Tailscale resolves bare names only
+    # through `hosts`), so every selector here is one Tailscale understands.
+    assert {"src": ["tag:indri"], "dst": ["tag:grafana"], "ip": ["tcp:443"]} in doc["grants"]
+    assert {"src": ["group:family"], "dst": ["tag:indri"], "ip": ["tcp:443"]} in doc["grants"]
+    assert {"src": ["group:admin"], "dst": ["tag:indri"], "ip": ["tcp:2222"]} in doc["grants"]
+    assert doc["tests"][1] == {"src": "guest@eblu.me", "accept": ["tag:indri:443"],
+                               "deny": ["tag:sifaka:22", "tag:indri:3001"]}
     assert doc["hosts"] == {}
-    assert "// Devices named without an IP address" in tailscale.render(
-        blumeops_lab, RenderContext())[0].body
+    assert {"tag:indri", "tag:sifaka", "tag:grafana"} <= set(doc["tagOwners"])
+    bare = {"indri", "sifaka", "gilbert", "grafana"}
+    for grant in doc["grants"]:
+        assert not bare & {*grant["src"], *grant["dst"]}, grant
+    assert "--advertise-tags=tag:NAME" in tailscale.render(blumeops_lab, RenderContext())[0].body
 
 
 def test_hosts_are_ips_only(blumeops_lab: Lab) -> None:

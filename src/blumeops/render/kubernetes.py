@@ -42,7 +42,7 @@ CLUSTER_SCOPED = frozenset({"Namespace", "ClusterSecretStore"})
 
 # --- YAML ---------------------------------------------------------------------------
 
-_PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=-]*(:[A-Za-z0-9_./@+=-]+)*$")
+_PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=,-]*(:[A-Za-z0-9_./@+=,-]+)*$")
 _RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
 # Characters YAML will not read raw (non-printables, and line breaks beyond \n).
@@ -309,9 +309,13 @@ def _ingress(lab: Lab, name: str, svc: Service, ns: str) -> Doc | None:
     port = _http_route_port(lab, svc)
     if port is None:
         return None
+    meta = _meta(lab, name, name, ns)
+    # The device's own tag, which the lab's Tailscale policy names it by.
+    device = ingress_name(name, svc, lab)
+    meta["annotations"] = {"tailscale.com/tags": f"tag:k8s,tag:{device}"}
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": _meta(lab, name, name, ns),
+        "metadata": meta,
         "spec": {
             "ingressClassName": INGRESS_CLASS,
             "defaultBackend": {"service": {"name": name, "port": {"name": port}}},

@@ -6,7 +6,6 @@ checked. HuJSON allows `//` comments, so the file carries the generated-file hea
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any
 
@@ -14,36 +13,7 @@ from blumeops.catalog.model import Lab
 from blumeops.catalog.resolve import tailnet_name
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
-from blumeops.tailnet.policy import Policy, derive_policy
-
-
-def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_network(address, strict=False)
-    except ValueError:
-        return False
-    return True
-
-
-def host_ips(lab: Lab) -> dict[str, str]:
-    """Hosts whose declared address is an IP: Tailscale's `hosts` only takes IPs/CIDRs."""
-    return {name: h.address for name, h in sorted(lab.hosts.items())
-            if h.address and _is_ip(h.address)}
-
-
-def _named_devices(policy: Policy) -> list[str]:
-    """Device names (not tags, groups, users or '*') the grants and tests refer to."""
-    names: set[str] = set()
-    for grant in policy.grants:
-        names.update(s for s in (*grant["src"], *grant["dst"]) if s in policy.devices)
-    for test in policy.tests:
-        if test["src"] in policy.devices:
-            names.add(test["src"])
-        for dst in (*test.get("accept", []), *test.get("deny", [])):
-            host = dst.rpartition(":")[0]
-            if host in policy.devices:
-                names.add(host)
-    return sorted(names)
+from blumeops.tailnet.policy import Policy, derive_policy, device_tag, host_ips
 
 
 def policy_document(lab: Lab, policy: Policy | None = None) -> dict[str, Any]:
@@ -63,11 +33,16 @@ def policy_hujson(lab: Lab, ctx: RenderContext) -> str:
     policy = derive_policy(lab)
     doc = policy_document(lab, policy)
     lines = [ctx.header("//").rstrip("\n"), f"// Tailnet: {tailnet_name(lab)}"]
-    missing = [d for d in _named_devices(policy) if d not in doc["hosts"]]
-    if missing:
-        # Tailscale resolves a bare name in src/dst only through `hosts`.
-        lines.append("// Devices named without an IP address (set `address:` to their "
-                     "tailnet IP, or use tags): " + ", ".join(missing))
+    used = {x for g in policy.grants for x in (*g["src"], *g["dst"])}
+    used |= {t["src"] for t in policy.tests}
+    used |= {d.rpartition(":")[0] for t in policy.tests for d in (*t["accept"], *t["deny"])}
+    tagged = [d for d in sorted(policy.devices)
+              if d not in doc["hosts"] and device_tag(d) in used]
+    if tagged:
+        # Tailscale resolves bare names only through `hosts`: devices go by their own tag.
+        lines.append("// Devices are named by their own tag: advertise it on each host "
+                     "(tailscale up --advertise-tags=tag:NAME); ingresses carry it: "
+                     + ", ".join(device_tag(d) for d in tagged))
     return "\n".join(lines) + "\n" + json.dumps(doc, indent=2) + "\n"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blumeops.tailnet.policy import Policy
+from blumeops.tailnet.policy import Device, Policy
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,23 @@ class UnknownTarget(ValueError):
     """A test names a device the lab does not have."""
 
 
+def device_for(policy: Policy, selector: str) -> Device | None:
+    """The device a name or its own tag (`tag:NAME`) designates, if any."""
+    if selector in policy.devices:
+        return policy.devices[selector]
+    if selector.startswith("tag:"):
+        device = policy.devices.get(selector[4:])
+        if device is not None and selector in device.tags:
+            return device
+    return None
+
+
 def principal(policy: Policy, src: str) -> set[str]:
-    """Every selector that matches `src`: a user email, a device name or a tag."""
-    if src in policy.devices:
-        device = policy.devices[src]
-        return {src, *device.tags}
-    if src.startswith("tag:"):
-        return {src}
-    if src.startswith("group:"):
+    """Every selector that matches `src`: a user email, a device (by name or tag), a tag."""
+    device = device_for(policy, src)
+    if device is not None:
+        return {device.name, *device.tags}
+    if src.startswith(("tag:", "group:")):
         return {src}
     selectors = {src, "autogroup:member"}
     selectors.update(g for g, members in policy.groups.items() if src in members)
@@ -69,9 +78,9 @@ def split_dst(dst: str) -> tuple[str, int]:
 def check(policy: Policy, src: str, dst: str, expected: bool | None = None) -> Verdict:
     """Whether `src` may reach `dst` (HOST:PORT) under the policy's grants."""
     host, port = split_dst(dst)
-    device = policy.devices.get(host)
+    device = device_for(policy, host)
     if device is not None:
-        targets = {host, *device.tags}
+        targets = {device.name, *device.tags}
     elif host.startswith("tag:"):  # Tailscale tests may name a tag as destination
         targets = {host}
     else:
