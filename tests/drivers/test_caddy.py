@@ -64,10 +64,12 @@ def caddy(short_tmp: Path) -> Iterator[CaddyDriver]:
 def admin(d: CaddyDriver, method: str, path: str, body: Any = None) -> int:
     """A hand edit through the admin API (retried once: Caddy swaps its admin server on
     each /load and may drop a request arriving in that instant)."""
-    try:
-        return _admin_once(d, method, path, body)
-    except http.client.RemoteDisconnected:
-        return _admin_once(d, method, path, body)
+    for _ in range(3):
+        try:
+            return _admin_once(d, method, path, body)
+        except (http.client.RemoteDisconnected, ConnectionResetError, ConnectionRefusedError):
+            time.sleep(0.05)
+    return _admin_once(d, method, path, body)
 
 
 def _admin_once(d: CaddyDriver, method: str, path: str, body: Any = None) -> int:

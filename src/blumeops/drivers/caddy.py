@@ -93,15 +93,21 @@ class CaddyDriver:
     # -- HTTP to the admin API ---------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, body: bytes | None = None, timeout: float | None = None
+        self, method: str, path: str, body: bytes | None = None, timeout: float | None = None,
+        retries: int = 0,
     ) -> tuple[int, bytes]:
-        # Caddy swaps its admin server on every /load and may drop a request arriving in
-        # that instant; the calls here are idempotent, so one retry is safe.
-        try:
-            return self._request_once(method, path, body, timeout)
-        except (http.client.RemoteDisconnected, ConnectionResetError):
-            time.sleep(0.05)
-            return self._request_once(method, path, body, timeout)
+        # Caddy swaps its admin server on every /load: for a moment a request may be
+        # dropped or refused. The calls here are idempotent, so callers that know Caddy
+        # is up (observe, load) retry briefly.
+        for attempt in range(retries + 1):
+            try:
+                return self._request_once(method, path, body, timeout)
+            except (http.client.RemoteDisconnected, ConnectionResetError,
+                    ConnectionRefusedError):
+                if attempt == retries:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _request_once(
         self, method: str, path: str, body: bytes | None, timeout: float | None
@@ -238,7 +244,7 @@ class CaddyDriver:
     def observe(self) -> dict[str, Any] | None:
         """The live config without its admin block; None when Caddy serves nothing."""
         try:
-            status, body = self._request("GET", "/config/")
+            status, body = self._request("GET", "/config/", retries=3)
         except (OSError, http.client.HTTPException) as e:
             raise DriverError(f"Caddy admin API on {self.admin} is not answering: {e}") from e
         if status != 200:
@@ -257,7 +263,8 @@ class CaddyDriver:
         full = {k: v for k, v in config.items() if k != "admin"}
         full["admin"] = self.admin_block
         try:
-            status, body = self._request("POST", "/load", body=json.dumps(full).encode())
+            status, body = self._request("POST", "/load", body=json.dumps(full).encode(),
+                                         retries=3)
         except (OSError, http.client.HTTPException) as e:
             raise DriverError(f"Caddy admin API on {self.admin} is not answering: {e}") from e
         if status < 400:
