@@ -181,3 +181,45 @@ def test_up_in_a_git_repository_follows_commits(followed: Followed) -> None:
         output = up.communicate(timeout=60)[0]
     assert "following" in output and "stopping the lab" in output
     assert not [p for p in lab_pids(str(followed.root)) if p != up.pid]
+
+
+def test_cli_talks_to_the_controller(followed: Followed) -> None:
+    import json
+    import subprocess
+    import sys
+
+    first = followed.git("rev-parse", "HEAD")
+    followed.start()
+    wait_for(lambda: followed.synced(first), 60, "first sync")
+
+    def cli(*args: str, token: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(followed.env)
+        if not token:
+            env.pop("BLUMEOPS_API_TOKEN")
+        return subprocess.run([sys.executable, "-m", "blumeops", *args, "--controller",
+                               followed.api], capture_output=True, text=True, env=env,
+                              check=False, timeout=60)
+
+    status = cli("status", "--output", "json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["applied"] == first
+    text = cli("status")
+    assert "in sync" in text.stdout and "Healthy" in text.stdout
+    second = add_extra(followed)
+    denied = cli("sync", token=False)
+    assert denied.returncode == 1 and "401" in denied.stderr and "Traceback" not in denied.stderr
+    assert cli("sync").returncode == 0
+    wait_for(lambda: followed.synced(second), 30, "manual sync")
+    history = cli("history", "--output", "json")
+    assert [s["commit"] for s in json.loads(history.stdout)["syncs"]][:2] == [second, first]
+    assert "Erich" in cli("history").stdout
+    rolled = cli("rollback", first)
+    assert rolled.returncode == 0 and "auto-sync paused" in rolled.stdout
+    wait_for(lambda: followed.synced(first), 30, "rollback")
+    assert cli("resume").returncode == 0
+    wait_for(lambda: followed.synced(second), 30, "resume")
+    unknown = cli("rollback", "0" * 40)
+    assert unknown.returncode == 1 and "unknown commit" in unknown.stderr
+    gone = subprocess.run([sys.executable, "-m", "blumeops", "status", "--controller",
+                           "http://127.0.0.1:1"], capture_output=True, text=True, check=False)
+    assert gone.returncode == 1 and "cannot reach the controller" in gone.stderr
