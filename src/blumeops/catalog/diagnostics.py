@@ -50,6 +50,10 @@ class Marks:
     def __contains__(self, path: Path_) -> bool:
         return path in self._marks
 
+    def update(self, other: Marks) -> None:
+        """Take every mark of `other` (a file's marks, into the lab's)."""
+        self._marks.update(other._marks)
+
     def copy_from(self, other: Marks, entries: Set[tuple[str, str]]) -> None:
         """Take `other`'s marks for the given (section, name) entries and below them."""
         for path, mark in other._marks.items():

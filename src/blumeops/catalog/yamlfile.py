@@ -8,6 +8,8 @@ a key `on:` as True).
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +132,35 @@ def _from_yaml_error(file: str, exc: yaml.YAMLError) -> YamlError:
     return _error(file, line, col, f"malformed YAML: {text}")
 
 
-def load_mapping(
-    path: Path, marks: Marks, base: Path_ = ()
-) -> tuple[dict[str, Any], list[Diagnostic]]:
-    """Load a file that must hold one mapping; record marks under `base`."""
+# Files parsed in this process, by path and content: a controller that syncs commit after
+# commit parses again only the files a commit changed.
+_PARSED: OrderedDict[tuple[str, str], tuple[dict[str, Any], Marks, list[Diagnostic]]] = (
+    OrderedDict())
+_PARSED_MAX = 512
+
+
+def load_mapping(path: Path, marks: Marks) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """Load a file that must hold one mapping, adding where each value stood to `marks`.
+
+    Returns a copy the caller may change (two levels deep: the loader merges sections).
+    """
     name = str(path)
     text = read_text(path)
+    key = (name, hashlib.sha256(text.encode()).hexdigest())
+    cached = _PARSED.get(key)
+    if cached is None:
+        cached = _parse(name, text)
+        _PARSED[key] = cached
+        if len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    else:
+        _PARSED.move_to_end(key)
+    data, file_marks, errors = cached
+    marks.update(file_marks)
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}, list(errors)
+
+
+def _parse(name: str, text: str) -> tuple[dict[str, Any], Marks, list[Diagnostic]]:
     try:
         loader = _Loader(text)
         try:
@@ -146,11 +171,12 @@ def load_mapping(
         raise _from_yaml_error(name, exc) from None
     if node is None:
         raise _error(name, 1, 1, "file is empty; expected a mapping such as 'lab: NAME'")
-    builder = _Builder(name, marks, base)
+    marks = Marks(Mark(name, 1, 1))
+    builder = _Builder(name, marks, ())
     data = builder.build(node, ())
     if not isinstance(data, dict):
         kind = {list: "a list", str: "a string", int: "a number", float: "a number",
                 bool: "a boolean"}.get(type(data), f"a {type(data).__name__}")
         m = builder.mark(node)
         raise _error(name, m.line, m.col, f"expected a mapping of keys to values, got {kind}")
-    return data, builder.errors
+    return data, marks, builder.errors

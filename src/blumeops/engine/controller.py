@@ -79,6 +79,7 @@ class Controller:
         self._lock = threading.Lock()  # one sync at a time
         self._wanted: str | None = None  # an explicit revision (rollback, manual sync)
         self._pids: dict[str, int | None] = {}
+        self._spec: Any = None  # RuntimeSpec of the applied commit
         self._on_sync = on_sync
         self._thread: threading.Thread | None = None
 
@@ -208,6 +209,12 @@ class Controller:
                 return self._finish_failed(commit, started, errors, record=False)
             self.state.rejected = None
             sync_tree(candidate_root, live_root)
+            # The live tree now holds exactly the candidate's files: reuse what was
+            # derived from them rather than parse the catalog a second time.
+            from blumeops.engine.spec import runtime_spec
+
+            assert result.lab is not None
+            self._spec = runtime_spec(result.lab, result.path.name)
             report = self._apply(commit, info, live_root)
             ok = report is not None and report.ok
             duration = time.monotonic() - started
@@ -229,16 +236,25 @@ class Controller:
 
         return resolve_lab_path(live_root / self.config.lab_path)
 
-    def _apply(self, commit: str, info: Any, live_root: Path) -> Any:
+    def _runtime(self, live_root: Path) -> Any:
+        """The local runtime for the applied commit; parses the catalog only after a
+        restart (a heal before any sync)."""
         from blumeops.catalog.loader import load_lab
-        from blumeops.engine.apply import apply, final_health, prepare
         from blumeops.engine.local import LocalRuntime
         from blumeops.engine.spec import runtime_spec
 
-        result = load_lab(self._lab_file(live_root))
-        assert result.lab is not None
-        runtime = LocalRuntime(runtime_spec(result.lab, result.path.name), result.path,
-                               self.state_dir)
+        lab_file = self._lab_file(live_root)
+        if self._spec is None:
+            result = load_lab(lab_file)
+            if result.lab is None:
+                return None
+            self._spec = runtime_spec(result.lab, result.path.name)
+        return LocalRuntime(self._spec, lab_file, self.state_dir)
+
+    def _apply(self, commit: str, info: Any, live_root: Path) -> Any:
+        from blumeops.engine.apply import apply, final_health, prepare
+
+        runtime = self._runtime(live_root)
         prepared = prepare(runtime, self.store)
         if not self.config.prune:
             prepared.plan.changes = [c for c in prepared.plan.changes if c.action != "delete"]
@@ -269,20 +285,15 @@ class Controller:
 
     def heal(self) -> int:
         """Re-observe the applied commit; repair drift when self-heal is on. Returns fixes."""
-        from blumeops.catalog.loader import load_lab
         from blumeops.engine.apply import apply, final_health, prepare
-        from blumeops.engine.local import LocalRuntime
-        from blumeops.engine.spec import runtime_spec
 
         if self.state.applied is None:
             return 0
         live_root = self.state_dir / "source" / "live"
         with self._lock:
-            result = load_lab(self._lab_file(live_root))
-            if result.lab is None:
+            runtime = self._runtime(live_root)
+            if runtime is None:
                 return 0
-            runtime = LocalRuntime(runtime_spec(result.lab, result.path.name), result.path,
-                                   self.state_dir)
             self._note_restarts(runtime)
             prepared = prepare(runtime, self.store)
             if not self.config.prune:
