@@ -250,3 +250,29 @@ def test_loader_never_raises_on_lab_shaped_data(tmp_path: Path, data: dict[str, 
     path.write_text(yaml.safe_dump(data))
     result = load_lab(path)
     assert result.lab is not None or result.errors
+
+
+def test_committed_schema_is_current() -> None:
+    """schema/lab.schema.json (which editors load) matches `blumeops schema`."""
+    committed = (EXAMPLES.parent / "schema" / "lab.schema.json").read_text()
+    out = CliRunner().invoke(cli, ["schema"])
+    assert out.stdout == committed, "run: blumeops schema > schema/lab.schema.json"
+
+
+def test_examples_validate_against_the_json_schema() -> None:
+    import jsonschema
+
+    schema = json.loads((EXAMPLES.parent / "schema" / "lab.schema.json").read_text())
+    for path in [EXAMPLES / "demo" / "lab.yaml", EXAMPLES / "blumeops" / "lab.yaml",
+                 *(EXAMPLES / "blumeops" / "services").glob("*.yaml")]:
+        data = yaml.safe_load(path.read_text())
+        if "lab" not in data:  # an included file: check it as part of a lab
+            data = {"lab": "x", "hosts": {"h": {"role": "compute", "os": "linux"}}, **data}
+        jsonschema.validate(data, schema)
+    # and it still rejects what blumeops rejects
+    bad = {"lab": "x", "hosts": {"h": {"role": "compute", "os": "linux", "tag": []}}}
+    try:
+        jsonschema.validate(bad, schema)
+    except jsonschema.ValidationError:
+        return
+    raise AssertionError("an unknown key passed the JSON Schema")

@@ -87,9 +87,6 @@ def show(lab: Path | None, output: str) -> None:
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of the catalog format, for editors."""
-    from blumeops.catalog.model import Lab
+    from blumeops.catalog.schema import catalog_schema
 
-    data = Lab.model_json_schema()
-    data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    data["title"] = "BlumeOps lab catalog"
-    click.echo(json.dumps(data, indent=2))
+    click.echo(json.dumps(catalog_schema(), indent=2))
