@@ -232,3 +232,18 @@ def test_file_secret_is_a_0600_file_not_environment(demo: DemoLab) -> None:
     assert path.read_text() == "v2" and statuses(demo)["api"]["pid"] != pid
     demo.cli("down", check=True)
     assert not path.exists()
+
+
+def test_down_works_with_a_broken_catalog(demo: DemoLab) -> None:
+    demo.cli("apply", "--yes", check=True)
+    demo.edit("native: box\n    description: A small JSON API",
+              "native: boxx\n    description: A small JSON API")
+    assert demo.cli("apply", "--yes").returncode == 1  # refuses, names the problem
+    out = demo.cli("down")
+    assert out.returncode == 0, out.stderr
+    assert "has errors; stopping what runs for lab 'demo' anyway" in out.stderr
+    assert "Stopped:" in out.stdout and "caddy" in out.stdout
+    deadline = time.monotonic() + 10
+    while lab_pids(str(demo.root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not lab_pids(str(demo.root))

@@ -32,7 +32,8 @@ class Session:
     no-op apply neither parses nor validates nor renders (see catalog/cache.py).
     """
 
-    def __init__(self, lab_arg: Path | None, state_dir: Path | None) -> None:
+    def __init__(self, lab_arg: Path | None, state_dir: Path | None,
+                 tolerate_invalid: bool = False) -> None:
         from blumeops.catalog import cache
         from blumeops.catalog.paths import resolve_lab_path
         from blumeops.engine.local import LocalRuntime
@@ -42,6 +43,8 @@ class Session:
         path = resolve_lab_path(lab_arg)
         kind = f"runtime:{path.name}"
         spec = cache.lookup(kind, path)
+        if spec is None and tolerate_invalid:
+            spec = _spec_or_bare(path)
         if spec is None:
             from blumeops.engine.spec import runtime_spec
 
@@ -59,15 +62,39 @@ class Session:
         self.store.close()
 
 
+def _spec_or_bare(path: Path) -> Any:
+    """The spec of a valid catalog, or a bare one naming only the lab, so `down` still
+    stops a running lab whose catalog was since broken."""
+    from blumeops.catalog.loader import load_lab
+    from blumeops.engine.spec import RuntimeSpec, runtime_spec
+
+    result = load_lab(path)
+    if result.lab is not None:
+        return runtime_spec(result.lab, result.path.name)
+    name = path.parent.name or "lab"
+    try:
+        import yaml
+
+        raw = yaml.safe_load(path.read_text())
+        if isinstance(raw, dict) and isinstance(raw.get("lab"), str):
+            name = raw["lab"]
+    except (OSError, ValueError, yaml.YAMLError):
+        pass
+    click.echo(f"warning: {path} has errors; stopping what runs for lab '{name}' anyway",
+               err=True)
+    return RuntimeSpec(name, (), None, (), {}, (), (), ())
+
+
 @contextmanager
-def session(lab: Path | None, state_dir: Path | None) -> Iterator[Session]:
+def session(lab: Path | None, state_dir: Path | None,
+            tolerate_invalid: bool = False) -> Iterator[Session]:
     """Open a session; turn driver and secret errors into a message and exit code 1."""
     from blumeops.drivers.process import DriverError
     from blumeops.secrets.errors import SecretError
     from blumeops.state.store import StateError
 
     try:
-        s = Session(lab, state_dir)
+        s = Session(lab, state_dir, tolerate_invalid)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(f"error: cannot use the state directory{where}: {exc.strerror or exc}",
@@ -325,7 +352,7 @@ def _stop_lab(s: Session) -> list[str]:
 @OUTPUT_OPTION
 def down(lab: Path | None, state_dir: Path | None, output: str) -> None:
     """Stop every service, Caddy and supervisord, leaving no process behind."""
-    with session(lab, state_dir) as s:
+    with session(lab, state_dir, tolerate_invalid=True) as s:
         stopped = stop_lab(s)
     if output == "json":
         emit_json({"stopped": stopped})
