@@ -247,3 +247,12 @@ def test_down_works_with_a_broken_catalog(demo: DemoLab) -> None:
     while lab_pids(str(demo.root)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not lab_pids(str(demo.root))
+
+
+def test_apply_asks_and_refuses_without_a_terminal(demo: DemoLab) -> None:
+    out = demo.cli("apply", input="y\n")
+    assert out.returncode == 1
+    assert "refusing to apply without --yes" in out.stderr
+    assert "5 to create" in out.stdout  # the plan was shown first
+    assert not lab_pids(str(demo.root))  # and nothing started
+    assert demo.cli("plan").returncode == 2
