@@ -256,3 +256,20 @@ def test_apply_asks_and_refuses_without_a_terminal(demo: DemoLab) -> None:
     assert "5 to create" in out.stdout  # the plan was shown first
     assert not lab_pids(str(demo.root))  # and nothing started
     assert demo.cli("plan").returncode == 2
+
+
+def test_service_files_are_written_updated_and_removed(demo: DemoLab) -> None:
+    demo.edit("    backup: [data/]\n", "    backup: [data/]\n"
+              "    files: {conf/notes.ini: \"title = Notes\\n\"}\n")
+    demo.cli("apply", "--yes", check=True)
+    path = demo.lab / "conf" / "notes.ini"
+    assert path.read_text() == "title = Notes\n"
+    path.write_text("edited by hand\n")  # drift
+    plan = json.loads(demo.cli("plan", "--output", "json").stdout)
+    assert [c["id"] for c in plan["changes"]] == ["files@box/file/notes:conf/notes.ini"]
+    assert "+title = Notes" in plan["changes"][0]["diff"]
+    demo.cli("apply", "--yes", check=True)
+    assert path.read_text() == "title = Notes\n"
+    demo.edit("    files: {conf/notes.ini: \"title = Notes\\n\"}\n", "")
+    demo.cli("apply", "--yes", check=True)
+    assert not path.exists()

@@ -21,7 +21,9 @@ from blumeops.engine.spec import RuntimeSpec
 
 if TYPE_CHECKING:
     from blumeops.drivers.caddy import CaddyDriver
+    from blumeops.drivers.files import FilesDriver
     from blumeops.drivers.supervisor import ProgramStatus, SupervisorDriver
+
 
 @dataclass(frozen=True)
 class ServiceHealth:
@@ -80,7 +82,7 @@ class LocalRuntime:
         return f"127.0.0.1:{port}"
 
     @property
-    def files(self) -> FilesDriverT:
+    def files(self) -> FilesDriver:
         from blumeops.drivers.files import FilesDriver
 
         return FilesDriver(self.state_dir, self.lab_dir)
@@ -117,7 +119,8 @@ class LocalRuntime:
             config = self.caddy.observe() if self.caddy.running_pid() else None
             if config:
                 live[f"caddy@{proxy}/config/{proxy}"] = Live(json.dumps(config, sort_keys=True))
-        for host_ in self.local_hosts:
+        # One index of written files per state dir: it belongs to the first local host.
+        for host_ in self.local_hosts[:1]:
             for name, content in self.files.observe().items():
                 live[f"files@{host_}/file/{name}"] = Live(content)
         return live
@@ -176,6 +179,3 @@ class LocalRuntime:
         lines = self.supervisor.tail_log(service, 5).strip().splitlines()
         return " | ".join(lines[-5:]) if lines else "(log is empty)"
 
-
-if TYPE_CHECKING:
-    from blumeops.drivers.files import FilesDriver as FilesDriverT
