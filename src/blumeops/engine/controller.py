@@ -226,6 +226,7 @@ class Controller:
                 {"commit": commit, "service": k, "message": v}
                 for k, v in (report.failed.items() if report else [])]
             self.state.sync_state = "idle" if ok else "error"
+            self.store.prune_events()  # a long-running controller keeps the newest only
             self._update_lag()
             if self._on_sync:
                 self._on_sync(commit, duration, ok)
