@@ -273,3 +273,16 @@ def test_service_files_are_written_updated_and_removed(demo: DemoLab) -> None:
     demo.edit("    files: {conf/notes.ini: \"title = Notes\\n\"}\n", "")
     demo.cli("apply", "--yes", check=True)
     assert not path.exists()
+
+
+def test_cli_sync_records_the_catalog_hash(demo: DemoLab) -> None:
+    demo.cli("apply", "--yes", check=True)
+    demo.edit("API_NAME: demo", "API_NAME: other")
+    demo.cli("apply", "--yes", check=True)
+    db = sqlite3.connect(demo.state / "state.db")
+    rows = list(db.execute("SELECT revision, catalog_hash FROM syncs ORDER BY id"))
+    assert len(rows) == 2
+    for revision, digest in rows:
+        assert revision == digest and len(digest) == 16
+        int(digest, 16)
+    assert rows[0][1] != rows[1][1]  # a changed catalog, a different hash

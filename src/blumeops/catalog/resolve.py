@@ -118,24 +118,6 @@ def service_url(route: ResolvedRoute, lab: Lab) -> str:
     return f"{scheme}://{route.hostname}" + ("" if port == default else f":{port}")
 
 
-def dependency_order(lab: Lab) -> list[str]:
-    """Services ordered so each comes after what it depends on (cycles: catalog order)."""
-    seen: set[str] = set()
-    order: list[str] = []
-
-    def visit(name: str, trail: tuple[str, ...]) -> None:
-        if name in seen or name in trail or name not in lab.services:
-            return
-        for dep in lab.services[name].depends_on:
-            visit(dep, (*trail, name))
-        seen.add(name)
-        order.append(name)
-
-    for name in lab.services:
-        visit(name, ())
-    return order
-
-
 def resolved_view(lab: Lab) -> dict[str, Any]:
     """The catalog with every derived value filled in, as plain data (`blumeops show`)."""
     data = lab.model_dump(mode="json", exclude={"include"})

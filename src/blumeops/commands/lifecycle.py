@@ -49,7 +49,7 @@ class Session:
             from blumeops.engine.spec import runtime_spec
 
             result = load_or_exit(path)
-            spec = runtime_spec(result.lab, result.path.name)
+            spec = runtime_spec(result.lab, result.path.name, result.files)
             cache.store(kind, path, result.files, spec)
         self.spec = spec
         self.lab_name: str = spec.lab
@@ -70,7 +70,7 @@ def _spec_or_bare(path: Path) -> Any:
 
     result = load_lab(path)
     if result.lab is not None:
-        return runtime_spec(result.lab, result.path.name)
+        return runtime_spec(result.lab, result.path.name, result.files)
     name = path.parent.name or "lab"
     try:
         import yaml
@@ -203,8 +203,7 @@ def run_apply(s: Session, yes: bool, output: str, wait: float = 30.0) -> Any:
         if not click.confirm("Apply these changes?", default=False):
             click.echo("Nothing applied.", err=True)
             raise SystemExit(1)
-    revision = s.store.get("revision") or ""
-    report = do_apply(s.runtime, prepared, s.store, progress_printer(output), revision, wait)
+    report = do_apply(s.runtime, prepared, s.store, progress_printer(output), wait=wait)
     report.health = final_health(s.runtime)
     if output == "json":
         emit_json(report.as_dict())

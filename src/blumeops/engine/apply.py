@@ -97,7 +97,9 @@ def apply(runtime: LocalRuntime, prepared: Prepared, store: Store,
     say = progress or (lambda _who, _msg: None)
     plan = prepared.plan
     report = ApplyReport(plan)
-    sync_id = store.start_sync(revision, revision, author, message)
+    # A CLI apply has no commit: its catalog's hash names what was applied.
+    digest = runtime.spec.catalog_hash
+    sync_id = store.start_sync(revision or digest, digest, author, message)
     try:
         with lab_lock(runtime.state_dir, lambda msg: say("lab", msg)):
             _apply(runtime, prepared, store, report, say, wait)
@@ -381,12 +383,3 @@ def final_health(runtime: LocalRuntime) -> list[ServiceHealth]:
     status = runtime.program_status()
     return [runtime.health(name, status) for name in runtime.spec.services]
 
-
-def catalog_hash(files: list[Path]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for path in sorted(files):
-        h.update(str(path.name).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]

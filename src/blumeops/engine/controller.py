@@ -214,7 +214,7 @@ class Controller:
             from blumeops.engine.spec import runtime_spec
 
             assert result.lab is not None
-            self._spec = runtime_spec(result.lab, result.path.name)
+            self._spec = runtime_spec(result.lab, result.path.name, result.files)
             report = self._apply(commit, info, live_root)
             ok = report is not None and report.ok
             duration = time.monotonic() - started
@@ -249,7 +249,7 @@ class Controller:
             result = load_lab(lab_file)
             if result.lab is None:
                 return None
-            self._spec = runtime_spec(result.lab, result.path.name)
+            self._spec = runtime_spec(result.lab, result.path.name, result.files)
         return LocalRuntime(self._spec, lab_file, self.state_dir)
 
     def _apply(self, commit: str, info: Any, live_root: Path) -> Any:
@@ -259,7 +259,6 @@ class Controller:
         prepared = prepare(runtime, self.store)
         if not self.config.prune:
             prepared.plan.changes = [c for c in prepared.plan.changes if c.action != "delete"]
-        self.store.set("revision", commit)
         report = apply(runtime, prepared, self.store, revision=commit,
                        author=info.author if info else None,
                        message=info.subject if info else None)

@@ -7,7 +7,9 @@ an unchanged catalog can skip parsing, validation and even importing pydantic.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from blumeops.engine.resources import Resource
@@ -61,9 +63,19 @@ class RuntimeSpec:
     routes: tuple[RouteCheck, ...]
     notes: tuple[str, ...]
     desired: tuple[Resource, ...]
+    catalog_hash: str = ""  # of the catalog files: what a sync without a commit applied
 
 
-def runtime_spec(lab: object, source: str = "lab.yaml") -> RuntimeSpec:
+def catalog_digest(files: list[Path]) -> str:
+    """A short hash of the catalog's files (names and contents)."""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def runtime_spec(lab: object, source: str = "lab.yaml",
+                 files: list[Path] | None = None) -> RuntimeSpec:
     """Derive the spec from a valid catalog model (pure)."""
     from blumeops.catalog.model import Lab, ServiceManager
     from blumeops.catalog.resolve import routes, service_manager, service_routes, service_url
@@ -116,7 +128,8 @@ def runtime_spec(lab: object, source: str = "lab.yaml") -> RuntimeSpec:
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
         if _applies_here(res, local, supervised))
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
-                       services, tuple(checks), tuple(notes), desired)
+                       services, tuple(checks), tuple(notes), desired,
+                       catalog_digest(files) if files else "")
 
 
 APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"}}
