@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 
 from blumeops.catalog.loader import LoadResult, load_lab
 from blumeops.catalog.model import Lab
+from blumeops.engine.resources import Resource
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -55,3 +57,14 @@ def check_golden(name: str, text: str) -> None:
         if not UPDATE_GOLDEN:
             pytest.fail(f"golden file {name} did not exist; wrote it, check and commit it")
     assert text == path.read_text(), f"{name} differs from its golden file"
+
+
+def check_golden_tree(folder: str, resources: Iterable[Resource]) -> None:
+    """Every resource matches its golden file under tests/golden/, and no golden file
+    under `folder` is left over from a resource that is gone."""
+    written = set()
+    for res in resources:
+        check_golden(res.path, res.body)
+        written.add(res.path)
+    on_disk = {str(p.relative_to(GOLDEN)) for p in (GOLDEN / folder).rglob("*.yaml")}
+    assert on_disk == written, "stale golden files: remove them"

@@ -14,7 +14,7 @@ from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
 from blumeops.render import RenderContext, kubernetes
 from blumeops.render.argocd import argocd_notes, render, repo_path
-from conftest import GOLDEN, check_golden
+from conftest import check_golden_tree
 
 
 def small_lab() -> Lab:
@@ -29,13 +29,7 @@ def with_cluster(data: dict[str, Any], **changes: Any) -> Lab:
 
 
 def test_golden_small_lab() -> None:
-    written = set()
-    for res in render(small_lab(), RenderContext()):
-        name = "argocd/" + res.path.removeprefix("argocd/")
-        check_golden(name, res.body)
-        written.add(name)
-    on_disk = {str(p.relative_to(GOLDEN)) for p in (GOLDEN / "argocd").rglob("*.yaml")}
-    assert on_disk == written, "stale golden files: remove them"
+    check_golden_tree("argocd", render(small_lab(), RenderContext()))
 
 
 def test_applications_point_at_rendered_directories(blumeops_lab: Lab) -> None:

@@ -17,7 +17,7 @@ from blumeops.catalog.synthetic import synthetic_lab
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.render.kubernetes import dump_yaml, kubernetes_notes, render
-from conftest import GOLDEN, check_golden, load_data
+from conftest import check_golden_tree, load_data
 
 # Kinds kubernetes_validate has schemas for; CRDs (ExternalSecret, ...) are checked by golden.
 CORE_KINDS = {"Namespace", "Deployment", "StatefulSet", "Service", "PersistentVolumeClaim",
@@ -127,14 +127,7 @@ def assert_unique(resources: list[Resource]) -> None:
 
 
 def test_golden_small_lab(small_lab: Lab) -> None:
-    resources = render(small_lab, RenderContext())
-    written = set()
-    for res in resources:
-        name = "kubernetes/" + res.path.removeprefix("kubernetes/")
-        check_golden(name, res.body)
-        written.add(name)
-    on_disk = {str(p.relative_to(GOLDEN)) for p in (GOLDEN / "kubernetes").rglob("*.yaml")}
-    assert on_disk == written, "stale golden files: remove them"
+    check_golden_tree("kubernetes", render(small_lab, RenderContext()))
 
 
 def test_small_lab_shape(small_lab: Lab) -> None:
