@@ -14,9 +14,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BLUMEOPS = [sys.executable, "-m", "blumeops"]
 PORTS = ("18101", "18102", "18103", "18104", "8080")
 
 
@@ -63,18 +66,25 @@ def demo_copy(root: Path) -> tuple[Path, dict[str, str]]:
     return lab, env
 
 
-def noop_apply_wall(runs: int = 10) -> dict[str, float]:
-    root = Path(tempfile.mkdtemp(prefix="bo-bench-", dir="/tmp"))
+@contextmanager
+def running_demo(prefix: str) -> Iterator[tuple[Path, Path, dict[str, str]]]:
+    """A private copy of the demo, applied and running; stopped and removed after.
+    Yields (root, lab, env)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     lab, env = demo_copy(root)
-    blumeops = [sys.executable, "-m", "blumeops"]
     try:
-        subprocess.run([*blumeops, "apply", str(lab), "--yes"], env=env, check=True,
+        subprocess.run([*BLUMEOPS, "apply", str(lab), "--yes"], env=env, check=True,
                        capture_output=True)
-        best, median = wall([*blumeops, "apply", str(lab), "--yes"], runs, env)
-        return {"best_s": round(best, 3), "median_s": round(median, 3)}
+        yield root, lab, env
     finally:
-        subprocess.run([*blumeops, "down", str(lab)], env=env, capture_output=True, check=False)
+        subprocess.run([*BLUMEOPS, "down", str(lab)], env=env, capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def noop_apply_wall(runs: int = 10) -> dict[str, float]:
+    with running_demo("bo-bench-") as (_, lab, env):
+        best, median = wall([*BLUMEOPS, "apply", str(lab), "--yes"], runs, env)
+    return {"best_s": round(best, 3), "median_s": round(median, 3)}
 
 
 if __name__ == "__main__":

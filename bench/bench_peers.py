@@ -13,12 +13,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cli import demo_copy
+from bench_cli import running_demo
 
 PEERS = Path(__file__).resolve().parent / ".venv-peers"
 
@@ -46,12 +45,7 @@ def ansible_noop(runs: int = 5) -> dict[str, float] | None:
     runner = PEERS / "bin" / "ansible-runner"
     if not runner.exists():
         return None
-    root = Path(tempfile.mkdtemp(prefix="bo-peer-", dir="/tmp"))
-    lab, env = demo_copy(root)
-    blumeops = [sys.executable, "-m", "blumeops"]
-    try:
-        subprocess.run([*blumeops, "apply", str(lab), "--yes"], env=env, check=True,
-                       capture_output=True)
+    with running_demo("bo-peer-") as (root, lab, _):
         programs = root / "state" / "supervisor" / "programs"
         copies = root / "ansible-files"
         shutil.copytree(programs, copies)
@@ -72,11 +66,8 @@ def ansible_noop(runs: int = 5) -> dict[str, float] | None:
             start = time.perf_counter()
             subprocess.run(cmd, env=run_env, check=True, capture_output=True)
             times.append(time.perf_counter() - start)
-        return {"median_s": round(statistics.median(times), 3), "best_s": round(min(times), 3),
-                "tasks": tasks.count("- name:")}
-    finally:
-        subprocess.run([*blumeops, "down", str(lab)], env=env, capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+    return {"median_s": round(statistics.median(times), 3), "best_s": round(min(times), 3),
+            "tasks": tasks.count("- name:")}
 
 
 if __name__ == "__main__":
