@@ -6,14 +6,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from blumeops.commands.catalog import LAB_ARGUMENT, load_or_exit
 from blumeops.output import OUTPUT_OPTION, emit_json, say, table
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 STATE_OPTION = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=None,
