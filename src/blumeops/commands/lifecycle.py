@@ -261,7 +261,7 @@ def up(lab: Path | None, state_dir: Path | None, detach: bool, interval: float, 
         return
     with session(lab, state_dir) as s:
         run_apply(s, True, output)
-    from blumeops.engine.watch import watch_local
+    from blumeops.commands.watch import watch_local
 
     try:
         watch_local(lab, state_dir, interval, output)

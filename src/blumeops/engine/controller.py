@@ -286,6 +286,7 @@ class Controller:
     def heal(self) -> int:
         """Re-observe the applied commit; repair drift when self-heal is on. Returns fixes."""
         from blumeops.engine.apply import apply, final_health, prepare
+        from blumeops.engine.heal import note_restarts, pids, record_drift
 
         if self.state.applied is None:
             return 0
@@ -294,31 +295,19 @@ class Controller:
             runtime = self._runtime(live_root)
             if runtime is None:
                 return 0
-            self._note_restarts(runtime)
+            restarted = note_restarts(runtime, self.store, self._pids)
+            self.metrics.drift_heals.inc(len(restarted))
             prepared = prepare(runtime, self.store)
             if not self.config.prune:
                 prepared.plan.changes = [c for c in prepared.plan.changes
                                          if c.action != "delete"]
             fixes = len(prepared.plan.pending)
             if fixes and self.config.self_heal:
-                for change in prepared.plan.pending:
-                    self.store.event("healed", f"drift: {change.id}: "
-                                     f"{'; '.join(change.reasons)}", service=change.service,
-                                     resource=change.id)
-                self.metrics.drift_heals.inc(fixes)
+                self.metrics.drift_heals.inc(record_drift(self.store, prepared.plan))
                 apply(runtime, prepared, self.store, revision=self.state.applied)
             self._record_health(final_health(runtime))
-            self._pids = {n: s.pid for n, s in runtime.program_status().items()}
+            self._pids = pids(runtime)
             return fixes if self.config.self_heal else 0
-
-    def _note_restarts(self, runtime: Any) -> None:
-        status = runtime.program_status()
-        for name, st in status.items():
-            before = self._pids.get(name)
-            if before and st.pid and st.pid != before:
-                self.store.event("restarted", f"process {before} exited; supervisord "
-                                 f"restarted it as {st.pid}", service=name)
-                self.metrics.drift_heals.inc()
 
     def _record_health(self, healths: list[Any]) -> None:
         from blumeops.engine.health import worst

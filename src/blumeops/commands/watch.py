@@ -58,32 +58,26 @@ def watch_local(lab: Path | None, state_dir: Path | None, interval: float, outpu
 
 def _pids(lab: Path | None, state_dir: Path | None) -> dict[str, int | None]:
     from blumeops.commands.lifecycle import session
+    from blumeops.engine.heal import pids
 
     with session(lab, state_dir) as s:
-        return {n: st.pid for n, st in s.runtime.program_status().items()}
+        return pids(s.runtime)
 
 
 def _pass(lab: Path | None, state_dir: Path | None, output: str, heal: bool,
           old_pids: dict[str, int | None]) -> dict[str, int | None]:
     from blumeops.commands.lifecycle import run_apply, session
     from blumeops.engine.apply import prepare
+    from blumeops.engine.heal import note_restarts, pids, record_drift
 
     with session(lab, state_dir) as s:
-        status = s.runtime.program_status()
-        for name, st in status.items():
-            before = old_pids.get(name)
-            if before and st.pid and st.pid != before:
-                s.store.event("restarted", f"process {before} exited; supervisord restarted "
-                              f"it as {st.pid}", service=name)
-                click.echo(f"  {name}: restarted by supervisord (pid {before} -> {st.pid})",
-                           err=True)
+        for name, old, new in note_restarts(s.runtime, s.store, old_pids):
+            click.echo(f"  {name}: restarted by supervisord (pid {old} -> {new})", err=True)
         if heal:
             prepared = prepare(s.runtime, s.store)
             if not prepared.plan.has_changes:
-                return {n: st.pid for n, st in status.items()}
-            for change in prepared.plan.pending:
-                s.store.event("healed", f"drift: {change.id}: {'; '.join(change.reasons)}",
-                              service=change.service, resource=change.id)
+                return pids(s.runtime)
+            record_drift(s.store, prepared.plan)
             click.echo("drift found: healing", err=True)
         run_apply(s, True, output)
-        return {n: st.pid for n, st in s.runtime.program_status().items()}
+        return pids(s.runtime)

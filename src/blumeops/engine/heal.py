@@ -1,0 +1,36 @@
+"""Drift between syncs: processes supervisord restarted, resources changed by hand.
+
+Shared by the controller and the foreground loop of `blumeops up`: both observe, record
+what drifted as events, then apply the same plan an apply would.
+"""
+
+from __future__ import annotations
+
+from blumeops.engine.local import LocalRuntime
+from blumeops.engine.plan import Plan
+from blumeops.state.store import Store
+
+
+def pids(runtime: LocalRuntime) -> dict[str, int | None]:
+    return {name: st.pid for name, st in runtime.program_status().items()}
+
+
+def note_restarts(runtime: LocalRuntime, store: Store,
+                  before: dict[str, int | None]) -> list[tuple[str, int, int]]:
+    """Record each program whose pid changed since `before`: (name, old pid, new pid)."""
+    restarted = []
+    for name, st in runtime.program_status().items():
+        old = before.get(name)
+        if old and st.pid and st.pid != old:
+            store.event("restarted", f"process {old} exited; supervisord restarted it as "
+                        f"{st.pid}", service=name)
+            restarted.append((name, old, st.pid))
+    return restarted
+
+
+def record_drift(store: Store, plan: Plan) -> int:
+    """One `healed` event per resource the plan repairs; how many."""
+    for change in plan.pending:
+        store.event("healed", f"drift: {change.id}: {'; '.join(change.reasons)}",
+                    service=change.service, resource=change.id)
+    return len(plan.pending)
