@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import http.server
 import os
+import select
 import shutil
 import subprocess
+import sys
+import termios
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -234,16 +241,50 @@ def test_commit_info_and_log(source: GitSource, origin: Path) -> None:
     assert source.log(limit=0) == []
 
 
+def loose_objects(repo: Path) -> int:
+    out = subprocess.run(["git", "--git-dir", str(repo), "count-objects", "-v"], env=ENV,
+                         capture_output=True, text=True, check=True).stdout
+    return int(dict(line.split(": ") for line in out.splitlines())["count"])
+
+
+def crowded_files(count: int = 30) -> dict[str, str]:
+    """Files whose blobs all land in objects/17/: git estimates its loose objects from
+    that one directory, so these look like ~7,700 loose objects, over gc.auto's 6,700."""
+    files: dict[str, str] = {}
+    n = 0
+    while len(files) < count:
+        text = f"filler {n}\n"
+        n += 1
+        if hashlib.sha1(f"blob {len(text)}\0{text}".encode()).hexdigest().startswith("17"):
+            files[f"lab/fill/{n}.txt"] = text
+    return files
+
+
 def test_maintain_packs_the_clone(source: GitSource, origin: Path) -> None:
     source.fetch()
     source.maintain()  # nothing to do: cheap and harmless
-    for i in range(3):
-        commit(origin, {f"lab/f{i}.yaml": f"n: {i}\n"}, f"c{i}")
-        source.fetch()
-    subprocess.run(["git", "--git-dir", str(source.cache_dir), "gc", "-q"], env=ENV, check=True)
+    commit(origin, crowded_files(), "many objects")
+    source.fetch()  # a small fetch arrives as loose objects
+    before = loose_objects(source.cache_dir)
+    assert before >= 30, before
+    source.maintain()
+    assert loose_objects(source.cache_dir) == 0
     assert source.newest() == git(origin, "rev-parse", "HEAD")  # packed refs still read
-    assert len(source.log()) == 4
+    assert len(source.log()) == 2
 
+
+def test_fetch_runs_maintenance_every_gc_every_fetches(
+    source: GitSource, origin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gitmod, "GC_EVERY", 3)
+    source.fetch()  # fetch 1
+    commit(origin, crowded_files(), "many objects")
+    source.fetch()  # fetch 2: no maintenance yet
+    assert loose_objects(source.cache_dir) >= 30
+    commit(origin, {"lab/lab.yaml": "lab: two\n"}, "second")
+    source.fetch()  # fetch 3: maintenance
+    assert loose_objects(source.cache_dir) == 0
+    assert source.newest() == git(origin, "rev-parse", "HEAD")
 
 def test_resolve(source: GitSource, origin: Path) -> None:
     sha = source.fetch()
@@ -269,21 +310,160 @@ def test_user_git_config_is_ignored(
     assert "GIT_DIR" not in gitmod._ENV
 
 
-def test_git_never_prompts(tmp_path: Path) -> None:
-    # An https URL on loopback nobody listens on: fails fast, never waits for input.
-    src = GitSource("https://127.0.0.1:9/owner/repo.git", "main", ".", tmp_path / "cache")
+class _Challenge(http.server.BaseHTTPRequestHandler):
+    """A forge that wants credentials: 401 with a Basic challenge for every request."""
+
+    seen: list[str | None]
+
+    def do_GET(self) -> None:
+        self.server.seen.append(self.headers.get("Authorization"))  # type: ignore[attr-defined]
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="forge"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def challenge() -> Iterator[tuple[str, list[str | None]]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Challenge)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# Runs in a child whose controlling terminal is a pty the test reads: a git that
+# prompted ("Username for ...") would write there and wait for an answer.
+_FETCH_ON_A_TTY = """
+import sys
+from pathlib import Path
+from blumeops.source.git import GitSource, SourceError
+try:
+    GitSource(sys.argv[1], "main", ".", Path(sys.argv[2])).fetch(timeout=30)
+except SourceError as exc:
+    print("ERROR:", exc, flush=True)
+"""
+
+
+def _set_controlling_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_git_never_prompts(challenge: tuple[str, list[str | None]], tmp_path: Path) -> None:
+    base, seen = challenge
+    url = f"{base}/owner/repo.git"
+    master, slave = os.openpty()
     start = time.monotonic()
-    with pytest.raises(SourceError, match="cannot fetch branch 'main' from https://"):
-        src.fetch(timeout=20)
-    assert time.monotonic() - start < 20
+    child = subprocess.Popen(
+        [sys.executable, "-c", _FETCH_ON_A_TTY, url, str(tmp_path / "cache")],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=_set_controlling_tty)
+    os.close(slave)
+    output = b""
+    while time.monotonic() - start < 20:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the pty
+                chunk = b""
+            output += chunk
+            if not chunk and child.poll() is not None:
+                break
+        elif child.poll() is not None:
+            break
+    elapsed = time.monotonic() - start
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+    os.close(master)
+    text = output.decode(errors="replace")
+    assert "Username for" not in text and "Password for" not in text, text
+    assert elapsed < 10, (elapsed, text)
+    assert seen, "git never reached the server"
+    assert not any(seen), seen  # no credentials were sent (none was asked for)
+    assert f"ERROR: cannot fetch branch 'main' from {url}: Authentication failed" in text, text
 
 
-def test_timeout_is_reported(source: GitSource, tmp_path: Path) -> None:
-    src = GitSource("ssh://127.0.0.1:9/x.git", "main", ".", tmp_path / "cache2")
-    # Whether ssh fails fast or hangs, the error is one clear line.
+def test_timeout_is_reported(
+    origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ssh that connects and then never answers, as a firewalled forge does.
+    pidfile = tmp_path / "ssh.pid"
+    hang = tmp_path / "hanging-ssh"
+    hang.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(gitmod, "_ENV", {**gitmod._ENV, "GIT_SSH_COMMAND": str(hang)})
+    src = GitSource("ssh://git@127.0.0.1:2222/x.git", "main", ".", tmp_path / "cache")
+    start = time.monotonic()
     with pytest.raises(SourceError) as info:
-        src.fetch(timeout=5)
-    assert "\n" not in str(info.value)
+        src.fetch(timeout=1)
+    assert time.monotonic() - start < 5
+    assert str(info.value) == ("cannot fetch branch 'main' from ssh://git@127.0.0.1:2222/x.git: "
+                               "git took over 1s and was stopped")
+    # The hanging ssh went with git, not left behind.
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), f"ssh stand-in {pid} outlived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_unreachable_ssh_remote_names_the_reason(tmp_path: Path) -> None:
+    # Real ssh (BatchMode), a loopback port nobody listens on.
+    src = GitSource("ssh://git@127.0.0.1:1/x.git", "main", ".", tmp_path / "cache")
+    with pytest.raises(SourceError) as info:
+        src.fetch(timeout=20)
+    assert str(info.value) == ("cannot fetch branch 'main' from ssh://git@127.0.0.1:1/x.git: "
+                               "ssh: connect to host 127.0.0.1 port 1: Connection refused")
+
+
+def test_password_in_url_is_never_shown(tmp_path: Path) -> None:
+    src = GitSource("https://erich:hunter2-pw@127.0.0.1:9/o/r.git", "main", ".",
+                    tmp_path / "cache")
+    with pytest.raises(SourceError) as info:
+        src.fetch(timeout=20)
+    message = str(info.value)
+    assert "hunter2" not in message and "hunter2" not in repr(src)
+    assert message.startswith("cannot fetch branch 'main' from https://erich:***@127.0.0.1:9/")
+    assert "Failed to connect to 127.0.0.1 port 9" in message, message
+
+
+def test_missing_file_url_repository(tmp_path: Path) -> None:
+    src = GitSource(f"file://{tmp_path}/nowhere", "main", ".", tmp_path / "cache")
+    with pytest.raises(SourceError) as info:
+        src.fetch()
+    assert str(info.value) == f"file://{tmp_path}/nowhere is not a git repository"
+
+
+@pytest.mark.parametrize(("stderr", "reason"), [
+    ("ssh: connect to host h port 22: Connection refused\nfatal: Could not read from remote "
+     "repository.\n\nPlease make sure you have the correct access rights\nand the repository "
+     "exists.\n", "ssh: connect to host h port 22: Connection refused"),
+    ("fatal: Could not read from remote repository.\n\nPlease make sure you have the "
+     "correct access rights\nand the repository exists.\n",
+     "Could not read from remote repository."),
+    ("fatal: unable to access 'https://u:tok@h/r.git/': Could not resolve host: h\n",
+     "unable to access 'https://u:***@h/r.git/': Could not resolve host: h"),
+    ("", ""),
+])
+def test_git_reason(stderr: str, reason: str) -> None:
+    assert gitmod.git_reason(stderr) == reason
 
 
 def test_concurrent_fetches(source: GitSource, origin: Path) -> None:

@@ -9,9 +9,11 @@ and so that git never waits on a prompt nobody will answer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -77,9 +79,46 @@ _BASE = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=" + os.devnull
          "-c", "advice.detachedHead=false"]
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+# Lines git adds after the real reason of a failed fetch: advice, not a cause.
+_BOILERPLATE = ("please make sure you have the correct access rights",
+                "and the repository exists.")
+_PREFIX = re.compile(r"^(?:fatal|error|remote|warning): ", re.IGNORECASE)
+# userinfo with a password in a URL: scheme://user:secret@host
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*):[^/@\s]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of any URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\g<head>:***@", text)
+
+
+def git_reason(stderr: str) -> str:
+    """Git's own reason for a failure, on one line: its messages without the advice
+    it appends ("Please make sure you have the correct access rights..."), without
+    `fatal: ` prefixes, with passwords in URLs redacted. '' when git said nothing."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reasons = [_PREFIX.sub("", line) for line in lines
+               if line.lower() not in _BOILERPLATE]
+    if len(reasons) > 1:  # the generic line only adds to a specific one (e.g. ssh's)
+        reasons = [r for r in reasons if r != "Could not read from remote repository."]
+    unique = list(dict.fromkeys(reasons))
+    return redact("; ".join(unique[-3:]))
+
+
+def _run_group(cmd: list[str], env: dict[str, str], timeout: float
+               ) -> subprocess.CompletedProcess[str]:
+    """Run git in a process group of its own, stdin closed; on timeout kill the whole
+    group, so the ssh (or https helper) git started does not outlive it."""
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _is_url(url: str) -> bool:
@@ -109,6 +148,7 @@ class GitSource:
             raise SourceError("no repository given")
         self.is_local = not _is_url(url)
         self.url = str(Path(url).expanduser().resolve()) if self.is_local else url
+        self.shown_url = redact(self.url)  # for messages: no password from the URL
         self.branch = branch
         self.lab_path = _safe_lab_path(lab_path)
         self.cache_dir = Path(cache_dir).resolve()
@@ -117,7 +157,8 @@ class GitSource:
         self._fetches = 0
 
     def __repr__(self) -> str:
-        return f"GitSource({self.url!r}, branch={self.branch!r}, lab_path={str(self.lab_path)!r})"
+        return (f"GitSource({self.shown_url!r}, branch={self.branch!r}, "
+                f"lab_path={str(self.lab_path)!r})")
 
     # -- running git ----------------------------------------------------------------------
 
@@ -126,14 +167,13 @@ class GitSource:
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [*_BASE, *(["--git-dir", str(self.cache_dir)] if bare else []), *args]
         try:
-            proc = subprocess.run(cmd, env=env or _ENV, stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=timeout, check=False)
+            proc = _run_group(cmd, env or _ENV, timeout)
         except FileNotFoundError:
             raise SourceError(f"{what}: the git command is not installed") from None
         except subprocess.TimeoutExpired:
             raise SourceError(f"{what}: git took over {timeout:g}s and was stopped") from None
         if check and proc.returncode != 0:
-            detail = _last_line(proc.stderr) or f"git exited with status {proc.returncode}"
+            detail = git_reason(proc.stderr) or f"git exited with status {proc.returncode}"
             raise SourceError(f"{what}: {detail}")
         return proc
 
@@ -151,21 +191,21 @@ class GitSource:
 
     def _fetched(self) -> None:
         if not (self.cache_dir / "HEAD").is_file():
-            raise SourceError(f"{self.url} has not been fetched yet")
+            raise SourceError(f"{self.shown_url} has not been fetched yet")
 
     # -- the API --------------------------------------------------------------------------
 
     def fetch(self, timeout: float = FETCH_TIMEOUT) -> str:
         """Bring the branch up to date (cloning on first use); return its newest commit."""
         if self.is_local and not Path(self.url).exists():
-            raise SourceError(f"repository {self.url} does not exist")
+            raise SourceError(f"repository {self.shown_url} does not exist")
         with self._lock:
             self._ensure_cache()
             # '+': follow force-pushes too; the caller can tell with is_ancestor().
             proc = self._run(
                 ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-gc",
                  "--", self.url, f"+{self._ref}:{self._ref}"],
-                what=f"cannot fetch branch {self.branch!r} from {self.url}",
+                what=f"cannot fetch branch {self.branch!r} from {self.shown_url}",
                 timeout=timeout, check=False,
             )
             if proc.returncode != 0:
@@ -179,20 +219,22 @@ class GitSource:
         """Pack loose objects when git thinks it is time (cheap when it is not).
 
         Fetches skip git's auto-gc so the hot path never pauses; this runs it every
-        GC_EVERY fetches instead, or whenever the caller likes.
+        GC_EVERY fetches instead, or whenever the caller likes. In the foreground (git
+        would detach it by default): done when this returns, bound by the timeout, and
+        never a process left running behind the controller.
         """
-        self._run(["gc", "--auto", "--quiet"],
+        self._run(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
                   what=f"cannot pack the clone in {self.cache_dir}", timeout=FETCH_TIMEOUT)
 
     def _fetch_error(self, stderr: str) -> str:
         if "couldn't find remote ref" in stderr:
-            return f"branch {self.branch!r} not found in {self.url}"
+            return f"branch {self.branch!r} not found in {self.shown_url}"
         if "does not appear to be a git repository" in stderr or (
             "not a git repository" in stderr
         ):
-            return f"{self.url} is not a git repository"
-        detail = _last_line(stderr) or "git fetch failed"
-        return f"cannot fetch branch {self.branch!r} from {self.url}: {detail}"
+            return f"{self.shown_url} is not a git repository"
+        detail = git_reason(stderr) or "git fetch failed"
+        return f"cannot fetch branch {self.branch!r} from {self.shown_url}: {detail}"
 
     def newest(self) -> str:
         """The branch's newest commit as of the last fetch (no network)."""
@@ -207,7 +249,7 @@ class GitSource:
                          what="cannot read the branch", check=False)
         sha = proc.stdout.strip()
         if proc.returncode != 0 or not _SHA.fullmatch(sha):
-            raise SourceError(f"branch {self.branch!r} has not been fetched from {self.url}")
+            raise SourceError(f"branch {self.branch!r} has not been fetched from {self.shown_url}")
         return sha
 
     def resolve(self, ref: str) -> str:
@@ -219,8 +261,8 @@ class GitSource:
                          what=f"unknown commit {ref!r}", check=False)
         sha = proc.stdout.strip()
         if proc.returncode != 0 or not _SHA.fullmatch(sha):
-            detail = _last_line(proc.stderr)
-            raise SourceError(f"unknown commit {ref!r} in {self.url}"
+            detail = git_reason(proc.stderr)
+            raise SourceError(f"unknown commit {ref!r} in {self.shown_url}"
                               + (f": {detail}" if detail else ""))
         return sha
 
@@ -240,7 +282,7 @@ class GitSource:
             self._materialise(sha, tmp)
             if not (tmp / self.lab_path).exists():
                 raise SourceError(f"commit {sha[:12]} has no {str(self.lab_path)!r} "
-                                  f"(the lab path) in {self.url}")
+                                  f"(the lab path) in {self.shown_url}")
             old = None
             if dest.exists() or dest.is_symlink():
                 old = dest.with_name(f"{tmp.name}.old")
@@ -288,7 +330,7 @@ class GitSource:
         if proc.returncode in (0, 1):
             return proc.returncode == 0
         raise SourceError(f"cannot compare {sha_a[:12]} and {sha_b[:12]}: "
-                          f"{_last_line(proc.stderr)}")
+                          f"{git_reason(proc.stderr)}")
 
     def repo_matches(self, full_name_or_urls: list[str]) -> bool:
         """Whether a webhook's repository (any of its names or URLs) designates this source.
