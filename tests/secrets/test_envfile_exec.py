@@ -84,3 +84,52 @@ def test_exec_env_file_unreadable(tmp_path: Path) -> None:
 def test_exec_usage() -> None:
     proc = _wrapper("only-one")
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+# Under umask 0, with every chmod disabled: a file opened wider and narrowed after
+# (open 0644, write, chmod 0600) ends 0644 here. Modes are also taken just before the
+# rename, when the value is already written to the temporary file.
+_BORN_0600 = """
+import json, os, stat, sys
+from pathlib import Path
+
+path = Path(sys.argv[1])
+os.umask(0)
+seen = []
+
+def snapshot(real):
+    def wrapper(src, dst, *args, **kwargs):
+        for p in Path(src).parent.iterdir():
+            if p.is_file():
+                seen.append([p.name, stat.S_IMODE(p.stat().st_mode), p.read_bytes().decode()])
+        return real(src, dst, *args, **kwargs)
+    return wrapper
+
+os.replace = snapshot(os.replace)
+os.rename = snapshot(os.rename)
+os.chmod = os.fchmod = os.lchmod = lambda *args, **kwargs: None
+Path.chmod = lambda *args, **kwargs: None
+
+from blumeops.secrets.envfile import write_env_file
+
+write_env_file(path, {"API_TOKEN": "umask-zero-value"})
+print(json.dumps({"seen": seen, "final": stat.S_IMODE(path.stat().st_mode),
+                  "dir": stat.S_IMODE(path.parent.stat().st_mode)}))
+"""
+
+
+def test_env_file_is_born_0600_under_umask_0(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "secrets" / "api.env"
+    proc = subprocess.run([sys.executable, "-c", _BORN_0600, str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["final"] == 0o600
+    assert result["dir"] == 0o700
+    # Before the rename the value sat in a temporary file: 0600 already.
+    holding = [entry for entry in result["seen"] if "umask-zero-value" in entry[2]]
+    assert holding, result["seen"]
+    assert {mode for _, mode, _ in holding} == {0o600}, result["seen"]
+    assert read_env_file(path) == {"API_TOKEN": "umask-zero-value"}

@@ -78,3 +78,44 @@ def test_hmac_key_damaged(tmp_path: Path) -> None:
     (tmp_path / "hmac.key").write_bytes(b"short")
     with pytest.raises(SecretError, match="delete it"):
         load_or_create_key(tmp_path)
+
+
+def test_plan_fingerprints_are_keyed_per_lab_state(tmp_path: Path) -> None:
+    """The fingerprints apply records (state DB) and plans compare: the same secret value
+    under two state directories (two keys) fingerprints differently, and is never a
+    plain hash of the value that anyone could recompute offline."""
+    import hashlib
+    import shutil
+
+    from blumeops.catalog.loader import load_lab
+    from blumeops.engine.apply import prepare
+    from blumeops.engine.local import LocalRuntime
+    from blumeops.engine.spec import runtime_spec
+    from blumeops.state.store import Store
+
+    lab = tmp_path / "lab"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "demo", lab,
+                    ignore=shutil.ignore_patterns("vault.age", "vault.recipients"))
+    value = "same-value-in-both"
+    Vault(lab).set("demo/api-token", value)
+    result = load_lab(lab / "lab.yaml")
+    assert result.lab is not None
+    spec = runtime_spec(result.lab, result.path.name, result.files)
+    prints = []
+    for name in ("one", "two", "one"):
+        state = tmp_path / name
+        store = Store(state)
+        try:
+            prepared = prepare(LocalRuntime(spec, result.path, state), store)
+        finally:
+            store.close()
+        assert prepared.errors == {}
+        fp = prepared.fingerprints["supervisor@box/program/api"]
+        assert fp == fingerprint(load_or_create_key(state), {"API_TOKEN": value})
+        prints.append(fp)
+    assert prints[0] == prints[2]  # stable for one key
+    assert prints[0] != prints[1]  # another key: another fingerprint
+    unkeyed = {hashlib.sha256(value.encode()).hexdigest(),
+               hashlib.sha256(b'[["API_TOKEN", "' + value.encode() + b'"]]').hexdigest()}
+    assert not unkeyed & set(prints)
+    assert all(value not in fp for fp in prints)
