@@ -55,13 +55,30 @@ class Followed:
         assert old in text, old
         path.write_text(text.replace(old, new))
 
-    def start(self, interval: float = 30.0) -> None:
+    @property
+    def log(self) -> Path:
+        """The controller's stdout and stderr (appended across restarts)."""
+        return self.root / "controller.log"
+
+    def start(self, interval: float = 30.0, *flags: str) -> None:
         cmd = [sys.executable, "-m", "blumeops", "controller", "--source", str(self.repo),
                "--listen", self.api.removeprefix("http://"), "--interval", str(interval),
-               "--state-dir", str(self.state)]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, text=True, cwd=self.root)
+               "--state-dir", str(self.state), *flags]
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, text=True, cwd=self.root)
         wait_for(lambda: self.status_or_none() is not None, 30, "controller API")
+
+    def metric(self, name: str) -> float:
+        """One sample of the controller's /metrics (0 when absent)."""
+        for line in httpx.get(f"{self.api}/metrics", timeout=5).text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        got = httpx.get(f"{self.api}/api/events?limit=1000", timeout=5).json()["events"]
+        return [e for e in got if kind is None or e["kind"] == kind]
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -3,12 +3,16 @@ the service's own environment and its 0600 env file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
+import httpx
+from controllerlab import Followed, followed_fixture, wait_for  # noqa: F401 (fixture)
 from demolab import DemoLab, demo_fixture, lab_pids  # noqa: F401 (fixture "demo")
 
 CANARY = "CANARY-7f3a9c-do-not-leak"
@@ -42,8 +46,6 @@ def test_canary_secret_never_leaks(demo: DemoLab, tmp_path: Path) -> None:
         assert CANARY not in proc.stdout + proc.stderr, proc.args
 
     # The service really got it: the API shows a hash of its token.
-    import hashlib
-
     token_hash = hashlib.sha256(CANARY.encode()).hexdigest()[:12]
     assert demo.get("api").json()["token_sha256"] == token_hash
 
@@ -79,3 +81,51 @@ def test_canary_secret_never_leaks(demo: DemoLab, tmp_path: Path) -> None:
     api = next(s for s in api_pid if s["service"] == "api")
     assert holders == [api["pid"]]
     assert os.getpid() not in holders
+
+
+BROKEN = """  broken:
+    native: box
+    description: Gets the secret, then fails at start
+    command: [python3, -c, "import sys; sys.exit(3)"]
+    secrets: {API_TOKEN: "vault:demo/api-token"}
+"""
+
+
+def test_canary_never_leaks_from_a_running_controller(followed: Followed) -> None:
+    """The controller's API, metrics, log and files, after a good sync and a failed one."""
+    subprocess.run([sys.executable, "-m", "blumeops", "secret", "set", str(followed.repo),
+                    "demo/api-token"], input=CANARY + "\n", env=followed.env, check=True,
+                   capture_output=True, text=True)
+    good = followed.commit("the canary token")
+    followed.start(0.5)
+    wait_for(lambda: followed.synced(good), 60, "first sync")
+    token_hash = hashlib.sha256(CANARY.encode()).hexdigest()[:12]
+    assert followed.get("api").json()["token_sha256"] == token_hash  # it is in flight
+
+    # A failed apply: a service holding the secret whose command fails.
+    followed.edit("services:\n", "services:\n" + BROKEN)
+    bad = followed.commit("a service that fails")
+    assert followed.webhook(bad).status_code == 202
+    wait_for(lambda: followed.synced(bad), 60, "the failing sync")
+    status = followed.status()
+    assert status["sync_state"] == "error", status
+    assert [e["service"] for e in status["last_errors"]] == ["broken"], status
+    sync = followed.post("/api/sync")
+    assert sync.status_code == 202 and CANARY not in sync.text
+
+    answers = {path: httpx.get(f"{followed.api}{path}", timeout=5).text
+               for path in ("/api/status", "/api/history?limit=1000",
+                            "/api/events?limit=1000", "/metrics")}
+    assert 'blumeops_syncs_total{result="failed"}' in answers["/metrics"]
+    assert any(e["kind"] == "failed" and e["service"] == "broken"
+               for e in followed.events()), answers["/api/events?limit=1000"]
+    for path, text in answers.items():
+        assert CANARY not in text, path
+    followed.stop()
+    assert followed.log.read_text(), "the controller's own output is searched too"
+    # Files: state, logs, database, controller log, git clone: only the env files (0600).
+    secrets = followed.state / "secrets"
+    hits = files_containing(followed.root, CANARY.encode())
+    assert sorted(hits) == [secrets / "api.env", secrets / "broken.env"], hits
+    for path in hits:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
