@@ -55,6 +55,7 @@ class ControllerState:
     last_fetch_error: str | None = None
     newest_seen_at: float | None = None
     rejected: str | None = None  # the last commit whose catalog was invalid
+    drift: list[str] = field(default_factory=list)  # resources off the applied commit
 
 
 class Controller:
@@ -221,6 +222,7 @@ class Controller:
             self.metrics.syncs.labels(result="ok" if ok else "failed").inc()
             self.metrics.sync_duration.observe(duration)
             self.state.applied = commit
+            self.state.drift = []
             self.store.set(APPLIED_KEY, commit)
             self.state.last_errors = [] if ok else [
                 {"commit": commit, "service": k, "message": v}
@@ -302,6 +304,9 @@ class Controller:
                 prepared.plan.changes = [c for c in prepared.plan.changes
                                          if c.action != "delete"]
             fixes = len(prepared.plan.pending)
+            # --no-self-heal reports drift (status "drift") instead of repairing it.
+            self.state.drift = [] if self.config.self_heal else [
+                c.id for c in prepared.plan.pending]
             if fixes and self.config.self_heal:
                 self.metrics.drift_heals.inc(record_drift(self.store, prepared.plan))
                 apply(runtime, prepared, self.store, revision=self.state.applied)
@@ -328,7 +333,7 @@ class Controller:
             "sync_state": s.sync_state, "auto_sync": self.config.auto_sync and not s.paused,
             "paused": s.paused, "self_heal": self.config.self_heal, "prune": self.config.prune,
             "health": s.lab_health, "services": s.services, "last_errors": s.last_errors,
-            "last_fetch_error": s.last_fetch_error,
+            "last_fetch_error": s.last_fetch_error, "drift": s.drift,
         }
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
