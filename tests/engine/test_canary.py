@@ -129,3 +129,19 @@ def test_canary_never_leaks_from_a_running_controller(followed: Followed) -> Non
     assert sorted(hits) == [secrets / "api.env", secrets / "broken.env"], hits
     for path in hits:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_canary_never_leaks_from_a_failed_cli_apply(demo: DemoLab) -> None:
+    demo.run("secret", "set", str(demo.lab), "demo/api-token", "--value", CANARY, check=True)
+    demo.edit("services:\n", "services:\n" + BROKEN)
+    outputs = [demo.cli("apply", "--yes"), demo.cli("apply", "--yes", "--output", "json"),
+               demo.cli("status", "--output", "json"), demo.cli("plan", "--output", "json")]
+    assert outputs[0].returncode == 1, outputs[0].stdout + outputs[0].stderr
+    assert "broken" in outputs[0].stderr
+    report = json.loads(outputs[1].stdout)
+    assert report["ok"] is False
+    for proc in outputs:
+        assert CANARY not in proc.stdout + proc.stderr, proc.args
+    secrets = demo.state / "secrets"
+    hits = files_containing(demo.root, CANARY.encode())
+    assert sorted(hits) == [secrets / "api.env", secrets / "broken.env"], hits

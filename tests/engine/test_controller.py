@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import signal
 import time
+from pathlib import Path
 
 import httpx
 from controllerlab import Followed, followed_fixture, wait_for  # noqa: F401 (fixture)
@@ -223,3 +225,20 @@ def test_cli_talks_to_the_controller(followed: Followed) -> None:
     gone = subprocess.run([sys.executable, "-m", "blumeops", "status", "--controller",
                            "http://127.0.0.1:1"], capture_output=True, text=True, check=False)
     assert gone.returncode == 1 and "cannot reach the controller" in gone.stderr
+
+
+def test_password_in_source_url_stays_out_of_status_and_events(tmp_path: Path) -> None:
+    from blumeops.engine.controller import Controller, ControllerConfig
+
+    url = "https://erich:forge-pw-123@127.0.0.1:9/erich/lab.git"
+    ctl = Controller(ControllerConfig(source_url=url, state_dir=tmp_path / "state"))
+    try:
+        assert ctl.tick() is False  # the fetch fails: nobody listens on port 9
+        status = ctl.status()
+        assert status["source"]["url"] == "https://erich:***@127.0.0.1:9/erich/lab.git"
+        assert "Failed to connect to 127.0.0.1 port 9" in status["last_fetch_error"]
+        seen = json.dumps([status, ctl.events(), ctl.history()])
+        assert "forge-pw-123" not in seen
+        assert "forge-pw-123" not in ctl.metrics.exposition().decode()
+    finally:
+        ctl.stop()

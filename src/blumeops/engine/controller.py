@@ -326,7 +326,7 @@ class Controller:
     def status(self) -> dict[str, Any]:
         s = self.state
         return {
-            "source": {"url": self.config.source_url, "branch": self.config.branch,
+            "source": {"url": self.source.shown_url, "branch": self.config.branch,
                        "lab_path": self.config.lab_path},
             "applied": s.applied, "newest": s.newest,
             "in_sync": s.applied is not None and s.applied == s.newest,
