@@ -242,3 +242,21 @@ def test_password_in_source_url_stays_out_of_status_and_events(tmp_path: Path) -
         assert "forge-pw-123" not in ctl.metrics.exposition().decode()
     finally:
         ctl.stop()
+
+
+def test_unreachable_sources_name_the_reason(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cases = {
+        "ssh://git@127.0.0.1:1/x.git": "error: cannot fetch branch 'main' from "
+        "ssh://git@127.0.0.1:1/x.git: ssh: connect to host 127.0.0.1 port 1: Connection refused",
+        str(tmp_path / "nowhere"): f"error: repository {tmp_path / 'nowhere'} does not exist",
+    }
+    for source, message in cases.items():
+        proc = subprocess.run([sys.executable, "-m", "blumeops", "controller", "--source",
+                               source, "--state-dir", str(tmp_path / "state"), "--listen",
+                               f"127.0.0.1:{free_port()}"], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == message, proc.stderr
