@@ -143,11 +143,11 @@ def test_no_auto_sync_fetches_but_waits_for_a_request(followed: Followed) -> Non
     assert followed.webhook(third).status_code == 202
     wait_for(lambda: followed.status()["newest"] == third, 10, "the fetch of the new commits")
     wait_for(lambda: followed.metric("blumeops_commits_behind") == 2, 5, "commits_behind")
-    time.sleep(1.2)
+    time.sleep(1.5)
     assert followed.status()["applied"] == first  # fetched, not applied
     assert not followed.answers("extra", "BlumeOps demo")
     lag = followed.metric("blumeops_sync_lag_seconds")
-    assert lag >= 1.0, lag
+    assert lag >= 0.9, lag  # the metric is refreshed every fetch (0.5 s)
     assert second != third
     assert followed.post("/api/sync").status_code == 202
     wait_for(lambda: followed.synced(third), 30, "the second requested sync")
