@@ -198,6 +198,7 @@ class SshLab:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "blumeops-test",
                         "-f", str(self.client_key)], check=True)
         self.known_hosts.write_text("")
+        self.write_client_config()
 
     def add_host(self, name: str, *, known: bool = True, python: str | None = PY39,
                  log_level: str = "VERBOSE") -> SshHost:
@@ -237,16 +238,21 @@ class SshLab:
         self.transports.append(t)
         return t
 
-    def close(self) -> None:
+    def close_transports(self) -> None:
+        """End every shared connection (ssh -O exit), as a new blumeops run would find."""
         for t in self.transports:
             with contextlib.suppress(Exception):
                 t.close()
+        self.transports.clear()
+
+    def close(self) -> None:
+        self.close_transports()
         for host in self.hosts.values():
             host.stop()
 
 
-@pytest.fixture
-def ssh_lab() -> Iterator[SshLab]:
+@pytest.fixture(name="ssh_lab")
+def ssh_lab_fixture() -> Iterator[SshLab]:
     # A short path: control sockets must fit a unix socket path.
     lab = SshLab(Path(tempfile.mkdtemp(prefix="bo-ssh-", dir="/tmp")))
     lab.setup()

@@ -41,7 +41,9 @@ SSH_FAILED = 255  # ssh's own exit status for its own failures
 # while it creates the socket.
 MAX_CONTROL_DIR = 104 - 1 - 16 - 17 - 1
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_DESTINATION = re.compile(r"^[A-Za-z0-9_\[][A-Za-z0-9_.:%\[\]-]*$")
+# Host names, addresses and ssh_config aliases; no leading "-" (an option to ssh), no
+# spaces or shell characters (a user's ProxyCommand may paste %h into a shell).
+_DESTINATION = re.compile(r"^(?!-)[A-Za-z0-9_.:\[\]-]+$")
 
 
 @dataclass(frozen=True)
