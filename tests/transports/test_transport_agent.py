@@ -197,6 +197,7 @@ def test_decode_finds_the_answer_after_login_chatter() -> None:
 
 
 def test_remote_command_is_fixed_and_has_no_data() -> None:
-    assert wire.REMOTE_COMMAND.startswith("python3 -c '") and wire.REMOTE_COMMAND.count("'") == 2
+    assert wire.REMOTE_COMMAND.startswith("python3 -I -S -c '")
+    assert wire.REMOTE_COMMAND.count("'") == 2
     # The agent travels compressed on stdin; the command line never grows with it.
     assert len(wire.REMOTE_COMMAND) < 400

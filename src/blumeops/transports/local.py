@@ -29,7 +29,7 @@ class LocalTransport(Transport):
             stream = io.BytesIO(b"".join(blobs))
             return wire.unwrap(self.host, agent.answer(wire.request_line(request), stream))
         try:
-            proc = subprocess.run([self.python, "-c", wire.BOOTSTRAP],
+            proc = subprocess.run([self.python, *wire.PYTHON_FLAGS, "-c", wire.BOOTSTRAP],
                                   input=wire.encode(request, blobs), capture_output=True,
                                   timeout=self.timeout, check=False)
         except FileNotFoundError:

@@ -18,7 +18,7 @@ from blumeops.transports.agent import MARKER as MARKER
 from blumeops.transports.exceptions import PythonUnsupported, RemoteError
 from blumeops.transports.types import JSON, HostFacts
 
-# One line of Python, run with `python3 -c`. Only single quotes around it are shell syntax,
+# One line of Python for `python3 -c`. Only the single quotes around it are shell syntax,
 # and it holds none itself, so every POSIX shell, zsh and fish pass it through unchanged.
 BOOTSTRAP = (
     "import sys,os,json,zlib;b=sys.stdin.buffer;a=b.read(int(b.readline()));"
@@ -26,7 +26,10 @@ BOOTSTRAP = (
     "sys.stdout.write(json.dumps(dict(ok=False,error='python-too-old',python='%d.%d.%d'"
     "%sys.version_info[:3],system=u.sysname,machine=u.machine)))"
 ).replace("'", '"')
-REMOTE_COMMAND = f"python3 -c '{BOOTSTRAP}'"
+# -I: the host's PYTHONPATH and friends cannot change what runs; -S: no site-packages
+# (the agent is stdlib only), a few milliseconds less per round trip.
+PYTHON_FLAGS = ("-I", "-S")
+REMOTE_COMMAND = f"python3 {' '.join(PYTHON_FLAGS)} -c '{BOOTSTRAP}'"
 assert "'" not in BOOTSTRAP and "\\" not in BOOTSTRAP
 
 # Exit status of a shell that could not find python3.
