@@ -33,7 +33,7 @@ from pathlib import Path
 from blumeops.catalog.model import Host
 from blumeops.transports import wire
 from blumeops.transports.base import Transport
-from blumeops.transports.exceptions import HostKeyChanged, HostUnreachable
+from blumeops.transports.exceptions import HostKeyChanged, HostUnreachable, RemoteError
 from blumeops.transports.types import JSON, Reason
 
 SSH_FAILED = 255  # ssh's own exit status for its own failures
@@ -194,6 +194,10 @@ class SshTransport(Transport):
         stderr = proc.stderr.decode(errors="replace")
         if proc.returncode == wire.COMMAND_NOT_FOUND:
             raise wire.python_missing(self.host)
+        if proc.returncode == SSH_FAILED and not stderr.strip() and self._connected:
+            # On a working connection, ssh says nothing when the remote program is killed.
+            raise RemoteError(self.host, "no-answer", f"host {self.host}: the agent ended "
+                              "without answering (killed, or out of memory?)")
         if proc.returncode == SSH_FAILED or proc.returncode < 0:
             self._connected = False
             raise classify(self.host, self.target, stderr, proc.returncode)
@@ -224,14 +228,15 @@ _PATTERNS: list[tuple[Reason, re.Pattern[str]]] = [
 
 def classify(host: str, target: SshTarget, stderr: str, returncode: int) -> HostUnreachable:
     """Turn ssh's failure into a typed error that says what to do about it."""
-    where = target.destination + (f":{target.port}" if target.port else "")
+    address = target.destination + (f":{target.port}" if target.port else "")
+    where = host if address == host else f"{host} ({address})"
     last = " / ".join(line.strip() for line in stderr.strip().splitlines()[-2:])
     if _CHANGED.search(stderr):
         line = _first(_OFFENDING, stderr) or "known_hosts"
         name = _first(_KEY_HOST, stderr) or target.destination
         return HostKeyChanged(
             host,
-            f"host {host} ({where}): its SSH host key has CHANGED since it was recorded in "
+            f"host {where}: its SSH host key has CHANGED since it was recorded in "
             f"{line}. This can be a reinstalled host or someone in the middle; blumeops "
             f"refuses it. If you know why it changed: ssh-keygen -R '{name}', then connect "
             "once by hand to check and record the new key.",
@@ -239,13 +244,13 @@ def classify(host: str, target: SshTarget, stderr: str, returncode: int) -> Host
     if _UNKNOWN.search(stderr):
         return HostUnreachable(
             host, Reason.host_key_unknown,
-            f"host {host} ({where}): its SSH host key is not in known_hosts, and blumeops "
+            f"host {where}: its SSH host key is not in known_hosts, and blumeops "
             "does not trust a key on its own. Connect once with ssh to check and record "
             "it, or opt into first-contact acceptance (accept-new) for this host.",
             detail=stderr.strip())
     if returncode < 0:
         return HostUnreachable(host, Reason.dropped,
-                               f"host {host} ({where}): the connection was cut", last)
+                               f"host {where}: the connection was cut", last)
     hints = {
         Reason.auth_failed: "ssh was refused: is your key in the agent or the host's "
                             "authorized_keys, and is the user right?",
@@ -256,10 +261,10 @@ def classify(host: str, target: SshTarget, stderr: str, returncode: int) -> Host
     }
     for reason, pattern in _PATTERNS:
         if pattern.search(stderr):
-            return HostUnreachable(host, reason, f"host {host} ({where}): {hints[reason]}",
+            return HostUnreachable(host, reason, f"host {where}: {hints[reason]}",
                                    last)
-    return HostUnreachable(host, Reason.other, f"host {host} ({where}): ssh failed: {last}",
-                           last)
+    said = last or f"no message; try `ssh {target.destination}` by hand to see why"
+    return HostUnreachable(host, Reason.other, f"host {where}: ssh failed: {said}", last)
 
 
 def _first(pattern: re.Pattern[str], text: str) -> str | None:
