@@ -12,6 +12,7 @@ Needs root and Debian openssh-server (`make tools`).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -65,6 +66,7 @@ def main() -> None:
             rows.append((n, statistics.median(first), statistics.median(reused)))
     finally:
         lab.close()
+        shutil.rmtree(lab.dir, ignore_errors=True)
     print(f"observe over SSH (facts + {FILES} file hashes per host), hosts in parallel, "
           f"median of {args.runs}")
     print(f"{'hosts':>5}  {'first call':>10}  {'reused':>8}  {'reused per host':>15}")
