@@ -177,6 +177,12 @@ def test_bad_requests_are_typed_errors(local: LocalTransport) -> None:
     assert caught.value.code == "bad-request"
     with pytest.raises(RemoteError, match="not absolute"):
         local.observe(ObserveRequest(paths=["relative/path"]))
+    with pytest.raises(RemoteError, match="KeyError 'size'") as caught:
+        local.call({"op": "put", "files": [{"path": "/tmp/x", "mode": 420}]})
+    with pytest.raises(RemoteError) as caught:  # a value never comes back in a message
+        local.call({"op": "put", "files": [{"path": "/tmp/x", "mode": 420,
+                                            "size": "s3cr3t-value"}]})
+    assert caught.value.code == "bad-request" and "s3cr3t" not in str(caught.value)
 
 
 def test_batch_runs_several_ops_in_one_round_trip(local: LocalTransport, tmp_path: Path) -> None:

@@ -421,21 +421,29 @@ def handle(req: dict[str, Any], blobs: Blobs) -> Any:
 
 
 def answer(req_line: bytes, stream: BinaryIO) -> dict[str, Any]:
-    """The JSON answer to one request; never raises for a bad request."""
+    """The JSON answer to one request; never raises for a bad request.
+
+    Messages name paths and fields, never values: a request may carry secrets.
+    """
     try:
         req = json.loads(req_line.decode("utf-8"))
+    except ValueError:
+        return {"ok": False, "error": "bad-request", "message": "the request is not JSON"}
+    try:
         if not isinstance(req, dict) or req.get("v") != 1:
             raise AgentError("bad-request", "expected a version 1 request object")
         return {"ok": True, "result": handle(req, Blobs(stream))}
     except AgentError as exc:
         return {"ok": False, "error": exc.code, "message": exc.message}
-    except ValueError:
-        return {"ok": False, "error": "bad-request", "message": "the request is not JSON"}
     except OSError as exc:
-        text = exc.strerror or str(exc)
+        text = exc.strerror or type(exc).__name__
         if exc.filename:
             text += f" ({exc.filename})"
         return {"ok": False, "error": "os-error", "message": text}
+    except Exception as exc:  # a malformed request (or a bug): say where, not what
+        where = f" {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else ""
+        return {"ok": False, "error": "bad-request",
+                "message": f"{type(exc).__name__}{where} while handling the request"}
 
 
 def _terminate(signum: int, frame: Any) -> None:
