@@ -171,12 +171,13 @@ class SshTransport(Transport):
     def call(self, request: JSON, blobs: Sequence[bytes] = ()) -> JSON:
         data = wire.encode(request, blobs)
         with self._sessions:
-            if self._connected:
-                return self._roundtrip(data)
-            with self._first:
-                result = self._roundtrip(data)
-                self._connected = True
-                return result
+            if not self._connected:
+                with self._first:
+                    if not self._connected:  # the call that held the lock may have connected
+                        result = self._roundtrip(data)
+                        self._connected = True
+                        return result
+            return self._roundtrip(data)
 
     def _roundtrip(self, data: bytes) -> JSON:
         if shutil.which(self.ssh) is None:
