@@ -234,6 +234,10 @@ def test_one_connection_serves_every_call(ssh_lab: SshLab) -> None:
         list(pool.map(lambda _: t.facts(), range(24)))
     assert host.connections() == 1, host.log_text()
     assert host.sessions() == 30
+    established = subprocess.run(
+        ["ss", "-Htn", "state", "established", "dst", f"{host.address}:{host.port}"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(established) == 1, established  # the master's one TCP connection
     assert min(reused) < first / 2, (first, reused)
 
 
