@@ -207,3 +207,18 @@ def test_remote_command_is_fixed_and_has_no_data() -> None:
     assert wire.REMOTE_COMMAND.count("'") == 2
     # The agent travels compressed on stdin; the command line never grows with it.
     assert len(wire.REMOTE_COMMAND) < 400
+
+
+def test_agent_imports_only_the_standard_library() -> None:
+    import ast
+    import sys
+
+    from blumeops.transports import agent
+
+    tree = ast.parse(Path(agent.__file__).read_text())
+    names = {alias.name.split(".")[0] for node in ast.walk(tree)
+             if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module}
+    assert names - sys.stdlib_module_names == {"__future__"} - sys.stdlib_module_names
+    assert "blumeops" not in names

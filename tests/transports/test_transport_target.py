@@ -78,3 +78,19 @@ def test_control_dir_refuses_a_symlink(short_tmp: Path) -> None:
     (tmp_path / "state" / "ssh").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(PermissionError):
         control_dir(tmp_path / "state")
+
+
+def test_transport_for_picks_local_or_ssh(short_tmp: Path) -> None:
+    from blumeops.catalog.model import Lab
+    from blumeops.transports.hosts import transport_for
+    from blumeops.transports.local import LocalTransport
+
+    lab = Lab.model_validate({"lab": "t", "hosts": {
+        "box": {"role": "compute", "os": "linux", "local": True},
+        "sifaka": {"role": "storage", "os": "linux", "ssh": "admin@10.0.0.2:2222"}}})
+    assert isinstance(transport_for(lab, "box", short_tmp), LocalTransport)
+    remote = transport_for(lab, "sifaka", short_tmp, accept_new=True)
+    assert isinstance(remote, SshTransport)
+    assert remote.target == SshTarget(destination="10.0.0.2", user="admin", port=2222,
+                                      accept_new=True)
+    assert remote.control_path.parent == short_tmp / "ssh"
