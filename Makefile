@@ -19,6 +19,11 @@ tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus borgmatic >/dev/null; }
 	@# Debian starts a prometheus service on install; tests run their own.
 	@-systemctl stop prometheus >/dev/null 2>&1 || true
+	@# SSH test hosts are real sshd (Debian openssh-server) on 127.0.1.x; its own service stays off.
+	@test -x /usr/sbin/sshd || { \
+	  echo "installing openssh-server (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
+	  systemctl disable --now ssh >/dev/null 2>&1 || true; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

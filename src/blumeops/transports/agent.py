@@ -1,0 +1,464 @@
+"""The remote half of every transport: one short-lived python3 process per round trip.
+
+Nothing is installed on a host. Each call sends this file (compressed) and then the request
+on the SSH channel's stdin; the host runs it with its own `python3` (3.9 or newer: what a
+Mac ships, and what many Linux servers have), standard library only, and prints one JSON
+answer. `local.py` imports the same code and calls `handle` in-process.
+
+Wire format (stdin, after the bootstrap in `wire.py` has read the program):
+
+    REQUEST_JSON "\\n"        one line of JSON, the request below
+    BLOB BLOB ...             raw bytes, in the order the request's sizes name them
+
+stdout: ``MARKER`` then one line of JSON, ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": CODE, "message": TEXT}``. The marker lets a chatty login
+script print to stdout without breaking the answer.
+
+Requests (``"v": 1`` in each top-level request):
+
+``{"op": "observe", "paths": [P...], "ports": [[ADDR, PORT]...], "pidfiles": [P...],
+"supervisor_socket": P | null, "timeout": SECONDS}``
+    -> ``{"facts": FACTS, "files": {P: STATE}, "ports": [[ADDR, PORT, OPEN]...],
+    "pidfiles": {P: PID | null}}``. FACTS: system, machine, release, hostname, python,
+    user, home, synology, managers ``{systemd|launchd|supervisor: {"path", "running"}}``.
+    STATE: ``{"exists", "kind" (file/dir/link/other/missing), "sha256" (files only),
+    "mode", "size", "owner"}``. Contents are never sent back, only hashes.
+
+``{"op": "put", "files": [{"path", "size", "mode", "owner"?}], "removes": [P...],
+"root": P | null}`` + one blob per file
+    -> ``{"written": [P...], "removed": [P...], "swept": [P...]}``. Every path is
+    checked before anything changes. Each file is written to a temp file in its own
+    directory (named ``.NAME.PID.RAND.blumeops-tmp``), fsynced, and renamed over the
+    destination only once every file of the batch has arrived, so a dropped connection
+    leaves old contents, never half of a new one. Temp files of a dead agent (its PID
+    gone) are swept from the directories a batch touches. Removals must resolve (all
+    symlinks followed) under ``root``; an escaping path refuses the whole batch.
+
+``{"op": "run", "argv": [...], "env": {K: V}, "cwd": P | null, "timeout": S,
+"stdin": SIZE | null}`` (+ a blob when stdin is a size)
+    -> ``{"returncode", "stdout", "stderr"}``. No shell: argv is executed as given.
+
+``{"op": "batch", "ops": [REQUEST...]}`` -> ``{"results": [RESULT...]}``: several
+requests in one round trip; blobs are consumed in op order.
+
+Paths may start with ``~/``: they are expanded on the host, for the SSH user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import pwd
+import signal
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+# Every round trip starts a fresh interpreter, so heavier modules (hashlib, socket,
+# subprocess, threading) are imported only by the ops that need them.
+
+MARKER = b"\n##blumeops-agent-response##\n"
+TEMP_SUFFIX = ".blumeops-tmp"
+CHUNK = 1 << 20
+
+
+class AgentError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Blobs:
+    """Reads the raw blobs that follow the request, one size at a time."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        left = size
+        while left > 0:
+            chunk = self.stream.read(min(CHUNK, left))
+            if not chunk:
+                raise AgentError("truncated", "the request ended early (connection dropped?)")
+            left -= len(chunk)
+            yield chunk
+
+    def read(self, size: int) -> bytes:
+        return b"".join(self.chunks(size))
+
+
+def _path(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw or "\0" in raw:
+        raise AgentError("bad-request", "a path must be a non-empty string")
+    path = os.path.expanduser(raw)
+    if not os.path.isabs(path):
+        raise AgentError("bad-request", f"path {raw!r} is not absolute")
+    return os.path.normpath(path)
+
+
+# --- observe ---------------------------------------------------------------------------
+
+
+def _owner(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def file_state(path: str) -> dict[str, Any]:
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return {"exists": False, "kind": "missing"}
+    kind = "other"
+    digest = None
+    if stat.S_ISLNK(st.st_mode):
+        kind = "link"
+    elif stat.S_ISDIR(st.st_mode):
+        kind = "dir"
+    elif stat.S_ISREG(st.st_mode):
+        import hashlib
+
+        kind = "file"
+        sha = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                sha.update(chunk)
+        digest = sha.hexdigest()
+    return {
+        "exists": True,
+        "kind": kind,
+        "sha256": digest,
+        "mode": stat.S_IMODE(st.st_mode),
+        "size": st.st_size,
+        "owner": _owner(st.st_uid),
+    }
+
+
+def which(command: str) -> str | None:
+    """shutil.which, without importing shutil."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", command)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _unix_socket_answers(path: str | None) -> bool:
+    if not path:
+        return False
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1.0)
+    try:
+        sock.connect(os.path.expanduser(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def facts(supervisor_socket: str | None) -> dict[str, Any]:
+    uname = os.uname()
+    launchctl = which("launchctl")
+    return {
+        "system": uname.sysname,
+        "machine": uname.machine,
+        "release": uname.release,
+        "hostname": uname.nodename,
+        "python": ".".join(str(n) for n in sys.version_info[:3]),
+        "user": _owner(os.getuid()),
+        "home": os.path.expanduser("~"),
+        "synology": os.path.exists("/etc/synoinfo.conf"),
+        "managers": {
+            "systemd": {
+                "path": which("systemctl"),
+                "running": os.path.isdir("/run/systemd/system"),
+            },
+            "launchd": {"path": launchctl, "running": bool(launchctl)},
+            "supervisor": {
+                "path": which("supervisord"),
+                "running": _unix_socket_answers(supervisor_socket),
+            },
+        },
+    }
+
+
+def _port_open(addr: str, port: int, timeout: float) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((addr, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[:1] != ["Z"]
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is all we have
+
+
+def _pidfile(path: str) -> int | None:
+    try:
+        with open(path) as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None
+    pid = int(text)
+    return pid if _pid_alive(pid) else None
+
+
+def _in_parallel(checks: list[Callable[[], bool]]) -> list[bool]:
+    """Run slow checks (each may wait for a timeout) side by side, in order."""
+    if len(checks) < 2:
+        return [check() for check in checks]
+    import threading
+
+    results = [False] * len(checks)
+
+    def work(i: int) -> None:
+        results[i] = checks[i]()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(checks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def observe(req: dict[str, Any]) -> dict[str, Any]:
+    timeout = float(req.get("timeout", 1.0))
+    ports = [(str(a), int(p)) for a, p in req.get("ports", [])]
+    opened = _in_parallel([functools.partial(_port_open, a, p, timeout) for a, p in ports])
+    return {
+        "facts": facts(req.get("supervisor_socket")),
+        "files": {raw: file_state(_path(raw)) for raw in req.get("paths", [])},
+        "ports": [[a, p, opened[i]] for i, (a, p) in enumerate(ports)],
+        "pidfiles": {raw: _pidfile(_path(raw)) for raw in req.get("pidfiles", [])},
+    }
+
+
+# --- put -------------------------------------------------------------------------------
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or os.path.commonpath([path, root]) == root
+
+
+def _check_removal(raw: str, root: str | None) -> str:
+    if root is None:
+        raise AgentError("bad-request", "removals need a root directory to stay inside")
+    path = _path(raw)
+    real_root = os.path.realpath(root)
+    parent = os.path.realpath(os.path.dirname(path))
+    target = os.path.realpath(path)
+    leaf = os.path.join(parent, os.path.basename(path))
+    for candidate in (leaf, target):
+        if not _within(candidate, real_root) or candidate == real_root:
+            raise AgentError("outside-root", f"refusing to remove {raw}: it is outside {root}")
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise AgentError("bad-request", f"refusing to remove {raw}: it is a directory")
+    return path
+
+
+def _sweep(directory: str) -> list[str]:
+    """Remove temp files whose writer (the PID in the name) is gone."""
+    swept: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return swept
+    for name in names:
+        if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+            continue
+        parts = name[: -len(TEMP_SUFFIX)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        if int(parts[1]) != os.getpid() and not _pid_alive(int(parts[1])):
+            full = os.path.join(directory, name)
+            try:
+                os.unlink(full)
+                swept.append(full)
+            except OSError:
+                pass
+    return swept
+
+
+def _write_temp(path: str, mode: int, owner: str | None, data: Iterator[bytes]) -> str:
+    directory, name = os.path.split(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in data:
+                handle.write(chunk)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)  # the umask may have narrowed it
+            if owner:
+                try:
+                    entry = pwd.getpwnam(owner)
+                except KeyError:
+                    raise AgentError("bad-request", f"no user {owner!r} on this host") from None
+                os.fchown(handle.fileno(), entry.pw_uid, entry.pw_gid)
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def put(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
+    files = [(_path(f["path"]), int(f["size"]), int(f["mode"]) & 0o7777, f.get("owner"))
+             for f in req.get("files", [])]
+    root = req.get("root")
+    removes = [_check_removal(raw, root) for raw in req.get("removes", [])]
+    dirs = sorted({os.path.dirname(p) for p, _, _, _ in files} | {os.path.dirname(p)
+                                                                  for p in removes})
+    swept = [s for d in dirs for s in _sweep(d)]
+    temps: list[tuple[str, str]] = []
+    try:
+        for path, size, mode, owner in files:
+            temps.append((_write_temp(path, mode, owner, blobs.chunks(size)), path))
+    except BaseException:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    for tmp, path in temps:
+        os.replace(tmp, path)
+    removed = []
+    for path in removes:
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    for directory in dirs:
+        _fsync_dir(directory)
+    return {"written": [p for _, p in temps], "removed": removed, "swept": swept}
+
+
+# --- run -------------------------------------------------------------------------------
+
+
+def run(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
+    import subprocess
+
+    argv = req.get("argv")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise AgentError("bad-request", "run needs argv: a non-empty list of strings")
+    stdin = blobs.read(int(req["stdin"])) if req.get("stdin") is not None else None
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (req.get("env") or {}).items()})
+    cwd = req.get("cwd")
+    try:
+        proc = subprocess.run(
+            argv, input=stdin, capture_output=True, env=env,
+            cwd=os.path.expanduser(cwd) if cwd else None,
+            timeout=float(req.get("timeout", 60)),
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        return {"returncode": 127, "stdout": "", "stderr": f"{argv[0]}: command not found"}
+    except subprocess.TimeoutExpired:
+        raise AgentError("timeout", f"{argv[0]} did not finish in time") from None
+    return {
+        "returncode": proc.returncode,
+        "stdout": proc.stdout.decode("utf-8", "replace"),
+        "stderr": proc.stderr.decode("utf-8", "replace"),
+    }
+
+
+# --- dispatch --------------------------------------------------------------------------
+
+
+def handle(req: dict[str, Any], blobs: Blobs) -> Any:
+    op = req.get("op")
+    if op == "observe":
+        return observe(req)
+    if op == "put":
+        return put(req, blobs)
+    if op == "run":
+        return run(req, blobs)
+    if op == "batch":
+        return {"results": [handle(sub, blobs) for sub in req.get("ops", [])]}
+    raise AgentError("bad-request", f"unknown op {op!r}")
+
+
+def answer(req_line: bytes, stream: BinaryIO) -> dict[str, Any]:
+    """The JSON answer to one request; never raises for a bad request.
+
+    Messages name paths and fields, never values: a request may carry secrets.
+    """
+    try:
+        req = json.loads(req_line.decode("utf-8"))
+    except ValueError:
+        return {"ok": False, "error": "bad-request", "message": "the request is not JSON"}
+    try:
+        if not isinstance(req, dict) or req.get("v") != 1:
+            raise AgentError("bad-request", "expected a version 1 request object")
+        return {"ok": True, "result": handle(req, Blobs(stream))}
+    except AgentError as exc:
+        return {"ok": False, "error": exc.code, "message": exc.message}
+    except OSError as exc:
+        text = exc.strerror or type(exc).__name__
+        if exc.filename:
+            text += f" ({exc.filename})"
+        return {"ok": False, "error": "os-error", "message": text}
+    except Exception as exc:  # a malformed request (or a bug): say where, not what
+        where = f" {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else ""
+        return {"ok": False, "error": "bad-request",
+                "message": f"{type(exc).__name__}{where} while handling the request"}
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # Unwinds the stack so `finally` blocks remove temp files before the process ends.
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _terminate)
+    stdin = sys.stdin.buffer
+    reply = answer(stdin.readline(), stdin)
+    sys.stdout.buffer.write(MARKER + json.dumps(reply).encode() + b"\n")
+    sys.stdout.buffer.flush()
+
+
+if __name__ == "__main__":
+    main()
