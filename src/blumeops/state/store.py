@@ -315,6 +315,13 @@ class Store:
             + " ORDER BY id DESC LIMIT 1", [result] if result else [])
         return _sync(rows[0]) if rows else None
 
+    def newest_sync_id(self, exclude: int | None = None) -> int:
+        """The id of the newest sync (0 if none), not counting `exclude`: a sync that
+        started after a plan was made means the plan may be stale."""
+        rows = self._query("SELECT max(id) AS id FROM syncs WHERE id != ?",
+                           [-1 if exclude is None else exclude])
+        return int(rows[0]["id"] or 0)
+
     def mark_interrupted(self) -> int:
         """Mark 'running' syncs whose process is gone as 'interrupted'; how many.
 
