@@ -360,8 +360,8 @@ def _stop_lab(s: Session) -> list[str]:
     remove_secret_files(s.state_dir)
     caddy = s.runtime.caddy
     if caddy.running_pid() or caddy.is_running():
-        caddy.shutdown()
         stopped.append("caddy")
+    caddy.shutdown()  # also clears a killed Caddy's pid file and socket
     from blumeops.state.store import StateError
 
     if s.store_error is not None:

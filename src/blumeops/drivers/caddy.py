@@ -248,7 +248,7 @@ class CaddyDriver:
                 self._proc.wait(timeout=1.0)
             self._proc = None
         self.pidfile.unlink(missing_ok=True)
-        if pid is not None:
+        if pid is not None or not self._answers():
             self.socket_path.unlink(missing_ok=True)  # Caddy removes it; a SIGKILL does not
         if self.socket_path.parent != self.dir:
             with contextlib.suppress(OSError):
