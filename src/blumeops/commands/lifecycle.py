@@ -405,7 +405,7 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
     """
     from blumeops.engine.apply import final_health
     from blumeops.engine.check import route_checks
-    from blumeops.engine.health import lab_health
+    from blumeops.engine.health import Health, lab_health
 
     if controller_url:
         from blumeops.commands.controller import controller_status
@@ -423,7 +423,7 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
         sync = s.store.last_sync()
     judged = [h.health for h in healths if s.spec.services[h.service].local]
     health = lab_health(judged, [r.ok for r in routes])
-    code = 0 if health.value == "Healthy" else 1
+    code = 0 if health is Health.healthy else 1
     if output == "json":
         emit_json({
             "lab": s.lab_name, "health": health.value,
