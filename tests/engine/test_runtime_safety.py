@@ -202,8 +202,10 @@ def test_check_fails_naming_a_route_deleted_from_caddy(demo: DemoLab) -> None:
 # -- 2. state: corrupt, full, and down without it ------------------------------------------
 
 
-def test_corrupt_database_is_named_and_down_still_stops_the_lab(demo: DemoLab) -> None:
+def test_corrupt_database_is_named_its_advice_works_and_down_needs_it_not(
+        demo: DemoLab) -> None:
     demo.cli("apply", "--yes", check=True)
+    pids = {s["service"]: s["pid"] for s in status_json(demo)[1]["services"]}
     db = demo.state / "state.db"
     db.write_bytes(os.urandom(32 * 1024))
     for command in ("status", "plan", "apply"):
@@ -211,30 +213,26 @@ def test_corrupt_database_is_named_and_down_still_stops_the_lab(demo: DemoLab) -
         assert out.returncode == 1, (command, out.stdout, out.stderr)
         assert CORRUPT in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert demo.get("www").status_code == 200  # nothing was touched
-    # A broken catalog too: down needs neither.
+    # The advice holds: moved aside, the state is rebuilt from what runs. Only what the
+    # database alone knew is redone: api's secret fingerprint, so api restarts once.
+    db.rename(demo.state / "state.db.corrupt")
+    plan = json.loads(demo.cli("plan", "--output", "json").stdout)
+    assert [c["id"] for c in plan["changes"]] == ["supervisor@box/program/api"]
+    demo.cli("apply", "--yes", check=True)
+    code, report = status_json(demo)
+    after = {s["service"]: s["pid"] for s in report["services"]}
+    assert code == 0 and after["api"] != pids["api"]
+    assert {k: v for k, v in after.items() if k != "api"} == {
+        k: v for k, v in pids.items() if k != "api"}
+    assert demo.cli("plan").returncode == 0
+    # Corrupt again, and the catalog broken too: down needs neither.
+    db.write_bytes(os.urandom(32 * 1024))
     (demo.lab / "lab.yaml").write_text("lab: demo\nservices: [not, a, mapping\n")
     out = demo.cli("down")
     assert out.returncode == 0, out.stderr
     assert CORRUPT in out.stderr and "Traceback" not in out.stderr
     assert "Stopped:" in out.stdout and "caddy" in out.stdout and "api" in out.stdout
     assert no_lab_left(demo)
-
-
-def test_moved_aside_database_is_rebuilt_from_live_state(demo: DemoLab) -> None:
-    demo.cli("apply", "--yes", check=True)
-    pids = {s["service"]: s["pid"] for s in status_json(demo)[1]["services"]}
-    (demo.state / "state.db").write_bytes(b"garbage" * 1000)
-    (demo.state / "state.db").rename(demo.state / "state.db.corrupt")  # as advised
-    plan = json.loads(demo.cli("plan", "--output", "json").stdout)
-    # Only what the database alone knew: the secret's fingerprint (so api restarts once).
-    assert [c["id"] for c in plan["changes"]] == ["supervisor@box/program/api"]
-    demo.cli("apply", "--yes", check=True)
-    code, report = status_json(demo)
-    assert code == 0
-    after = {s["service"]: s["pid"] for s in report["services"]}
-    assert {k: v for k, v in after.items() if k != "api"} == {
-        k: v for k, v in pids.items() if k != "api"}
-    assert demo.cli("plan").returncode == 0
 
 
 def limited(limit: int) -> None:
