@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import copy
-import http.client
+import http.server
 import json
+import os
 import socket
+import socketserver
+import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from blumeops.drivers.caddy import CaddyDriver, CaddyLoadError
+from blumeops.drivers.caddy import CaddyDriver, CaddyLoadError, find_caddy
 from blumeops.drivers.process import DriverError, pid_alive, wait_until
 
 from .conftest import answers, free_port, http_get
+from .procnet import tcp_listen_ports
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +58,7 @@ def config(listen: int, upstream: int, host: str = "www.ops.localhost") -> dict[
 
 @pytest.fixture
 def caddy(short_tmp: Path) -> Iterator[CaddyDriver]:
-    d = CaddyDriver(short_tmp / "state", admin=f"127.0.0.1:{free_port()}")
+    d = CaddyDriver(short_tmp / "state")
     try:
         yield d
     finally:
@@ -62,25 +68,16 @@ def caddy(short_tmp: Path) -> Iterator[CaddyDriver]:
 
 
 def admin(d: CaddyDriver, method: str, path: str, body: Any = None) -> int:
-    """A hand edit through the admin API (retried once: Caddy swaps its admin server on
+    """A hand edit through the admin socket (retried: Caddy swaps its admin server on
     each /load and may drop a request arriving in that instant)."""
-    for _ in range(3):
-        try:
-            return _admin_once(d, method, path, body)
-        except (http.client.RemoteDisconnected, ConnectionResetError, ConnectionRefusedError):
-            time.sleep(0.05)
-    return _admin_once(d, method, path, body)
-
-
-def _admin_once(d: CaddyDriver, method: str, path: str, body: Any = None) -> int:
-    host, _, port = d.admin.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=5)
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Host": d.admin, "Content-Type": "application/json"}
-    conn.request(method, path, body=data, headers=headers)
-    status = conn.getresponse().status
-    conn.close()
-    return status
+    transport = httpx.HTTPTransport(uds=str(d.socket_path), retries=3)
+    with httpx.Client(transport=transport, timeout=5) as client:
+        for _ in range(3):
+            try:
+                return client.request(method, f"http://localhost{path}", json=body).status_code
+            except httpx.TransportError:
+                time.sleep(0.05)
+        return client.request(method, f"http://localhost{path}", json=body).status_code
 
 
 def test_load_serves_and_observe_round_trips(caddy: CaddyDriver, http_server: int) -> None:
@@ -98,7 +95,8 @@ def test_load_serves_and_observe_round_trips(caddy: CaddyDriver, http_server: in
     assert http_get(listen, host="www.ops.localhost")[1]  # the upstream's listing
     assert http_get(listen, host="other.ops.localhost")[1] == b""  # no route: empty
     boot = json.loads(caddy.boot_path.read_text())
-    assert boot == {"admin": {"listen": caddy.admin, "config": {"persist": False}}}
+    assert boot == {"admin": {"listen": f"unix/{caddy.socket_path}",
+                              "config": {"persist": False}}}
 
 
 def test_bad_config_keeps_old_route(caddy: CaddyDriver, http_server: int) -> None:
@@ -145,11 +143,78 @@ def test_listen_port_taken_names_the_port(caddy: CaddyDriver, http_server: int) 
     assert f"127.0.0.1:{port}" in str(err.value) and "already in use" in str(err.value)
 
 
-def test_stranger_on_admin_port(short_tmp: Path, http_server: int) -> None:
-    d = CaddyDriver(short_tmp / "state", admin=f"127.0.0.1:{http_server}")
-    with pytest.raises(DriverError, match=str(http_server)):
+def test_stranger_on_admin_socket(short_tmp: Path) -> None:
+    d = CaddyDriver(short_tmp / "state")
+    d.socket_path.parent.mkdir(mode=0o700, parents=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+    server = UnixHTTPServer(str(d.socket_path), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DriverError, match="something else answers on Caddy's admin"):
+            d.ensure_running()
+        assert d.running_pid() is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_admin_api_is_a_private_unix_socket(caddy: CaddyDriver, http_server: int) -> None:
+    """Caddy's admin API (which can make Caddy serve any file) is reachable by us alone:
+    a unix socket with no group or other bits, in 0700 dirs, and no TCP port."""
+    caddy.ensure_running()
+    listen = free_port()
+    caddy.load(config(listen, http_server))
+    assert wait_until(lambda: answers(listen, host="www.ops.localhost"), 5)
+    sock = caddy.socket_path
+    assert sock.is_relative_to(caddy.state_dir) and stat.S_ISSOCK(sock.stat().st_mode)
+    assert sock.stat().st_mode & 0o077 == 0
+    assert caddy.state_dir.stat().st_mode & 0o777 == 0o700
+    pid = caddy.running_pid()
+    assert pid is not None
+    # Only the route's listener: no admin endpoint on any TCP port.
+    assert tcp_listen_ports(pid) == {("127.0.0.1", listen)}
+    with pytest.raises(OSError):
+        http_get(2019, "/config/")  # Caddy's default admin address stays closed
+    assert admin(caddy, "GET", "/config/") == 200  # and the operator still gets in
+
+
+def test_long_state_dir_puts_the_socket_in_a_private_tmp_dir(short_tmp: Path) -> None:
+    deep = short_tmp / ("d" * 60) / ("e" * 60)
+    d = CaddyDriver(deep / "state")
+    assert d.socket_path.parent.parent == Path("/tmp")
+    try:
         d.ensure_running()
-    assert d.running_pid() is None
+        st = d.socket_path.parent.stat()
+        assert st.st_mode & 0o777 == 0o700 and st.st_uid == os.geteuid()
+        assert d.observe() is None  # reached through the fallback socket
+    finally:
+        d.shutdown()
+    assert not d.socket_path.parent.exists()
+
+
+def test_refuses_a_socket_dir_another_user_made(short_tmp: Path) -> None:
+    deep = short_tmp / ("d" * 60) / ("e" * 60)
+    d = CaddyDriver(deep / "state")
+    d.socket_path.parent.mkdir(mode=0o777)
+    try:
+        os.chown(d.socket_path.parent, 65534, 65534)  # nobody made it first
+        with pytest.raises(DriverError, match="not a directory of this user"):
+            d.ensure_running()
+        assert d.running_pid() is None
+    finally:
+        d.socket_path.parent.rmdir()
 
 
 def test_restart_after_crash_and_clean_shutdown(caddy: CaddyDriver) -> None:
@@ -182,16 +247,33 @@ def caddy_processes(d: CaddyDriver) -> list[int]:
     return out
 
 
-def test_new_admin_address_replaces_old_caddy(short_tmp: Path) -> None:
-    first = CaddyDriver(short_tmp / "state", admin=f"127.0.0.1:{free_port()}")
-    second = CaddyDriver(short_tmp / "state", admin=f"127.0.0.1:{free_port()}")
+def test_caddy_with_a_tcp_admin_port_is_replaced(short_tmp: Path) -> None:
+    """A Caddy an older blumeops booted with its admin API on a loopback port (open to
+    every local user) is stopped and replaced: the port closes."""
+    d = CaddyDriver(short_tmp / "state")
+    port = free_port()
+    d.dir.mkdir(parents=True)
+    d.boot_path.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{port}"}}))
+    old = subprocess.Popen([find_caddy(), "run", "--config", str(d.boot_path), "--pidfile",
+                            str(d.pidfile)], cwd=d.dir, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL,
+                           env={**os.environ, "XDG_CONFIG_HOME": str(d.dir / "config"),
+                                "XDG_DATA_HOME": str(d.dir / "data")})
     try:
-        first.ensure_running()
-        old = first.running_pid()
-        second.ensure_running()
-        assert old is not None and not pid_alive(old)
-        assert second.running_pid() not in (None, old)
-        assert len(caddy_processes(second)) == 1
+        assert wait_until(lambda: d.running_pid() == old.pid and _port_open(port), 10)
+        d.ensure_running()
+        assert old.wait(timeout=10) is not None
+        assert not _port_open(port)
+        new = d.running_pid()
+        assert new not in (None, old.pid)
+        assert len(caddy_processes(d)) == 1
     finally:
-        second.shutdown()
-        first.shutdown()
+        d.shutdown()
+        if old.poll() is None:
+            old.kill()
+            old.wait()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from blumeops.drivers.process import pid_alive, processes_with_env, wait_until
 from blumeops.drivers.supervisor import SupervisorDriver
 
 from .conftest import answers, free_port
+from .procnet import tcp_listen_ports
 
 pytestmark = pytest.mark.slow
 
@@ -243,9 +245,31 @@ def test_long_state_dir_uses_short_socket(short_tmp: Path) -> None:
         assert len(str(d.socket_path)) < 100
         d.ensure_running()
         assert d.is_running()
+        st = d.socket_path.parent.stat()
+        assert st.st_mode & 0o777 == 0o700 and st.st_uid == os.geteuid()
     finally:
         d.shutdown()
     assert not d.is_running()
+
+
+def test_control_socket_and_state_dir_are_private(short_tmp: Path) -> None:
+    """supervisord's socket runs any program we name: only the operator may reach it.
+    A state dir an older blumeops made 0755 is tightened to 0700."""
+    state = short_tmp / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    d = SupervisorDriver(state, short_tmp)
+    try:
+        d.ensure_running()
+        assert state.stat().st_mode & 0o777 == 0o700
+        assert d.socket_path.is_relative_to(state)
+        assert stat.S_ISSOCK(d.socket_path.stat().st_mode)
+        assert d.socket_path.stat().st_mode & 0o077 == 0
+        assert d.secrets_dir.stat().st_mode & 0o777 == 0o700
+        daemon = d.daemon_pid()
+        assert daemon is not None and tcp_listen_ports(daemon) == set()  # no inet server
+    finally:
+        d.shutdown()
 
 
 def test_start_failure_is_reported(short_tmp: Path) -> None:

@@ -91,12 +91,16 @@ def test_bad_commands_degrade_only_themselves(demo: DemoLab) -> None:
 
 def test_hand_removed_route_is_restored(demo: DemoLab) -> None:
     demo.cli("apply", "--yes", check=True)
-    admin = (demo.state / "caddy" / "admin.addr").read_text().strip()
     import httpx
 
+    from blumeops.drivers.caddy import CaddyDriver
+
     assert "BlumeOps demo" in demo.get("www").text
-    # Routes carry @ids, so a hand edit can name one directly.
-    resp = httpx.delete(f"http://{admin}/id/route:web:www.ops", headers={"Host": admin})
+    # Routes carry @ids, so a hand edit (by the operator, on the admin socket) can name
+    # one directly.
+    transport = httpx.HTTPTransport(uds=str(CaddyDriver(demo.state).socket_path))
+    with httpx.Client(transport=transport) as admin:
+        resp = admin.delete("http://localhost/id/route:web:www.ops")
     assert resp.status_code == 200, resp.text
     assert "BlumeOps demo" not in demo.get("www").text  # Caddy answers an empty 200
     plan = demo.cli("plan", "--output", "json")

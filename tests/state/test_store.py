@@ -55,7 +55,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_not_a_database(tmp_path: Path) -> None:
     (tmp_path / "state.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StateError, match="not a usable"):
+    with pytest.raises(StateError, match=r"state\.db is corrupt: move it aside"):
         Store(tmp_path)
 
 

@@ -6,12 +6,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from blumeops.commands.catalog import LAB_ARGUMENT, load_or_exit
 from blumeops.output import OUTPUT_OPTION, emit_json, say, table
+
+if TYPE_CHECKING:
+    from blumeops.state.store import Store
 
 STATE_OPTION = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=None,
@@ -36,7 +39,8 @@ class Session:
         from blumeops.catalog.paths import resolve_lab_path
         from blumeops.engine.local import LocalRuntime
         from blumeops.engine.paths import state_dir as default_state_dir
-        from blumeops.state.store import Store
+        from blumeops.state.dirs import private_dir
+        from blumeops.state.store import StateError, Store
 
         path = resolve_lab_path(lab_arg)
         kind = f"runtime:{path.name}"
@@ -51,13 +55,30 @@ class Session:
             cache.store(kind, path, result.files, spec)
         self.spec = spec
         self.lab_name: str = spec.lab
-        self.state_dir = default_state_dir(self.lab_name, state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = private_dir(default_state_dir(self.lab_name, state_dir))
         self.runtime = LocalRuntime(spec, path, self.state_dir)
-        self.store = Store(self.state_dir)
+        # `down` goes on without a usable database (tolerate_invalid): what to stop is
+        # found from the supervisor's socket and the pid files, not from the database.
+        self._store: Store | None = None
+        self.store_error: StateError | None = None
+        try:
+            self._store = Store(self.state_dir)
+        except StateError as exc:
+            if not tolerate_invalid:
+                raise
+            self.store_error = exc
+
+    @property
+    def store(self) -> Store:
+        """The state database; raises the StateError if it could not open."""
+        if self._store is None:
+            assert self.store_error is not None
+            raise self.store_error
+        return self._store
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
 
 def _spec_or_bare(path: Path) -> Any:
@@ -97,6 +118,9 @@ def session(lab: Path | None, state_dir: Path | None,
         where = f" ({exc.filename})" if exc.filename else ""
         click.echo(f"error: cannot use the state directory{where}: {exc.strerror or exc}",
                    err=True)
+        raise SystemExit(1) from None
+    except StateError as exc:
+        click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
     try:
         yield s
@@ -282,8 +306,8 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
     from blumeops.server.api import ApiServer
     from blumeops.source.git import work_tree_of
 
-    s = Session(lab, state_dir)  # validates the working tree's catalog first
-    s.close()
+    with session(lab, state_dir) as s:  # validates the working tree's catalog first
+        pass
     tree = work_tree_of(resolve_lab_path(lab).resolve())
     if tree is None:
         return False
@@ -336,10 +360,17 @@ def _stop_lab(s: Session) -> list[str]:
     remove_secret_files(s.state_dir)
     caddy = s.runtime.caddy
     if caddy.running_pid() or caddy.is_running():
-        caddy.shutdown()
         stopped.append("caddy")
-    s.store.forget_many(list(s.store.resources()))
-    s.store.event("stopped", f"lab stopped: {', '.join(stopped) or 'nothing was running'}")
+    caddy.shutdown()  # also clears a killed Caddy's pid file and socket
+    from blumeops.state.store import StateError
+
+    if s.store_error is not None:
+        return stopped  # `down` already said the database is unusable
+    try:
+        s.store.forget_many(list(s.store.resources()))
+        s.store.event("stopped", f"lab stopped: {', '.join(stopped) or 'nothing was running'}")
+    except StateError as exc:  # stopped all the same; say why nothing was recorded
+        click.echo(f"warning: the lab is stopped, but not recorded: {exc}", err=True)
     return stopped
 
 
@@ -350,6 +381,8 @@ def _stop_lab(s: Session) -> list[str]:
 def down(lab: Path | None, state_dir: Path | None, output: str) -> None:
     """Stop every service, Caddy and supervisord, leaving no process behind."""
     with session(lab, state_dir, tolerate_invalid=True) as s:
+        if s.store_error is not None:
+            click.echo(f"warning: {s.store_error}; stopping what runs anyway", err=True)
         stopped = stop_lab(s)
     if output == "json":
         emit_json({"stopped": stopped})
@@ -365,9 +398,14 @@ def down(lab: Path | None, state_dir: Path | None, output: str) -> None:
 @OUTPUT_OPTION
 def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
            output: str) -> None:
-    """Each service's state, health, URLs and last change."""
+    """Each service's state, health, URLs and last change, and each route.
+
+    Exit 0 only when the lab is Healthy: every route answers through the proxy and
+    every service run on this machine is Healthy; 1 otherwise.
+    """
     from blumeops.engine.apply import final_health
-    from blumeops.engine.health import worst
+    from blumeops.engine.check import route_checks
+    from blumeops.engine.health import Health, lab_health
 
     if controller_url:
         from blumeops.commands.controller import controller_status
@@ -377,23 +415,34 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
 
     with session(lab, state_dir) as s:
         healths = final_health(s.runtime)
+        routes = route_checks(s.runtime)
         last: dict[str, str] = {}
         for event in reversed(s.store.events(limit=500)):
             if event.service:
                 last[event.service] = f"{event.at[:19]} {event.kind}"
         sync = s.store.last_sync()
-    lab_health = worst([h.health for h in healths])
+    judged = [h.health for h in healths if s.spec.services[h.service].local]
+    health = lab_health(judged, [r.ok for r in routes])
+    code = 0 if health is Health.healthy else 1
     if output == "json":
         emit_json({
-            "lab": s.lab_name, "health": lab_health.value,
+            "lab": s.lab_name, "health": health.value,
             "last_sync": None if sync is None else {
                 "revision": sync.revision, "result": sync.result, "at": sync.started_at,
                 "duration_s": sync.duration_s},
             "services": [{**h.as_dict(), "last_change": last.get(h.service)} for h in healths],
+            "routes": [{"route": r.name, "health": "Healthy" if r.ok else "Degraded",
+                        "detail": r.detail} for r in routes],
         })
-        return
+        raise SystemExit(code)
     print_health(healths, last)
-    click.echo(f"Lab {s.lab_name}: {lab_health.value}")
+    if routes:
+        click.echo()
+        table(["ROUTE", "HEALTH", "DETAIL"],
+              [[r.name, "Healthy" if r.ok else "Degraded", r.detail[:120]] for r in routes],
+              lambda col, value: HEALTH_STYLE.get(value) if col == 1 else None)
+    click.echo(f"Lab {s.lab_name}: {health.value}")
+    raise SystemExit(code)
 
 
 @click.command()

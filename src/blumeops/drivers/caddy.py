@@ -5,8 +5,12 @@ Caddy runs from a boot config that holds only the admin block; the routes arrive
 keeps serving). Observe reads `GET /config/` back, without the admin block, so it
 compares directly with the rendered config (docs/contracts.md: kind `config`).
 
-The admin API is spoken with the stdlib's http.client, not httpx: importing httpx costs
-~0.2 s, most of the budget of a no-op apply.
+The admin API has no authentication: whoever reaches it can make Caddy serve any file
+Caddy can read. So it listens on a unix socket inside the 0700 state dir
+(STATE/caddy/admin.sock, which Caddy creates 0200), never on a TCP port: only the
+operator can connect. Caddy does not check the Host header on a unix socket (browsers
+cannot reach one). It is spoken with the stdlib's http.client, not httpx: importing
+httpx costs ~0.2 s, most of the budget of a no-op apply.
 """
 
 from __future__ import annotations
@@ -25,15 +29,19 @@ from typing import Any
 
 from blumeops.drivers.process import (
     DriverError,
+    UnixHTTPConnection,
     cmdline,
     pid_alive,
+    private_socket_dir,
     read_pidfile,
+    socket_path,
     tail_file,
     terminate,
     wait_gone,
     wait_until,
 )
 from blumeops.fileio import tail_since
+from blumeops.state.dirs import private_dir
 
 __all__ = ["CaddyDriver", "CaddyLoadError", "DriverError"]
 
@@ -70,15 +78,12 @@ def find_caddy() -> str:
 
 
 class CaddyDriver:
-    """Owns one Caddy process for one state dir, reached on its loopback admin address."""
+    """Owns one Caddy process for one state dir, reached on its admin unix socket."""
 
-    def __init__(self, state_dir: Path, admin: str = "127.0.0.1:2999", timeout: float = 30.0):
+    def __init__(self, state_dir: Path, timeout: float = 30.0):
         self.state_dir = Path(state_dir).resolve()
-        self.admin = admin
-        host, _, port = admin.rpartition(":")
-        if not host or not port.isdigit():
-            raise DriverError(f"Caddy admin address must be HOST:PORT, got {admin!r}")
-        self._host, self._port = host.strip("[]"), int(port)
+        self.socket_path = socket_path(self.state_dir, "caddy", "admin.sock")
+        self.admin = f"unix/{self.socket_path}"  # Caddy's spelling: unix//abs/path
         self.timeout = timeout
         self.dir = self.state_dir / "caddy"
         self.boot_path = self.dir / "boot.json"
@@ -112,10 +117,9 @@ class CaddyDriver:
     def _request_once(
         self, method: str, path: str, body: bytes | None, timeout: float | None
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout or self.timeout)
+        conn = UnixHTTPConnection(str(self.socket_path), timeout or self.timeout)
         try:
-            # The admin API answers 403 to a Host it does not expect: send its own address.
-            headers = {"Host": self.admin}
+            headers = {"Host": "localhost"}
             if body is not None:
                 headers["Content-Type"] = "application/json"
             conn.request(method, path, body=body, headers=headers)
@@ -125,7 +129,9 @@ class CaddyDriver:
             conn.close()
 
     def _answers(self) -> bool:
-        """True when an HTTP server answers on the admin address (ours or not)."""
+        """True when an HTTP server answers on the admin socket (ours or not)."""
+        if not self.socket_path.exists():
+            return False
         try:
             self._request("GET", "/config/", timeout=1.0)
         except (OSError, http.client.HTTPException):
@@ -151,19 +157,21 @@ class CaddyDriver:
         """Start Caddy unless ours already answers. Refuse to talk to a stranger."""
         pid = self.running_pid()
         if pid is not None and self._booted_admin() != self.admin:
-            terminate(pid)  # ours, but listening on an admin address we no longer use
+            # Ours, but booted with another admin address (an older blumeops listened on
+            # a loopback TCP port, open to every local user): replace it.
+            terminate(pid)
             pid = None
         if pid is not None and wait_until(self._answers, 5.0):
             return
         if self._answers():
             raise DriverError(
-                f"something else answers on the Caddy admin address {self.admin} "
-                f"(port {self._port}), not blumeops's Caddy for {self.state_dir}: stop it "
-                f"or give blumeops another admin address"
+                f"something else answers on Caddy's admin socket {self.socket_path}, not "
+                f"blumeops's Caddy for {self.state_dir} (its pid file is gone): stop it"
             )
         if pid is not None:
             terminate(pid)  # ours, alive, but deaf: restart it
         self.pidfile.unlink(missing_ok=True)
+        self.socket_path.unlink(missing_ok=True)  # left by a Caddy that was killed
         self._start()
 
     def _booted_admin(self) -> str | None:
@@ -174,7 +182,10 @@ class CaddyDriver:
             return None
 
     def _start(self) -> None:
+        private_dir(self.state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        private_socket_dir(self.socket_path)
+        (self.dir / "admin.addr").unlink(missing_ok=True)  # an older blumeops's TCP port
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.boot_path.write_text(json.dumps({"admin": self.admin_block}, indent=2) + "\n")
         env = dict(os.environ)
@@ -213,7 +224,7 @@ class CaddyDriver:
             log_tail = self._log_since(size)
             hint = ""
             if "address already in use" in log_tail:
-                hint = f" (the admin port {self._port} is already in use)"
+                hint = f" (another process holds the admin socket {self.socket_path})"
             raise DriverError(
                 f"caddy failed to start{hint}; {self.log_path} ends with:\n{log_tail}"
             )
@@ -227,17 +238,21 @@ class CaddyDriver:
     def shutdown(self) -> None:
         """Stop our Caddy (admin /stop, then signals) and wait until it is gone."""
         pid = self.running_pid()
-        if pid is None:
-            return
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            self._request("POST", "/stop", body=b"", timeout=5.0)
-        if not wait_gone(pid, 5.0):
-            terminate(pid)
+        if pid is not None:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                self._request("POST", "/stop", body=b"", timeout=5.0)
+            if not wait_gone(pid, 5.0):
+                terminate(pid)
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=1.0)
             self._proc = None
         self.pidfile.unlink(missing_ok=True)
+        if pid is not None or not self._answers():
+            self.socket_path.unlink(missing_ok=True)  # Caddy removes it; a SIGKILL does not
+        if self.socket_path.parent != self.dir:
+            with contextlib.suppress(OSError):
+                self.socket_path.parent.rmdir()  # the short /tmp fallback dir, once empty
 
     # -- observe and load --------------------------------------------------------------
 

@@ -7,13 +7,19 @@ has a budget of a few hundred milliseconds, imports included.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import http.client
 import os
 import signal
+import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 POLL = 0.02  # seconds between polls: fast enough to not show up in timings
+# Linux allows 107 bytes in a unix socket path, macOS 103: stay under both.
+MAX_SOCKET_PATH = 100
 
 
 class DriverError(Exception):
@@ -123,3 +129,55 @@ def tail_file(path: Path, lines: int = 20, block: int = 8192) -> str:
     except OSError:
         return ""
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+# -- control sockets ---------------------------------------------------------------------
+
+
+def socket_path(state_dir: Path, subdir: str, name: str) -> Path:
+    """Where a control socket lives: STATE/SUBDIR/NAME, inside the 0700 state dir.
+
+    A deep state dir would overflow sun_path (107 bytes on Linux, 103 on macOS): then a
+    short per-state-dir directory under /tmp, named by a hash so two labs never share
+    it, which `private_socket_dir` creates 0700 and refuses if another user owns it.
+    """
+    path = state_dir / subdir / name
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:12]
+    return Path("/tmp") / f"blumeops-{digest}" / name
+
+
+def private_socket_dir(path: Path) -> None:
+    """Make the directory of socket `path` exist as ours, 0700, and not a symlink.
+
+    Inside the state dir this is a subdirectory of a 0700 directory; under /tmp anyone
+    could have made it first, so it must be a real directory owned by us.
+    """
+    parent = path.parent
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(parent)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise DriverError(f"{parent} is not a directory of this user: refusing to put a "
+                          f"control socket there (remove it, or use a shorter state dir)")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(parent, 0o700)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (stdlib: httpx costs ~0.2 s to import, most of a no-op
+    apply's budget). `host` is only what the Host header says."""
+
+    def __init__(self, path: str, timeout: float, host: str = "localhost") -> None:
+        super().__init__(host, timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock

@@ -15,7 +15,6 @@ XML-RPC on a unix socket. Apply writes files, then lets supervisord diff them
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import os
@@ -33,21 +32,23 @@ from typing import Any
 
 from blumeops.drivers.process import (
     DriverError,
+    UnixHTTPConnection,
     cmdline,
     pid_alive,
+    private_socket_dir,
     processes_with_env,
     read_pidfile,
+    socket_path,
     tail_file,
     terminate,
     wait_gone,
     wait_until,
 )
 from blumeops.fileio import tail_since, write_atomic
+from blumeops.state.dirs import private_dir
 
 __all__ = ["ApplyResult", "DriverError", "ProgramStatus", "SupervisorDriver"]
 
-# Linux allows 107 bytes in a unix socket path, macOS 103: stay under both.
-MAX_SOCKET_PATH = 100
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "BACKOFF"}
 # The only variables supervisord (and so every program) inherits from the controller:
@@ -84,22 +85,6 @@ class ApplyResult:
         return bool(self.added or self.changed or self.removed or self.restarted)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 class _UnixTransport(xmlrpc.client.Transport):
     """XML-RPC over supervisord's unix socket (stdlib only: supervisor.xmlrpc costs 90 ms)."""
 
@@ -111,7 +96,7 @@ class _UnixTransport(xmlrpc.client.Transport):
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         conn = self._connection[1]
         if conn is None:
-            conn = _UnixConnection(self._path, self._timeout)
+            conn = UnixHTTPConnection(self._path, self._timeout)
             self._connection = (host, conn)
         return conn
 
@@ -130,20 +115,10 @@ class SupervisorDriver:
         self.conf_path = self.dir / "supervisord.conf"
         self.pidfile = self.dir / "supervisord.pid"
         self.log_path = self.logs_dir / "supervisord.log"
-        self.socket_path = self._socket_path()
+        self.socket_path = socket_path(self.state_dir, "supervisor", "supervisord.sock")
         self._proxy: Any = None
 
     # -- paths and config ------------------------------------------------------------
-
-    def _socket_path(self) -> Path:
-        path = self.dir / "supervisord.sock"
-        if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
-            return path
-        # A deep state dir would overflow sun_path (107 bytes on Linux, 103 on macOS):
-        # fall back to a short per-state-dir directory under /tmp, named by a hash so
-        # two labs never share it.
-        digest = hashlib.sha256(os.fsencode(self.state_dir)).hexdigest()[:12]
-        return Path("/tmp") / f"blumeops-{digest}" / "supervisord.sock"
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
@@ -232,9 +207,10 @@ class SupervisorDriver:
         A daemon started with another config (lab dir moved, new Python) is restarted,
         since supervisord reads ENV_ expansions only from the environment it started with.
         """
-        for d in (self.programs_dir, self.secrets_dir, self.logs_dir):
+        private_dir(self.state_dir)
+        for d in (self.programs_dir, self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.secrets_dir.chmod(0o700)
+        private_dir(self.secrets_dir)
         conf = self.config_text()
         current = self.conf_path.read_text() if self.conf_path.exists() else None
         if self._ping():
@@ -272,7 +248,7 @@ class SupervisorDriver:
         self.socket_path.unlink(missing_ok=True)
 
     def _start(self) -> None:
-        self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_socket_dir(self.socket_path)
         size = self.log_path.stat().st_size if self.log_path.exists() else 0
         cmd = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf_path)]
         # supervisord forks and the parent exits: config errors arrive on stderr first.

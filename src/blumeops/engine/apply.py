@@ -32,6 +32,7 @@ class Prepared:
     secrets: dict[str, dict[str, str]]  # resource id -> resolved values (memory only)
     fingerprints: dict[str, str]  # resource id -> keyed hash of those values
     errors: dict[str, str]  # service -> why it cannot be applied (e.g. a missing secret)
+    seen_sync: int = 0  # the newest sync when this was planned: a newer one makes it stale
 
 
 @dataclass
@@ -58,6 +59,7 @@ def prepare(runtime: LocalRuntime, store: Store) -> Prepared:
     """Resolve secrets, observe and plan. Changes nothing."""
     from blumeops.secrets.errors import SecretError
 
+    seen_sync = store.newest_sync_id()
     desired = runtime.desired()
     secrets: dict[str, dict[str, str]] = {}
     fingerprints: dict[str, str] = {}
@@ -84,7 +86,7 @@ def prepare(runtime: LocalRuntime, store: Store) -> Prepared:
         if res.id not in fingerprints and res.id in recorded:
             fingerprints[res.id] = recorded[res.id]
     plan = make_plan(desired, live, fingerprints, recorded)
-    return Prepared(desired, plan, secrets, fingerprints, errors)
+    return Prepared(desired, plan, secrets, fingerprints, errors, seen_sync)
 
 
 def apply(runtime: LocalRuntime, prepared: Prepared, store: Store,
@@ -95,17 +97,31 @@ def apply(runtime: LocalRuntime, prepared: Prepared, store: Store,
 
     started = time.monotonic()
     say = progress or (lambda _who, _msg: None)
-    plan = prepared.plan
-    report = ApplyReport(plan)
+    report = ApplyReport(prepared.plan)
     # A CLI apply has no commit: its catalog's hash names what was applied.
     digest = runtime.spec.catalog_hash
     sync_id = store.start_sync(revision or digest, digest, author, message)
+    waited = False
+
+    def waiting(msg: str) -> None:
+        nonlocal waited
+        waited = True
+        say("lab", msg)
+
     try:
-        with lab_lock(runtime.state_dir, lambda msg: say("lab", msg)):
+        with lab_lock(runtime.state_dir, waiting):
+            # Another writer may have changed the lab since this plan was made (we
+            # waited for its lock, or it ran while the plan was shown): replaying the
+            # old plan would redo its work, restarting services twice. Plan again.
+            if waited or store.newest_sync_id(exclude=sync_id) != prepared.seen_sync:
+                prepared = prepare(runtime, store)
+                report.plan = prepared.plan
+                say("lab", f"planned again against live state: "
+                           f"{len(prepared.plan.pending)} changes left")
             _apply(runtime, prepared, store, report, say, wait)
     finally:
         report.duration = time.monotonic() - started
-        counts = plan.counts()
+        counts = report.plan.counts()
         result = "ok" if report.ok else ("failed" if not report.applied else "partial")
         store.finish_sync(sync_id, result, {**counts, "failed": sorted(report.failed)})
     return report

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blumeops.engine.health import probe_http, probe_tcp
+from blumeops.engine.health import ProbeResult, probe_http, probe_tcp
 from blumeops.engine.local import LocalRuntime
+from blumeops.engine.spec import ROUTE_HEADER, RouteCheck
 
 
 @dataclass(frozen=True)
@@ -19,15 +20,26 @@ class CheckResult:
         return {"kind": self.kind, "name": self.name, "ok": self.ok, "detail": self.detail}
 
 
-def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
-    out: list[CheckResult] = []
+def probe_route(route: RouteCheck) -> ProbeResult:
+    """One route through the local proxy. An HTTP answer counts only if it carries the
+    route's own X-Blumeops-Route header: Caddy answers a Host it has no route for with
+    an empty 200."""
+    if route.protocol == "tcp":
+        return probe_tcp(route.address, route.port, 2.0)
+    return probe_http(route.address, route.port, route.path, 3.0,
+                      host_header=route.hostname, expect_header=(ROUTE_HEADER, route.hostname))
+
+
+def route_checks(runtime: LocalRuntime) -> list[CheckResult]:
+    out = []
     for route in runtime.spec.routes:
-        if route.protocol == "tcp":
-            result = probe_tcp(route.address, route.port, 2.0)
-        else:
-            result = probe_http(route.address, route.port, route.path, 3.0,
-                                host_header=route.hostname)
+        result = probe_route(route)
         out.append(CheckResult("route", route.hostname, result.ok, result.detail))
+    return out
+
+
+def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
+    out = route_checks(runtime)
     status = runtime.program_status()
     for name, svc in runtime.spec.services.items():
         if not svc.local:

@@ -32,25 +32,40 @@ def worst(healths: list[Health]) -> Health:
     return min(healths, key=_SEVERITY.index)
 
 
+def lab_health(services: list[Health], routes_ok: list[bool]) -> Health:
+    """The lab's verdict: Healthy only when every service run here is Healthy and every
+    route answers through the proxy; a failing route makes it Degraded."""
+    routes = [Health.healthy if ok else Health.degraded for ok in routes_ok]
+    return worst([*services, *routes])
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     ok: bool
     detail: str
 
 
-def probe_http(host: str, port: int, path: str, timeout: float, host_header: str | None = None
-               ) -> ProbeResult:
-    """GET the path; 2xx and 3xx are healthy."""
+def probe_http(host: str, port: int, path: str, timeout: float, host_header: str | None = None,
+               expect_header: tuple[str, str] | None = None) -> ProbeResult:
+    """GET the path; 2xx and 3xx are healthy. With `expect_header` (name, value) the
+    answer must also carry that header: proof it came from that route, not from a
+    proxy that answers every Host."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         headers = {"Host": host_header} if host_header else {}
         conn.request("GET", path, headers=headers)
-        status = conn.getresponse().status
+        resp = conn.getresponse()
+        status = resp.status
+        marks = (resp.headers.get_all(expect_header[0]) or []) if expect_header else []
     except (OSError, http.client.HTTPException) as exc:
         return ProbeResult(False, f"GET http://{host}:{port}{path}: {exc or type(exc).__name__}")
     finally:
         conn.close()
-    return ProbeResult(200 <= status < 400, f"GET {path} -> {status}")
+    ok = 200 <= status < 400
+    if ok and expect_header is not None and expect_header[1] not in marks:
+        return ProbeResult(False, f"GET {path} -> {status} without {expect_header[0]}: "
+                                  f"{expect_header[1]} (no such route in the proxy)")
+    return ProbeResult(ok, f"GET {path} -> {status}")
 
 
 def probe_tcp(host: str, port: int, timeout: float) -> ProbeResult:

@@ -8,7 +8,6 @@ Live resources, and each service's health. Resources for other hosts and targets
 from __future__ import annotations
 
 import json
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,22 +63,8 @@ class LocalRuntime:
         if self._caddy is None:
             from blumeops.drivers.caddy import CaddyDriver
 
-            self._caddy = CaddyDriver(self.state_dir, admin=self.caddy_admin())
+            self._caddy = CaddyDriver(self.state_dir)
         return self._caddy
-
-    def caddy_admin(self) -> str:
-        """Caddy's admin address for this lab: chosen once, kept in the state dir."""
-        path = self.state_dir / "caddy" / "admin.addr"
-        try:
-            return path.read_text().strip()
-        except OSError:
-            pass
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"127.0.0.1:{port}\n")
-        return f"127.0.0.1:{port}"
 
     @property
     def files(self) -> FilesDriver:

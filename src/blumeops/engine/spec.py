@@ -16,6 +16,10 @@ from blumeops.engine.resources import Resource
 
 # The render modules whose resources the local runtime applies.
 APPLIED_RENDERERS = ("native", "caddy")
+# Every rendered Caddy HTTP route sets this response header to its hostname, so a probe
+# through the proxy knows the answer came from that route: Caddy answers a Host it has
+# no route for with an empty 200, which must not pass for a working route.
+ROUTE_HEADER = "X-Blumeops-Route"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from blumeops.catalog.model import Domain, Lab, TLSMode
 from blumeops.catalog.resolve import ResolvedRoute, routes
 from blumeops.engine.resources import Resource
+from blumeops.engine.spec import ROUTE_HEADER
 from blumeops.render import RenderContext
 
 L4_MODULE = "github.com/mholt/caddy-l4"
@@ -79,10 +80,14 @@ def _reverse_proxy(upstream: str) -> dict[str, Any]:
 
 
 def _http_route(r: ResolvedRoute) -> dict[str, Any]:
+    # The route names itself in a response header (set last, over the upstream's), so a
+    # probe can tell its answer from Caddy's empty 200 for a Host with no route.
+    mark = {"handler": "headers",
+            "response": {"set": {ROUTE_HEADER: [r.hostname]}, "deferred": True}}
     return {
         "@id": route_id(r),
         "match": [{"host": [r.hostname]}],
-        "handle": [_reverse_proxy(r.upstream)],
+        "handle": [mark, _reverse_proxy(r.upstream)],
         "terminal": True,
     }
 

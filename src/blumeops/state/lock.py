@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from blumeops.state.dirs import private_dir
+
 
 @contextmanager
 def lab_lock(state_dir: Path, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the lab's lock; call `waiting` once if another process holds it first."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     path = state_dir / "apply.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -10,6 +10,10 @@ processes (an apply and a `status`) can share it with ``busy_timeout``. Nothing 
 ever holds a secret value: ``secrets_fp`` is a keyed fingerprint (secrets/fingerprint.py).
 
 Times are ISO 8601 UTC strings, so the file reads well in the ``sqlite3`` shell.
+
+The file is the operator's alone: created 0600 (SQLite gives its -wal and -shm files the
+database's mode) in the 0700 state dir. Every SQLite failure that is not a bug reaches
+callers as a StateError whose advice fits its cause (state/errors.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from blumeops.state.dirs import private_dir
+from blumeops.state.errors import StateError, explain
+
+__all__ = ["EventRow", "ResourceRow", "StateError", "Store", "SyncRow"]
 
 DB_FILE = "state.db"
 BUSY_TIMEOUT_MS = 10_000
@@ -79,10 +88,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # Syncs started and not yet finished in this process, as (database, id): how a sync of
 # our own pid is told apart from one a crashed earlier Store in this process left behind.
 _ACTIVE: set[tuple[str, int]] = set()
-
-
-class StateError(Exception):
-    """The state database cannot be opened or used; the message is for a person."""
 
 
 def now() -> str:
@@ -143,21 +148,32 @@ class Store:
         self._mine: set[tuple[str, int]] = set()
         self._closed = False
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            _create_private(self.path)
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                        isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open {self.path}: {exc}") from None
+            raise explain(exc, self.path) from None
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL
+            with self._errors():
+                self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL
             self._migrate()
             self.mark_interrupted()
-        except sqlite3.DatabaseError as exc:
+        except StateError:
             self._db.close()
-            raise StateError(f"{self.path} is not a usable blumeops state database "
-                             f"({exc}); move it aside to start fresh") from None
+            raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite failures as StateErrors with advice; bugs (a constraint, bad SQL) stay."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from None
 
     # lifecycle
 
@@ -184,17 +200,19 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front, so two
         writers queue on busy_timeout instead of failing on lock upgrade."""
-        with self._lock:
+        with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # a failed COMMIT may have rolled back already
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._errors():
             cur = self._db.execute(sql, tuple(params))
             cur.row_factory = sqlite3.Row
             return cur.fetchall()
@@ -217,7 +235,7 @@ class Store:
                         db.execute(statement)
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            else:
+            elif version != SCHEMA_VERSION:
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # resources
@@ -226,7 +244,7 @@ class Store:
         # Plain tuples in dataclass field order: this runs on every plan, over every row.
         sql = ("SELECT id, target, kind, name, digest, service, secrets_fp, applied_at"
                " FROM resources" + (" WHERE target = ?" if target else "") + " ORDER BY id")
-        with self._lock:
+        with self._lock, self._errors():
             rows = self._db.execute(sql, (target,) if target else ()).fetchall()
         return {r[0]: ResourceRow(*r) for r in rows}
 
@@ -297,6 +315,13 @@ class Store:
             + " ORDER BY id DESC LIMIT 1", [result] if result else [])
         return _sync(rows[0]) if rows else None
 
+    def newest_sync_id(self, exclude: int | None = None) -> int:
+        """The id of the newest sync (0 if none), not counting `exclude`: a sync that
+        started after a plan was made means the plan may be stale."""
+        rows = self._query("SELECT max(id) AS id FROM syncs WHERE id != ?",
+                           [-1 if exclude is None else exclude])
+        return int(rows[0]["id"] or 0)
+
     def mark_interrupted(self) -> int:
         """Mark 'running' syncs whose process is gone as 'interrupted'; how many.
 
@@ -356,6 +381,17 @@ class Store:
     def delete(self, key: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM kv WHERE key = ?", (key,))
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it (SQLite would make it 0644
+    and its -wal and -shm files follow the database's mode); tighten older ones."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with suppress(FileNotFoundError):
+            mode = name.stat().st_mode & 0o777
+            if mode & 0o077:
+                name.chmod(mode & 0o600)
 
 
 def _sync(r: sqlite3.Row) -> SyncRow:
