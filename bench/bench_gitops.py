@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -184,7 +185,16 @@ def _all_healthy(api: str, services: int) -> None:
                                  f"{data['services'][:2]}")
 
 
+def _more_files() -> None:
+    """Raise this process's open-file limit to its hard limit: the controller and its
+    supervisord inherit it, and 1,000 programs' pipes and logs pass a soft 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def controller_at_scale(services: int = 1000, timeout: float = 900) -> list[Row]:
+    _more_files()
     root = Path(tempfile.mkdtemp(prefix="bo-mem-", dir="/tmp"))
     rows: list[Row] = []
     try:
