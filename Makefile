@@ -48,13 +48,16 @@ demo: $(STAMP)
 demo-down: $(STAMP)
 	$(BIN)/blumeops down examples/demo
 
+# One table: every number's median, spread and run count (bench/run.py --help).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 # Peers for comparison live in their own venv: their pins must not mix with ours.
+PEERS := bench/.venv-peers/bin
 bench-peers: $(STAMP)
-	test -x bench/.venv-peers/bin/ansible-runner || { $(PY) -m venv bench/.venv-peers && \
-	  bench/.venv-peers/bin/pip install -q ansible-core ansible-runner; }
+	test -x $(PEERS)/ansible-playbook -a -x $(PEERS)/ansible-runner -a -x $(PEERS)/pyinfra || { \
+	  $(PY) -m venv bench/.venv-peers && \
+	  $(PEERS)/pip install -q 'ansible-core>=2.19,<2.20' ansible-runner 'pyinfra>=3.10,<3.11'; }
 	$(BIN)/python bench/run.py --peers
 
 clean:
