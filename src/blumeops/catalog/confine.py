@@ -1,7 +1,7 @@
 """Paths a catalog names for blumeops to write stay inside the lab directory.
 
-A native service's `files:` and secret `file:` destinations are written relative to the service's workdir
-(the lab directory by default): a malicious or careless catalog must not be able to
+A native service's `files:` and secret `file:` destinations are written relative to
+its workdir (the lab directory by default): a malicious or careless catalog must not be able to
 write `../../.bashrc` or `/etc/x`. Checked lexically (absolute, `..`) and on the real
 file system (a symlink inside the lab directory that leads out of it), so this reads
 the disk and runs in the loader, after the pure rules.
