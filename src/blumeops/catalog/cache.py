@@ -55,10 +55,15 @@ def _digest(path: Path) -> str | None:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        data = handle.read(MAX_CATALOG_BYTES + 1)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CATALOG_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return None if len(data) > MAX_CATALOG_BYTES else hashlib.sha256(data).hexdigest()
 
 

@@ -51,17 +51,19 @@ def read_text(path: Path) -> str:
         raise _error(name, 1, 1, "is a directory, expected a YAML file", "file") from None
     except OSError as exc:
         raise _error(name, 1, 1, f"cannot read file: {exc.strerror}", "file") from None
-    with os.fdopen(fd, "rb") as handle:
+    try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise _error(name, 1, 1, "is a directory, expected a YAML file", "file")
         if not stat.S_ISREG(mode):
             raise _error(name, 1, 1, "not a regular file (a device, FIFO or socket); "
                          "a catalog file must be a plain file", "file")
-        try:
+        with os.fdopen(fd, "rb", closefd=False) as handle:
             raw = handle.read(MAX_CATALOG_BYTES + 1)
-        except OSError as exc:
-            raise _error(name, 1, 1, f"cannot read file: {exc.strerror}", "file") from None
+    except OSError as exc:
+        raise _error(name, 1, 1, f"cannot read file: {exc.strerror}", "file") from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_CATALOG_BYTES:
         raise _error(name, 1, 1, f"file is larger than {MAX_CATALOG_BYTES // (1024 * 1024)} MiB "
                      "(the limit for one catalog file); split it with 'include'", "file")
