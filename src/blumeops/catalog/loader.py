@@ -195,7 +195,7 @@ def _load(path: Path, strict: bool) -> LoadResult:
     except ValidationError as exc:
         diagnostics.extend(_schema_diagnostics(exc, marks))
 
-    from blumeops.catalog.values import control_characters
+    from blumeops.catalog.values import control_characters, printable
 
     diagnostics.extend(control_characters(root, marks))
     if model is not None and not diagnostics:
@@ -208,6 +208,11 @@ def _load(path: Path, strict: bool) -> LoadResult:
         diagnostics = [
             Diagnostic(d.file, d.line, d.col, d.rule, d.message, "error") for d in diagnostics
         ]
+    # Messages quote catalog text: never let a control character in it reach a terminal,
+    # a log line or the API raw.
+    diagnostics = [d if printable(d.message) == d.message else
+                   Diagnostic(d.file, d.line, d.col, d.rule, printable(d.message), d.severity)
+                   for d in diagnostics]
     diagnostics.sort(key=sort_key)
     has_errors = any(d.severity == "error" for d in diagnostics)
     return LoadResult(path, None if has_errors else model, diagnostics, marks, includes.files)

@@ -34,6 +34,12 @@ PROVIDER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SYSTEMD_PREFIXES = "-@:+!|"
 
 
+def printable(text: str) -> str:
+    """`text` with every control character written as an escape (for messages)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace")
+                        .decode("ascii"), text)
+
+
 def _context(path: Path_) -> str:
     """Which characters a value at `path` may hold beyond printable text."""
     if len(path) == 4 and path[0] == "services" and path[2] == "files":
@@ -67,7 +73,8 @@ def control_characters(data: Any, marks: Marks) -> list[Diagnostic]:
                 kpath = (*path, key)
                 if isinstance(key, str) and bad(key, ()):
                     out.append(marks.diag(kpath, "control-character",
-                                          f"key {key!r} holds a control character"))
+                                          f"key {printable(repr(key))} holds a control "
+                                          "character"))
                 walk(item, kpath)
         elif isinstance(value, list):
             for i, item in enumerate(value):
