@@ -83,9 +83,11 @@ def test_supervisor_parses_escapes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     from supervisor.options import ServerOptions
 
     data: dict[str, Any] = yaml.safe_load((EXAMPLES / "demo" / "lab.yaml").read_text())
-    nasty = ["bin/tool", "50%", "it's", 'say "hi"', "$HOME", "a b"]
-    env = {"PCT": "100%", "Q": 'x"y\\z', "S": "a,b=c", "E": "", "END": "it's 'x'"}
-    data["services"]["web"].update(command=nasty, environment=env, workdir="w d")
+    nasty = ["bin/tool", "50%", "it's", 'say "hi"', "$HOME", "a b", "%(here)s", "a ;b #c",
+             "%%(here)s", "trail\u3000"]
+    env = {"PCT": "100%", "Q": 'x"y\\z', "S": "a,b=c", "E": "", "END": "it's 'x'",
+           "HERE": "%(here)s", "SEMI": "x ;y", "HASH": "x #y", "SP": "end "}
+    data["services"]["web"].update(command=nasty, environment=env, workdir="w d ;x ")
     lab = Lab.model_validate(data)
     body = render(lab)["native/box/supervisor/web.conf"].body
     conf = tmp_path / "supervisord.conf"
@@ -104,7 +106,7 @@ def test_supervisor_parses_escapes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     # END cannot be written in `environment=` (it ends with a quote): it goes via `env`
     assert shlex.split(proc.command) == ["env", f"END={env['END']}", "/lab dir/bin/tool",
                                          *nasty[1:]]
-    assert proc.directory == "/lab dir/w d"
+    assert proc.directory == "/lab dir/w d ;x "
     assert proc.environment == {k: v for k, v in env.items() if k != "END"}
     assert proc.stdout_logfile == f"{tmp_path}/logs/web.log"
     assert proc.stopasgroup and proc.killasgroup and proc.redirect_stderr
@@ -167,7 +169,7 @@ def test_real_supervisord_runs_program(short_dir: Path) -> None:
         "hosts": {"box": {"role": "compute", "os": "linux", "service_manager": "supervisor"}},
         "services": {"web": {
             "native": "box", "command": ["sh", "-c", script], "ports": {"http": port},
-            "environment": {"GREETING": "50% 'off'"}, "startsecs": 1,
+            "environment": {"GREETING": "50% 'off' %(here)s ;x #y"}, "startsecs": 1,
             "secrets": {"TOKEN": "vault:t/token"},
         }},
     })
@@ -209,7 +211,7 @@ def test_real_supervisord_runs_program(short_dir: Path) -> None:
         pid = int(info["pid"])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as r:
             assert r.read() == b"hi from web\n"
-        assert (lab_dir / "token.out").read_text() == "s3cret|50% 'off'"
+        assert (lab_dir / "token.out").read_text() == "s3cret|50% 'off' %(here)s ;x #y"
     finally:
         try:
             rpc.supervisor.shutdown()
