@@ -180,6 +180,8 @@ def service(**fields: str | dict[str, str]) -> str:
     ({"files": {"a/../../x": "y"}}, "must not contain '..'", 8),
     ({"workdir": "../elsewhere"}, "must not contain '..'", 8),
     ({"workdir": "/srv/app", "files": {"app.ini": "y"}}, "outside the lab directory", 9),
+    ({"files": {"conf/": "y"}}, "must name a file", 8),
+    ({"files": {".": "y"}}, "must name a file", 8),
     ({"secrets": {"K": "vault:k"}}, None, 0),
 ])
 def test_files_must_stay_in_the_lab_dir(tmp_path: Path, fields: dict[str, str | dict[str, str]],

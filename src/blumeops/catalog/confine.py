@@ -44,7 +44,9 @@ def _problems(lab: Lab, marks: Marks, root: Path) -> Iterator[Diagnostic]:
         targets += [((*at, "secrets", key, "file"), ref.file, "secret file")
                     for key, ref in svc.secrets.items() if ref.file is not None]
         for path, dest, kind in targets:
-            problem = escapes(dest)
+            problem = escapes(dest) or (
+                "must name a file (it names a directory)"
+                if dest.endswith("/") or dest.rsplit("/", 1)[-1] in ("", ".") else None)
             if problem:
                 yield marks.diag(path, rule, f"{kind} path {dest!r} {problem}")
             elif base is None and workdir.startswith("/"):
