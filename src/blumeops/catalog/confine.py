@@ -29,7 +29,9 @@ def _problems(lab: Lab, marks: Marks, root: Path) -> Iterator[Diagnostic]:
         at: Path_ = ("services", name)
         workdir = svc.workdir or ""
         base: Path | None = None  # where files are written; None when not in the lab dir
-        if ".." in workdir.replace("\\", "/").split("/"):
+        if not workdir:
+            base = root
+        elif ".." in workdir.replace("\\", "/").split("/"):
             yield marks.diag((*at, "workdir"), rule, f"workdir {workdir!r} must not contain '..'")
         elif workdir.startswith("/"):
             pass  # fine for the process to run in; files cannot be written there (below)
@@ -54,7 +56,7 @@ def _problems(lab: Lab, marks: Marks, root: Path) -> Iterator[Diagnostic]:
                                  f"{kind} {dest!r} would be written in workdir {workdir!r}, "
                                  "outside the lab directory; blumeops writes files only "
                                  "inside it (use a relative workdir)")
-            elif base is not None and not inside(base / dest, root):
+            elif base is not None and not inside(base / dest, root):  # symlinks
                 yield marks.diag(path, rule, f"{kind} path {dest!r} leads outside the lab "
                                  "directory through a symlink")
     if lab.controller is not None:
