@@ -478,3 +478,34 @@ def test_caddyfile_round_trips_through_caddy_adapt(data: dict[str, Any]) -> None
             f"{addr}:{svc['ports']['http']}"
         expected.add((f"{bind}:{port}", f"{route}.{domain['suffix']}", dial))
     assert adapted_sites(text, binary) == expected, text
+
+
+# --- the lab's own controller -------------------------------------------------------------
+
+
+@SETTINGS
+@given(source=TEXT, branch=TEXT, lab_path=TEXT, manager=st.sampled_from(sorted(MANAGERS)))
+def test_controller_arguments_round_trip(source: str, branch: str, lab_path: str,
+                                         manager: str) -> None:
+    from blumeops.render.controller import NAME
+    from blumeops.render.controller import render as render_controller
+
+    data = lab_data(manager, {})
+    data["controller"] = {"host": "box", "source": source, "branch": branch,
+                          "lab_path": lab_path, "api_token": "vault:c/token"}
+    with loaded(data) as result:
+        if not result.ok:
+            return
+        assert result.lab is not None
+        [res] = render_controller(result.lab, RenderContext())
+    if manager == "launchd":
+        argv = plistlib.loads(res.body.encode())["ProgramArguments"][1:]
+    elif manager == "systemd":
+        [line] = unit_sections(res.body)["Service"]["ExecStart"]
+        argv = [undollar(w) for w in split_words(unspecify(line))]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            argv = shlex.split(supervisor_programs({NAME: res.body}, Path(tmp))[NAME].command)
+    argv = strip_wrapper(argv, True, NAME)
+    assert argv[:8] == ["blumeops", "controller", "--source", source, "--branch", branch,
+                        "--lab-path", lab_path]
