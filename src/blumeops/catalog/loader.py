@@ -89,7 +89,7 @@ class _Includes:
             return
         if has_magic(pattern):
             self.files.globs.append((str(path.parent), pattern, tuple(str(m) for m in matches)))
-        if not matches or not matches[0].exists():
+        if not matches or (not has_magic(pattern) and not matches[0].exists()):
             self.diagnostics.append(Diagnostic(
                 where.file, where.line, where.col, "include",
                 f"include '{pattern}' matches no file (looked in {path.parent})"))
