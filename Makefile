@@ -12,11 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Real validators the tests run: promtool (Debian prometheus), borgmatic (Debian).
+# Real validators the tests run: promtool (Debian prometheus), borgmatic (Debian),
+# systemd-analyze (Debian systemd).
 tools:
 	@command -v promtool >/dev/null && command -v borgmatic >/dev/null || { \
 	  echo "installing prometheus and borgmatic (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus borgmatic >/dev/null; }
+	@command -v systemd-analyze >/dev/null || { \
+	  echo "installing systemd for systemd-analyze (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
 	@# Debian starts a prometheus service on install; tests run their own.
 	@-systemctl stop prometheus >/dev/null 2>&1 || true
 	@# SSH test hosts are real sshd (Debian openssh-server) on 127.0.1.x; its own service stays off.

@@ -2,7 +2,8 @@
 apply, status) skip parsing, validation and rendering when no catalog file changed.
 
 An entry is checked against the sha256 of every file the lab was read from (any edit,
-include added or file removed misses) and against blumeops's own code, so an upgrade
+include added or file removed misses), against the expansion of every include glob (a
+new file matching `services/*.yaml` misses too) and against blumeops's own code, so an upgrade
 never serves what older code derived. Entries live in the user's cache directory; a
 broken or foreign entry is a miss and is rewritten. Only valid labs are cached, so every
 error is always found afresh. This module imports nothing heavy: a hit must stay cheap.
@@ -13,10 +14,13 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import stat
 from pathlib import Path
 from typing import Any
 
-VERSION = 2
+from blumeops.catalog.paths import MAX_CATALOG_BYTES, CatalogFiles, expand_include, lab_dir
+
+VERSION = 3
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -43,10 +47,24 @@ def _entry_path(kind: str, path: Path) -> Path:
 
 
 def _digest(path: Path) -> str | None:
+    """sha256 of a regular file of at most MAX_CATALOG_BYTES; None otherwise (a miss).
+
+    Opened without blocking: a catalog file swapped for a FIFO must not hang a lookup.
+    """
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CATALOG_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None if len(data) > MAX_CATALOG_BYTES else hashlib.sha256(data).hexdigest()
 
 
 def lookup(kind: str, path: Path) -> Any:
@@ -56,6 +74,11 @@ def lookup(kind: str, path: Path) -> Any:
             entry = pickle.load(handle)
         if any(_digest(Path(f)) != digest for f, digest in entry["files"].items()):
             return None
+        root = lab_dir(path)
+        for base, pattern, matches in entry["globs"]:
+            found, problem = expand_include(Path(base), pattern, root)
+            if problem is not None or tuple(str(m) for m in found) != tuple(matches):
+                return None
         return entry["payload"]
     except Exception:  # missing, stale, from another version: a miss, never an error
         return None
@@ -68,7 +91,8 @@ def store(kind: str, path: Path, files: list[Path], payload: Any) -> None:
     digests = {str(f): _digest(f) for f in files}
     if None in digests.values():
         return
-    data = pickle.dumps({"files": digests, "payload": payload},
+    globs = files.globs if isinstance(files, CatalogFiles) else []
+    data = pickle.dumps({"files": digests, "globs": globs, "payload": payload},
                         protocol=pickle.HIGHEST_PROTOCOL)
     try:
         write_atomic(_entry_path(kind, path), data, 0o600)

@@ -6,10 +6,10 @@ and column, and the caller decides what to do with them.
 
 from __future__ import annotations
 
-import glob
 import types
 import typing
 from dataclasses import dataclass, field
+from glob import has_magic
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from blumeops.catalog.diagnostics import Diagnostic, Mark, Marks, did_you_mean, sort_key
 from blumeops.catalog.model import Lab
-from blumeops.catalog.paths import resolve_lab_path
+from blumeops.catalog.paths import CatalogFiles, expand_include, inside, lab_dir, resolve_lab_path
 
 MERGEABLE = ("hosts", "clusters", "domains", "services")
 INCLUDABLE = (*MERGEABLE, "include")
@@ -31,7 +31,7 @@ class LoadResult:
     lab: Lab | None
     diagnostics: list[Diagnostic]
     marks: Marks
-    files: list[Path] = field(default_factory=list)
+    files: CatalogFiles = field(default_factory=CatalogFiles)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -49,10 +49,11 @@ class LoadResult:
 class _Includes:
     """Follows `include:` lists, merging named sections and catching cycles."""
 
-    def __init__(self, marks: Marks) -> None:
+    def __init__(self, marks: Marks, root_dir: Path) -> None:
         self.marks = marks
+        self.root_dir = root_dir  # every catalog file lives below it
         self.diagnostics: list[Diagnostic] = []
-        self.files: list[Path] = []
+        self.files = CatalogFiles()
 
     def load(self, path: Path, stack: tuple[Path, ...], root: dict[str, Any]) -> None:
         from blumeops.catalog.yamlfile import load_mapping
@@ -82,15 +83,18 @@ class _Includes:
     def _include(
         self, path: Path, pattern: str, where: Mark, stack: tuple[Path, ...], root: dict[str, Any]
     ) -> None:
-        full = str(path.parent / pattern)
-        matches = sorted(glob.glob(full)) if glob.has_magic(pattern) else [full]
-        if not matches or (not glob.has_magic(pattern) and not Path(full).exists()):
+        matches, problem = expand_include(path.parent, pattern, self.root_dir)
+        if problem is not None:
+            self.diagnostics.append(Diagnostic(where.file, where.line, where.col, *problem))
+            return
+        if has_magic(pattern):
+            self.files.globs.append((str(path.parent), pattern, tuple(str(m) for m in matches)))
+        if not matches or (not has_magic(pattern) and not matches[0].exists()):
             self.diagnostics.append(Diagnostic(
                 where.file, where.line, where.col, "include",
                 f"include '{pattern}' matches no file (looked in {path.parent})"))
             return
-        for match in matches:
-            target = Path(match)
+        for target in matches:
             if target.resolve() in stack:
                 chain = " -> ".join(p.name for p in (*stack, target))
                 self.diagnostics.append(Diagnostic(
@@ -162,8 +166,12 @@ def _load(path: Path, strict: bool) -> LoadResult:
     from blumeops.catalog.yamlfile import YamlError, load_mapping
 
     marks = Marks(Mark(str(path), 1, 1))
-    includes = _Includes(marks)
+    includes = _Includes(marks, lab_dir(path))
     root: dict[str, Any] = {}
+    if path.is_symlink() and not inside(path, lab_dir(path)):
+        return LoadResult(path, None, [Diagnostic(
+            str(path), 1, 1, "outside-lab", "the lab file is a symlink that leads outside its "
+            "directory; keep the catalog inside the lab directory")], marks, includes.files)
     try:
         root, problems = load_mapping(path, marks)
         includes.diagnostics.extend(problems)
@@ -187,14 +195,24 @@ def _load(path: Path, strict: bool) -> LoadResult:
     except ValidationError as exc:
         diagnostics.extend(_schema_diagnostics(exc, marks))
 
+    from blumeops.catalog.values import control_characters, printable
+
+    diagnostics.extend(control_characters(root, marks))
     if model is not None and not diagnostics:
+        from blumeops.catalog.confine import confined_paths
         from blumeops.catalog.rules import check
 
         diagnostics.extend(check(model, marks))
+        diagnostics.extend(confined_paths(model, marks, lab_dir(path)))
     if strict:
         diagnostics = [
             Diagnostic(d.file, d.line, d.col, d.rule, d.message, "error") for d in diagnostics
         ]
+    # Messages quote catalog text: never let a control character in it reach a terminal,
+    # a log line or the API raw.
+    diagnostics = [d if printable(d.message) == d.message else
+                   Diagnostic(d.file, d.line, d.col, d.rule, printable(d.message), d.severity)
+                   for d in diagnostics]
     diagnostics.sort(key=sort_key)
     has_errors = any(d.severity == "error" for d in diagnostics)
     return LoadResult(path, None if has_errors else model, diagnostics, marks, includes.files)

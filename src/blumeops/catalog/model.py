@@ -25,6 +25,18 @@ class Strict(BaseModel):
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})$")
+
+
+def check_listen(value: str) -> str:
+    """A listen address is HOST:PORT (HOST may be empty, an IP or a name; port 1-65535)."""
+    match = LISTEN.match(value)
+    if match is None:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}")
+    port = int(match.group(2))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} in {value!r} is out of range (1-65535)")
+    return value
 
 
 class Role(StrEnum):
@@ -110,6 +122,11 @@ class Domain(Strict):
         default=None, description="address the proxy serves on, e.g. 127.0.0.1:8080"
     )
     tls: TLS = Field(default_factory=TLS)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        return None if value is None else check_listen(value)
 
     @field_validator("tls", mode="before")
     @classmethod
@@ -292,6 +309,11 @@ class ControllerSpec(Strict):
     interval: float = Field(default=60.0, gt=0)
     api_token: str | None = Field(default=None, description="secret reference for the token")
     webhook_secret: str | None = Field(default=None, description="secret reference")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return check_listen(value)
 
 
 class Lab(Strict):

@@ -76,7 +76,8 @@ def _route(lab: Lab, svc_name: str, svc: Service, key: str) -> ResolvedRoute | N
         same_host = domain.proxy == "caddy" and domain.host == svc.native
         address = "127.0.0.1" if same_host else host_address(lab, svc.native)
         upstream_port = port
-        scheme_host = f"{address}:{port}"
+        host_part = f"[{address}]" if ":" in address else address  # an IPv6 literal
+        scheme_host = f"{host_part}:{port}"
         upstream = f"http://{scheme_host}" if route.protocol == "http" else scheme_host
     else:
         device = ingress_name(svc_name, svc, lab)

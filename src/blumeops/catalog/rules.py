@@ -279,3 +279,11 @@ def advice(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
         if svc.routes and svc.metrics is None:
             yield marks.diag(("services", name), "no-metrics",
                              f"routed service '{name}' declares no metrics endpoint", "warning")
+
+
+@rule
+def formats(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Values with no safe spelling in a generated format (see catalog/values.py)."""
+    from blumeops.catalog.values import format_problems
+
+    yield from format_problems(lab, marks)

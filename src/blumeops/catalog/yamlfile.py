@@ -9,6 +9,8 @@ a key `on:` as True).
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,9 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from blumeops.catalog.diagnostics import Diagnostic, Mark, Marks, Path_
+from blumeops.catalog.paths import MAX_CATALOG_BYTES
 
 MAX_NODES = 2_000_000  # guards against alias bombs
-MAX_BYTES = 16 * 1024 * 1024
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -35,18 +37,36 @@ def _error(file: str, line: int, col: int, message: str, rule: str = "yaml") -> 
 
 
 def read_text(path: Path) -> str:
-    """The file's text, or a YamlError saying plainly why it cannot be read."""
+    """The file's text, or a YamlError saying plainly why it cannot be read.
+
+    Only regular files are read (a FIFO would block, /dev/zero never ends), opened
+    without blocking and read no further than MAX_CATALOG_BYTES.
+    """
     name = str(path)
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise _error(name, 1, 1, "file not found", "file") from None
     except IsADirectoryError:
         raise _error(name, 1, 1, "is a directory, expected a YAML file", "file") from None
     except OSError as exc:
         raise _error(name, 1, 1, f"cannot read file: {exc.strerror}", "file") from None
-    if len(raw) > MAX_BYTES:
-        raise _error(name, 1, 1, f"file is larger than {MAX_BYTES} bytes", "file")
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _error(name, 1, 1, "is a directory, expected a YAML file", "file")
+        if not stat.S_ISREG(mode):
+            raise _error(name, 1, 1, "not a regular file (a device, FIFO or socket); "
+                         "a catalog file must be a plain file", "file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_CATALOG_BYTES + 1)
+    except OSError as exc:
+        raise _error(name, 1, 1, f"cannot read file: {exc.strerror}", "file") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CATALOG_BYTES:
+        raise _error(name, 1, 1, f"file is larger than {MAX_CATALOG_BYTES // (1024 * 1024)} MiB "
+                     "(the limit for one catalog file); split it with 'include'", "file")
     if b"\x00" in raw:
         raise _error(name, 1, 1, "not a text file (contains NUL bytes)", "file")
     try:

@@ -2,8 +2,10 @@
 
 Each file is written atomically (temp file + rename) so a service never reads half a
 file; files of a service with secrets get mode 0600. Relative paths resolve against the
-service's working directory (the lab directory by default). What was written is listed
-in STATE/files.json so files dropped from the catalog can be removed.
+service's working directory (the lab directory by default) and must stay inside the lab
+directory, symlinks resolved: `validate` refuses such catalogs, and this driver refuses
+again (defence in depth) rather than write anywhere else. What was written is listed in
+STATE/files.json so files dropped from the catalog can be removed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from blumeops.catalog.paths import inside
 from blumeops.fileio import write_atomic
+
+
+class PathEscape(PermissionError):
+    """A file destination outside the lab directory: never written."""
 
 
 class FilesDriver:
@@ -20,8 +27,16 @@ class FilesDriver:
         self.index_path = Path(state_dir) / "files.json"
 
     def resolve(self, dest: str, workdir: str | None) -> Path:
+        """Where `dest` is written; PathEscape when that is outside the lab directory."""
         base = self.lab_dir / workdir if workdir else self.lab_dir
-        return (base / dest).resolve()
+        path = (base / dest).resolve()
+        self.check(path)
+        return path
+
+    def check(self, path: Path) -> None:
+        if not inside(path, self.lab_dir):
+            raise PathEscape(f"refusing to write {path}: outside the lab directory "
+                             f"{self.lab_dir}")
 
     def _index(self) -> dict[str, str]:
         try:
@@ -49,8 +64,11 @@ class FilesDriver:
         errors: dict[str, str] = {}
         for name, (path, content, private) in sorted(write.items()):
             try:
+                self.check(path)
                 write_atomic(path, content, 0o600 if private else 0o644)
                 index[name] = str(path)
+            except PathEscape as exc:
+                errors[name] = str(exc)
             except OSError as exc:
                 errors[name] = f"cannot write {path}: {exc.strerror or exc}"
         for name in remove:

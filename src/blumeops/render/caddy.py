@@ -205,7 +205,7 @@ def caddyfile(lab: Lab, host: str, ctx: RenderContext,
     if domains and all(d.tls.mode is TLSMode.off for d in domains.values()):
         glob.append("auto_https off")
     if any(d.tls.mode is TLSMode.internal for d in domains.values()):
-        glob += ["pki {", "\tca local {", "\t\tinstall_trust false", "\t}", "}"]
+        glob.append("skip_install_trust")  # pki.ca.local.install_trust = false
     tcp = [r for r in host_routes if r.protocol == "tcp" and r.listen is not None]
     if tcp:
         glob.append("layer4 {")

@@ -33,7 +33,7 @@ def plist_data(name: str, svc: Service) -> dict[str, object]:
     data: dict[str, object] = {
         "Label": label(name),
         "ProgramArguments": argv,
-        "WorkingDirectory": posixpath.join(LAB_DIR, svc.workdir or "").rstrip("/"),
+        "WorkingDirectory": posixpath.normpath(posixpath.join(LAB_DIR, svc.workdir or ".")),
         "KeepAlive": {"SuccessfulExit": False},  # restart on failure, like systemd
         "RunAtLoad": True,
         "StandardOutPath": log,

@@ -2,11 +2,15 @@
 
 Machine-dependent paths are supervisord expansions of variables blumeops sets when it
 starts supervisord, so the same catalog renders the same bytes on every machine. Every
-literal `%` is doubled, because supervisord expands `%(...)s` in all values.
+literal goes through `esc`, because supervisord's config reader changes values three
+ways: `%(...)s` expansion, a textual `%(here)s` replacement done before it (even inside
+`%%(here)s`), and inline comments (`;` or `#` after whitespace end the value) plus
+stripping of surrounding whitespace. Control characters never get here (`validate`).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from blumeops.catalog.model import Service
@@ -18,11 +22,16 @@ STATE = "%(ENV_BLUMEOPS_STATE_DIR)s"
 LAB = "%(ENV_BLUMEOPS_LAB_DIR)s"
 PYTHON = "%(ENV_BLUMEOPS_PYTHON)s"
 QUOTES = "'\""
+# Expands to nothing; put between characters supervisord would otherwise read specially.
+NOTHING = "%(program_name).0s"
+_COMMENT = re.compile(r"(?<=\s)(?=[;#])")
 
 
 def esc(value: str) -> str:
-    """Escape a literal for supervisord's %-expansion."""
-    return value.replace("%", "%%")
+    """A literal as supervisord must see it to hand the process exactly `value`."""
+    out = value.replace("%", "%%").replace("%%(here)s", f"%%{NOTHING}(here)s")
+    out = _COMMENT.sub(NOTHING, out)
+    return out + NOTHING if out[-1:].isspace() else out
 
 
 def _path(value: str, quote: bool = False) -> str:
@@ -69,9 +78,9 @@ def env_value(value: str) -> str | None:
     supervisord splits `environment=` with a non-POSIX shlex: no escapes, quotes end at
     the next quote of the same kind, and leading/trailing quote characters are stripped.
     So a value is wrapped in whichever quote it does not contain; values with both kinds,
-    a quote at either end, or a newline cannot be written there.
+    or a quote at either end cannot be written there.
     """
-    if "\n" in value or (value and (value[0] in QUOTES or value[-1] in QUOTES)):
+    if value and (value[0] in QUOTES or value[-1] in QUOTES):
         return None
     for quote in ('"', "'"):
         if quote not in value:

@@ -42,7 +42,10 @@ def quote_arg(arg: str, prefix: str = "") -> str:
 
 
 def _resolve(path: str) -> str:
-    return spec(path) if path.startswith("/") else f"{LAB_DIR}/{spec(path)}"
+    """A WorkingDirectory= value: specifiers escaped, and a trailing '/' when the path
+    ends in a backslash (systemd would join the next line) or whitespace (stripped)."""
+    full = spec(path) if path.startswith("/") else f"{LAB_DIR}/{spec(path)}"
+    return full + "/" if full[-1:] == "\\" or full[-1:].isspace() else full
 
 
 def exec_start(name: str, svc: Service) -> str:

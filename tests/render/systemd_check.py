@@ -1,0 +1,43 @@
+"""`systemd-analyze verify` on rendered units: exit 0 and not one warning about them.
+
+systemd only warns about an unknown key (`Restrat=on-failure`) and exits 0, so checking
+the exit code alone, or only for "Failed", lets typos through. Lines about unit files
+outside the directory under test are dropped: verify also loads the host's own units
+(network-online.target and what it pulls in), and their warnings are not ours.
+Under CI (`CI=true`) a missing systemd-analyze fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+_OTHER_FILE = re.compile(r"^(/\S+?):\d+: ")
+
+
+def systemd_analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("systemd-analyze is missing under CI: `make tools` installs Debian "
+                        "systemd")
+        pytest.skip("systemd-analyze is not installed")
+    return found
+
+
+def verify_clean(units: list[Path]) -> None:
+    """Every unit passes `systemd-analyze verify` with no output about it at all."""
+    assert units
+    folder = str(units[0].parent)
+    proc = subprocess.run([systemd_analyze(), "verify", "--man=no", *map(str, units)],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "SYSTEMD_LOG_LEVEL": "info"})
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    ours = [line for line in lines
+            if not ((m := _OTHER_FILE.match(line)) and not m.group(1).startswith(folder))]
+    assert proc.returncode == 0 and not ours, proc.stdout + proc.stderr
