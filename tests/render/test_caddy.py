@@ -181,6 +181,25 @@ def test_caddy_adapts_demo_caddyfile(caddy_bin: str, demo_lab: Lab, tmp_path: Pa
              for s in adapted["apps"]["http"]["servers"].values() for r in s["routes"]}
     assert hosts == {"www.ops.localhost", "api.ops.localhost", "notes.ops.localhost"}
     assert "not formatted" not in proc.stderr  # the Caddyfile is `caddy fmt` clean
+    # Equivalent to the JSON: each route marks its answers and dials the same upstream.
+    config = json.loads(bodies(demo_lab)["caddy/box.json"])
+    want = {r["match"][0]["host"][0]: r["handle"]
+            for r in config["apps"]["http"]["servers"]["ops"]["routes"] if "match" in r}
+    for server in adapted["apps"]["http"]["servers"].values():
+        for route in server["routes"]:
+            host = route["match"][0]["host"][0]
+            handle = route["handle"][0]["routes"][0]["handle"]  # Caddyfile sites are subroutes
+            assert handle == want[host], host
+
+
+def test_ipv6_upstream_is_bracketed() -> None:
+    data = demo_data()
+    data["hosts"]["v6"] = {"role": "compute", "os": "linux", "address": "::1"}
+    data["services"]["web"]["native"] = "v6"
+    config = caddy.caddy_config(Lab.model_validate(data), "box")
+    routes = config["apps"]["http"]["servers"]["ops"]["routes"]
+    web = next(r for r in routes if r["@id"] == "route:web:www.ops")
+    assert web["handle"][-1]["upstreams"] == [{"dial": "[::1]:18101"}]
 
 
 def test_caddy_validates_internal_tls(caddy_bin: str, tmp_path: Path) -> None:

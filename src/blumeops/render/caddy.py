@@ -64,18 +64,24 @@ def route_id(r: ResolvedRoute) -> str:
 # --- JSON ---------------------------------------------------------------------------------
 
 
+def _dial(upstream: str) -> str:
+    """HOST:PORT as Caddy dials it; an IPv6 address keeps its brackets."""
+    url = urlsplit(upstream)
+    host = url.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
 def _reverse_proxy(upstream: str) -> dict[str, Any]:
     url = urlsplit(upstream)
-    handler: dict[str, Any] = {"handler": "reverse_proxy"}
+    handler: dict[str, Any] = {"handler": "reverse_proxy", "upstreams": [{"dial": _dial(upstream)}]}
     if url.scheme == "https":
-        handler["upstreams"] = [{"dial": f"{url.hostname}:{url.port or 443}"}]
         # The tailnet ingress expects its own name as Host; TLS SNI follows the dial host.
         handler["transport"] = {"protocol": "http", "tls": {}}
         handler["headers"] = {
             "request": {"set": {"Host": ["{http.reverse_proxy.upstream.hostport}"]}}
         }
-    else:
-        handler["upstreams"] = [{"dial": f"{url.hostname}:{url.port or 80}"}]
     return handler
 
 
@@ -186,6 +192,7 @@ def _site(r: ResolvedRoute, domain: Domain) -> list[str]:
     if _bind(domain):
         body.append(f"bind {_bind(domain)}")
     body.extend(_tls_directive(domain))
+    body.append(f"header >{ROUTE_HEADER} {r.hostname}")
     if r.upstream.startswith("https://"):
         body += [f"reverse_proxy {r.upstream} {{", "\theader_up Host {upstream_hostport}", "}"]
     else:
