@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverlab import ControllerProcess, make_controller, start_controller
 
 from blumeops.engine.controller import Controller
+
+from .serverlab import ControllerProcess, make_controller, start_controller
 
 
 @pytest.fixture(name="controller")

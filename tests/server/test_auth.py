@@ -17,7 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverlab import (
+
+from blumeops.engine.controller import Controller
+from blumeops.server.app import create_app
+from blumeops.server.auth import bearer_matches, exposure_problem, reads_need_token
+from blumeops.server.context import ApiSettings
+from blumeops.server.hosts import host_rules
+from blumeops.server.serve import ApiServer, ListenError
+
+from .serverlab import (
     TOKEN,
     cli_env,
     controller_cli,
@@ -26,13 +34,6 @@ from serverlab import (
     serving,
     status_of,
 )
-
-from blumeops.engine.controller import Controller
-from blumeops.server.app import create_app
-from blumeops.server.auth import bearer_matches, exposure_problem, reads_need_token
-from blumeops.server.context import ApiSettings
-from blumeops.server.hosts import host_rules
-from blumeops.server.serve import ApiServer, ListenError
 
 READS = ("/api/status", "/api/history", "/api/events", "/metrics")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
-from serverlab import SECRET, raw_request, serving, start_controller, status_of
 
 from blumeops.engine.controller import Controller
 from blumeops.server.hosts import (
@@ -14,6 +15,15 @@ from blumeops.server.hosts import (
     host_rules,
     parse_allowed_host,
     parse_listen,
+)
+
+from .serverlab import (
+    SECRET,
+    cli_env,
+    raw_request,
+    serving,
+    start_controller,
+    status_of,
 )
 
 
@@ -84,12 +94,8 @@ def test_configured_names_are_answered(controller: Controller) -> None:
         assert code("other.example") == 421
 
 
-def test_cli_takes_allowed_hosts_from_flag_and_env(tmp_path: object) -> None:
-    from pathlib import Path
-
-    from serverlab import cli_env
-
-    root = Path(str(tmp_path))
+def test_cli_takes_allowed_hosts_from_flag_and_env(tmp_path: Path) -> None:
+    root = tmp_path
     env = cli_env(root, BLUMEOPS_ALLOWED_HOSTS="env-one.example, env-two.example:80")
     proc = start_controller(root, "--allowed-host", "flag.example", env=env)
     try:

@@ -9,11 +9,12 @@ import json
 
 import httpx
 import pytest
-from serverlab import SECRET, TOKEN, serving
 
 from blumeops.engine.controller import Controller
 from blumeops.server.jsonbody import json_depth, parse_object
 from blumeops.server.responses import ApiError
+
+from .serverlab import SECRET, TOKEN, serving
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

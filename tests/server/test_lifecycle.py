@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverlab import controller_cli, serving, start_controller
 
 from blumeops.engine.controller import Controller
 from blumeops.server.serve import ApiServer, ListenError
+
+from .serverlab import controller_cli, serving, start_controller
 
 
 def test_stop_closes_the_port_and_its_threads(controller: Controller) -> None:

@@ -7,10 +7,11 @@ import socket
 import time
 
 import httpx
-from serverlab import TOKEN, closed_by_server, raw_request, serving, status_of
 
 from blumeops.engine.controller import Controller
 from blumeops.server.limits import Limits
+
+from .serverlab import TOKEN, closed_by_server, raw_request, serving, status_of
 
 SHORT = Limits(header_timeout=1.0, body_timeout=1.0, write_timeout=1.0)
 

@@ -11,7 +11,8 @@ import socket
 import time
 
 import httpx
-from serverlab import ControllerProcess, closed_by_server, concurrent_gets
+
+from .serverlab import ControllerProcess, closed_by_server, concurrent_gets
 
 
 def test_500_concurrent_readers_all_answered(controller_process: ControllerProcess) -> None:

@@ -10,6 +10,7 @@ error before anything starts; `shutdown` stops accepting, lets running requests 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import threading
 import time
@@ -22,7 +23,7 @@ import uvicorn
 from blumeops.server.app import create_app
 from blumeops.server.auth import exposure_problem, reads_need_token
 from blumeops.server.context import ApiSettings
-from blumeops.server.hosts import AddressError, host_rules
+from blumeops.server.hosts import host_rules, parse_allowed_host
 from blumeops.server.limits import DEFAULT_LIMITS, Limits
 from blumeops.server.protocol import GuardedH11Protocol
 
@@ -47,9 +48,12 @@ class ApiServer:
         problem = exposure_problem(host, api_token)
         if problem:
             raise ListenError(problem)
-        try:
-            host_rules((host, port or 1), allowed_hosts)  # every name checked before binding
-        except (AddressError, ValueError) as exc:
+        allowed_hosts = list(allowed_hosts)
+        try:  # every name is checked before anything binds
+            ipaddress.ip_address(host)
+            for name in allowed_hosts:
+                parse_allowed_host(name)
+        except ValueError as exc:  # AddressError included
             raise ListenError(str(exc)) from None
         self._sock = _bind(host, port, limits.backlog)
         self.address: tuple[str, int] = (host, int(self._sock.getsockname()[1]))
