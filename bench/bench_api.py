@@ -99,12 +99,13 @@ def run(readers: int = 500, src: str | None = None) -> dict[str, dict[str, float
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     state = root / "state"
+    log = (root / "controller.log").open("w")
     proc = subprocess.Popen([*BLUMEOPS, "controller", "--source", str(lab), "--listen",
                              f"127.0.0.1:{port}", "--interval", "3600", "--state-dir",
-                             str(state)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             str(state)], env=env, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 120
+        status: dict[str, object] = {}
         while True:
             try:
                 status = httpx.get(f"{api}/api/status", timeout=5).json()
@@ -113,7 +114,8 @@ def run(readers: int = 500, src: str | None = None) -> dict[str, dict[str, float
             except (httpx.HTTPError, ValueError):
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the controller did not sync the demo lab")
+                raise RuntimeError(f"the controller did not sync the demo lab: {status}, "
+                                   f"{(root / 'controller.log').read_text()[-2000:]}")
             time.sleep(0.1)
         results = {}
         for name, requests in (("burst: 1 request each", 1), ("keep-alive: 10 each", 10)):
@@ -121,6 +123,7 @@ def run(readers: int = 500, src: str | None = None) -> dict[str, dict[str, float
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+        log.close()
         subprocess.run([*BLUMEOPS, "down", str(state / "source" / "live"), "--state-dir",
                         str(state)], env=env, capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
