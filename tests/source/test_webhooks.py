@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from blumeops.source.git import GitSource
+from blumeops.engine.controller import Controller, ControllerConfig
+from blumeops.server.serve import ApiServer
 from blumeops.source.webhooks import (
     MAX_BODY,
     Forge,
@@ -332,29 +336,88 @@ def test_sha256_repositories() -> None:
     assert event is not None and event.after == after
 
 
-# -- what the controller decides with these ------------------------------------------------
+# -- what the controller does with these, over HTTP ----------------------------------------
 
-def test_event_designates_source_and_branch(tmp_path: Path) -> None:
-    """The controller's test: same repository and same branch -> fetch now; else ignore."""
-    source = GitSource("ssh://forgejo@indri.tail8d86e.ts.net:2200/eblume/blumeops.git",
-                       "main", ".", tmp_path / "cache")
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=E", "-c", "user.email=e@example.com",
+                           *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
 
-    def wakes(payload: dict[str, Any]) -> bool:
-        body = body_of(payload)
-        headers = forgejo_headers(body)
-        verify(headers, body, SECRET)
-        event = parse_push(headers, body)
-        return (event is not None and event.branch == source.branch
-                and source.repo_matches(event.repository))
 
-    assert wakes(gitea_payload())
-    assert not wakes(gitea_payload(ref="refs/heads/staging"))
-    assert not wakes(gitea_payload(ref="refs/tags/main"))
-    other = gitea_payload()
-    other["repository"].update(
-        full_name="eblume/dotfiles",
-        clone_url="https://forge.ops.eblu.me/eblume/dotfiles.git",
-        ssh_url="ssh://forgejo@forge.ops.eblu.me:2200/eblume/dotfiles.git",
-        html_url="https://forge.ops.eblu.me/eblume/dotfiles",
-    )
-    assert not wakes(other)
+def _commit(repo: Path, text: str) -> str:
+    (repo / "lab.yaml").write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", text)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def _wait(pred: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_webhook_for_another_repository_or_branch_triggers_no_sync(tmp_path: Path) -> None:
+    """Signed pushes posted to a running controller: another repository, another branch
+    or a tag is acknowledged (202) and fetches and syncs nothing; the followed branch of
+    the followed repository is fetched and synced at once.
+
+    The catalog is invalid on purpose: each sync is recorded (as `invalid`) and nothing
+    is started, so the test sees every sync and leaves no lab behind.
+    """
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    first = _commit(repo, "not_a_lab: 1\n")
+    ctl = Controller(ControllerConfig(source_url=str(repo), state_dir=tmp_path / "state",
+                                      interval=3600))
+    ctl.start()
+    try:
+        with ApiServer(("127.0.0.1", 0), ctl, "token", SECRET) as server:
+            def status() -> dict[str, Any]:
+                return httpx.get(f"{server.url}/api/status", timeout=5).json()  # type: ignore[no-any-return]
+
+            def syncs() -> list[dict[str, Any]]:
+                return httpx.get(f"{server.url}/api/history").json()["syncs"]  # type: ignore[no-any-return]
+
+            def post(payload: dict[str, Any]) -> httpx.Response:
+                body = body_of(payload)
+                return httpx.post(f"{server.url}/api/webhook", content=body,
+                                  headers=forgejo_headers(body), timeout=10)
+
+            _wait(lambda: len(syncs()) == 1, "the first sync")
+            second = _commit(repo, "still_not_a_lab: 2\n")
+            ours = {"full_name": "erich/lab", "clone_url": str(repo), "html_url": str(repo)}
+            other = gitea_payload(after=second)
+            other["repository"].update(
+                full_name="eblume/dotfiles",
+                clone_url="https://forge.ops.eblu.me/eblume/dotfiles.git",
+                ssh_url="ssh://forgejo@forge.ops.eblu.me:2200/eblume/dotfiles.git",
+                html_url="https://forge.ops.eblu.me/eblume/dotfiles")
+            staging = gitea_payload(ref="refs/heads/staging", after=second)
+            staging["repository"] = ours
+            tag = gitea_payload(ref="refs/tags/main", after=second)
+            tag["repository"] = ours
+            for payload, reason in ((other, "another repository"),
+                                    (staging, "push to staging"), (tag, "following main")):
+                resp = post(payload)
+                assert resp.status_code == 202, resp.text
+                assert resp.json()["accepted"] is False
+                assert reason in resp.json()["reason"]
+            time.sleep(1.0)
+            assert len(syncs()) == 1
+            assert status()["newest"] == first  # not even fetched
+
+            ours_push = gitea_payload(after=second)
+            ours_push["repository"] = ours
+            resp = post(ours_push)
+            assert resp.status_code == 202 and resp.json() == {"accepted": True,
+                                                                "commit": second}
+            _wait(lambda: len(syncs()) == 2, "the sync the push asked for", 10)
+            assert syncs()[0]["commit"] == second and status()["newest"] == second
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert 'blumeops_webhook_requests_total{result="ignored"} 3.0' in metrics
+            assert 'blumeops_webhook_requests_total{result="accepted"} 1.0' in metrics
+    finally:
+        ctl.stop()

@@ -19,10 +19,15 @@ CONTROLLER_OPTION = click.option(
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    """--listen HOST:PORT as (IP, port); a clear error and exit 1 if it is not one."""
+    from blumeops.server.hosts import AddressError
+    from blumeops.server.hosts import parse_listen as parse
+
+    try:
+        return parse(listen)
+    except AddressError as exc:
+        fail(f"--listen: {exc}")
+        raise  # unreachable: fail exits
 
 
 @click.command()
@@ -41,9 +46,13 @@ def parse_listen(listen: str) -> tuple[str, int]:
 @click.option("--no-auto-sync", is_flag=True, help="fetch and report, but sync only on request")
 @click.option("--no-self-heal", is_flag=True, help="report drift between commits, do not fix it")
 @click.option("--no-prune", is_flag=True, help="never remove what the catalog dropped")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME[:PORT]",
+              help="a Host name the API answers to besides its listen address (repeatable; "
+                   "also $BLUMEOPS_ALLOWED_HOSTS, comma-separated): the name your forge, "
+                   "proxy or tailnet uses to reach it")
 def controller(source: str, branch: str, lab_path: str, listen: str, interval: float,
                state_dir: Path | None, no_auto_sync: bool, no_self_heal: bool,
-               no_prune: bool) -> None:
+               no_prune: bool, allowed_hosts: tuple[str, ...]) -> None:
     """Follow a git branch: sync each new commit, heal drift, serve the API.
 
     Secrets: BLUMEOPS_API_TOKEN guards the changing endpoints; BLUMEOPS_WEBHOOK_SECRET
@@ -51,7 +60,9 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
     """
     from blumeops.engine.controller import Controller, ControllerConfig
     from blumeops.engine.paths import state_dir as default_state_dir
-    from blumeops.server.api import ApiServer, is_loopback
+    from blumeops.server.auth import exposure_problem
+    from blumeops.server.hosts import AddressError, allowed_hosts_from_env, host_rules
+    from blumeops.server.serve import ApiServer, ListenError, format_address
     from blumeops.source.git import SourceError
 
     if interval <= 0:
@@ -59,8 +70,14 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
     address = parse_listen(listen)
     token = os.environ.get("BLUMEOPS_API_TOKEN", "")
     secret = os.environ.get("BLUMEOPS_WEBHOOK_SECRET", "")
-    if not is_loopback(address[0]) and not token:
-        fail(f"listening on {address[0]} (not loopback) needs BLUMEOPS_API_TOKEN")
+    problem = exposure_problem(address[0], token)
+    if problem:
+        fail(problem)
+    hosts = [*allowed_hosts, *allowed_hosts_from_env()]
+    try:
+        host_rules(address, hosts)
+    except AddressError as exc:
+        fail(str(exc))
     config = ControllerConfig(
         source_url=source, branch=branch, lab_path=lab_path,
         state_dir=default_state_dir(f"controller-{branch}", state_dir), interval=interval,
@@ -71,12 +88,12 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
     except SourceError as exc:
         fail(str(exc))
     try:
-        server = ApiServer(address, ctl, token, secret)
-    except OSError as exc:
-        fail(f"cannot listen on {listen}: {exc.strerror or exc}")
-    server.serve_in_thread()
+        server = ApiServer(address, ctl, token, secret, allowed_hosts=hosts)
+        server.serve_in_thread()
+    except ListenError as exc:
+        fail(str(exc))
     click.echo(f"blumeops controller: following {source} ({branch}, lab at {lab_path}); "
-               f"API on http://{listen}", err=True)
+               f"API on http://{format_address(*address)}", err=True)
     if not secret:
         click.echo("note: BLUMEOPS_WEBHOOK_SECRET is not set; webhooks are refused (503)",
                    err=True)

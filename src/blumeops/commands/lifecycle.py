@@ -303,7 +303,8 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
     from blumeops.catalog.paths import resolve_lab_path
     from blumeops.commands.controller import parse_listen, run_until_signal
     from blumeops.engine.controller import Controller, ControllerConfig
-    from blumeops.server.api import ApiServer
+    from blumeops.server.hosts import allowed_hosts_from_env
+    from blumeops.server.serve import ApiServer, ListenError
     from blumeops.source.git import work_tree_of
 
     with session(lab, state_dir) as s:  # validates the working tree's catalog first
@@ -320,15 +321,15 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
                               interval=interval)
     ctl = Controller(config, on_sync=lambda c, d, ok: click.echo(
         f"synced {c[:12]} in {d:.2f}s: {'ok' if ok else 'with errors'}", err=True))
+    server: ApiServer | None = None
     try:
-        server: ApiServer | None = ApiServer(parse_listen(listen), ctl,
-                                             os.environ.get("BLUMEOPS_API_TOKEN", ""),
-                                             os.environ.get("BLUMEOPS_WEBHOOK_SECRET", ""))
-    except OSError as exc:
-        click.echo(f"note: no API ({listen}: {exc.strerror or exc})", err=True)
-        server = None
-    if server is not None:
+        server = ApiServer(parse_listen(listen), ctl, os.environ.get("BLUMEOPS_API_TOKEN", ""),
+                           os.environ.get("BLUMEOPS_WEBHOOK_SECRET", ""),
+                           allowed_hosts=allowed_hosts_from_env())
         server.serve_in_thread()
+    except ListenError as exc:
+        click.echo(f"note: no API ({exc})", err=True)
+        server = None
     click.echo(f"following {tree.root} ({tree.branch}), lab at {tree.lab_path}; "
                "Ctrl-C stops the lab", err=True)
     run_until_signal(ctl, server)
