@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -161,8 +163,6 @@ def test_api_guards(followed: Followed) -> None:
 
 
 def test_up_in_a_git_repository_follows_commits(followed: Followed) -> None:
-    import subprocess
-    import sys
 
     first = followed.git("rev-parse", "HEAD")
     listen = followed.api.removeprefix("http://")
@@ -187,8 +187,6 @@ def test_up_in_a_git_repository_follows_commits(followed: Followed) -> None:
 
 def test_cli_talks_to_the_controller(followed: Followed) -> None:
     import json
-    import subprocess
-    import sys
 
     first = followed.git("rev-parse", "HEAD")
     followed.start()
@@ -245,8 +243,6 @@ def test_password_in_source_url_stays_out_of_status_and_events(tmp_path: Path) -
 
 
 def test_unreachable_sources_name_the_reason(tmp_path: Path) -> None:
-    import subprocess
-    import sys
 
     cases = {
         "ssh://git@127.0.0.1:1/x.git": "error: cannot fetch branch 'main' from "
@@ -260,3 +256,17 @@ def test_unreachable_sources_name_the_reason(tmp_path: Path) -> None:
                               timeout=60, check=False)
         assert proc.returncode == 1
         assert proc.stderr.strip() == message, proc.stderr
+
+
+def test_password_in_source_url_stays_out_of_the_controller_log(followed: Followed) -> None:
+    """The start-up line names the source, as every message does, without its password."""
+    url = f"file://erich:log-pw-456@localhost{followed.repo}"
+    cmd = [sys.executable, "-m", "blumeops", "controller", "--source", url, "--listen",
+           followed.api.removeprefix("http://"), "--state-dir", str(followed.state)]
+    with followed.log.open("a") as log:
+        followed.proc = subprocess.Popen(cmd, env=followed.env, stdout=log,
+                                         stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: "following" in followed.log.read_text(), 30, "start-up line")
+    text = followed.log.read_text()
+    assert "file://erich:***@localhost" in text
+    assert "log-pw-456" not in text
