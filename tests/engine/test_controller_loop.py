@@ -19,22 +19,27 @@ from controllerlab import Followed, followed_fixture, wait_for  # noqa: F401 (fi
 from test_controller import add_extra
 
 
-def caddy_admin(f: Followed) -> str:
-    return (f.state / "caddy" / "admin.addr").read_text().strip()
+def caddy_admin(f: Followed) -> httpx.Client:
+    """Caddy's admin API, on its private unix socket in the state dir."""
+    from blumeops.drivers.caddy import CaddyDriver
+
+    socket = CaddyDriver(f.state).socket_path
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(socket), retries=3),
+                        base_url="http://localhost", timeout=10)
 
 
 def drop_route_by_hand(f: Followed, host: str) -> None:
     """What a person at the box does: edit Caddy's live config through its admin API."""
-    admin = caddy_admin(f)
-    config: dict[str, Any] = httpx.get(f"http://{admin}/config/", headers={"Host": admin},
-                                       timeout=5).json()
+    with caddy_admin(f) as admin:
+        config: dict[str, Any] = admin.get("/config/").json()
     dropped = 0
     for server in config["apps"]["http"]["servers"].values():
         kept = [r for r in server.get("routes", []) if host not in json.dumps(r.get("match"))]
         dropped += len(server.get("routes", [])) - len(kept)
         server["routes"] = kept
     assert dropped, f"no route for {host} in {config}"
-    resp = httpx.post(f"http://{admin}/load", json=config, headers={"Host": admin}, timeout=10)
+    with caddy_admin(f) as admin:
+        resp = admin.post("/load", json=config)
     assert resp.status_code == 200, resp.text
     wait_for(lambda: not f.answers("www", "BlumeOps demo"), 10, "the route to be gone")
 
