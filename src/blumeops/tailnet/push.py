@@ -26,6 +26,7 @@ import httpx
 
 API_URL = "https://api.tailscale.com"
 API_URL_ENV = "BLUMEOPS_TAILSCALE_API"  # another API base (a stand-in, a proxy)
+KEY_ENV = "TAILSCALE_API_KEY"  # used when the catalog names no credentials
 TIMEOUT = 15.0
 HUJSON = "application/hujson"
 
@@ -308,8 +309,11 @@ def client_for(lab: Any, lab_dir: Path, base_url: str | None = None) -> Tailscal
 
     tailnet = lab.tailnet
     if tailnet is None or (tailnet.api_key is None and tailnet.oauth_client_secret is None):
+        if os.environ.get(KEY_ENV):  # a plan (or the live suite) without catalog credentials
+            return TailscaleClient(os.environ[KEY_ENV], base_url)
         raise PushError("the catalog names no Tailscale credentials: set tailnet.api_key "
-                        "(or oauth_client_id and oauth_client_secret) to a secret reference")
+                        "(or oauth_client_id and oauth_client_secret) to a secret reference, "
+                        f"or {KEY_ENV} in the environment")
     try:
         if tailnet.api_key is not None:
             key = resolve([("tailnet.api_key", tailnet.api_key)], lab_dir)["tailnet.api_key"]
