@@ -85,3 +85,21 @@ def test_a_failed_push_is_an_event_not_a_failed_sync(tmp_path: Path) -> None:
         assert failed and "no-such-origin.git" in failed[0]["message"]
     finally:
         controller.stop()
+
+
+def test_the_followed_branch_is_never_a_deploy_branch(tmp_path: Path) -> None:
+    repo = tmp_path / "src"
+    _source(tmp_path, tmp_path / "unused.git")
+    lab = repo / "lab" / "lab.yaml"
+    text = lab.read_text().replace(str(tmp_path / "unused.git"), str(repo))
+    lab.write_text(text.replace("deploy_branch: blumeops-deploy", "deploy_branch: main"))
+    head = _commit(repo, "deploy to main")
+    controller = Controller(ControllerConfig(source_url=str(repo), lab_path="lab",
+                                             state_dir=tmp_path / "state"))
+    try:
+        assert controller.tick()
+        failed = [e for e in controller.events(20) if e["kind"] == "deliver-failed"]
+        assert failed and "the branch the controller follows" in failed[0]["message"]
+        assert git(repo, "rev-parse", "HEAD") == head  # nothing written to main
+    finally:
+        controller.stop()

@@ -43,6 +43,15 @@ def test_deliver_pushes_once_per_change_and_refuses_uncommitted_edits(tmp_path: 
     assert f"Source-Commit: {head}" in branch_log(origin, "deploy")[0]
     r = run("deliver", str(repo), "--state-dir", state)
     assert r.exit_code == 0 and "unchanged" in r.output
+    r = run("deliver", str(repo), "--state-dir", state, "--dry-run")
+    assert r.exit_code == 0 and "unchanged" in r.output
+    (repo / "lab.yaml").write_text((repo / "lab.yaml").read_text().replace("1.0", "1.2"))
+    git(repo, "commit", "-q", "-am", "image 1.2")
+    r = run("deliver", str(repo), "--state-dir", state, "--dry-run")
+    assert r.exit_code == 2 and "-        image: example/api:1.0" in r.output, r.output
+    assert "+        image: example/api:1.2" in r.output and "(dry run)" in r.output
+    assert len(branch_log(origin, "deploy")) == 1
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
     (repo / "lab.yaml").write_text((repo / "lab.yaml").read_text().replace("1.0", "1.1"))
     r = run("deliver", str(repo), "--state-dir", state)
     assert r.exit_code == 1 and "uncommitted changes" in r.output

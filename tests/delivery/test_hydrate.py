@@ -155,8 +155,11 @@ def test_https_password_never_in_argv_output_errors_or_state(
     monkeypatch.setattr(hydrate.subprocess, "run", spy_run)
     monkeypatch.setattr(hydrate, "_run_group", spy_group)
     with stand_in_forge(tmp_path / "forge", "bob", canary) as (port, seen):
+        # The catalog names the repository as ArgoCD reads it; the password comes only
+        # with the push URL (`blumeops deliver --repo`).
+        lab = load(tmp_path / "lab", lab_data(f"http://127.0.0.1:{port}/lab.git"))
         url = f"http://bob:{canary}@127.0.0.1:{port}/lab.git"
-        [result] = _deliver(tmp_path, url)
+        [result] = hydrate_lab(lab, rendered(lab), SRC1, tmp_path / "state", repo_url=url)
         assert result.changed and canary not in str(result.as_dict())
         assert "***" in result.repo
         # The password really went to the forge (from the credential helper).
@@ -164,14 +167,19 @@ def test_https_password_never_in_argv_output_errors_or_state(
         assert "rendered/argocd/kind/api.yaml" in branch_files(origin, "deploy")
         # A wrong password: the error names the forge, never the password.
         with pytest.raises(HydrateError) as err:
-            _deliver(tmp_path, url.replace(canary, canary + "-wrong"), source=SRC2)
+            hydrate_lab(lab, rendered(lab), SRC2, tmp_path / "state",
+                        repo_url=url.replace(canary, canary + "-wrong"))
         assert canary not in str(err.value) and "127.0.0.1" in str(err.value)
+        # A catalog whose repo_url holds the password: refused before anything is pushed.
+        leaky = load(tmp_path / "leaky", lab_data(url))
+        with pytest.raises(HydrateError, match="hold the password") as leak:
+            hydrate_lab(leaky, rendered(leaky), SRC2, tmp_path / "state")
+        assert canary not in str(leak.value)
     assert argv and not any(canary in " ".join(cmd) for cmd in argv)
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert canary.encode() not in path.read_bytes(), path
-    # The Applications ArgoCD reads carry the URL as written in the catalog; the
-    # catalog's repo_url is the user's to keep password-free (ArgoCD has its own secret).
+    assert canary not in git(origin, "log", "-p", "--all")
 
 
 def test_targets_follow_the_catalog(tmp_path: Path) -> None:
@@ -181,3 +189,29 @@ def test_targets_follow_the_catalog(tmp_path: Path) -> None:
     assert target.owned == ("rendered/kubernetes/kind", "rendered/argocd/kind")
     with pytest.raises(HydrateError, match="invalid deploy branch"):
         Hydrator(hydrate.DeployTarget("kind", "/x", "-evil", ""), tmp_path)
+
+
+def test_dry_run_shows_the_patch_and_pushes_nothing(tmp_path: Path) -> None:
+    origin = bare_origin(tmp_path / "origin.git")
+    _deliver(tmp_path, str(origin))
+    tip = git(origin, "rev-parse", "refs/heads/deploy")
+    lab = load(tmp_path / "lab", lab_data(str(origin), ("api", "web", "db")))
+    [plan] = hydrate.plan_lab(lab, rendered(lab), SRC2, tmp_path / "state")
+    assert plan.pending and not plan.changed
+    assert "rendered/argocd/kind/db.yaml" in plan.added
+    assert "+++ b/rendered/kubernetes/kind/db/deployment-db.yaml" in plan.patch
+    assert "+  name: db" in plan.patch
+    assert git(origin, "rev-parse", "refs/heads/deploy") == tip
+    [same] = hydrate.plan_lab(load(tmp_path / "lab2", lab_data(str(origin))),
+                              rendered(lab), SRC2, tmp_path / "state")
+    assert same.pending  # the plan is against the branch, which still lacks db
+
+
+def test_a_password_in_the_rendered_files_is_never_pushed(tmp_path: Path) -> None:
+    origin = bare_origin(tmp_path / "origin.git")
+    target = hydrate.DeployTarget("kind", f"https://bob:pw-canary-9@127.0.0.1:9/{origin}",
+                                  "deploy", "rendered")
+    files = {"rendered/argocd/kind/api.yaml": "repoURL: https://bob:pw-canary-9@forge/x\n"}
+    with pytest.raises(HydrateError, match="hold the password") as err:
+        Hydrator(target, tmp_path / "state").hydrate(files, SRC1)
+    assert "pw-canary-9" not in str(err.value)

@@ -48,23 +48,31 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
 @click.option("--branch", help="deploy branch (default: the cluster's deploy_branch, else "
                                "blumeops-deploy)")
 @click.option("--commit", "commit", help="source commit to name (default: the lab's HEAD)")
+@click.option("--dry-run", is_flag=True,
+              help="show the deploy commit's diff, push nothing (exit 2 when one is pending)")
 @STATE_OPTION
 @OUTPUT_OPTION
 def deliver(lab: Path | None, repo: str | None, branch: str | None, commit: str | None,
-            state_dir: Path | None, output: str) -> None:
+            dry_run: bool, state_dir: Path | None, output: str) -> None:
     """Write the rendered manifests and Applications to the deploy branch ArgoCD follows,
-    and push it (never forced). One commit per source commit; none when nothing changed."""
+    and push it (never forced). One commit per source commit; none when nothing changed.
+    --repo changes where to push; the Applications keep the catalog's repo_url (the
+    address ArgoCD reads the same repository at)."""
     from blumeops.delivery.api import apply_deploy_branch
 
     result, directory = _load(lab, state_dir)
     assert result.lab is not None
     results = _guard(apply_deploy_branch, result.lab, result.path, directory, repo=repo,
-                     branch=branch, commit=commit)
+                     branch=branch, commit=commit, dry_run=dry_run)
     if output == "json":
         emit_json({"deliveries": [r.as_dict() for r in results]})
-        return
-    for r in results:
-        say(r.summary(), "green" if r.changed else None)
+    else:
+        for r in results:
+            if r.patch:
+                click.echo(r.patch.rstrip("\n"))
+            say(r.summary(), "green" if r.changed else None)
+    if dry_run and any(r.pending for r in results):
+        raise SystemExit(2)
 
 
 # -- cluster (delivery: apply) -----------------------------------------------------------------

@@ -49,8 +49,11 @@ def source_commit(lab_file: Path) -> tuple[str, str]:
 
 def apply_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
                         repo: str | None = None, branch: str | None = None,
-                        commit: str | None = None) -> list[HydrateResult]:
-    """Hydrate the deploy branch of every ArgoCD cluster (the catalog's, or `repo`)."""
+                        commit: str | None = None, dry_run: bool = False
+                        ) -> list[HydrateResult]:
+    """Hydrate the deploy branch of every ArgoCD cluster (the catalog's, or `repo`);
+    `dry_run` (the plan): build the commit and show its patch, push nothing."""
+    from blumeops.delivery.hydrate import plan_lab
     from blumeops.render import RenderContext, render_lab
 
     if commit:
@@ -67,11 +70,20 @@ def apply_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
                             "or pass --repo (and --branch)")
     resources = render_lab(lab, RenderContext(source=lab_file.name),
                            only=("kubernetes", "argocd"))
+    run = plan_lab if dry_run else hydrate_lab
     try:
-        return hydrate_lab(lab, resources, sha, state_dir, subject=subject, branch=branch,
-                           repo_url=repo)
+        return run(lab, resources, sha, state_dir, subject=subject, branch=branch,
+                   repo_url=repo)
     except HydrateError as exc:
         raise DeliveryError(str(exc)) from None
+
+
+def plan_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
+                       repo: str | None = None, branch: str | None = None,
+                       commit: str | None = None) -> list[HydrateResult]:
+    """What `apply_deploy_branch` would commit, each with its patch."""
+    return apply_deploy_branch(lab, lab_file, state_dir, repo=repo, branch=branch,
+                               commit=commit, dry_run=True)
 
 
 # -- direct delivery (server-side apply) ----------------------------------------------------

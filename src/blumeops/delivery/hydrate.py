@@ -86,12 +86,21 @@ class HydrateResult:
     modified: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     retried: bool = False
+    patch: str = ""  # a dry run's `git diff` of what would be committed
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.added or self.modified or self.deleted)
 
     @property
     def changed(self) -> bool:
         return self.commit is not None
 
     def summary(self) -> str:
+        if self.commit is None and self.pending:
+            return (f"{self.cluster}: would commit to {self.branch} for source "
+                    f"{self.source_commit[:12]}: {len(self.added)} added, "
+                    f"{len(self.modified)} changed, {len(self.deleted)} removed (dry run)")
         if self.commit is None:
             return (f"{self.cluster}: {self.branch} unchanged at {self.tip[:12]} "
                     f"(source {self.source_commit[:12]}, {self.files} files)")
@@ -158,6 +167,7 @@ class Hydrator:
         if not _is_url(url):
             url = str(Path(url).expanduser().resolve())
         self._url, password = _split_credentials(url)
+        self._password = password
         self.shown_url = redact(url)
         self._env = dict(_ENV)
         self._extra: list[str] = []
@@ -293,10 +303,35 @@ class Hydrator:
         raise HydrateError(redact(f"cannot push {self.target.branch!r} to "
                                   f"{self.shown_url}: {detail}"))
 
+    def _check_secretless(self, files: Mapping[str, str]) -> None:
+        """A password of the repository URL must not be written to the branch (it would be
+        if the catalog's repo_url held it: the Applications carry that URL)."""
+        if self._password and any(self._password in body for body in files.values()):
+            raise HydrateError(
+                f"the rendered files hold the password of {self.shown_url} (the catalog's "
+                "repo_url?): nothing pushed. Keep credentials out of the catalog: use ssh, "
+                "or give the password only to `blumeops deliver --repo` and ArgoCD its own "
+                "repository secret")
+
+    def plan(self, files: Mapping[str, str], source_commit: str,
+             subject: str = "") -> HydrateResult:
+        """A dry run: the commit `hydrate` would push, as names and a patch; no push."""
+        self._check_secretless(files)
+        tip = self.fetch()
+        candidate = self._build(files, tip, source_commit, subject)
+        added, modified, deleted = self._diff(tip, candidate)
+        base = [tip, candidate] if tip else ["--root", candidate]
+        patch = self._git(["diff-tree", "-p", "--no-color", "--no-renames", "--no-commit-id",
+                           "-r", *base], what="cannot show the deploy diff").stdout
+        return HydrateResult(self.target.cluster, self.target.branch, self.shown_url,
+                             source_commit, None, tip or "", len(files), added, modified,
+                             deleted, patch=patch)
+
     def hydrate(self, files: Mapping[str, str], source_commit: str,
                 subject: str = "") -> HydrateResult:
         """Make the deploy branch hold `files` for `source_commit`, pushing one commit
         when they changed."""
+        self._check_secretless(files)
         digest = _digest(files)
         retried = False
 
@@ -331,6 +366,15 @@ class Hydrator:
             f"push of {self.target.branch!r} to {self.shown_url} was rejected twice: another "
             "writer keeps moving the branch. blumeops never force-pushes; the next sync "
             "tries again")
+
+
+def plan_lab(lab: Lab, resources: list[Resource], source_commit: str, state_dir: Path,
+             subject: str = "", branch: str | None = None,
+             repo_url: str | None = None) -> list[HydrateResult]:
+    """What `hydrate_lab` would commit, with the patch; nothing is pushed."""
+    return [Hydrator(t, cache_dir(state_dir, t)).plan(deploy_files(resources, t),
+                                                       source_commit, subject)
+            for t in deploy_targets(lab, branch, repo_url)]
 
 
 def hydrate_lab(lab: Lab, resources: list[Resource], source_commit: str, state_dir: Path,

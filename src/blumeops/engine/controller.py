@@ -220,7 +220,7 @@ class Controller:
             from blumeops.delivery.hook import after_sync  # the cluster's deploy branch
 
             after_sync(result.lab, result.path.name, commit, info.subject, self.state_dir,
-                       self.store.event)
+                       self.store.event, self.source)
             ok = report is not None and report.ok
             duration = time.monotonic() - started
             self.metrics.syncs.labels(result="ok" if ok else "failed").inc()
