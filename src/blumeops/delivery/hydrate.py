@@ -183,14 +183,10 @@ class Hydrator:
     # -- git --------------------------------------------------------------------------------
 
     def _git(self, args: list[str], *, what: str, timeout: float = LOCAL_TIMEOUT,
-             check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+             check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [*_BASE, *self._extra, "--git-dir", str(self.cache_dir), *args]
         try:
-            if stdin is None:
-                proc = _run_group(cmd, self._env, timeout)
-            else:
-                proc = subprocess.run(cmd, env=self._env, input=stdin, capture_output=True,
-                                      text=True, timeout=timeout, check=False)
+            proc = _run_group(cmd, self._env, timeout)
         except FileNotFoundError:
             raise HydrateError(f"{what}: the git command is not installed") from None
         except subprocess.TimeoutExpired:
@@ -358,6 +354,10 @@ class Hydrator:
             if self._push(candidate):
                 self._git(["update-ref", REMOTE_REF, candidate], what="cannot record the push")
                 self._save_state(candidate, digest)
+                # Each fast-import writes a pack: let git repack when they pile up (cheap
+                # when not needed), in the foreground so nothing outlives the call.
+                self._git(["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
+                          what="", timeout=FETCH_TIMEOUT, check=False)
                 return result(candidate, candidate, diff)
             if attempt == 2:
                 break

@@ -143,6 +143,13 @@ class KubeDelivery:
                             "its CustomResourceDefinition first")
         return found
 
+    def _knows(self, m: Manifest) -> bool:
+        try:
+            self._type(m.api_version, m.kind)
+        except KubeError:
+            return False
+        return True
+
     def _obj(self, m: Manifest) -> Any:
         from lightkube import codecs
 
@@ -170,11 +177,12 @@ class KubeDelivery:
         out: list[LiveObject] = []
         for api_version, kind in kinds:
             res = self._type(api_version, kind)
+            from lightkube import ALL_NS
             from lightkube.core.resource import NamespacedResource
 
             kwargs: dict[str, Any] = {"labels": selector(self.lab)}
             if issubclass(res, NamespacedResource):
-                kwargs["namespace"] = "*"
+                kwargs["namespace"] = ALL_NS
             out.extend(LiveObject.from_doc(_to_dict(o)) for o in self.client.list(res, **kwargs))
         return [o for o in out if owned(o.labels, self.lab)]
 
@@ -183,8 +191,21 @@ class KubeDelivery:
         from lightkube.core.exceptions import ApiError
 
         changes: list[KubeChange] = []
+        new_namespaces: set[str] = set()
         for m in desired:
-            live = self._get(m.api_version, m.kind, m.name, m.namespace)
+            try:
+                live = self._get(m.api_version, m.kind, m.name, m.namespace)
+            except KubeError:  # a kind whose CRD this very plan would apply first
+                live = None
+            if live is None and m.kind == "Namespace":
+                new_namespaces.add(m.name)
+            if live is None and (m.kind == "Namespace" or m.namespace in new_namespaces
+                                 or not self._knows(m)):
+                # Nothing to dry-run against yet (its namespace or CRD comes first).
+                changes.append(KubeChange("create", m.key, m.kind, m.name, m.namespace,
+                                          m.service, object_diff(None, m.doc,
+                                                                 f"{m.kind}/{m.name}")))
+                continue
             try:
                 dry = _to_dict(self.client.apply(self._obj(m), field_manager=FIELD_MANAGER,
                                                  force=True, dry_run=True))
@@ -217,6 +238,7 @@ class KubeDelivery:
                 except (ApiError, KubeError) as exc:
                     message = exc.status.message if isinstance(exc, ApiError) else str(exc)
                     results.append(ItemResult(m.key, "apply", False, str(message or "")))
+            self._generic_loaded = False  # CRDs applied in this wave are known next
             if wait > 0:
                 self._wait(wave, wait)
         if prune:
