@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from deliverylab import load
 
-from blumeops.delivery.kube import manifests
+from blumeops.delivery.kube import Manifest, manifests
 from blumeops.delivery.kubeapply import KubeDelivery
 from blumeops.engine.health import Health
 from blumeops.render import render_lab
@@ -31,7 +31,7 @@ def _context() -> str:
     return str(config.current_context)
 
 
-def _lab(tmp: Path, lab: str, services: tuple[str, ...]) -> list[object]:
+def _lab(tmp: Path, lab: str, services: tuple[str, ...]) -> list[Manifest]:
     data = {
         "lab": lab,
         "hosts": {"box": {"role": "compute", "os": "linux", "address": "127.0.0.1"}},
@@ -48,20 +48,20 @@ def test_live_apply_health_plan_and_prune(tmp_path: Path) -> None:
     kube = KubeDelivery(lab, _context())
     both = _lab(tmp_path / "a", lab, ("one", "two"))
     try:
-        results = kube.apply(both, wait=120)  # type: ignore[arg-type]
+        results = kube.apply(both, wait=120)
         assert all(r.ok for r in results), results
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            health = kube.health(both)  # type: ignore[arg-type]
+            health = kube.health(both)
             if all(h is Health.healthy for h, _ in health.values()):
                 break
             time.sleep(2)
         assert all(h is Health.healthy for h, _ in health.values()), health
-        assert {c.action for c in kube.plan(both)} == {"unchanged"}  # type: ignore[arg-type]
+        assert {c.action for c in kube.plan(both)} == {"unchanged"}
         one = _lab(tmp_path / "b", lab, ("one",))
-        plan = kube.plan(one)  # type: ignore[arg-type]
+        plan = kube.plan(one)
         assert {c.name for c in plan if c.action == "delete"} >= {"two", f"bo-live-{lab}-two"}
-        kube.apply(one)  # type: ignore[arg-type]
-        assert not [o for o in kube.observe(one) if "two" in o.name]  # type: ignore[arg-type]
+        kube.apply(one)
+        assert not [o for o in kube.observe(one) if "two" in o.name]
     finally:
         kube.apply([], prune=True)
