@@ -12,8 +12,10 @@ import pytest
 from tailscale_standin import DEFAULT_POLICY, StandIn, tailscale_stand_in
 
 from blumeops.catalog.model import Lab
+from blumeops.engine.health import Health
 from blumeops.tailnet.push import (
     Conflict,
+    LivePolicy,
     PushError,
     PushResult,
     TailscaleClient,
@@ -53,6 +55,7 @@ def test_stand_in_first_push_waits_for_a_choice_then_pushes(
         assert '"acls"' in first.plan.their_edit
         pushed = _apply(api, text, tmp_path, overwrite=True)
         assert pushed.result == "pushed" and api.text == text
+        assert pushed.plan.health()[0] is Health.degraded  # the plan it acted on
         # It validated first, then posted with If-Match of the policy it had seen.
         posts = [r for r in api.requests if r["method"] == "POST"]
         assert [r["path"] for r in posts] == ["/api/v2/tailnet/-/acl/validate",
@@ -77,7 +80,9 @@ def test_stand_in_console_edit_is_shown_and_never_overwritten_silently(
         with TailscaleClient(KEY, api.url) as client:
             live = client.get_policy()
         plan = plan_policy(text, live, read_seen(tmp_path, "tail8d86e.ts.net"), "t")
-        assert plan.action == "conflict"
+        assert plan.action == "conflict" and plan.health()[0] is Health.degraded
+        assert plan_policy(text, LivePolicy(text, live.etag), None, "t").health() == (
+            Health.healthy, "the live policy matches the catalog")
         assert '+    {"src": ["*"], "dst": ["*"], "ip": ["*"]},' in plan.their_edit
         assert '-    {"src": ["*"], "dst": ["*"], "ip": ["*"]},' in plan.diff
         refused = _apply(api, text, tmp_path)
@@ -123,6 +128,7 @@ def test_stand_in_offline_test_failure_and_dry_run_push_nothing(
         assert failed.result == "refused" and "tests fail offline" in failed.message
         dry = _apply(api, text, tmp_path, overwrite=True, enabled=False)
         assert dry.result == "dry-run" and api.posts == 0
+        assert dry.plan.health()[0] is Health.degraded  # never pushed: a choice is due
         assert any(r["path"].endswith("/validate") for r in api.requests)
 
 

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import httpx
 
+from blumeops.engine.health import Health
+
 API_URL = "https://api.tailscale.com"
 API_URL_ENV = "BLUMEOPS_TAILSCALE_API"  # another API base (a stand-in, a proxy)
 KEY_ENV = "TAILSCALE_API_KEY"  # used when the catalog names no credentials
@@ -202,7 +204,15 @@ class PolicyPlan:
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "health": self.health()[0].value}
+
+    def health(self) -> tuple[Health, str]:
+        """The tailnet in the five words: in step, waiting for a push, or edited elsewhere."""
+        if self.action == "unchanged":
+            return Health.healthy, "the live policy matches the catalog"
+        if self.action == "conflict":
+            return Health.degraded, self.reason
+        return Health.progressing, "the catalog's policy is not pushed yet"
 
 
 def _udiff(a: str, b: str, a_name: str, b_name: str) -> str:
