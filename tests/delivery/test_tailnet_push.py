@@ -92,6 +92,7 @@ def test_stand_in_console_edit_is_shown_and_never_overwritten_silently(
         # Having chosen, the catalog's policy goes out on the next apply.
         pushed = _apply(api, text, tmp_path)
         assert pushed.result == "pushed" and api.text == text
+        assert pushed.plan.health()[0] is Health.progressing
 
 
 def test_stand_in_edit_between_read_and_push_gets_412(
