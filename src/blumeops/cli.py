@@ -28,6 +28,9 @@ COMMANDS: dict[str, str] = {
     "sync": "blumeops.commands.controller:sync",
     "rollback": "blumeops.commands.controller:rollback",
     "resume": "blumeops.commands.controller:resume",
+    "deliver": "blumeops.commands.deliver:deliver",
+    "cluster": "blumeops.commands.deliver:cluster",
+    "tailnet": "blumeops.commands.deliver:tailnet",
 }
 
 

@@ -93,6 +93,36 @@ class Tailnet(Strict):
     )
     grants: list[Grant] = Field(default_factory=list)
     tests: list[PolicyTest] = Field(default_factory=list)
+    push: bool = Field(
+        default=False,
+        description="`apply` posts the policy to the Tailscale API; off: dry run only",
+    )
+    api_key: str | None = Field(
+        default=None, description="Tailscale API key, as a secret reference (vault:/op://)"
+    )
+    oauth_client_id: str | None = Field(
+        default=None, description="OAuth client id (not secret); used with oauth_client_secret"
+    )
+    oauth_client_secret: str | None = Field(
+        default=None, description="OAuth client secret, as a secret reference (vault:/op://)"
+    )
+
+    @field_validator("api_key", "oauth_client_secret")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and not SECRET_REF.match(value):
+            raise ValueError("must be a secret reference ('vault:NAME' or "
+                             "'op://VAULT/ITEM/FIELD'), never the value itself")
+        return value
+
+    @model_validator(mode="after")
+    def _push_needs_credentials(self) -> Tailnet:
+        if self.oauth_client_secret is not None and self.oauth_client_id is None:
+            raise ValueError("'oauth_client_secret' needs 'oauth_client_id'")
+        if self.push and self.api_key is None and self.oauth_client_secret is None:
+            raise ValueError("'push: true' needs 'api_key' or 'oauth_client_id' and "
+                             "'oauth_client_secret' (secret references)")
+        return self
 
 
 class TLSMode(StrEnum):
@@ -172,6 +202,11 @@ class Cluster(Strict):
         default=None, description="git URL ArgoCD reads rendered manifests from"
     )
     path: str = Field(default="rendered", description="path of the render output in the repo")
+    deploy_branch: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="branch of repo_url blumeops pushes rendered manifests to, one commit "
+                    "per source commit; ArgoCD follows it",
+    )
 
 
 class Route(Strict):

@@ -217,6 +217,10 @@ class Controller:
             assert result.lab is not None
             self._spec = runtime_spec(result.lab, result.path.name, result.files)
             report = self._apply(commit, info, live_root)
+            from blumeops.delivery.hook import after_sync  # the cluster's deploy branch
+
+            after_sync(result.lab, result.path.name, commit, info.subject, self.state_dir,
+                       self.store.event, self.source)
             ok = report is not None and report.ok
             duration = time.monotonic() - started
             self.metrics.syncs.labels(result="ok" if ok else "failed").inc()

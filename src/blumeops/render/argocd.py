@@ -1,7 +1,9 @@
 """ArgoCD Applications: one per Kubernetes service, under one app-of-apps per cluster.
 
 ArgoCD reads the manifests `blumeops render --out` wrote into the cluster's git repo
-(`repo_url`, under `path`), so each Application points at one service's directory. The
+(`repo_url`, under `path`), so each Application points at one service's directory. With a
+`deploy_branch`, blumeops writes them there itself (blumeops.delivery.hydrate) and every
+Application follows that branch. The
 app-of-apps owns the directory of Applications, so removing a service from the catalog
 prunes its Application, and the finalizer on each child prunes the service's objects.
 A cluster without `repo_url` gets no Applications: `argocd_notes` says why.
@@ -35,6 +37,12 @@ def repo_path(cluster: Cluster, *parts: str) -> str:
     return "/".join(p for p in pieces if p and p != ".")
 
 
+def target_revision(cluster: Cluster) -> str:
+    """What ArgoCD follows: the deploy branch blumeops hydrates, else the repo's HEAD
+    (output committed by hand with `blumeops render`)."""
+    return cluster.deploy_branch or "HEAD"
+
+
 def root_app_name(lab: Lab) -> str:
     return f"{lab.lab}-apps"
 
@@ -49,7 +57,8 @@ def _application(lab: Lab, cluster: Cluster, name: str, owner: str, path: str,
     if child:
         # Deleting the Application (pruned by the app-of-apps) deletes what it made.
         meta["finalizers"] = [FINALIZER]
-    source: Doc = {"repoURL": cluster.repo_url, "path": path, "targetRevision": "HEAD"}
+    source: Doc = {"repoURL": cluster.repo_url, "path": path,
+                   "targetRevision": target_revision(cluster)}
     if exclude is not None:
         source["directory"] = {"exclude": exclude}
     destination: Doc = {"server": IN_CLUSTER}

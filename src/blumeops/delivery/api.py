@@ -1,0 +1,194 @@
+"""The cluster and the tailnet as the engine and the CLI call them: `plan_*` says what
+would change, `apply_*` changes it, `*_health` reads the five words. Each takes a loaded
+lab and does its own I/O (git, the Kubernetes API, the Tailscale API), so `blumeops
+plan`/`apply` can call them once the engine learns about these targets."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from blumeops.catalog.model import Lab
+from blumeops.delivery.hydrate import HydrateError, HydrateResult, hydrate_lab
+from blumeops.engine.health import Health
+from blumeops.tailnet.push import PolicyPlan, PushError, PushResult
+
+if TYPE_CHECKING:
+    from blumeops.delivery.kubeapply import ItemResult, KubeChange
+
+DEFAULT_DEPLOY_BRANCH = "blumeops-deploy"
+
+
+class DeliveryError(Exception):
+    """Delivery cannot start: the message says what to fix."""
+
+
+# -- the deploy branch (ArgoCD) -------------------------------------------------------------
+
+def source_commit(lab_file: Path) -> tuple[str, str]:
+    """(commit id, subject) of the lab's git checkout; refuses uncommitted catalog edits,
+    since a deploy commit must name the source commit it was rendered from."""
+    from blumeops.source.git import _ENV, work_tree_of
+
+    tree = work_tree_of(lab_file)
+    if tree is None:
+        raise DeliveryError(f"{lab_file} is not in a git repository with a commit: deploy "
+                            "commits name their source commit (or pass --commit)")
+    if tree.dirty:
+        raise DeliveryError(f"the lab in {tree.root} has uncommitted changes: commit them "
+                            "first, so the deploy commit can name its source")
+    proc = subprocess.run(["git", "-C", str(tree.root), "log", "-1", "--format=%H%x00%s"],
+                          capture_output=True, text=True, env=_ENV, check=False,
+                          stdin=subprocess.DEVNULL)
+    sha, _, subject = proc.stdout.strip().partition("\x00")
+    if proc.returncode != 0 or not sha:
+        raise DeliveryError(f"cannot read the commit of {tree.root}")
+    return sha, subject
+
+
+def apply_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
+                        repo: str | None = None, branch: str | None = None,
+                        commit: str | None = None, dry_run: bool = False
+                        ) -> list[HydrateResult]:
+    """Hydrate the deploy branch of every ArgoCD cluster (the catalog's, or `repo`);
+    `dry_run` (the plan): build the commit and show its patch, push nothing."""
+    from blumeops.delivery.hydrate import plan_lab
+    from blumeops.render import RenderContext, render_lab
+
+    if commit:
+        sha, subject = commit, ""
+    else:
+        sha, subject = source_commit(lab_file)
+    if not any(c.delivery == "argocd" for c in lab.clusters.values()):
+        raise DeliveryError("the catalog has no cluster with 'delivery: argocd'")
+    if branch is None and not any(c.deploy_branch for c in lab.clusters.values()):
+        branch = DEFAULT_DEPLOY_BRANCH if repo else None
+    if branch is None and repo is None and not any(
+            c.deploy_branch and c.repo_url for c in lab.clusters.values()):
+        raise DeliveryError("no deploy target: set clusters.NAME.repo_url and deploy_branch, "
+                            "or pass --repo (and --branch)")
+    resources = render_lab(lab, RenderContext(source=lab_file.name),
+                           only=("kubernetes", "argocd"))
+    run = plan_lab if dry_run else hydrate_lab
+    try:
+        return run(lab, resources, sha, state_dir, subject=subject, branch=branch,
+                   repo_url=repo)
+    except HydrateError as exc:
+        raise DeliveryError(str(exc)) from None
+
+
+def plan_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
+                       repo: str | None = None, branch: str | None = None,
+                       commit: str | None = None) -> list[HydrateResult]:
+    """What `apply_deploy_branch` would commit, each with its patch."""
+    return apply_deploy_branch(lab, lab_file, state_dir, repo=repo, branch=branch,
+                               commit=commit, dry_run=True)
+
+
+# -- direct delivery (server-side apply) ----------------------------------------------------
+
+def _apply_clusters(lab: Lab, only: str | None) -> list[str]:
+    names = [n for n, c in lab.clusters.items() if c.delivery == "apply"
+             and (only is None or n == only)]
+    if not names:
+        raise DeliveryError("no cluster with 'delivery: apply'"
+                            + (f" named {only!r}" if only else ""))
+    return names
+
+
+def plan_cluster(lab: Lab, cluster: str | None = None,
+                 prune: bool = True) -> dict[str, list[KubeChange]]:
+    """Per cluster: KubeChange for every object (server-side dry run) and every prune."""
+    from blumeops.delivery.kube import manifests
+    from blumeops.delivery.kubeapply import KubeDelivery, KubeError
+    from blumeops.render import render_lab
+
+    resources = render_lab(lab, only=("kubernetes",))
+    out: dict[str, list[KubeChange]] = {}
+    for name in _apply_clusters(lab, cluster):
+        kube = KubeDelivery(lab.lab, lab.clusters[name].context)
+        try:
+            out[name] = list(kube.plan(manifests(resources, name), prune=prune))
+        except KubeError as exc:
+            raise DeliveryError(f"cluster {name!r}: {exc}") from None
+    return out
+
+
+def apply_cluster(lab: Lab, cluster: str | None = None, prune: bool = True,
+                  wait: float = 0.0) -> dict[str, list[ItemResult]]:
+    """Per cluster: an ItemResult per applied or pruned object, in wave order."""
+    from blumeops.delivery.kube import manifests
+    from blumeops.delivery.kubeapply import KubeDelivery, KubeError
+    from blumeops.render import render_lab
+
+    resources = render_lab(lab, only=("kubernetes",))
+    out: dict[str, list[ItemResult]] = {}
+    for name in _apply_clusters(lab, cluster):
+        kube = KubeDelivery(lab.lab, lab.clusters[name].context)
+        try:
+            out[name] = list(kube.apply(manifests(resources, name), prune=prune, wait=wait))
+        except KubeError as exc:
+            raise DeliveryError(f"cluster {name!r}: {exc}") from None
+    return out
+
+
+def cluster_health(lab: Lab) -> dict[str, dict[str, tuple[Health, str]]]:
+    """Per cluster, per service (apply) or Application (ArgoCD): the five words and why.
+    An unreachable cluster reports Unknown, not an error."""
+    from blumeops.delivery.kube import manifests
+    from blumeops.delivery.kubeapply import KubeDelivery, KubeError
+    from blumeops.render import render_lab
+
+    resources = render_lab(lab, only=("kubernetes",))
+    out: dict[str, dict[str, tuple[Health, str]]] = {}
+    for name, cluster in lab.clusters.items():
+        kube = KubeDelivery(lab.lab, cluster.context)
+        try:
+            if cluster.delivery == "apply":
+                out[name] = kube.health(manifests(resources, name))
+            else:
+                out[name] = kube.applications()
+        except KubeError as exc:
+            out[name] = {"(cluster)": (Health.unknown, str(exc))}
+        except Exception as exc:  # an unreachable API server: say so, do not crash
+            out[name] = {"(cluster)": (Health.unknown, f"{type(exc).__name__}: {exc}")}
+    return out
+
+
+# -- the tailnet policy ----------------------------------------------------------------------
+
+def _tailnet(lab: Lab) -> tuple[str, str]:
+    from blumeops.tailnet.push import rendered_policy
+
+    got = rendered_policy(lab)
+    if got is None:
+        raise DeliveryError("the catalog has no tailnet")
+    return got
+
+
+def plan_tailnet(lab: Lab, lab_dir: Path, state_dir: Path) -> PolicyPlan:
+    from blumeops.tailnet.push import client_for, plan_policy, read_seen
+
+    name, text = _tailnet(lab)
+    try:
+        with client_for(lab, lab_dir) as client:
+            return plan_policy(text, client.get_policy(), read_seen(state_dir, name), name)
+    except PushError as exc:
+        raise DeliveryError(str(exc)) from None
+
+
+def apply_tailnet(lab: Lab, lab_dir: Path, state_dir: Path, *, overwrite: bool = False,
+                  take_theirs: bool = False) -> PushResult:
+    """Validate, test offline, then push when the catalog enables it (else a dry run)."""
+    from blumeops.tailnet.push import apply_policy, client_for, offline_tests_fail
+
+    name, text = _tailnet(lab)
+    assert lab.tailnet is not None
+    try:
+        with client_for(lab, lab_dir) as client:
+            return apply_policy(client, text, state_dir, name, enabled=lab.tailnet.push,
+                                offline_failures=offline_tests_fail(lab),
+                                overwrite=overwrite, take_theirs=take_theirs)
+    except PushError as exc:
+        raise DeliveryError(str(exc)) from None
