@@ -31,6 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_cli import BLUMEOPS, demo_copy, free_port
+from common import Row
 
 GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
 TIMEOUT = 60.0
@@ -128,6 +129,19 @@ def run(readers: int = 500, src: str | None = None) -> dict[str, dict[str, float
                         str(state)], env=env, capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
     return results
+
+
+def rows(quick: bool) -> list[Row]:
+    """For bench/run.py: the burst and keep-alive p99, with their failure counts."""
+    readers = 100 if quick else 500
+    out = []
+    for name, r in run(readers=readers).items():
+        assert "p99_ms" in r, f"every request failed: {r}"
+        out.append(Row(f"API, {readers} concurrent readers of /api/status, {name}: p99",
+                       [r["p99_ms"] / 1000], target="p99 < 0.2 s, 0 failures",
+                       note=f"{int(r['failures'])} failures of {int(r['requests'])}; "
+                            f"p50 {r['p50_ms']:.0f} ms"))
+    return out
 
 
 def print_table(results: dict[str, dict[str, float]], readers: int) -> None:

@@ -7,6 +7,7 @@ but no network.
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from blumeops.delivery.hydrate import hydrate_lab
 from blumeops.render import render_lab
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import best_and_median, write_synthetic
+from common import Row, Timer, write_synthetic
 
 
 def _lab(directory: Path, services: int, origin: Path) -> Lab:
@@ -41,7 +42,8 @@ def _hydrate(lab: Lab, state: Path, commit: str) -> tuple[bool, int]:
     return r.changed, r.files
 
 
-def run(services: int = 1000, runs: int = 5) -> dict[str, object]:
+def run(services: int = 1000, runs: int = 5) -> dict[str, list[float]]:
+    """Seconds per run of each case (the first hydration runs once)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         origin = root / "origin.git"
@@ -49,47 +51,53 @@ def run(services: int = 1000, runs: int = 5) -> dict[str, object]:
         lab = _lab(root / "lab", services, origin)
         state = root / "state"
         start = time.perf_counter()
-        changed, files = _hydrate(lab, state, "0" * 40)
+        changed, _files = _hydrate(lab, state, "0" * 40)
         first = time.perf_counter() - start
         assert changed
         # A commit that changes one service's image: one deploy commit each time.
         k8s = [n for n, s in lab.services.items() if s.kubernetes]
         counter = iter(range(1, 1000))
+        current = [lab]  # the lab as last hydrated
 
         def one_change() -> None:
             i = next(counter)
             svc = lab.services[k8s[0]].model_copy(update={"image": f"example/x:{i}"})
-            lab_i = lab.model_copy(update={"services": {**lab.services, k8s[0]: svc}})
-            assert _hydrate(lab_i, state, f"{i:040x}")[0]
+            current[0] = lab.model_copy(update={"services": {**lab.services, k8s[0]: svc}})
+            assert _hydrate(current[0], state, f"{i:040x}")[0]
 
-        change_best, change_med = best_and_median(one_change, runs)
-        # No change in the cluster: render + compare, no commit.
-        nochange_best, nochange_med = best_and_median(
-            lambda: _hydrate(lab, state, "f" * 40), runs)
+        def no_change() -> None:  # render + compare, no commit
+            assert not _hydrate(current[0], state, f"{next(counter):040x}")[0]
+
+        changed_runs = Timer(one_change).run(runs)
+        lab = current[0]
         resources = render_lab(lab, only=("kubernetes", "argocd"))
-        git_best, git_med = best_and_median(
-            lambda: hydrate_lab(lab, resources, "e" * 40, state), runs)
-        # Without the remembered digest (a new state dir): fetch, rebuild, compare trees.
         fresh = iter(range(1000))
-        _, fresh_med = best_and_median(
-            lambda: hydrate_lab(lab, resources, "d" * 40, root / f"fresh{next(fresh)}"), runs)
-        commits = subprocess.run(["git", "--git-dir", str(origin), "rev-list", "--count",
-                                  "deploy"], capture_output=True, text=True, check=True)
         return {
-            "services": services, "files": files,
-            "first_hydration_s": round(first, 3),
-            "one_service_changed_s": round(change_med, 3),
-            "one_service_changed_best_s": round(change_best, 3),
-            "no_change_s": round(nochange_med, 3),
-            "no_change_best_s": round(nochange_best, 3),
-            "no_change_git_only_s": round(git_med, 3),
-            "no_change_git_only_best_s": round(git_best, 3),
-            "no_change_fresh_state_s": round(fresh_med, 3),
-            "deploy_commits": int(commits.stdout),
+            "first_hydration": [first],
+            "one_service_changed": changed_runs,
+            "no_change": Timer(no_change).run(runs),
+            "no_change_git_only": Timer(
+                lambda: hydrate_lab(lab, resources, "e" * 40, state)).run(runs),
+            # Without the remembered digest (a new state dir): fetch, rebuild, compare trees.
+            "no_change_fresh_state": Timer(lambda: hydrate_lab(
+                lab, resources, "d" * 40, root / f"fresh{next(fresh)}")).run(runs),
         }
+
+
+def rows(quick: bool) -> list[Row]:
+    """For bench/run.py."""
+    n = 100 if quick else 1000
+    r = run(services=n, runs=3 if quick else 5)
+    what = f"hydrate ArgoCD's deploy branch, {n:,}-service lab"
+    return [Row(f"{what}: first (render + write + commit + push)", r["first_hydration"],
+                target="< 2 s"),
+            Row(f"{what}: a commit changing one service", r["one_service_changed"]),
+            Row(f"{what}: a commit changing nothing in the cluster", r["no_change"],
+                target="< 0.3 s"),
+            Row(f"{what}: the same with an empty state dir", r["no_change_fresh_state"])]
 
 
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(run(), indent=2))
+    print(json.dumps({k: round(statistics.median(v), 3) for k, v in run().items()}, indent=2))

@@ -25,8 +25,10 @@ sys.path.insert(0, str(ROOT / "tests" / "transports"))
 
 from sshhost import PY39, SSHD, SshLab  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
 from blumeops.transports.ssh import SshTransport  # noqa: E402
 from blumeops.transports.types import FileBatch, FileWrite, ObserveRequest  # noqa: E402
+from common import Row  # noqa: E402
 
 SIZES = (1, 5, 20)
 FILES = 4
@@ -39,10 +41,8 @@ def observe_all(transports: list[SshTransport], requests: list[ObserveRequest]) 
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+def measure(runs: int) -> list[tuple[int, float, float]]:
+    """(hosts, median first-contact seconds, median reused seconds) for each size."""
     if not Path(SSHD).exists() or PY39 is None:
         sys.exit("needs /usr/sbin/sshd (make tools) and a pyenv python3.9")
     lab = SshLab(Path(tempfile.mkdtemp(prefix="bo-bench-", dir="/tmp")))
@@ -58,15 +58,35 @@ def main() -> None:
             requests.append(ObserveRequest(paths=paths))
         for n in SIZES:
             first = []
-            for _ in range(args.runs):
+            for _ in range(runs):
                 lab.close_transports()
                 transports = [lab.transport(h.name) for h in hosts[:n]]
                 first.append(observe_all(transports, requests[:n]))
-            reused = [observe_all(transports, requests[:n]) for _ in range(args.runs)]
+            reused = [observe_all(transports, requests[:n]) for _ in range(runs)]
             rows.append((n, statistics.median(first), statistics.median(reused)))
     finally:
         lab.close()
         shutil.rmtree(lab.dir, ignore_errors=True)
+    return rows
+
+
+def rows(quick: bool) -> list[Row]:
+    """For bench/run.py: one observe round trip per host, all hosts in parallel."""
+    out = []
+    runs = 2 if quick else 5
+    for n, first_s, reused_s in measure(runs):
+        out.append(Row(f"SSH observe of {n} host(s) in parallel, first contact", [first_s],
+                       note=f"median of {runs}"))
+        out.append(Row(f"SSH observe of {n} host(s) in parallel, reused connection",
+                       [reused_s], note=f"median of {runs}; {reused_s * 1000 / n:.1f} ms/host"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    rows = measure(args.runs)
     print(f"observe over SSH (facts + {FILES} file hashes per host), hosts in parallel, "
           f"median of {args.runs}")
     print(f"{'hosts':>5}  {'first call':>10}  {'reused':>8}  {'reused per host':>15}")
