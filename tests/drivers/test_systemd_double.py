@@ -150,6 +150,12 @@ def test_double_user_mode_uses_user_units(ssh_lab: SshLab) -> None:
     assert env.read_text() == 'TOKEN="t"\n' and env.stat().st_mode & 0o777 == 0o600
     assert not (host.root / "etc").exists()
     assert mgr.observe(["app"])["app"].running
+    # Removal under ~ too: the unit and its secrets go, with --user throughout.
+    forget(state)
+    assert mgr.apply({}, remove=["app"]) == {}
+    assert calls(state) == [["--user", *SHOW, a], ["--user", "disable", "--now", a],
+                            ["--user", "daemon-reload"]]
+    assert not (host.root / ".config/systemd/user" / a).exists() and not env.exists()
 
 
 def test_double_secrets_stay_off_every_command_line(ssh_lab: SshLab) -> None:

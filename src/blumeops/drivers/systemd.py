@@ -22,6 +22,7 @@ from blumeops.drivers.units import (
     Batch,
     BatchResult,
     UnitState,
+    expand_home,
     failure,
     health_word,
     sha256,
@@ -120,6 +121,7 @@ class SystemdManager:
         first = batch.send(self.transport)
         before = self._states(names, first, files, show)
         env_seen = first.files(files)
+        home = first.facts(files).home  # put's removal root must be absolute
 
         unit_writes: list[FileWrite] = []
         env_writes: list[FileWrite] = []
@@ -157,10 +159,10 @@ class SystemdManager:
             verbs[batch.run(self.systemctl("disable", "--now", *map(unit_name, gone)))] = gone
         if unit_writes or gone:
             batch.put(FileBatch(writes=unit_writes, removes=[self.unit_path(n) for n in gone],
-                                root=self.unit_dir))
+                                root=expand_home(self.unit_dir, home)))
         if env_writes or gone_envs:
             batch.put(FileBatch(writes=env_writes, removes=gone_envs,
-                                root=self._secrets_root()))
+                                root=expand_home(self._secrets_root(), home)))
         if unit_writes or gone:
             verbs[batch.run(self.systemctl("daemon-reload"))] = []  # about every unit
         if enable:

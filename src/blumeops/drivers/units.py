@@ -27,6 +27,7 @@ from blumeops.transports.types import (
     JSON,
     FileBatch,
     FileState,
+    HostFacts,
     ObserveRequest,
     PutResult,
     RunResult,
@@ -119,11 +120,20 @@ class BatchResult:
     def files(self, index: int) -> Mapping[str, FileState]:
         return parse_observation(self.results[index]).files
 
+    def facts(self, index: int) -> HostFacts:
+        return parse_observation(self.results[index]).facts
+
     def put(self, index: int) -> PutResult:
         return parse_put(self.results[index])
 
     def run(self, index: int) -> RunResult:
         return parse_run(self.batch.argvs[index], self.results[index])
+
+
+def expand_home(path: str, home: str) -> str:
+    """`~/x` as the host's absolute path: what launchctl arguments and put's removal
+    root need (the agent expands `~/` in file paths, not there)."""
+    return f"{home}{path[1:]}" if path.startswith("~/") and home else path
 
 
 def failure(result: RunResult) -> str:
