@@ -231,3 +231,22 @@ def test_parse_print_reads_only_the_jobs_own_lines() -> None:
     out = ("gui/501/x = {\n\tstate = not running\n\targuments = {\n\t\tstate = running\n"
            "\t\tpid = 5\n\t}\n\tlast exit code = 78\n}\n")
     assert parse_print(out) == {"state": "not running", "last exit code": "78"}
+
+
+def test_secrets_wrapper_on_python39_fails_clearly_without_values(tmp_path: Path) -> None:
+    """The wrapper a Mac runs (stdlib only): usage, unreadable file, bad JSON, no command."""
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(PY39), str(WRAPPER_SOURCE), *args], capture_output=True,
+                              text=True, timeout=30)
+
+    assert run("only-one").returncode == 2
+    missing = run(str(tmp_path / "nope.env"), "--", "/bin/true")
+    assert missing.returncode == 1 and "nope.env" in missing.stderr
+    bad = tmp_path / "bad.env"
+    bad.write_text('["CANARY-not-an-object"]')
+    out = run(str(bad), "--", "/bin/true")
+    assert out.returncode == 1 and "CANARY" not in out.stderr + out.stdout
+    good = tmp_path / "good.env"
+    good.write_text(json.dumps({"K": "v"}))
+    assert run(str(good), "--", "/no/such/program").returncode == 127
+    assert run(str(good), "--", "/usr/bin/printenv", "K").stdout == "v\n"
