@@ -250,3 +250,12 @@ def test_secrets_wrapper_on_python39_fails_clearly_without_values(tmp_path: Path
     good.write_text(json.dumps({"K": "v"}))
     assert run(str(good), "--", "/no/such/program").returncode == 127
     assert run(str(good), "--", "/usr/bin/printenv", "K").stdout == "v\n"
+
+
+def test_double_undeliverable_secrets_leave_the_job_untouched(ssh_lab: SshLab) -> None:
+    host = ssh_lab.add_host("indri")
+    state = install_double(host)
+    errors = manager(ssh_lab, host).apply({"app": plist(host)}, secrets={"app": {"K": "v"}})
+    assert list(errors) == ["app"] and "secrets wrapper" in errors["app"]
+    assert calls(state) == p(APP)
+    assert not (host.root / f"Library/LaunchAgents/{APP}.plist").exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from blumeops.catalog.model import SecretRef, Service
-from blumeops.drivers.systemd import SystemdManager
+from blumeops.drivers.systemd import SystemdManager, expand, parse_show, unit_state
 from blumeops.drivers.units import health_word
 from blumeops.render import RenderContext
 from blumeops.render.systemd import unit_text
@@ -260,3 +260,37 @@ def test_written_units_pass_systemd_analyze_verify(ssh_lab: SshLab, tmp_path: Pa
         env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning", "XDG_RUNTIME_DIR": str(runtime)})
     assert proc.returncode == 0, proc.stderr
     assert "blumeops-" not in proc.stderr, proc.stderr
+
+
+def test_show_parsing_specifiers_and_health_words() -> None:
+    out = ("Id=blumeops-a.service\nLoadState=loaded\nActiveState=activating\n"
+           "SubState=auto-restart\nMainPID=0\nResult=exit-code\nUnitFileState=enabled\n"
+           "NeedDaemonReload=no\n\nId=blumeops-b.service\nLoadState=not-found\n"
+           "ActiveState=inactive\nSubState=dead\nMainPID=0\n")
+    blocks = parse_show(out)
+    a = unit_state("a", True, "x", blocks["blumeops-a.service"])
+    b = unit_state("b", True, "y", blocks["blumeops-b.service"])
+    assert (a.state, a.running, a.pid, a.enabled) == ("activating", False, None, True)
+    assert [health_word(a), health_word(b)] == ["Progressing", "Degraded"]
+    assert "not-found" in b.detail
+    unknown = unit_state("c", True, "z", None, "`systemctl show` exited 1: no bus")
+    assert health_word(unknown) == "Unknown" and "no bus" in unknown.detail
+    assert expand("%S/blumeops/secrets/100%%.env", "/var/lib") == (
+        "/var/lib/blumeops/secrets/100%.env")
+    assert expand("%h/x", "/s") == "~/x"
+    with pytest.raises(ValueError, match="%n"):
+        expand("%n.env", "/s")
+
+
+def test_double_undeliverable_secrets_leave_the_unit_untouched(ssh_lab: SshLab) -> None:
+    host = ssh_lab.add_host("node")
+    state = install_double(host)
+    mgr = system_manager(ssh_lab, host)
+    errors = mgr.apply({"app": app(), "web": web()}, secrets={"app": {"TOKEN": "x"},
+                                                             "web": {}})
+    assert list(errors) == ["app"] and "EnvironmentFile" in errors["app"]
+    assert not (host.root / "etc/systemd/system/blumeops-app.service").exists()
+    assert ["enable", "--now", "blumeops-web.service"] in calls(state)
+    bad = mgr.apply({"app": app(secrets=True)}, secrets={"app": {"TOKEN": "a\0b"}})
+    assert "NUL" in bad["app"]
+    assert not (host.root / "etc/systemd/system/blumeops-app.service").exists()

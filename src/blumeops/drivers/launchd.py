@@ -134,6 +134,10 @@ class LaunchdManager:
             except Exception as exc:  # plistlib raises several types for bad input
                 plan.errors[name] = f"{render.label(name)}: not a valid plist ({exc})"
         support = {n: p for n in parsed if (p := secret_paths(parsed[n]))}
+        for name in [n for n in parsed if secrets.get(n) and n not in support]:
+            plan.errors[name] = (f"{render.label(name)} has secrets but does not run "
+                                 "through the secrets wrapper")
+            del parsed[name]  # left untouched: nothing half-applied
         batch = Batch()
         files = batch.observe([self.unit_path(n) for n in names]
                               + sorted({p for pair in support.values() for p in pair}))

@@ -115,6 +115,8 @@ class SystemdManager:
         if not names:
             return {}
         env_paths = {n: p for n in upsert if (p := self.env_path(n, upsert[n]))}
+        refused = self._refuse(upsert, env_paths, secrets)
+        upsert = {n: t for n, t in upsert.items() if n not in refused}
         batch = Batch()
         files = batch.observe([self.unit_path(n) for n in names] + list(env_paths.values()))
         show = self._show(batch, names)
@@ -151,7 +153,7 @@ class SystemdManager:
         gone_envs = [p for n in gone if (p := self._known_env(n))]
 
         if not (unit_writes or env_writes or enable or restarts or gone):
-            return self._errors(upsert, before, {})
+            return {**refused, **self._errors(upsert, before, {})}
 
         batch = Batch()
         verbs: dict[int, list[str]] = {}  # run index -> the units that command was for
@@ -177,7 +179,7 @@ class SystemdManager:
             second = batch.send(self.transport)
         except RemoteError as exc:
             return {n: exc.message for n in names}
-        errors: dict[str, str] = {}
+        errors: dict[str, str] = dict(refused)
         for index, which in verbs.items():
             ran = second.run(index)
             if ran.returncode != 0:
@@ -188,6 +190,20 @@ class SystemdManager:
         errors.update({k: v for k, v in self._errors(upsert, after, errors).items()
                        if k not in errors})
         return errors
+
+    def _refuse(self, upsert: Mapping[str, str], env_paths: Mapping[str, str],
+                secrets: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+        """Units whose secrets cannot be delivered: left untouched, with the reason."""
+        out = {}
+        for name in upsert:
+            if secrets.get(name) and name not in env_paths:
+                out[name] = f"{unit_name(name)} has secrets but reads no EnvironmentFile="
+            elif name in secrets:
+                try:
+                    systemd_env_file(secrets[name])
+                except ValueError as exc:
+                    out[name] = str(exc)
+        return out
 
     def _errors(self, upsert: Mapping[str, str], states: Mapping[str, UnitState],
                 known: Mapping[str, str]) -> dict[str, str]:
