@@ -259,3 +259,14 @@ def test_double_undeliverable_secrets_leave_the_job_untouched(ssh_lab: SshLab) -
     assert list(errors) == ["app"] and "secrets wrapper" in errors["app"]
     assert calls(state) == p(APP)
     assert not (host.root / f"Library/LaunchAgents/{APP}.plist").exists()
+
+
+def test_double_bad_plists_are_refused_before_anything_runs(ssh_lab: SshLab) -> None:
+    host = ssh_lab.add_host("indri")
+    state = install_double(host)
+    wrong = plist(host).replace(APP, "me.blumeops.other")
+    errors = manager(ssh_lab, host).apply({"app": wrong, "web": "<plist>not xml"})
+    assert sorted(errors) == ["app", "web"] and "Label" in errors["app"]
+    assert "not a valid plist" in errors["web"]
+    assert calls(state) == p(APP, WEB)  # observed, nothing else
+    assert not (host.root / "Library/LaunchAgents").exists()

@@ -133,6 +133,12 @@ class LaunchdManager:
                 parsed[name] = plistlib.loads(text.encode())
             except Exception as exc:  # plistlib raises several types for bad input
                 plan.errors[name] = f"{render.label(name)}: not a valid plist ({exc})"
+                continue
+            found = parsed[name].get("Label") if isinstance(parsed[name], dict) else None
+            if found != render.label(name):
+                plan.errors[name] = (f"service {name}: the plist's Label is {found!r}, "
+                                     f"expected {render.label(name)!r}")
+                del parsed[name]
         support = {n: p for n in parsed if (p := secret_paths(parsed[n]))}
         for name in [n for n in parsed if secrets.get(n) and n not in support]:
             plan.errors[name] = (f"{render.label(name)} has secrets but does not run "
