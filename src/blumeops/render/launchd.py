@@ -2,8 +2,8 @@
 
 launchd has no variable expansion and no environment files, so paths are fixed here:
 blumeops's state on a macOS host lives under STATE_DIR (logs, secrets, the lab checkout).
-Secrets reach the service through the same `blumeops.secrets.exec` wrapper supervisord
-uses, so values never appear in the plist.
+Secrets reach the service through `SECRETS_WRAPPER`, a stdlib-only twin of the
+`blumeops.secrets.exec` wrapper supervisord uses, so values never appear in the plist.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from blumeops.render.native import secret_refs
 STATE_DIR = "/usr/local/var/blumeops"
 LAB_DIR = f"{STATE_DIR}/lab"  # relative commands and workdirs resolve here
 LABEL_PREFIX = "me.blumeops."
+# A stdlib-only copy of `blumeops.secrets.exec` the launchd manager writes to the host
+# (drivers/secrets_wrapper.py): a Mac has python3, not the blumeops package.
+SECRETS_WRAPPER = f"{STATE_DIR}/bin/blumeops-secrets-exec"
 
 
 def label(name: str) -> str:
@@ -27,7 +30,7 @@ def label(name: str) -> str:
 def plist_data(name: str, svc: Service) -> dict[str, object]:
     argv = list(svc.command or [])
     if svc.secrets:
-        argv = ["/usr/bin/env", "python3", "-m", "blumeops.secrets.exec",
+        argv = ["/usr/bin/env", "python3", SECRETS_WRAPPER,
                 f"{STATE_DIR}/secrets/{name}.env", "--", *argv]
     log = f"{STATE_DIR}/logs/{name}.log"
     data: dict[str, object] = {

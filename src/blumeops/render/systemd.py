@@ -16,6 +16,7 @@ from blumeops.render.native import one_line, secret_refs
 
 STATE_DIR = "%S/blumeops"
 LAB_DIR = f"{STATE_DIR}/lab"  # relative commands and workdirs resolve here
+SECRETS_DIR = f"{STATE_DIR}/secrets"
 SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
 
 
@@ -53,10 +54,13 @@ def exec_start(name: str, svc: Service) -> str:
     words = [quote_arg(a) for a in argv]
     if argv and "/" in argv[0] and not argv[0].startswith("/"):
         words[0] = quote_arg(argv[0], prefix=f"{LAB_DIR}/")
-    if svc.secrets:
-        env_file = f"{STATE_DIR}/secrets/{spec(name)}.env"
-        words = ["python3", "-m", "blumeops.secrets.exec", env_file, "--", *words]
     return " ".join(words)
+
+
+def env_file(name: str) -> str:
+    """Where a service's secret values wait for systemd (KEY="value" lines, 0600, written
+    at apply over the transport): systemd reads it, so the host needs no blumeops."""
+    return f"{SECRETS_DIR}/{spec(name)}.env"
 
 
 def env_assignment(key: str, value: str) -> str:
@@ -83,13 +87,15 @@ def unit_text(name: str, svc: Service, ctx: RenderContext) -> str:
     if svc.secrets:
         lines.append("# secrets (values delivered at apply, never here): "
                      + ", ".join(sorted(svc.secrets)))
+        lines.append(f"EnvironmentFile={env_file(name)}")
     lines += [
         "Restart=on-failure",
         "RestartSec=1",
         "KillMode=control-group",
         "",
         "[Install]",
-        "WantedBy=multi-user.target",
+        # default.target: the only one a user manager (systemctl --user) has.
+        "WantedBy=multi-user.target default.target",
     ]
     return "\n".join(lines) + "\n"
 

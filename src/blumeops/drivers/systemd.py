@@ -1,0 +1,289 @@
+"""systemd on a host reached through a transport: units, their secrets, their state.
+
+System units (`/etc/systemd/system`, `systemctl`) when the SSH user is root; user units
+(`~/.config/systemd/user`, `systemctl --user`) otherwise: the caller decides from the
+host facts. Round trips are fixed, whatever the number of units:
+
+- `observe`: one batch: unit-file hashes + one `systemctl show` for every unit;
+- `apply`: that observation, then (only when something differs) one batch that disables
+  removed units, writes changed unit files and env files atomically (`put`, stdin),
+  deletes removed ones, runs one `daemon-reload`, `enable --now` for new units, `restart`
+  for changed ones, and reads the state back.
+
+Secret values go only into the unit's `EnvironmentFile=` (0600, owned by the unit's
+`User=` or the SSH user), written through the transport's stdin: never an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from blumeops.drivers.units import (
+    Batch,
+    BatchResult,
+    UnitState,
+    expand_home,
+    failure,
+    health_word,
+    sha256,
+    systemd_env_file,
+)
+from blumeops.render.systemd import unit_name
+from blumeops.transports.base import Transport
+from blumeops.transports.exceptions import RemoteError
+from blumeops.transports.types import FileBatch, FileWrite
+
+__all__ = ["SystemdManager", "UnitState", "health_word"]
+
+SYSTEM_UNIT_DIR = "/etc/systemd/system"
+USER_UNIT_DIR = "~/.config/systemd/user"
+# What `%S` means to systemd: /var/lib for the system manager, $XDG_STATE_HOME (systemd
+# >= 247; ~/.local/state by default) for a user manager.
+SYSTEM_STATE_ROOT = "/var/lib"
+USER_STATE_ROOT = "~/.local/state"
+PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "Result",
+              "UnitFileState", "NeedDaemonReload")
+
+
+class SystemdManager:
+    """Drives `blumeops-NAME.service` units; NAME is the service's catalog name."""
+
+    def __init__(self, transport: Transport, *, user_mode: bool,
+                 unit_dir: str | None = None, state_root: str | None = None) -> None:
+        # unit_dir/state_root: only for tests and odd layouts; the defaults are systemd's.
+        self.transport = transport
+        self.user_mode = user_mode
+        self.unit_dir = unit_dir or (USER_UNIT_DIR if user_mode else SYSTEM_UNIT_DIR)
+        self.state_root = state_root or (USER_STATE_ROOT if user_mode else SYSTEM_STATE_ROOT)
+
+    # --- paths and commands -------------------------------------------------------------
+
+    def unit_path(self, name: str) -> str:
+        return f"{self.unit_dir}/{unit_name(name)}"
+
+    def env_path(self, name: str, unit_text: str) -> str | None:
+        """The host path of the unit's `EnvironmentFile=`, specifiers expanded."""
+        for line in unit_text.splitlines():
+            if line.startswith("EnvironmentFile="):
+                path = line.partition("=")[2].strip().lstrip("-")
+                return expand(path, self.state_root)
+        return None
+
+    def systemctl(self, *args: str) -> list[str]:
+        return ["systemctl", *(["--user"] if self.user_mode else []), *args]
+
+    def _show(self, batch: Batch, names: Sequence[str]) -> int:
+        return batch.run(self.systemctl("show", "-p", ",".join(PROPERTIES),
+                                         *(unit_name(n) for n in names)))
+
+    # --- observe --------------------------------------------------------------------------
+
+    def observe(self, names: Sequence[str]) -> dict[str, UnitState]:
+        """Every unit's file and state, in one round trip."""
+        names = sorted(set(names))
+        if not names:
+            return {}
+        batch = Batch()
+        files = batch.observe([self.unit_path(n) for n in names])
+        show = self._show(batch, names)
+        return self._states(names, batch.send(self.transport), files, show)
+
+    def _states(self, names: Sequence[str], result: BatchResult, files: int,
+                show: int) -> dict[str, UnitState]:
+        seen = result.files(files)
+        shown = result.run(show)
+        blocks = parse_show(shown.stdout) if shown.returncode == 0 else {}
+        out = {}
+        for name in names:
+            f = seen[self.unit_path(name)]
+            props = blocks.get(unit_name(name))
+            out[name] = unit_state(name, f.exists and f.kind == "file", f.sha256, props,
+                                   "" if props else failure(shown))
+        return out
+
+    # --- apply ----------------------------------------------------------------------------
+
+    def apply(self, upsert: Mapping[str, str], restart: Sequence[str] = (),
+              remove: Sequence[str] = (), *,
+              secrets: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, str]:
+        """Make units exist with these texts (and secret values), restart `restart`, remove
+        `remove`. Returns name -> error for what did not converge; {} when all is well.
+
+        Unchanged units whose state is fine cost one round trip and no command."""
+        secrets = secrets or {}
+        names = sorted(set(upsert) | set(restart) | set(remove))
+        if not names:
+            return {}
+        env_paths = {n: p for n in upsert if (p := self.env_path(n, upsert[n]))}
+        refused = self._refuse(upsert, env_paths, secrets)
+        upsert = {n: t for n, t in upsert.items() if n not in refused}
+        batch = Batch()
+        files = batch.observe([self.unit_path(n) for n in names] + list(env_paths.values()))
+        show = self._show(batch, names)
+        first = batch.send(self.transport)
+        before = self._states(names, first, files, show)
+        env_seen = first.files(files)
+        home = first.facts(files).home  # put's removal root must be absolute
+
+        unit_writes: list[FileWrite] = []
+        env_writes: list[FileWrite] = []
+        enable: list[str] = []
+        restarts: list[str] = []
+        for name, text in sorted(upsert.items()):
+            state = before[name]
+            fresh = not state.exists
+            if state.sha256 != sha256(text):
+                unit_writes.append(FileWrite(self.unit_path(name), text.encode()))
+            path = env_paths.get(name)
+            if path is not None and name in secrets:
+                body = systemd_env_file(secrets[name]).encode()
+                if env_seen[path].sha256 != sha256(body):
+                    env_writes.append(FileWrite(path, body, secret=True,
+                                                owner=self._owner(text)))
+                    if not fresh:
+                        restarts.append(name)
+            if fresh or not state.enabled:
+                enable.append(name)  # enable --now starts it too
+            if not fresh and (state.sha256 != sha256(text) or name in restart
+                              or (state.enabled and not state.running)):
+                restarts.append(name)  # changed, asked for, or found stopped: heal
+        restarts += [n for n in restart if n not in upsert and n not in remove]
+        gone = [n for n in remove if n not in upsert and
+                (before[n].exists or before[n].state not in ("inactive", "unknown"))]
+        gone_envs = [p for n in gone if (p := self._known_env(n))]
+
+        if not (unit_writes or env_writes or enable or restarts or gone):
+            return {**refused, **self._errors(upsert, before, {})}
+
+        batch = Batch()
+        verbs: dict[int, list[str]] = {}  # run index -> the units that command was for
+        if gone:
+            verbs[batch.run(self.systemctl("disable", "--now", *map(unit_name, gone)))] = gone
+        if unit_writes or gone:
+            batch.put(FileBatch(writes=unit_writes, removes=[self.unit_path(n) for n in gone],
+                                root=expand_home(self.unit_dir, home)))
+        if env_writes or gone_envs:
+            batch.put(FileBatch(writes=env_writes, removes=gone_envs,
+                                root=expand_home(self._secrets_root(), home)))
+        if unit_writes or gone:
+            verbs[batch.run(self.systemctl("daemon-reload"))] = []  # about every unit
+        if enable:
+            verbs[batch.run(self.systemctl("enable", "--now", *map(unit_name, enable)))] = enable
+        restarts = sorted(set(restarts))
+        if restarts:
+            verbs[batch.run(self.systemctl("restart", *map(unit_name, restarts)))] = restarts
+        kept = sorted(set(names) - set(gone))
+        show = self._show(batch, kept) if kept else -1
+        files = batch.observe([self.unit_path(n) for n in kept]) if kept else -1
+        try:
+            second = batch.send(self.transport)
+        except RemoteError as exc:
+            return {n: exc.message for n in names}
+        errors: dict[str, str] = dict(refused)
+        for index, which in verbs.items():
+            ran = second.run(index)
+            if ran.returncode != 0:
+                named = [n for n in which if unit_name(n) in ran.stderr]
+                for n in named or which or names:
+                    errors.setdefault(n, failure(ran))
+        after = self._states(kept, second, files, show) if kept else {}
+        errors.update({k: v for k, v in self._errors(upsert, after, errors).items()
+                       if k not in errors})
+        return errors
+
+    def _refuse(self, upsert: Mapping[str, str], env_paths: Mapping[str, str],
+                secrets: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+        """Units whose secrets cannot be delivered: left untouched, with the reason."""
+        out = {}
+        for name in upsert:
+            if secrets.get(name) and name not in env_paths:
+                out[name] = f"{unit_name(name)} has secrets but reads no EnvironmentFile="
+            elif name in secrets:
+                try:
+                    systemd_env_file(secrets[name])
+                except ValueError as exc:
+                    out[name] = str(exc)
+        return out
+
+    def _errors(self, upsert: Mapping[str, str], states: Mapping[str, UnitState],
+                known: Mapping[str, str]) -> dict[str, str]:
+        out = {}
+        for name in upsert:
+            st = states.get(name)
+            if st is None or name in known:
+                continue
+            if st.state == "failed" or (st.state in ("inactive", "unknown")):
+                out[name] = f"{unit_name(name)} is {st.state}" + (
+                    f" ({st.detail})" if st.detail else "")
+        return out
+
+    def _owner(self, text: str) -> str | None:
+        """The unit's `User=` (system units only): who owns its secrets file."""
+        if self.user_mode:
+            return None
+        for line in text.splitlines():
+            if line.startswith("User="):
+                return line.partition("=")[2].strip() or None
+        return None
+
+    def _secrets_root(self) -> str:
+        return f"{self.state_root}/blumeops"
+
+    def _known_env(self, name: str) -> str | None:
+        from blumeops.render.systemd import env_file
+
+        return expand(env_file(name), self.state_root)
+
+
+def expand(path: str, state_root: str) -> str:
+    """The few systemd specifiers blumeops renders: %S (state root), %h (home), %%."""
+    out = []
+    i = 0
+    while i < len(path):
+        c = path[i]
+        if c == "%" and i + 1 < len(path):
+            nxt = path[i + 1]
+            if nxt == "S":
+                out.append(state_root)
+            elif nxt == "h":
+                out.append("~")
+            elif nxt == "%":
+                out.append("%")
+            else:
+                raise ValueError(f"unsupported systemd specifier %{nxt} in {path!r}")
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def parse_show(stdout: str) -> dict[str, dict[str, str]]:
+    """`systemctl show -p ... U1 U2` output: one KEY=VALUE block per unit, by its Id."""
+    blocks: dict[str, dict[str, str]] = {}
+    for chunk in stdout.strip().split("\n\n"):
+        props = dict(line.partition("=")[::2] for line in chunk.splitlines() if "=" in line)
+        if props.get("Id"):
+            blocks[props["Id"]] = props
+    return blocks
+
+
+def unit_state(name: str, exists: bool, digest: str | None,
+               props: Mapping[str, str] | None, why: str = "") -> UnitState:
+    if props is None:
+        return UnitState(name, exists, digest if exists else None, "unknown", False, None,
+                         why or "systemctl show said nothing about it")
+    active = props.get("ActiveState", "unknown")
+    sub = props.get("SubState", "")
+    pid = int(props.get("MainPID") or 0) or None
+    detail = f"{active} ({sub})" if sub else active
+    if props.get("LoadState") not in (None, "loaded"):
+        detail += f", {props.get('LoadState')}"
+    if active == "failed" and props.get("Result") not in (None, "success"):
+        detail += f", result {props.get('Result')}"
+    if props.get("NeedDaemonReload") == "yes":
+        detail += ", unit file changed on disk (needs daemon-reload)"
+    return UnitState(name=name, exists=exists, sha256=digest if exists else None,
+                     state=active, running=active == "active" and sub == "running",
+                     pid=pid, detail=detail,
+                     enabled=props.get("UnitFileState") in ("enabled", "enabled-runtime"))
