@@ -130,14 +130,22 @@ def loaded(data: dict[str, Any]) -> Iterator[LoadResult]:
         yield result
 
 
-def strip_wrapper(argv: list[str], has_secrets: bool, name: str) -> list[str]:
-    """The service's own argv: the secrets exec wrapper, there iff secrets, removed."""
-    if not has_secrets:
-        assert "blumeops.secrets.exec" not in argv[:4]
+def strip_wrapper(argv: list[str], has_secrets: bool, name: str, manager: str) -> list[str]:
+    """The service's own argv, its manager's secrets wrapper (there iff secrets) removed.
+
+    supervisor: PYTHON -m blumeops.secrets.exec ENVFILE -- CMD; launchd: /usr/bin/env
+    python3 WRAPPER ENVFILE -- CMD; systemd: no wrapper (it reads EnvironmentFile=).
+    """
+    wrappers = ("blumeops.secrets.exec", launchd.SECRETS_WRAPPER)
+    if not has_secrets or manager == "systemd":
+        assert not set(wrappers) & set(argv[:4]), argv
         return argv
     cut = argv.index("--")
-    assert argv[1:3] == ["-m", "blumeops.secrets.exec"] and argv[cut - 1].endswith(
-        f"/secrets/{name}.env"), argv
+    assert argv[cut - 1].endswith(f"/secrets/{name}.env"), argv
+    if manager == "launchd":
+        assert argv[:3] == ["/usr/bin/env", "python3", launchd.SECRETS_WRAPPER], argv
+    else:
+        assert argv[1:3] == ["-m", "blumeops.secrets.exec"], argv
     return argv[cut + 1:]
 
 
@@ -203,7 +211,8 @@ def test_supervisor_programs_round_trip(svcs: dict[str, Any]) -> None:
     assert set(programs) == set(svcs)
     for name, svc in svcs.items():
         proc = programs[name]
-        argv = strip_wrapper(shlex.split(proc.command), bool(svc.get("secrets")), name)
+        argv = strip_wrapper(shlex.split(proc.command), bool(svc.get("secrets")), name,
+                             "supervisor")
         env = dict(proc.environment or {})
         if argv[0] == "env":  # values `environment=` cannot hold travel as env NAME=VALUE
             argv = argv[1:]
@@ -327,8 +336,11 @@ def test_systemd_units_round_trip(svcs: dict[str, Any]) -> None:
         [exec_start] = service["ExecStart"]
         argv = [undollar(w) for w in split_words(unspecify(exec_start))]
         assert argv[0][:1] not in "-@:+!|"  # no prefix systemd would act on
-        argv = strip_wrapper(argv, bool(svc.get("secrets")), name)
+        argv = strip_wrapper(argv, bool(svc.get("secrets")), name, "systemd")
         assert argv == expected_argv(svc["command"], lab_dir)
+        env_files = [unspecify(f) for f in service.get("EnvironmentFile", [])]
+        assert env_files == ([f"{lab_dir.rsplit('/', 1)[0]}/secrets/{name}.env"]
+                             if svc.get("secrets") else [])
         env = {}
         for line in service.get("Environment", []):
             for word in split_words(line):
@@ -339,7 +351,7 @@ def test_systemd_units_round_trip(svcs: dict[str, Any]) -> None:
         assert posixpath.normpath(unspecify(workdir)) == expected_dir(svc.get("workdir"),
                                                                       lab_dir)
         assert set(service) <= {"Type", "ExecStart", "WorkingDirectory", "Environment",
-                                "Restart", "RestartSec", "KillMode"}
+                                "EnvironmentFile", "Restart", "RestartSec", "KillMode"}
         if svc["command"][0] in ("/bin/true", "python3"):
             runnable.append(name)
     if runnable:  # systemd's own check, where the program exists on this machine
@@ -371,8 +383,8 @@ def test_launchd_plists_round_trip(svcs: dict[str, Any]) -> None:
     for name, svc in svcs.items():
         data = plists[name]
         assert data["Label"] == launchd.label(name)
-        argv = strip_wrapper(data["ProgramArguments"][1:] if svc.get("secrets")
-                             else data["ProgramArguments"], bool(svc.get("secrets")), name)
+        argv = strip_wrapper(data["ProgramArguments"], bool(svc.get("secrets")), name,
+                             "launchd")
         assert argv == svc["command"]
         env = {k: str(v) for k, v in svc["environment"].items()}
         assert data.get("EnvironmentVariables", {}) == env
@@ -499,13 +511,13 @@ def test_controller_arguments_round_trip(source: str, branch: str, lab_path: str
         assert result.lab is not None
         [res] = render_controller(result.lab, RenderContext())
     if manager == "launchd":
-        argv = plistlib.loads(res.body.encode())["ProgramArguments"][1:]
+        argv = plistlib.loads(res.body.encode())["ProgramArguments"]
     elif manager == "systemd":
         [line] = unit_sections(res.body)["Service"]["ExecStart"]
         argv = [undollar(w) for w in split_words(unspecify(line))]
     else:
         with tempfile.TemporaryDirectory() as tmp:
             argv = shlex.split(supervisor_programs({NAME: res.body}, Path(tmp))[NAME].command)
-    argv = strip_wrapper(argv, True, NAME)
+    argv = strip_wrapper(argv, True, NAME, manager)
     assert argv[:8] == ["blumeops", "controller", "--source", source, "--branch", branch,
                         "--lab-path", lab_path]
