@@ -181,6 +181,35 @@ def reachability(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              "add a grant or turn on tailnet.derive_grants")
 
 
+SSH_ONLY = ("ssh_identity", "accept_new_host_key", "arch")
+
+
+@rule
+def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """How a host is reached over SSH: a parseable `ssh:`, a usable key path, and no SSH
+    options on the local host (they would be silently ignored there)."""
+    from blumeops.transports.ssh import SshTarget  # its parser is the one the transport uses
+
+    for name, host in lab.hosts.items():
+        at = ("hosts", name)
+        if host.local:
+            for field in SSH_ONLY:
+                if field in host.model_fields_set:
+                    yield marks.diag((*at, field), "ssh-on-local",
+                                     f"'{field}' is for hosts reached over SSH; host '{name}' "
+                                     "is local: true")
+        if host.ssh is not None:
+            try:
+                SshTarget.parse(host.ssh)
+            except ValueError as err:
+                yield marks.diag((*at, "ssh"), "ssh-target", f"host '{name}' ssh: {err}")
+        identity = host.ssh_identity
+        if identity is not None and not identity.startswith(("/", "~")):
+            yield marks.diag((*at, "ssh_identity"), "ssh-identity",
+                             f"ssh_identity {identity!r} must be an absolute path or start "
+                             "with '~' (a relative path would depend on where blumeops runs)")
+
+
 @rule
 def dependency_cycles(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Services cannot depend on each other in a circle."""
