@@ -188,8 +188,16 @@ SSH_ONLY = ("ssh_identity", "accept_new_host_key", "arch")
 def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """How a host is reached over SSH: a parseable `ssh:`, a usable key path, and no SSH
     options on the local host (they would be silently ignored there)."""
-    from blumeops.transports.ssh import SshTarget  # its parser is the one the transport uses
+    specs = {name: host.ssh for name, host in lab.hosts.items() if host.ssh is not None}
+    if specs:  # the transport's own parser (imported only when needed: validate stays fast)
+        from blumeops.transports.ssh import SshTarget
 
+        for name, spec in specs.items():
+            try:
+                SshTarget.parse(spec)
+            except ValueError as err:
+                yield marks.diag(("hosts", name, "ssh"), "ssh-target",
+                                 f"host '{name}' ssh: {err}")
     for name, host in lab.hosts.items():
         at = ("hosts", name)
         if host.local:
@@ -198,11 +206,6 @@ def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                     yield marks.diag((*at, field), "ssh-on-local",
                                      f"'{field}' is for hosts reached over SSH; host '{name}' "
                                      "is local: true")
-        if host.ssh is not None:
-            try:
-                SshTarget.parse(host.ssh)
-            except ValueError as err:
-                yield marks.diag((*at, "ssh"), "ssh-target", f"host '{name}' ssh: {err}")
         identity = host.ssh_identity
         if identity is not None and not identity.startswith(("/", "~")):
             yield marks.diag((*at, "ssh_identity"), "ssh-identity",
