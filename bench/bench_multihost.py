@@ -59,15 +59,25 @@ from common import BLUMEOPS, Row, run_ok, user_env  # noqa: E402
 PEERS = BENCH / ".venv-peers"
 SIZES = (1, 5, 20)
 SERVICES = 4  # per host: 4 program files, 4 ports
-PROGRAMS = "programs"  # under each host's HOME
+PROGRAMS = "programs"  # under each host's HOME (observe mode: the bench writes them)
+# apply mode: the program files blumeops's supervisor keeps on a host (confirm the layout)
+APPLIED_PROGRAMS = "**/programs/*.conf"
+# Each service: a listener that accepts and closes (tiny, so 80 of them fit the machine).
+LISTENER = ("import socket,sys;s=socket.socket();s.setsockopt(1,2,1);"
+            "s.bind((sys.argv[1],int(sys.argv[2])));s.listen(64);"
+            "[s.accept()[0].close() for _ in iter(int,1)]")
 SSH_CONFIG_ENV = "BLUMEOPS_SSH_CONFIG"  # for `blumeops apply`: the engine's ssh -F (to confirm)
 TARGETS = {"pyinfra": 3.0, "ansible": 15.0}  # blumeops at N=20 at least this many times faster
 PER_HOST_TARGET = 0.050  # s per added host
 
 
+def command(port: int, address: str) -> list[str]:
+    return ["python3", "-c", LISTENER, address, str(port)]
+
+
 def program_text(service: str, port: int, address: str) -> bytes:
     """A program file as a service manager would hold it (its content is what is checked)."""
-    return (f"[program:{service}]\ncommand=python3 -m http.server {port} --bind {address}\n"
+    return (f"[program:{service}]\ncommand={' '.join(command(port, address))}\n"
             "autostart=true\nautorestart=true\n").encode()
 
 
@@ -80,10 +90,18 @@ class HostJob:
         return [f"{self.host.name}-s{i}" for i in range(SERVICES)]
 
     def files(self) -> list[tuple[Path, bytes]]:
-        """(path on the host, content): the program files the job keeps present."""
-        return [(self.host.root / PROGRAMS / f"{svc}.conf",
-                 program_text(svc, port, self.host.address))
-                for svc, port in zip(self.services(), self.ports, strict=True)]
+        """(path on the host, content): the program files the job keeps present; in
+        apply mode, the ones blumeops wrote there."""
+        if observing():
+            return [(self.host.root / PROGRAMS / f"{svc}.conf",
+                     program_text(svc, port, self.host.address))
+                    for svc, port in zip(self.services(), self.ports, strict=True)]
+        found = sorted(self.host.root.glob(APPLIED_PROGRAMS))
+        if len(found) != SERVICES:
+            raise RuntimeError(f"{self.host.name}: expected {SERVICES} program files "
+                               f"{APPLIED_PROGRAMS} under {self.host.root}, found {found}; "
+                               "set APPLIED_PROGRAMS to where blumeops writes them")
+        return [(p, p.read_bytes()) for p in found]
 
 
 def lab_data(jobs: list[HostJob], ssh_identity: Path) -> dict[str, Any]:
@@ -97,8 +115,7 @@ def lab_data(jobs: list[HostJob], ssh_identity: Path) -> dict[str, Any]:
                          "ssh_identity": str(ssh_identity)}
         for svc, port in zip(job.services(), job.ports, strict=True):
             services[svc] = {"native": h.name,
-                             "command": ["python3", "-m", "http.server", str(port),
-                                         "--bind", h.address],
+                             "command": command(port, h.address),
                              "ports": {"http": port}, "health": {"tcp": "http"}}
     return {"lab": "multihost-bench", "hosts": hosts, "services": services}
 
@@ -172,6 +189,11 @@ class Bench:
         return out
 
 
+def mode(path: Path) -> str:
+    """A file's permission bits as the peers spell them ("644"): the job keeps them too."""
+    return f"{path.stat().st_mode & 0o777:o}"
+
+
 def drop_connections(control_dir: Path) -> None:
     """Close every OpenSSH master whose socket is in `control_dir` (a cold start)."""
     if not control_dir.is_dir():
@@ -192,7 +214,8 @@ class Tool:
     prepare: Callable[[Bench, int], list[str]]  # -> the command for N hosts
     env: Callable[[Bench], dict[str, str]]
     cold: Callable[[Bench], None]  # drop its connections
-    check: Callable[[str, int], None]  # its output for N hosts was a no-op
+    check: Callable[[Bench, str, int], None]  # its output for N hosts was a no-op
+    bring_up: Callable[[Bench, int], float | None] = lambda b, n: None  # before size N
 
 
 def blumeops_observe(b: Bench, n: int) -> list[str]:
@@ -207,23 +230,41 @@ def blumeops_apply(b: Bench, n: int) -> list[str]:
 BLUMEOPS_ROW = blumeops_observe  # -> blumeops_apply once the engine applies `ssh:` hosts
 
 
+def observing() -> bool:
+    return BLUMEOPS_ROW is blumeops_observe
+
+
 def _blumeops_env(b: Bench) -> dict[str, str]:
     return user_env(BLUMEOPS_STATE_DIR=str(b.state), **{SSH_CONFIG_ENV: str(b.lab.ssh_config)})
 
 
-def _blumeops_check(out: str, n: int) -> None:
-    if BLUMEOPS_ROW is blumeops_observe:
+def _blumeops_check(b: Bench, out: str, n: int) -> None:
+    if observing():
         if out.strip() != f"no-op: {n} hosts, {n * SERVICES} files, {n * SERVICES} ports":
             raise RuntimeError(f"blumeops observe was not a clean no-op:\n{out[-1500:]}")
-    elif "No changes" not in out and "nothing to do" not in out.lower():
-        raise RuntimeError(f"blumeops apply was not a no-op:\n{out[-1500:]}")
+        return
+    plan = run_ok([*BLUMEOPS, "plan", str(b.lab_dir(n))], _blumeops_env(b)).stdout
+    verdict = re.search(r"^No changes: (\d+) resources", plan, re.MULTILINE)
+    if verdict is None or verdict.group(1) == "0":  # 0: the engine reached no host
+        raise RuntimeError(f"blumeops apply on {n} hosts left changes or reached no host:\n"
+                           f"{plan[-1500:]}")
+
+
+def _blumeops_bring_up(b: Bench, n: int) -> float | None:
+    """Apply mode: the first apply at this size starts the services of the hosts new to
+    it (sizes grow, so no host is ever removed). Returns its time."""
+    if observing():
+        return None
+    start = time.perf_counter()
+    run_ok(blumeops_apply(b, n), _blumeops_env(b))
+    return time.perf_counter() - start
 
 
 PYINFRA_DEPLOY = """from pyinfra import host
 from pyinfra.operations import files, server
 
-for i, (src, dest) in enumerate(host.data.job_files):
-    files.put(name=f"program file {i}", src=src, dest=dest, mode="644")
+for i, (src, dest, mode) in enumerate(host.data.job_files):
+    files.put(name=f"program file {i}", src=src, dest=dest, mode=mode)
 for port in host.data.job_ports:
     server.wait(name=f"port {port} answers", port=port)
 """
@@ -239,7 +280,7 @@ def pyinfra_prepare(b: Bench, n: int) -> list[str]:
             "ssh_key": str(b.lab.client_key), "ssh_known_hosts_file": str(b.lab.known_hosts),
             "ssh_strict_host_key_checking": "yes", "ssh_allow_agent": False,
             "ssh_look_for_keys": False,
-            "job_files": [(str(src / h.name / p.name), str(p)) for p, _ in job.files()],
+            "job_files": [(str(src / h.name / p.name), str(p), mode(p)) for p, _ in job.files()],
             "job_ports": job.ports}))
     (b.work / f"pyinfra{n}.py").write_text(f"hosts = {hosts!r}\n")
     (b.work / "deploy.py").write_text(PYINFRA_DEPLOY)
@@ -247,7 +288,7 @@ def pyinfra_prepare(b: Bench, n: int) -> list[str]:
             str(b.work / "deploy.py"), "-y", "--parallel", str(n)]
 
 
-def pyinfra_check(out: str, n: int) -> None:
+def pyinfra_check(b: Bench, out: str, n: int) -> None:
     """Every file op on every host unchanged, nothing failed (pyinfra counts each
     server.wait as a change: it always runs its check)."""
     total = re.search(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", out)
@@ -263,7 +304,7 @@ COPY = """    - name: program file {i}
       ansible.builtin.copy:
         src: "{{{{ job_files[{i}][0] }}}}"
         dest: "{{{{ job_files[{i}][1] }}}}"
-        mode: "0644"
+        mode: "{{{{ job_files[{i}][2] }}}}"
 """
 WAIT = """    - name: port {i} answers
       ansible.builtin.wait_for:
@@ -281,7 +322,8 @@ def ansible_prepare(b: Bench, n: int) -> list[str]:
         h = job.host
         inventory["all"]["hosts"][h.name] = {  # ssh_config's Host block: address, port
             "address": h.address,
-            "job_files": [[str(src / h.name / p.name), str(p)] for p, _ in job.files()],
+            "job_files": [[str(src / h.name / p.name), str(p), "0" + mode(p)]
+                          for p, _ in job.files()],
             "job_ports": job.ports}
     (b.work / f"inventory{n}.yml").write_text(yaml.safe_dump(inventory))
     playbook = ANSIBLE_TASKS.format(
@@ -300,7 +342,7 @@ def _ansible_env(b: Bench) -> dict[str, str]:
             "ANSIBLE_HOME": str(b.work / "ansible-home")}
 
 
-def ansible_check(out: str, n: int) -> None:
+def ansible_check(b: Bench, out: str, n: int) -> None:
     recap = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
                        r"failed=(\d+)", out, re.MULTILINE)
     clean = [r for r in recap if r[1] == str(2 * SERVICES) and r[2:] == ("0", "0", "0")]
@@ -310,7 +352,7 @@ def ansible_check(out: str, n: int) -> None:
 
 TOOLS = [
     Tool("blumeops", "blumeops", lambda b, n: BLUMEOPS_ROW(b, n), _blumeops_env,
-         lambda b: drop_connections(b.state / "ssh"), _blumeops_check),
+         lambda b: drop_connections(b.state / "ssh"), _blumeops_check, _blumeops_bring_up),
     Tool("pyinfra", "pyinfra 3.10 (--parallel N)", pyinfra_prepare,
          lambda b: {**os.environ, "PYINFRA_PROGRESS": "off"}, lambda b: None, pyinfra_check),
     Tool("ansible", "ansible-playbook -f N (pipelining)", ansible_prepare, _ansible_env,
@@ -319,14 +361,15 @@ TOOLS = [
 
 
 def blumeops_label() -> str:
-    if BLUMEOPS_ROW is blumeops_observe:
+    if observing():
         return "blumeops: transport observe only, engine not yet remote"
     return "blumeops apply --yes"
 
 
 @contextlib.contextmanager
 def hosts(count: int) -> Iterator[Bench]:
-    """`count` sshd hosts, each holding its job: files written, ports answering."""
+    """`count` sshd hosts. Observe mode: each holding its job (files written, ports
+    answering); apply mode: `blumeops apply` brings the job up, `blumeops down` after."""
     work = Path(tempfile.mkdtemp(prefix="bo-mh-", dir="/tmp"))  # short: socket paths
     lab = SshLab(work / "ssh")
     lab.dir.mkdir()
@@ -337,16 +380,22 @@ def hosts(count: int) -> Iterator[Bench]:
             for i in range(count):
                 host = lab.add_host(f"h{i:02d}")
                 job = HostJob(host, [free_port(host.address) for _ in range(SERVICES)])
+                jobs.append(job)
+                if not observing():
+                    continue
                 for port in job.ports:
                     listeners.add(host.address, port)
                 for path, content in job.files():
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(content)
-                jobs.append(job)
+                    path.chmod(0o644)
             bench = Bench(lab, jobs, work)
             try:
                 yield bench
             finally:
+                if not observing():  # supervisord on each host outlives its ssh session
+                    subprocess.run([*BLUMEOPS, "down", str(bench.lab_dir(count))],
+                                   capture_output=True, check=False, env=_blumeops_env(bench))
                 drop_connections(bench.state / "ssh")
                 drop_connections(work / "ansible-cp")
     finally:
@@ -356,11 +405,15 @@ def hosts(count: int) -> Iterator[Bench]:
 
 def measure(sizes: tuple[int, ...] = SIZES, runs: int = 3) -> dict[tuple[str, int, str],
                                                                       list[float]]:
-    """{(tool, N, "cold"|"warm"): seconds}: per size, each tool once cold, then `runs` warm."""
+    """{(tool, N, "cold"|"warm"): seconds}: per size, each tool once cold, then `runs`
+    warm (apply mode: blumeops's bring-up at each size too, as "first apply")."""
     out: dict[tuple[str, int, str], list[float]] = {}
     with hosts(max(sizes)) as b:
         for n in sizes:
             for tool in TOOLS:
+                first = tool.bring_up(b, n)
+                if first is not None:
+                    out[(tool.name, n, "first apply")] = [first]
                 cmd = tool.prepare(b, n)
                 env = tool.env(b)
                 for kind, count in (("cold", 1), ("warm", runs)):
@@ -371,7 +424,7 @@ def measure(sizes: tuple[int, ...] = SIZES, runs: int = 3) -> dict[tuple[str, in
                         proc = run_ok(cmd, env, cwd=b.work)
                         out.setdefault((tool.name, n, kind), []).append(
                             time.perf_counter() - start)
-                        tool.check(proc.stdout + proc.stderr, n)
+                        tool.check(b, proc.stdout + proc.stderr, n)
                 print(f"  {tool.name} N={n}: cold {out[(tool.name, n, 'cold')][0]:.2f} s, "
                       f"warm {statistics.median(out[(tool.name, n, 'warm')]):.2f} s",
                       file=sys.stderr)
@@ -390,7 +443,8 @@ def to_rows(samples: dict[tuple[str, int, str], list[float]],
     labels = {t.name: t.label for t in TOOLS} | {"blumeops": blumeops_label()}
     rows = []
     for (tool, n, kind), times in samples.items():
-        rows.append(Row(f"{kind} no-op, {n} SSH host{'s' * (n > 1)}: {labels[tool]}", times,
+        what = kind if kind == "first apply" else f"{kind} no-op"
+        rows.append(Row(f"{what}, {n} SSH host{'s' * (n > 1)}: {labels[tool]}", times,
                         target="(peer)" if tool != "blumeops" else "",
                         note=f"{SERVICES} files + {SERVICES} port checks per host"))
     lo, hi = sorted(sizes)[-2:] if len(sizes) > 1 else (sizes[0], sizes[0])
