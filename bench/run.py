@@ -36,6 +36,7 @@ def other_rows(quick: bool) -> list[Row]:
     # --- other benchmarks: one line per module below, e.g.
     # rows += __import__("bench_api").rows(quick)
     # rows += __import__("bench_transport").rows(quick)
+    rows += __import__("bench_multihost").rows(quick) if "--peers" in sys.argv else []
     # --- end of other benchmarks
     return rows
 

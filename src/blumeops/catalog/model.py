@@ -191,6 +191,14 @@ class Host(Strict):
     ssh: str | None = Field(default=None, description="user@host[:port] to reach it over SSH")
     local: bool = Field(default=False, description="this machine: apply without SSH")
     service_manager: ServiceManager | None = Field(default=None, strict=False)
+    ssh_identity: str | None = Field(
+        default=None, min_length=1,
+        description="private key for ssh -i (absolute or ~/...); default: ssh config and agent")
+    accept_new_host_key: bool = Field(
+        default=False, description="trust an unknown host key on first contact (ssh's "
+                                   "accept-new); a changed key is always refused")
+    arch: Literal["x86_64", "arm64"] | None = Field(
+        default=None, description="checked against the host on first contact (aarch64 = arm64)")
 
 
 class Cluster(Strict):

@@ -181,6 +181,38 @@ def reachability(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              "add a grant or turn on tailnet.derive_grants")
 
 
+SSH_ONLY = ("ssh_identity", "accept_new_host_key", "arch")
+
+
+@rule
+def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """How a host is reached over SSH: a parseable `ssh:`, a usable key path, and no SSH
+    options on the local host (they would be silently ignored there)."""
+    specs = {name: host.ssh for name, host in lab.hosts.items() if host.ssh is not None}
+    if specs:  # the transport's own parser (imported only when needed: validate stays fast)
+        from blumeops.transports.ssh import SshTarget
+
+        for name, spec in specs.items():
+            try:
+                SshTarget.parse(spec)
+            except ValueError as err:
+                yield marks.diag(("hosts", name, "ssh"), "ssh-target",
+                                 f"host '{name}' ssh: {err}")
+    for name, host in lab.hosts.items():
+        at = ("hosts", name)
+        if host.local:
+            for field in SSH_ONLY:
+                if field in host.model_fields_set:
+                    yield marks.diag((*at, field), "ssh-on-local",
+                                     f"'{field}' is for hosts reached over SSH; host '{name}' "
+                                     "is local: true")
+        identity = host.ssh_identity
+        if identity is not None and not identity.startswith(("/", "~")):
+            yield marks.diag((*at, "ssh_identity"), "ssh-identity",
+                             f"ssh_identity {identity!r} must be an absolute path or start "
+                             "with '~' (a relative path would depend on where blumeops runs)")
+
+
 @rule
 def dependency_cycles(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Services cannot depend on each other in a circle."""

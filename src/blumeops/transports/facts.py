@@ -34,8 +34,10 @@ def normalize_arch(machine: str) -> str:
 
 
 def check_lab_host(lab: Lab, name: str, facts: HostFacts) -> list[Mismatch]:
-    """`check` with the host's effective service manager (declared or its OS default)."""
-    return check(name, lab.hosts[name], facts, manager=service_manager(lab, name))
+    """`check` with the host's effective service manager (declared or its OS default)
+    and its declared `arch`."""
+    host = lab.hosts[name]
+    return check(name, host, facts, manager=service_manager(lab, name), arch=host.arch)
 
 
 def check(name: str, host: Host, facts: HostFacts, *,
