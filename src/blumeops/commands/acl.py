@@ -27,34 +27,67 @@ def acl() -> None:
     """Check the derived Tailscale policy: its own tests, or one question."""
 
 
+def _invalid(policy: Policy, output: str) -> bool:
+    """Print what Tailscale's API would refuse in the policy; True if anything."""
+    from blumeops.tailnet.validate import problems
+
+    found = problems(policy)
+    if not found:
+        return False
+    if output == "json":
+        emit_json({"passed": False, "errors": [str(p) for p in found]})
+    else:
+        for problem in found:
+            click.echo(f"error: policy {problem}", err=True)
+        click.echo(f"the policy is invalid ({len(found)} problem(s)); Tailscale would "
+                   "refuse it, so its tests were not run", err=True)
+    return True
+
+
 @acl.command("test")
 @click.argument("lab", required=False, type=click.Path(path_type=Path))
 @OUTPUT_OPTION
 def test(lab: Path | None, output: str) -> None:
-    """Run the policy's tests. Exit 0 when all pass, 1 when any fails."""
-    from blumeops.tailnet.evaluate import run_tests
+    """Run the policy's tests and SSH tests. Exit 0 when all pass, 1 when any fails."""
+    from blumeops.tailnet.evaluate import run_ssh_tests, run_tests
 
-    verdicts = run_tests(_policy(lab))
+    policy = _policy(lab)
+    if _invalid(policy, output):
+        raise SystemExit(1)
+    verdicts = run_tests(policy)
+    ssh = run_ssh_tests(policy)
     failed = [v for v in verdicts if not v.passed]
+    ssh_failed = [v for v in ssh if not v.passed]
     if output == "json":
         emit_json({
-            "passed": not failed,
-            "tests": [{"src": v.src, "dst": v.dst,
+            "passed": not failed and not ssh_failed,
+            "tests": [{"src": v.src, "dst": v.dst, "proto": v.proto,
                        "expect": "accept" if v.expected else "deny",
                        "allowed": v.allowed, "passed": v.passed, "reason": v.reason}
                       for v in verdicts],
+            "ssh_tests": [{"src": v.src, "dst": v.dst, "user": v.user, "expect": v.expected,
+                           "got": v.got, "passed": v.passed, "reason": v.reason}
+                          for v in ssh],
         })
     else:
         for v in verdicts:
             word = "PASS" if v.passed else "FAIL"
             expect = "accept" if v.expected else "deny"
             got = "allowed" if v.allowed else "denied"
-            click.echo(f"{word}  {v.src} -> {v.dst}: expected {expect}, {got} ({v.reason})")
-        if not verdicts:
-            click.echo("no policy tests declared (tailnet.tests)")
+            proto = "" if v.proto == "tcp" else f" ({v.proto})"
+            click.echo(f"{word}  {v.src} -> {v.dst}{proto}: expected {expect}, {got} "
+                       f"({v.reason})")
+        for s in ssh:
+            word = "PASS" if s.passed else "FAIL"
+            click.echo(f"{word}  ssh {s.src} -> {s.user}@{s.dst}: expected {s.expected}, "
+                       f"got {s.got} ({s.reason})")
+        if not verdicts and not ssh:
+            click.echo("no policy tests declared (tailnet.tests, tailnet.sshTests)")
         else:
-            click.echo(f"{len(verdicts) - len(failed)} passed, {len(failed)} failed")
-    raise SystemExit(1 if failed else 0)
+            total = len(verdicts) + len(ssh)
+            bad = len(failed) + len(ssh_failed)
+            click.echo(f"{total - bad} passed, {bad} failed")
+    raise SystemExit(1 if failed or ssh_failed else 0)
 
 
 @acl.command("check")
