@@ -459,7 +459,8 @@ def dependency_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             there = _placement(lab, dep) if dep in lab.services else None
             if there is None or there[0] == here[0] or (here[1] and here[1] == there[1]):
                 continue  # same host or same cluster: not over the tailnet
-            ends = [(d, p) for d, p in _endpoints(lab, dep) if d in policy.devices]
+            ends = list(dict.fromkeys((d, p) for d, p in _endpoints(lab, dep)
+                                      if d in policy.devices))
             if not ends:
                 continue
             try:
@@ -468,7 +469,27 @@ def dependency_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                 continue
             if not ok:
                 tried = ", ".join(f"{d}:{p}" for d, p in ends)
+                where = f"cluster '{here[1]}' on host" if here[1] else "host"
                 yield marks.diag(("services", name, "depends_on", i), "unreachable-dependency",
-                                 f"service '{name}' (on {here[1] or 'host'} '{here[0]}') depends "
-                                 f"on '{dep}', but the tailnet policy lets '{here[0]}' reach none "
-                                 f"of {tried}; add a grant")
+                                 f"service '{name}' ({where} '{here[0]}') depends on '{dep}', "
+                                 f"but the tailnet policy lets '{here[0]}' reach none of {tried}; "
+                                 "add a grant")
+
+
+@rule
+def tailnet_devices(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Per-host tailnet settings name declared hosts; auth keys are references, never keys."""
+    if lab.tailnet is None:
+        return
+    for name, device in lab.tailnet.devices.items():
+        at = ("tailnet", "devices", name)
+        if name not in lab.hosts:
+            yield marks.diag(at, "unknown-reference", _unknown("host", name, lab.hosts))
+        if device.auth_key is not None and not SECRET_REF.match(device.auth_key):
+            yield marks.diag((*at, "auth_key"), "secret-ref",
+                             f"auth key of '{name}' must be a reference ('vault:NAME' or "
+                             "'op://VAULT/ITEM/FIELD'), never the key itself")
+        if device.owner is not None and name in lab.hosts and lab.hosts[name].tags:
+            yield marks.diag((*at, "owner"), "owned-and-tagged",
+                             f"host '{name}' has an owner and tags; a tagged device belongs to "
+                             "no user in Tailscale: drop one")

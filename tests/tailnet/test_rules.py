@@ -1,0 +1,48 @@
+"""The tailnet's cross-layer rules fire on the bad corpus and go quiet once it is fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from blumeops.catalog.loader import load_lab
+from conftest import EXAMPLES, write_lab
+
+BAD = Path(__file__).parent.parent / "catalog" / "bad"
+
+
+def rules_after(tmp_path: Path, case: str, old: str, new: str) -> list[str]:
+    """Load a bad case with one edit; the rules of the errors left."""
+    text = (BAD / case).read_text()
+    assert old in text
+    result = load_lab(write_lab(tmp_path, text.replace(old, new)))
+    return [d.rule for d in result.errors]
+
+
+def test_unused_tag_fixed_by_carrying_it(tmp_path: Path) -> None:
+    assert rules_after(tmp_path, "tailnet-unused-tag.yaml", "tags: [nas]", "tags: [backup]") == []
+
+
+def test_operator_tag_fixed_by_letting_the_operator_own_it(tmp_path: Path) -> None:
+    assert rules_after(tmp_path, "tailnet-operator-tag.yaml", "media: [autogroup:admin]",
+                       "media: [tag:k8s-operator]") == []
+
+
+def test_unreachable_dependency_fixed_by_a_grant(tmp_path: Path) -> None:
+    fixed = ("groups: {admin: [a@example.com]}\n"
+             "  grants: [{src: [tag:beta], dst: [tag:alpha], ip: [\"tcp:443\"]}]")
+    assert rules_after(tmp_path, "tailnet-unreachable-dependency.yaml",
+                       "groups: {admin: [a@example.com]}", fixed) == []
+    # A grant to the wrong port does not count.
+    wrong = fixed.replace("tcp:443", "tcp:22")
+    assert rules_after(tmp_path, "tailnet-unreachable-dependency.yaml",
+                       "groups: {admin: [a@example.com]}", wrong) == ["unreachable-dependency"]
+
+
+def test_same_host_dependency_needs_no_grant(tmp_path: Path) -> None:
+    assert rules_after(tmp_path, "tailnet-unreachable-dependency.yaml",
+                       "k: {host: beta, context: k}", "k: {host: alpha, context: k}") == []
+
+
+def test_example_is_clean() -> None:
+    result = load_lab(EXAMPLES / "blumeops")
+    assert result.lab is not None and not result.errors
