@@ -46,3 +46,14 @@ def test_same_host_dependency_needs_no_grant(tmp_path: Path) -> None:
 def test_example_is_clean() -> None:
     result = load_lab(EXAMPLES / "blumeops")
     assert result.lab is not None and not result.errors
+
+
+def test_derived_grants_cover_cross_host_dependencies(tmp_path: Path) -> None:
+    from blumeops.tailnet.policy import derive_policy
+
+    text = (BAD / "tailnet-unreachable-dependency.yaml").read_text()
+    result = load_lab(write_lab(tmp_path, text.replace("derive_grants: false", "")))
+    assert result.lab is not None and not result.errors
+    # The runner's node reaches the forge where its URL points: Caddy on alpha.
+    grants = derive_policy(result.lab).grants
+    assert {"src": ["tag:beta"], "dst": ["tag:alpha"], "ip": ["tcp:443"]} in grants

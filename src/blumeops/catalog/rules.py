@@ -414,29 +414,6 @@ def operator_tags(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              "owners")
 
 
-def _placement(lab: Lab, service: str) -> tuple[str, str] | None:
-    """(host the service's traffic leaves from, cluster or '' for native)."""
-    svc = lab.services[service]
-    if svc.native is not None:
-        return svc.native, ""
-    cluster = lab.clusters.get(svc.kubernetes or "")
-    return (cluster.host, svc.kubernetes or "") if cluster is not None else None
-
-
-def _endpoints(lab: Lab, service: str) -> list[tuple[str, int]]:
-    """Where a service can be reached on the tailnet: its host's ports, ingress, proxy."""
-    svc = lab.services[service]
-    out = [(svc.native, p) for p in svc.ports.values()] if svc.native else []
-    for r in routes(lab):
-        if r.service != service:
-            continue
-        if r.proxy == "caddy" and r.proxy_host:
-            port = r.listen if r.protocol == "tcp" else lab.domains[r.domain].listen_port
-            out.append((r.proxy_host, port or 443))
-        out.append((r.upstream_device, r.upstream_port))
-    return out
-
-
 @rule
 def dependency_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """A dependency on another host or cluster must be reachable under the tailnet policy.
@@ -444,36 +421,27 @@ def dependency_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     A CI runner in one cluster that needs the forge on a host fails at its first clone if the
     tailnet does not let its node reach the forge; say so at validate time instead.
     """
-    if lab.tailnet is None:
-        return
+    if lab.tailnet is None or lab.tailnet.derive_grants:
+        return  # derived grants let each dependent reach its dependency
     from blumeops.tailnet.evaluate import UnknownTarget
     from blumeops.tailnet.evaluate import check as acl_check
-    from blumeops.tailnet.policy import derive_policy
+    from blumeops.tailnet.policy import cross_dependencies, derive_policy
 
     policy = derive_policy(lab)
-    for name, svc in lab.services.items():
-        here = _placement(lab, name)
-        if here is None or here[0] not in policy.devices:
+    for name, i, dep, here, ends in cross_dependencies(lab, policy.devices):
+        if not ends:
             continue
-        for i, dep in enumerate(svc.depends_on):
-            there = _placement(lab, dep) if dep in lab.services else None
-            if there is None or there[0] == here[0] or (here[1] and here[1] == there[1]):
-                continue  # same host or same cluster: not over the tailnet
-            ends = list(dict.fromkeys((d, p) for d, p in _endpoints(lab, dep)
-                                      if d in policy.devices))
-            if not ends:
-                continue
-            try:
-                ok = any(acl_check(policy, here[0], f"{d}:{p}").allowed for d, p in ends)
-            except UnknownTarget:
-                continue
-            if not ok:
-                tried = ", ".join(f"{d}:{p}" for d, p in ends)
-                where = f"cluster '{here[1]}' on host" if here[1] else "host"
-                yield marks.diag(("services", name, "depends_on", i), "unreachable-dependency",
-                                 f"service '{name}' ({where} '{here[0]}') depends on '{dep}', "
-                                 f"but the tailnet policy lets '{here[0]}' reach none of {tried}; "
-                                 "add a grant")
+        try:
+            ok = any(acl_check(policy, here[0], f"{d}:{p}").allowed for d, p in ends)
+        except UnknownTarget:
+            continue
+        if not ok:
+            tried = ", ".join(f"{d}:{p}" for d, p in ends)
+            where = f"cluster '{here[1]}' on host" if here[1] else "host"
+            yield marks.diag(("services", name, "depends_on", i), "unreachable-dependency",
+                             f"service '{name}' ({where} '{here[0]}') depends on '{dep}', "
+                             f"but the tailnet policy lets '{here[0]}' reach none of {tried}; "
+                             "add a grant")
 
 
 @rule

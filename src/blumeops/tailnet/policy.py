@@ -147,6 +147,55 @@ def _add(policy: Policy, src: list[str], dst: list[str], ports: list[str], seen:
         policy.grant_origin.append(origin)
 
 
+def placement(lab: Lab, service: str) -> tuple[str, str] | None:
+    """(host the service's traffic leaves from, its cluster or '' when native)."""
+    svc = lab.services[service]
+    if svc.native is not None:
+        return svc.native, ""
+    cluster = lab.clusters.get(svc.kubernetes or "")
+    return (cluster.host, svc.kubernetes or "") if cluster is not None else None
+
+
+def endpoints(lab: Lab, service: str, resolved: list[ResolvedRoute] | None = None
+              ) -> list[tuple[str, int]]:
+    """Where a service is reached on the tailnet, most usual first: through its routes
+    (the proxy, then the upstream), then its host's ports."""
+    svc = lab.services[service]
+    out = []
+    for r in resolved if resolved is not None else routes(lab):
+        if r.service != service:
+            continue
+        if r.proxy == "caddy" and r.proxy_host:
+            port = r.listen if r.protocol == "tcp" else lab.domains[r.domain].listen_port
+            out.append((r.proxy_host, port or 443))
+        out.append((r.upstream_device, r.upstream_port))
+    if svc.native is not None:
+        out.extend((svc.native, p) for p in svc.ports.values())
+    return list(dict.fromkeys(out))
+
+
+CrossDependency = tuple[str, int, str, tuple[str, str], list[tuple[str, int]]]
+
+
+def cross_dependencies(lab: Lab, devs: dict[str, Device],
+                       resolved: list[ResolvedRoute] | None = None) -> list[CrossDependency]:
+    """Each `depends_on` that crosses hosts or clusters, so goes over the tailnet:
+    (service, index, dependency, (host, cluster), the dependency's endpoints)."""
+    resolved = routes(lab) if resolved is None else resolved
+    out = []
+    for name, svc in lab.services.items():
+        here = placement(lab, name)
+        if here is None or here[0] not in devs:
+            continue
+        for i, dep in enumerate(svc.depends_on):
+            there = placement(lab, dep) if dep in lab.services else None
+            if there is None or there[0] == here[0] or (here[1] and here[1] == there[1]):
+                continue  # same host or same cluster: not over the tailnet
+            ends = [(d, p) for d, p in endpoints(lab, dep, resolved) if d in devs]
+            out.append((name, i, dep, here, ends))
+    return out
+
+
 def _tag_owners(lab: Lab, devs: dict[str, Device], operator_tag: str) -> dict[str, list[str]]:
     """Declared owners win; else admins own host tags and the operator owns what it applies.
 
@@ -209,6 +258,10 @@ def derive_policy(lab: Lab) -> Policy:
                 else:
                     _add(policy, sels(svc.audience),
                          [sel(r.upstream_device)], [f"tcp:{r.upstream_port}"], seen)
+        # A dependency on another host or cluster: its most usual endpoint.
+        for _, _, _, (host, _), ends in cross_dependencies(lab, devs, resolved):
+            if ends:
+                _add(policy, [sel(host)], [sel(ends[0][0])], [f"tcp:{ends[0][1]}"], seen)
     for i, g in enumerate(tailnet.grants):
         if g.app is None:
             _add(policy, sels(g.src), sels(g.dst), g.ports, seen, i)
