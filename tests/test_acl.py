@@ -151,3 +151,15 @@ def test_tags_and_groups() -> None:
     assert not check(policy, "b@x.org", "w1:443").allowed
     with pytest.raises(UnknownTarget):
         check(policy, "a@x.org", "nope:1")
+
+
+def test_check_proto_and_ssh() -> None:
+    # The family grant is TCP 443: HTTP/3 (UDP 443) is denied, TCP allowed.
+    assert run("acl", "check", LAB, "guest@eblu.me", "indri:443", "--proto", "udp").exit_code == 1
+    assert run("acl", "check", LAB, "guest@eblu.me", "indri:443", "--proto", "tcp").exit_code == 0
+    result = run("acl", "check", LAB, "erich@eblu.me", "indri", "--ssh-user", "root")
+    assert result.exit_code == 0 and "ssh erich@eblu.me -> root@indri: check" in result.output
+    result = run("acl", "check", LAB, "guest@eblu.me", "gilbert", "--ssh-user", "erich", "-o",
+                 "json")
+    assert result.exit_code == 1 and json.loads(result.output)["ssh"] == "deny"
+    assert run("acl", "check", LAB, "a", "indri:1", "--proto", "tpc").exit_code == 2

@@ -92,14 +92,20 @@ def test(lab: Path | None, output: str) -> None:
 
 @acl.command("check")
 @click.argument("args", nargs=-1, required=True)
+@click.option("--proto", default="tcp", show_default=True,
+              help="IP protocol: tcp, udp, icmp, ... or a number")
+@click.option("--ssh-user", default=None, metavar="USER",
+              help="ask Tailscale SSH instead: may SRC log in to DST as USER (DST has no port)")
 @OUTPUT_OPTION
-def check(args: tuple[str, ...], output: str) -> None:
+def check(args: tuple[str, ...], proto: str, ssh_user: str | None, output: str) -> None:
     """May SRC reach DST:PORT? Usage: acl check [LAB] SRC DST:PORT.
 
-    Exit 0 allowed, 1 denied, 2 for an unknown device or bad arguments.
+    Exit 0 allowed (for SSH: accept or check), 1 denied, 2 for an unknown device or bad
+    arguments.
     """
     from blumeops.tailnet.evaluate import UnknownTarget
     from blumeops.tailnet.evaluate import check as evaluate
+    from blumeops.tailnet.syntax import SyntaxProblem, protocol
 
     if len(args) == 2:
         lab, src, dst = None, args[0], args[1]
@@ -107,18 +113,40 @@ def check(args: tuple[str, ...], output: str) -> None:
         lab, src, dst = Path(args[0]), args[1], args[2]
     else:
         raise click.UsageError("expected [LAB] SRC DST:PORT")
+    try:
+        protocol(proto)
+    except SyntaxProblem as exc:
+        raise click.UsageError(str(exc)) from None
     policy = _policy(lab)
     try:
-        verdict = evaluate(policy, src, dst)
+        if ssh_user is not None:
+            _ssh_question(policy, src, dst, ssh_user, output)
+        verdict = evaluate(policy, src, dst, proto=proto)
     except UnknownTarget as exc:
         if output == "json":
             emit_json({"src": src, "dst": dst, "error": str(exc)})
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
+    except SyntaxProblem as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
     if output == "json":
-        emit_json({"src": src, "dst": dst, "allowed": verdict.allowed,
+        emit_json({"src": src, "dst": dst, "proto": proto, "allowed": verdict.allowed,
                    "reason": verdict.reason})
     else:
         word = "allowed" if verdict.allowed else "denied"
         click.echo(f"{src} -> {dst}: {word} ({verdict.reason})")
     raise SystemExit(0 if verdict.allowed else 1)
+
+
+def _ssh_question(policy: Policy, src: str, dst: str, user: str, output: str) -> None:
+    """Answer `acl check --ssh-user` and exit: 0 accept or check, 1 deny."""
+    from blumeops.tailnet.evaluate import ssh_check
+
+    verdict = ssh_check(policy, src, dst, user)
+    if output == "json":
+        emit_json({"src": src, "dst": dst, "user": user, "ssh": verdict.got,
+                   "reason": verdict.reason})
+    else:
+        click.echo(f"ssh {src} -> {user}@{dst}: {verdict.got} ({verdict.reason})")
+    raise SystemExit(1 if verdict.got == "deny" else 0)
