@@ -320,6 +320,12 @@ def tailnet_policy(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             where = section
         elif section == "grants" and policy.grant_origin[index] is None:
             path, where = ("tailnet",), "a derived grant (from routes and audiences)"
+            for name, svc in lab.services.items():  # point at the audience that caused it
+                hit = next((j for j, who in enumerate(svc.audience)
+                            if f"'{who}'" in problem.message), None)
+                if hit is not None:
+                    path, where = ("services", name, "audience", hit), f"service '{name}' audience"
+                    break
         else:
             if section == "grants":
                 index = policy.grant_origin[index] or 0
