@@ -92,6 +92,10 @@ def test_autogroup_member_self_and_admin() -> None:
     assert allowed(p, "alice-mac", "alice-mac:22")  # a user's device speaks as the user
     # autogroup:admin: Alice is an admin, Bob is not.
     assert allowed(p, ALICE, "web:22") and not allowed(p, BOB, "web:22")
+    # Roles the catalog does not declare select no one; danger-all selects everyone.
+    p = tailnet([{"src": ["autogroup:auditor"], "dst": ["*"], "ip": ["*"]},
+                 {"src": ["autogroup:danger-all"], "dst": ["tag:web"], "ip": ["tcp:80"]}])
+    assert not allowed(p, ALICE, "db:22") and allowed(p, CAROL, "web:80")
     # autogroup:member as a destination: devices members own.
     p = tailnet([{"src": ["tag:server"], "dst": ["autogroup:member"], "ip": ["tcp:22"]}])
     assert allowed(p, "web", "bob-mac:22") and not allowed(p, "web", "router:22")

@@ -107,7 +107,7 @@ def resolve(policy: Policy, name: str, role: str = "device") -> Endpoint:
 
 def matches(policy: Policy, selector: str, end: Endpoint, self_user: str | None = None) -> bool:
     """Whether a grant or SSH selector covers an endpoint."""
-    if selector == "*":
+    if selector in ("*", "autogroup:danger-all"):
         return True
     if selector.startswith("tag:"):
         return selector in end.tags
@@ -116,8 +116,10 @@ def matches(policy: Policy, selector: str, end: Endpoint, self_user: str | None 
     user = end.user
     if selector == "autogroup:member":
         return user is not None and user in policy.members
-    if selector in ROLES:  # blumeops knows one role: admin (tailnet.admins)
+    if selector == "autogroup:admin":
         return user is not None and user in policy.admins
+    if selector in ROLES:
+        return False  # other roles (owner, auditor, ...) are not declared in the catalog
     if selector == "autogroup:self":
         return user is not None and user == self_user
     if selector.startswith("autogroup:"):

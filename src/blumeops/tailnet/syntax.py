@@ -20,7 +20,7 @@ AUTOGROUPS = {
     "autogroup:network-admin": "src/dst", "autogroup:billing-admin": "src/dst",
     "autogroup:auditor": "src/dst", "autogroup:shared": "src",
     "autogroup:self": "dst", "autogroup:internet": "dst",
-    "autogroup:nonroot": "ssh-users", "autogroup:danger-all": "src",
+    "autogroup:nonroot": "ssh-users", "autogroup:danger-all": "src/dst",
 }
 ROLES = ("autogroup:admin", "autogroup:owner", "autogroup:it-admin", "autogroup:network-admin",
          "autogroup:billing-admin", "autogroup:auditor")
