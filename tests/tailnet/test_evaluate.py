@@ -141,7 +141,7 @@ def test_ssh_default_rule_checks_own_devices() -> None:
     assert ssh_check(p, ALICE, "web", "alice").got == "deny"
 
 
-def test_ssh_accept_wins_over_check_and_nonroot_excludes_root() -> None:
+def test_ssh_check_wins_over_accept_and_nonroot_excludes_root() -> None:
     p = tailnet(ssh=[
         {"action": "check", "src": ["group:eng"], "dst": ["tag:server"], "users": ["root"]},
         {"action": "accept", "src": ["group:eng"], "dst": ["tag:server"],
@@ -151,7 +151,9 @@ def test_ssh_accept_wins_over_check_and_nonroot_excludes_root() -> None:
     ])
     assert ssh_check(p, BOB, "web", "deploy").got == "accept"
     assert ssh_check(p, BOB, "web", "root").got == "check"
-    assert ssh_check(p, ALICE, "web", "root").got == "accept"  # the admin rule accepts
+    # The admin rule would accept, but a check rule matches too: Tailscale checks first.
+    assert ssh_check(p, ALICE, "web", "root").got == "check"
+    assert ssh_check(p, ALICE, "web", "root").reason == "ssh rule #1"
     assert ssh_check(p, CAROL, "web", "deploy").got == "deny"
 
 

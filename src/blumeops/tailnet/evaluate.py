@@ -204,24 +204,25 @@ def ssh_check(policy: Policy, src: str, dst: str, user: str,
               expected: str | None = None) -> SSHVerdict:
     """What Tailscale SSH does when `src` connects to `dst` as local `user`.
 
-    An accept rule wins over a check rule; with neither the connection is denied. A tagged
-    device may never SSH into a user's device, whatever the rules say.
+    A matching check rule wins over a matching accept rule: Tailscale puts check rules
+    first and the first match decides (Headscale sorts them the same way to match). With
+    neither the connection is denied. A tagged device may never SSH into a user's device,
+    whatever the rules say.
     """
     who = resolve(policy, src, "source")
     target = resolve(policy, dst)
     if who.tags and not target.tags:
         return SSHVerdict(src, dst, user, expected, "deny",
                           "a tagged source cannot SSH to a user's device")
-    found: tuple[str, int] | None = None
+    found: dict[str, int] = {}
     for i, rule in enumerate(policy.ssh):
         if (any(matches(policy, s, who) for s in rule["src"])
                 and any(matches(policy, d, target, who.user) for d in rule["dst"])
                 and _user_matches(rule["users"], user, who)):
-            if rule["action"] == "accept":
-                return SSHVerdict(src, dst, user, expected, "accept", f"ssh rule #{i + 1}")
-            found = found or ("check", i)
-    if found is not None:
-        return SSHVerdict(src, dst, user, expected, "check", f"ssh rule #{found[1] + 1}")
+            found.setdefault(rule["action"], i)
+    for action in ("check", "accept"):
+        if action in found:
+            return SSHVerdict(src, dst, user, expected, action, f"ssh rule #{found[action] + 1}")
     return SSHVerdict(src, dst, user, expected, "deny", "no ssh rule matches")
 
 
