@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from blumeops.catalog.loader import load_lab
+from blumeops.catalog.model import Serve
 from conftest import EXAMPLES, write_lab
 
 BAD = Path(__file__).parent.parent / "catalog" / "bad"
@@ -57,3 +62,16 @@ def test_derived_grants_cover_cross_host_dependencies(tmp_path: Path) -> None:
     # The runner's node reaches the forge where its URL points: Caddy on alpha.
     grants = derive_policy(result.lab).grants
     assert {"src": ["tag:beta"], "dst": ["tag:alpha"], "ip": ["tcp:443"]} in grants
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"port": 2222, "target": "http://127.0.0.1:22", "protocol": "tcp"}, "tcp://HOST:PORT"),
+    ({"port": 443, "target": "127.0.0.1:3000"}, "proxies to http(s)://HOST:PORT"),
+    ({"port": 443, "target": "tcp://127.0.0.1:22", "protocol": "tcp", "path": "/x"},
+     "'path' is only for http"),
+    ({"port": 443, "target": "http://127.0.0.1:3000", "path": "x"}, "must start with '/'"),
+])
+def test_serve_entries_are_ones_tailscale_takes(entry: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Serve.model_validate(entry)
+    Serve.model_validate({"port": 443, "target": "text:hello"})

@@ -82,6 +82,8 @@ def test_a_good_policy_passes() -> None:
      "checkPeriod 'soon' is not a duration"),
     ({"ssh": [{"action": "accept", "src": ["tag:web"], "dst": [A], "users": ["root"]}]},
      "a tagged source may only SSH to tagged devices"),
+    ({"ssh": [{"action": "accept", "src": ["group:ops"], "dst": [A], "users": ["root"]}]},
+     "an SSH rule reaches a user's devices only from that same user"),
     ({"ssh": [{"action": "accept", "src": [A], "dst": ["tag:web"],
                "users": ["autogroup:root"]}]},
      "unknown autogroup 'autogroup:root'"),

@@ -145,6 +145,25 @@ class Serve(Strict):
     path: str = Field(default="/", description="mount path (http/https only)")
     funnel: bool = Field(default=False, description="also publish on the internet")
 
+    @model_validator(mode="after")
+    def _as_tailscale_takes_it(self) -> Serve:
+        tcp = self.protocol in ("tcp", "tls-terminated-tcp")
+        if tcp and not self.target.startswith("tcp://"):
+            raise ValueError(f"a {self.protocol} serve forwards to tcp://HOST:PORT, "
+                             f"got {self.target!r}")
+        if not tcp and not self.target.startswith(
+                ("http://", "https://", "https+insecure://", "text:", "/")):
+            raise ValueError("an http(s) serve proxies to http(s)://HOST:PORT, or serves "
+                             f"text: or an absolute path, got {self.target!r}")
+        if tcp and self.path != "/":
+            raise ValueError("'path' is only for http and https serves")
+        if not self.path.startswith("/"):
+            raise ValueError(f"serve path must start with '/', got {self.path!r}")
+        if self.funnel and self.port not in (443, 8443, 10000):
+            raise ValueError(f"Tailscale Funnel only listens on 443, 8443 or 10000, "
+                             f"not {self.port}")
+        return self
+
 
 class TailnetDevice(Strict):
     """What the tailnet knows of one host: its owner, auth key and `tailscale serve`."""

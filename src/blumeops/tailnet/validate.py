@@ -134,6 +134,10 @@ class _Checker:
                 yield "checkPeriod is only for rules with action 'check'"
             elif period != "always" and not DURATION.match(str(period)):
                 yield f"checkPeriod '{period}' is not a duration such as 12h or 'always'"
+        users = [d for d in dst if "@" in d and not d.startswith(("group:", "autogroup:"))]
+        if (users and any(s != users[0] for s in src)) or len(set(users)) > 1:
+            yield ("an SSH rule reaches a user's devices only from that same user; "
+                   "use autogroup:self for 'everyone to their own devices'")
         if any(s.startswith("tag:") for s in src) and any(
                 not d.startswith("tag:") and d != "autogroup:tagged" for d in dst):
             yield "a tagged source may only SSH to tagged devices"
