@@ -143,3 +143,16 @@ def test_device_script_is_valid_shell(blumeops_lab: Lab, tmp_path: Any) -> None:
 
 def test_no_tailnet_no_policy(demo_lab: Lab) -> None:
     assert tailscale.render(demo_lab, RenderContext()) == []
+
+
+def test_ingress_tags_include_service_tags(blumeops_lab: Lab) -> None:
+    """What the ingress's `tailscale.com/tags` must say for the policy to hold."""
+    from blumeops.tailnet.policy import ingress_tags
+
+    assert ingress_tags(blumeops_lab, "grafana") == ("tag:k8s", "tag:grafana")
+    data = blumeops_lab.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    data["services"]["grafana"]["tags"] = ["monitoring", "tag:dashboards"]
+    lab = Lab.model_validate(data)
+    assert ingress_tags(lab, "grafana") == ("tag:k8s", "tag:grafana", "tag:monitoring",
+                                            "tag:dashboards")
+    assert policy_doc(lab)["tagOwners"]["tag:monitoring"] == ["tag:k8s-operator"]
