@@ -86,7 +86,10 @@ def test_invalid_policy_is_refused_before_testing(tmp_path: Path) -> None:
     write_lab(tmp_path, data)
     result = run("acl", "test", str(tmp_path))
     assert result.exit_code == 1
-    assert "tests[0]: test from 'a@x.org' has neither 'accept' nor 'deny'" in result.output
+    assert "tests[0]: test from 'a@x.org' has neither 'accept' nor 'deny' [tailnet-policy]" \
+        in result.output
+    assert f"{tmp_path / 'lab.yaml'}:" in result.output  # file:line of the offending test
+    assert "PASS" not in result.output and "FAIL" not in result.output  # nothing was tested
     assert "Traceback" not in result.output
 
 
