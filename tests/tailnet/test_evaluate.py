@@ -67,6 +67,10 @@ def test_ip_literals_and_hosts_aliases_name_devices() -> None:
     assert allowed(p, BOB, "100.64.0.1:80") and not allowed(p, BOB, "100.64.0.1:443")
     # An address no catalog device has is still a device to Tailscale (a subnet host).
     assert not allowed(p, ALICE, "192.168.1.20:443")
+    # As a source too: the IP (or its alias) is the device, whatever the test calls it.
+    p = tailnet([{"src": ["router"], "dst": ["tag:db"], "ip": ["tcp:5432"]}])
+    assert allowed(p, "router", "db:5432") and allowed(p, "100.64.0.1", "db:5432")
+    assert allowed(p, "tag:router", "db:5432") and not allowed(p, "web", "db:5432")
 
 
 def test_a_cidr_is_a_range_not_a_device() -> None:
