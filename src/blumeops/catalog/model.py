@@ -68,31 +68,139 @@ SUPPORTED_MANAGERS: dict[OS, tuple[ServiceManager, ...]] = {
 
 
 class Grant(Strict):
-    """One Tailscale grant: sources may reach destinations on the given ports."""
+    """One Tailscale grant: sources may reach destinations on the given ports.
+
+    ``ip`` entries are ``[proto:]ports`` (``tcp:443``, ``udp:53``, ``icmp:*``, ``*``). ``app``
+    holds application capabilities, passed to the policy untouched. A grant with neither
+    means every port, as before.
+    """
 
     src: list[str] = Field(min_length=1)
     dst: list[str] = Field(min_length=1)
-    ip: list[str] = Field(default_factory=lambda: ["*"])
+    ip: list[str] | None = None
+    app: dict[str, list[dict[str, Any]]] | None = Field(
+        default=None, description="application capabilities, passed through untouched")
+
+    @model_validator(mode="after")
+    def _default_ip(self) -> Grant:
+        if self.ip is None and self.app is None:
+            object.__setattr__(self, "ip", ["*"])
+        return self
+
+    @property
+    def ports(self) -> list[str]:
+        return list(self.ip or [])
 
 
 class PolicyTest(Strict):
     """A Tailscale policy test: from ``src``, each ``host:port`` is accepted or denied."""
 
     src: str
+    proto: str | None = Field(default=None, description="tcp (default), udp, icmp, ...")
     accept: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
 
 
+class SSHRule(Strict):
+    """A Tailscale SSH rule: who may SSH to which devices as which local users."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    action: Literal["accept", "check"]
+    src: list[str] = Field(min_length=1)
+    dst: list[str] = Field(min_length=1)
+    users: list[str] = Field(min_length=1, description="local users; autogroup:nonroot ok")
+    check_period: str | None = Field(
+        default=None, alias="checkPeriod",
+        description="how long a check lasts (e.g. 12h, or 'always'); action check only")
+    accept_env: list[str] = Field(default_factory=list, alias="acceptEnv")
+
+
+class SSHTest(Strict):
+    """A Tailscale SSH test: from ``src`` to each ``dst``, these users are accepted,
+    accepted after a check, or denied."""
+
+    src: str
+    dst: list[str] = Field(min_length=1)
+    accept: list[str] = Field(default_factory=list)
+    check: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+
+class AutoApprovers(Strict):
+    """Who may advertise subnet routes and exit nodes without an admin approving them."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    routes: dict[str, list[str]] = Field(default_factory=dict)
+    exit_node: list[str] = Field(default_factory=list, alias="exitNode")
+
+
+class Serve(Strict):
+    """One `tailscale serve` entry of a device: what it serves on the tailnet."""
+
+    port: Port
+    target: str = Field(description="what is served: http://127.0.0.1:3000, tcp://..:22")
+    protocol: Literal["https", "http", "tcp", "tls-terminated-tcp"] = "https"
+    path: str = Field(default="/", description="mount path (http/https only)")
+    funnel: bool = Field(default=False, description="also publish on the internet")
+
+    @model_validator(mode="after")
+    def _as_tailscale_takes_it(self) -> Serve:
+        tcp = self.protocol in ("tcp", "tls-terminated-tcp")
+        if tcp and not self.target.startswith("tcp://"):
+            raise ValueError(f"a {self.protocol} serve forwards to tcp://HOST:PORT, "
+                             f"got {self.target!r}")
+        if not tcp and not self.target.startswith(
+                ("http://", "https://", "https+insecure://", "text:", "/")):
+            raise ValueError("an http(s) serve proxies to http(s)://HOST:PORT, or serves "
+                             f"text: or an absolute path, got {self.target!r}")
+        if tcp and self.path != "/":
+            raise ValueError("'path' is only for http and https serves")
+        if not self.path.startswith("/"):
+            raise ValueError(f"serve path must start with '/', got {self.path!r}")
+        if self.funnel and self.port not in (443, 8443, 10000):
+            raise ValueError(f"Tailscale Funnel only listens on 443, 8443 or 10000, "
+                             f"not {self.port}")
+        return self
+
+
+class TailnetDevice(Strict):
+    """What the tailnet knows of one host: its owner, auth key and `tailscale serve`."""
+
+    owner: str | None = Field(
+        default=None, description="a user-owned device (no tags), e.g. a laptop")
+    auth_key: str | None = Field(
+        default=None, description="secret reference to the auth key, never its value")
+    serve: list[Serve] = Field(default_factory=list)
+
+
 class Tailnet(Strict):
+    model_config = ConfigDict(populate_by_name=True)
+
     name: str = Field(description="MagicDNS name of the tailnet, e.g. tail8d86e.ts.net")
     groups: dict[str, list[str]] = Field(default_factory=dict)
+    admins: list[str] = Field(
+        default_factory=list, description="users with an admin role (autogroup:admin)")
+    users: list[str] = Field(
+        default_factory=list, description="further members not named in any group")
     tag_owners: dict[str, list[str]] = Field(default_factory=dict)
+    hosts: dict[str, str] = Field(
+        default_factory=dict, description="further `hosts` aliases: IP or CIDR")
+    operator_tag: str = Field(
+        default="tag:k8s-operator",
+        description="tag of the Kubernetes operator; it must own the tags it applies")
     derive_grants: bool = Field(
         default=True,
         description="Derive grants from routes and audiences; off means only `grants` count",
     )
     grants: list[Grant] = Field(default_factory=list)
     tests: list[PolicyTest] = Field(default_factory=list)
+    ssh: list[SSHRule] = Field(default_factory=list)
+    ssh_tests: list[SSHTest] = Field(default_factory=list, alias="sshTests")
+    auto_approvers: AutoApprovers | None = Field(default=None, alias="autoApprovers")
+    devices: dict[str, TailnetDevice] = Field(
+        default_factory=dict, description="per host: owner, auth key, tailscale serve")
     push: bool = Field(
         default=False,
         description="`apply` posts the policy to the Tailscale API; off: dry run only",
@@ -284,6 +392,8 @@ class Service(Strict):
     backup: list[str] = Field(default_factory=list)
     depends_on: list[str] = Field(default_factory=list)
     audience: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(
+        default_factory=list, description="further tailnet tags of the device serving it")
     homepage: Homepage | None = None
     # native
     command: list[str] | None = None
