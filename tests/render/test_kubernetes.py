@@ -20,8 +20,8 @@ from blumeops.render.kubernetes import dump_yaml, kubernetes_notes, render
 from conftest import check_golden_tree, load_data
 
 # Kinds kubernetes_validate has schemas for; CRDs (ExternalSecret, ...) are checked by golden.
-CORE_KINDS = {"Namespace", "Deployment", "StatefulSet", "Service", "PersistentVolumeClaim",
-              "Ingress"}
+CORE_KINDS = {"Namespace", "Deployment", "StatefulSet", "DaemonSet", "Service",
+              "PersistentVolumeClaim", "Ingress"}
 
 
 def schema_version(version: str) -> str:
@@ -33,7 +33,7 @@ def schema_version(version: str) -> str:
 
 
 def small_lab_data() -> dict[str, Any]:
-    """Three Kubernetes services touching every feature: the golden-file lab."""
+    """Kubernetes services touching every feature: the golden-file lab."""
     return {
         "lab": "small",
         "tailnet": {"name": "tail1234.ts.net"},
@@ -43,7 +43,11 @@ def small_lab_data() -> dict[str, Any]:
         },
         "hosts": {"box": {"role": "compute", "os": "linux"}},
         "clusters": {"kind": {"host": "box", "context": "kind-box", "kubernetes_version": "1.31",
-                              "repo_url": "https://git.example.com/lab.git", "path": "out"}},
+                              "repo_url": "https://git.example.com/lab.git", "path": "out",
+                              "secret_store": {
+                                  "kind": "onepassword",
+                                  "connect_url": "http://connect.op.svc.cluster.local:8080",
+                                  "vaults": ["infra"]}}},
         "services": {
             "web": {
                 "kubernetes": "kind",
@@ -55,7 +59,7 @@ def small_lab_data() -> dict[str, Any]:
                 "metrics": {"port": "metrics"},
                 "environment": {"LOG_LEVEL": "info", "WORKERS": 4, "DEBUG": False},
                 "secrets": {
-                    "API_TOKEN": "op://homelab/web/api-token",
+                    "API_TOKEN": "op://homelab/Web (prod)/api token",
                     "SESSION_KEY": "vault:web/session-key",
                     "TLS_KEY": {"ref": "op://infra/web-tls/private-key",
                                 "file": "/etc/web/tls.key"},
@@ -63,18 +67,53 @@ def small_lab_data() -> dict[str, Any]:
                 "storage": {"uploads": {"size": "2Gi", "mount": "/srv/uploads",
                                         "storage_class": "standard"}},
                 "depends_on": ["db"],
+                "service_ports": {"http": 80},
+                "readiness": {"http": "/ready"},
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
+                              "limits": {"memory": "1Gi"}, "gpu": 1},
+                "runtime_class": "nvidia",
+                "node_selector": {"example.com/gpu": "true"},
+                "init_containers": {"migrate": {"image": "example/web:2.0",
+                                                "args": ["migrate"],
+                                                "mounts": {"uploads": "/srv/uploads"}}},
             },
             "db": {
                 "kubernetes": "kind",
                 "namespace": "data",
                 "image": "postgres:16",
-                "ports": {"pg": 5432},
+                "ports": {"pg": 5432, "exporter": 9187},
                 "routes": {"db.ops": {"port": "pg", "protocol": "tcp", "listen": 5432}},
                 "health": {"tcp": "pg"},
                 "metrics": {"port": "pg", "path": "/stats"},
                 "secrets": {"POSTGRES_PASSWORD": "vault:db/password"},
                 "storage": {"pgdata": {"size": "10Gi", "mount": "/var/lib/postgresql/data",
                                        "per_pod": True}},
+                "names": {"kubernetes": "postgres"},
+                "sidecars": {"exporter": {
+                    "image": "quay.io/prometheuscommunity/postgres-exporter:v0.16.0",
+                    "ports": ["exporter"], "environment": {"DATA_SOURCE_USER": "postgres"},
+                    "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}}},
+            },
+            "dns": {
+                "kubernetes": "kind",
+                "image": "example/dns:1.0",
+                "workload": "daemonset",
+                "ports": {"dns": 53, "web": 8053},
+                "udp": ["dns"],
+                "liveness": {"tcp": "web"},
+                "readiness": {"http": "/ready", "port": "web"},
+            },
+            "chart": {
+                "kubernetes": "kind",
+                "helm": {"repo": "https://charts.example.com", "chart": "app",
+                         "version": "1.2.3", "values": {"replicaCount": 2}},
+                "ports": {"http": 8080},
+                "service_ports": {"http": 80},
+                "routes": {"chart.ts": "http"},
+                "secrets": {"TOKEN": "op://homelab/Chart (prod)/token"},
+                "objects": [{"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+                             "metadata": {"name": "chart-db"},
+                             "spec": {"instances": 1, "storage": {"size": "1Gi"}}}],
             },
             "worker": {
                 "kubernetes": "kind",
@@ -150,17 +189,17 @@ def test_small_lab_shape(small_lab: Lab) -> None:
     res, secret = by_path[base + "web/externalsecret-web.yaml"]
     assert res.name == "web/web" and secret["spec"]["target"]["name"] == "web"
     remote = {d["secretKey"]: d["remoteRef"] for d in secret["spec"]["data"]}
-    assert remote == {"API_TOKEN": {"key": "web", "property": "api-token"},
+    assert remote == {"API_TOKEN": {"key": "Web (prod)", "property": "api token"},
                       "SESSION_KEY": {"key": "web/session-key"},
                       "TLS_KEY": {"key": "web-tls", "property": "private-key"}}
     # db: per-pod storage -> StatefulSet with a headless Service; tcp route -> exposed Service.
-    _, db = by_path[base + "db/statefulset-db.yaml"]
-    assert db["spec"]["serviceName"] == "db-headless"
+    _, db = by_path[base + "db/statefulset-postgres.yaml"]  # names.kubernetes: postgres
+    assert db["spec"]["serviceName"] == "postgres-headless"
     assert db["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "pgdata"
     probe = db["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert probe["tcpSocket"] == {"port": "pg"}
-    assert by_path[base + "db/service-db-headless.yaml"][1]["spec"]["clusterIP"] == "None"
-    svc = by_path[base + "db/service-db.yaml"][1]
+    assert by_path[base + "db/service-postgres-headless.yaml"][1]["spec"]["clusterIP"] == "None"
+    svc = by_path[base + "db/service-postgres.yaml"][1]
     assert svc["metadata"]["annotations"]["tailscale.com/expose"] == "true"
     assert base + "db/ingress-db.yaml" not in by_path
     # worker shares db's namespace: the Namespace belongs to db alone.
@@ -169,7 +208,8 @@ def test_small_lab_shape(small_lab: Lab) -> None:
     assert base + "worker/service-worker.yaml" not in by_path  # no ports, no Service
     store_res, store = by_path[base + "_cluster/clustersecretstore-onepassword.yaml"]
     assert store_res.name == "onepassword" and store_res.service is None
-    assert store["spec"]["provider"]["onepassword"]["vaults"] == {"homelab": 1, "infra": 2}
+    # declared vaults first, then those the references name
+    assert store["spec"]["provider"]["onepassword"]["vaults"] == {"infra": 1, "homelab": 2}
     # resources carry the catalog's service and dependencies
     res = by_path[base + "web/deployment-web.yaml"][0]
     assert (res.target, res.kind, res.name) == ("k8s@kind", "Deployment", "web/web")
@@ -188,7 +228,7 @@ def test_notes(small_lab: Lab) -> None:
 
 
 def test_small_lab_strictly_valid(small_lab: Lab) -> None:
-    assert assert_strictly_valid(small_lab, render(small_lab, RenderContext())) == 10
+    assert assert_strictly_valid(small_lab, render(small_lab, RenderContext())) == 15
 
 
 def test_example_lab_strictly_valid(blumeops_lab: Lab) -> None:
@@ -196,7 +236,7 @@ def test_example_lab_strictly_valid(blumeops_lab: Lab) -> None:
     assert_unique(resources)
     kinds = {r.kind for r in resources}
     assert kinds >= CORE_KINDS
-    assert assert_strictly_valid(blumeops_lab, resources) >= 40
+    assert assert_strictly_valid(blumeops_lab, resources) >= 30  # operators come as charts
 
 
 def test_strict_validation_catches_unknown_fields(blumeops_lab: Lab) -> None:

@@ -235,11 +235,13 @@ def test_real_supervisord_runs_program(short_dir: Path) -> None:
 def test_launchd_plists_round_trip(blumeops_lab: Lab) -> None:
     out = render(blumeops_lab)
     plists = {p: r for p, r in out.items() if "/launchd/" in p}
-    assert sorted(plists) == [f"native/indri/launchd/me.blumeops.{n}.plist" for n in
-                              sorted(("caddy", "forgejo", "zot", "jellyfin", "borgmatic",
-                                      "alloy"))]
-    forgejo = plistlib.loads(out["native/indri/launchd/me.blumeops.forgejo.plist"].body.encode())
-    assert forgejo["Label"] == "me.blumeops.forgejo"
+    # forgejo keeps the label its Homebrew plist has (names.launchd); the rest are derived.
+    assert sorted(plists) == sorted(
+        ["native/indri/launchd/homebrew.mxcl.forgejo.plist"]
+        + [f"native/indri/launchd/me.blumeops.{n}.plist"
+           for n in ("caddy", "zot", "jellyfin", "borgmatic", "alloy")])
+    forgejo = plistlib.loads(out["native/indri/launchd/homebrew.mxcl.forgejo.plist"].body.encode())
+    assert forgejo["Label"] == "homebrew.mxcl.forgejo"
     argv = forgejo["ProgramArguments"]
     assert argv[argv.index("--") + 1:] == [
         "/opt/homebrew/bin/forgejo", "web", "--config",
@@ -248,7 +250,7 @@ def test_launchd_plists_round_trip(blumeops_lab: Lab) -> None:
     assert forgejo["WorkingDirectory"] == "/opt/homebrew/var/forgejo"
     assert forgejo["RunAtLoad"] is True and forgejo["KeepAlive"] == {"SuccessfulExit": False}
     assert forgejo["StandardOutPath"] == forgejo["StandardErrorPath"]
-    res = out["native/indri/launchd/me.blumeops.forgejo.plist"]
+    res = out["native/indri/launchd/homebrew.mxcl.forgejo.plist"]
     assert (res.target, res.kind, res.name) == ("launchd@indri", "plist", "forgejo")
     assert dict(res.secret_refs)["FORGEJO__security__SECRET_KEY"].startswith("op://")
     for path, r in plists.items():
