@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes_validate.utils import all_versions
 
+from blumeops.catalog import crds
 from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
 from blumeops.engine.resources import Resource
@@ -304,3 +305,113 @@ def test_dump_yaml_matches_pyyaml(blumeops_lab: Lab, small_lab: Lab) -> None:
 def test_dump_yaml_round_trips(value: Any) -> None:
     doc = {"value": value}
     assert yaml.safe_load(dump_yaml(doc)) == doc
+
+
+# --- beyond one Deployment ----------------------------------------------------------
+
+
+def test_workload_kinds_containers_and_ports(small_lab: Lab) -> None:
+    by_path = {r.path: doc for r, doc in docs(render(small_lab, RenderContext()))}
+    base = "kubernetes/kind/"
+    web = by_path[base + "web/deployment-web.yaml"]["spec"]["template"]["spec"]
+    (init,) = web["initContainers"]
+    assert init["name"] == "migrate" and init["volumeMounts"] == [
+        {"name": "uploads", "mountPath": "/srv/uploads"}]
+    main = web["containers"][0]
+    assert main["resources"] == {"limits": {"memory": "1Gi", "nvidia.com/gpu": "1"},
+                                 "requests": {"cpu": "250m", "memory": "256Mi"}}
+    assert web["runtimeClassName"] == "nvidia"
+    assert web["nodeSelector"] == {"example.com/gpu": "true"}
+    # readiness as declared; liveness from `health`, slower to give up
+    assert main["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert main["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert main["livenessProbe"]["failureThreshold"] == 6
+    service = by_path[base + "web/service-web.yaml"]["spec"]["ports"]
+    assert {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"} in service
+    # the sidecar serves its own port; the main container does not list it
+    db = by_path[base + "db/statefulset-postgres.yaml"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in db["containers"]] == ["postgres", "exporter"]
+    assert [p["name"] for p in db["containers"][0]["ports"]] == ["pg"]
+    assert [p["name"] for p in db["containers"][1]["ports"]] == ["exporter"]
+    dns = by_path[base + "dns/daemonset-dns.yaml"]
+    assert "replicas" not in dns["spec"]
+    ports = {p["name"]: p["protocol"] for p in dns["spec"]["template"]["spec"]["containers"][0]
+             ["ports"]}
+    assert ports == {"dns": "UDP", "web": "TCP"}
+    probe = dns["spec"]["template"]["spec"]["containers"][0]
+    assert probe["livenessProbe"]["tcpSocket"] == {"port": "web"}
+    assert "failureThreshold" not in probe["livenessProbe"]
+
+
+def test_passthrough_service_gets_derived_objects_only(small_lab: Lab) -> None:
+    paths = {r.path for r in render(small_lab, RenderContext()) if "/chart/" in r.path}
+    assert paths == {f"kubernetes/kind/chart/{f}.yaml" for f in (
+        "namespace-chart", "externalsecret-chart", "cluster-chart-db", "ingress-chart")}
+    by_path = {r.path: doc for r, doc in docs(render(small_lab, RenderContext()))}
+    ingress = by_path["kubernetes/kind/chart/ingress-chart.yaml"]
+    # the chart's Service is reached by its port number (service_ports), not a name
+    assert ingress["spec"]["defaultBackend"]["service"] == {"name": "chart",
+                                                            "port": {"number": 80}}
+    cluster = by_path["kubernetes/kind/chart/cluster-chart-db.yaml"]
+    assert cluster["metadata"]["namespace"] == "chart"
+    assert cluster["spec"] == {"instances": 1, "storage": {"size": "1Gi"}}
+
+
+def test_custom_resources_match_crd_schemas(blumeops_lab: Lab, small_lab: Lab) -> None:
+    """Every custom resource blumeops renders passes its CRD's schema (catalog/crds.py)."""
+    from blumeops.render import argocd
+
+    seen: set[str] = set()
+    for lab in (blumeops_lab, small_lab):
+        resources = render(lab, RenderContext()) + argocd.render(lab, RenderContext())
+        for res, doc in docs(resources):
+            if res.kind in CORE_KINDS:
+                continue
+            assert crds.known(doc), f"{res.path}: no schema for {doc['apiVersion']}"
+            assert crds.problems(doc) == [], res.path
+            seen.add(res.kind)
+    assert seen == {"ExternalSecret", "ClusterSecretStore", "Cluster", "Application"}
+
+
+def test_crd_schemas_refuse_mistakes(small_lab: Lab) -> None:
+    """Guards the guard: the vendored schemas reject what the operators would."""
+    by_path = {r.path: doc for r, doc in docs(render(small_lab, RenderContext()))}
+    secret = by_path["kubernetes/kind/web/externalsecret-web.yaml"]
+    bad = {**secret, "spec": {**secret["spec"], "data": [{"secretKey": "A",
+                                                          "remoteRef": {"keyy": "x"}}]}}
+    assert any("'key' is a required property" in p for p in crds.problems(bad))
+    old = {**secret, "apiVersion": "external-secrets.io/v1beta1"}
+    assert "no longer served" in crds.problems(old)[0]
+    store = by_path["kubernetes/kind/_cluster/clustersecretstore-onepassword.yaml"]
+    assert crds.problems({**store, "metadata": {**store["metadata"], "namespace": "x"}})
+    app = yaml.safe_load(next(r for r in argocd_render(small_lab) if r.name == "chart").body)
+    both = {**app, "spec": {**app["spec"], "source": app["spec"]["sources"][0]}}
+    assert crds.problems(both)
+
+
+def argocd_render(lab: Lab) -> list[Resource]:
+    from blumeops.render import argocd
+
+    return argocd.render(lab, RenderContext())
+
+
+def test_store_is_declared_not_guessed(small_lab: Lab) -> None:
+    """A service named like 1Password Connect does not make a store; a declared one does."""
+    data = small_lab_data()
+    del data["clusters"]["kind"]["secret_store"]
+    data["services"]["onepassword-connect"] = {"kubernetes": "kind", "image": "x/connect:1",
+                                               "ports": {"http": 8080}}
+    lab = Lab.model_validate(data)
+    assert not [r for r in render(lab, RenderContext()) if r.kind == "ClusterSecretStore"]
+    data["clusters"]["kind"]["secret_store"] = {"kind": "onepassword",
+                                                "connect": "onepassword-connect",
+                                                "name": "vault-one"}
+    lab = Lab.model_validate(data)
+    (store,) = [yaml.safe_load(r.body) for r in render(lab, RenderContext())
+                if r.kind == "ClusterSecretStore"]
+    assert store["metadata"]["name"] == "vault-one"
+    assert store["spec"]["provider"]["onepassword"]["connectHost"] == (
+        "http://onepassword-connect.onepassword-connect.svc.cluster.local:8080")
+    secret = next(yaml.safe_load(r.body) for r in render(lab, RenderContext())
+                  if r.kind == "ExternalSecret")
+    assert secret["spec"]["secretStoreRef"]["name"] == "vault-one"

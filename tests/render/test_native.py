@@ -364,3 +364,20 @@ def test_file_paths_cannot_leave_the_render_dir() -> None:
 def test_only_native_services(blumeops_lab: Lab) -> None:
     services = {r.service for r in native.render(blumeops_lab, RenderContext())}
     assert services == {"caddy", "forgejo", "zot", "jellyfin", "borgmatic", "alloy"}
+
+
+def test_declared_unit_names_are_kept(tmp_path: Path) -> None:
+    """names.systemd names the unit and the After= of its dependants."""
+    from blumeops.render import systemd
+    from conftest import load_data
+
+    data = {"lab": "t", "hosts": {"box": {"role": "compute", "os": "linux"}}, "services": {
+        "db": {"native": "box", "command": ["pg"], "names": {"systemd": "postgresql"}},
+        "app": {"native": "box", "command": ["app"], "depends_on": ["db"]}}}
+    result = load_data(tmp_path, data)
+    assert result.lab is not None, [str(d) for d in result.diagnostics]
+    out = render(result.lab)
+    assert "native/box/systemd/postgresql.service" in out
+    app = out["native/box/systemd/blumeops-app.service"].body
+    assert "After=network-online.target postgresql.service" in app
+    assert systemd.unit_name("x") == "blumeops-x.service"
