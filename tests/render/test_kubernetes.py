@@ -415,3 +415,30 @@ def test_store_is_declared_not_guessed(small_lab: Lab) -> None:
     secret = next(yaml.safe_load(r.body) for r in render(lab, RenderContext())
                   if r.kind == "ExternalSecret")
     assert secret["spec"]["secretStoreRef"]["name"] == "vault-one"
+
+
+def test_passthrough_keeps_every_derived_layer(blumeops_lab: Lab) -> None:
+    """argocd is a pinned Helm chart, yet keeps its ingress and tailnet tag, its scrape
+    job, its docs page and its Homepage entry."""
+    from blumeops.render import render_lab
+
+    assert blumeops_lab.services["argocd"].helm is not None
+    out = {r.path: r.body for r in render_lab(blumeops_lab)}
+    ingress = yaml.safe_load(out["kubernetes/minikube/argocd/ingress-argocd-server.yaml"])
+    assert ingress["metadata"]["annotations"]["tailscale.com/tags"] == "tag:k8s,tag:argocd"
+    assert ingress["spec"]["defaultBackend"]["service"] == {"name": "argocd-server",
+                                                            "port": {"number": 80}}
+    assert not any(p.startswith("kubernetes/minikube/argocd/deployment") for p in out)
+    prometheus = yaml.safe_load(out["prometheus/prometheus.yml"])
+    (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "argocd"]
+    assert job["static_configs"][0]["targets"] == ["argocd-server.argocd.svc:8083"]
+    assert "argocd" in out["docs/services/argocd.md"]
+    assert "argocd.ops.eblu.me" in out["homepage/services.yaml"]
+    assert "tag:argocd" in out["tailscale/policy.hujson"]
+
+
+def test_daemonset_with_shared_storage_is_noted() -> None:
+    data = small_lab_data()
+    data["services"]["dns"]["storage"] = {"cache": {"size": "1Gi", "mount": "/cache"}}
+    notes = kubernetes_notes(Lab.model_validate(data))
+    assert any("'dns' is a DaemonSet sharing ReadWriteOnce storage cache" in n for n in notes)

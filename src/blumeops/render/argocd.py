@@ -161,6 +161,12 @@ def argocd_notes(lab: Lab) -> list[str]:
                 f"{cluster_name}.repo_url to the git repository holding `blumeops render "
                 f"--out` output (under '{cluster.path}'), or use 'delivery: apply'")
             continue
+        beside = [n for n, s in cluster_services(lab, cluster_name) if s.manifests is not None]
+        if beside and (lab.controller is None or lab.controller.source != cluster.repo_url):
+            notes.append(
+                f"cluster '{cluster_name}': ArgoCD reads the manifests of "
+                f"{', '.join(beside)} from {cluster.repo_url} at "
+                f"'{lab_repo_path(lab)}'; keep the lab there (the controller's lab_path)")
         for app in (root_app_name(lab), cluster_app_name(lab)):
             if app in lab.services and lab.services[app].kubernetes == cluster_name:
                 notes.append(f"service '{app}' has the name of blumeops' own ArgoCD "

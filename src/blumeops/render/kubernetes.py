@@ -595,7 +595,11 @@ def kubernetes_notes(lab: Lab) -> list[str]:
                 "annotate its Service, so its tcp routes are not exposed on the tailnet "
                 "(add tailscale.com/expose to the chart's Service)")
         shared = [v for v, s in svc.storage.items() if not s.per_pod]
-        if shared and svc.replicas > 1:
+        if shared and workload_kind(svc) == "DaemonSet" and not svc.passthrough:
+            notes.append(
+                f"service '{name}' is a DaemonSet sharing ReadWriteOnce storage "
+                f"{', '.join(shared)}: pods on other nodes cannot mount it")
+        elif shared and svc.replicas > 1:
             notes.append(
                 f"service '{name}' has {svc.replicas} replicas sharing ReadWriteOnce "
                 f"storage {', '.join(shared)}: pods on other nodes cannot mount it "
