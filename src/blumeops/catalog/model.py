@@ -14,14 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from blumeops.secrets.refs import OP_REF as OP_REF  # re-exported: one pattern for all
+from blumeops.secrets.refs import SECRET_REF as SECRET_REF
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# One segment of a 1Password reference: an item or vault name may hold spaces and
-# parentheses ("Authentik (prod)") but not '/' or '?', nor start or end with a space.
-_OP_SEGMENT = r"[^/?\s](?:[^/?]*[^/?\s])?"
-# op://VAULT/ITEM[/SECTION]/FIELD[?attribute=VALUE], as the 1Password CLI reads it.
-OP_REF = re.compile(rf"^op://(?P<vault>{_OP_SEGMENT})/(?P<item>{_OP_SEGMENT})/"
-                    rf"(?P<field>{_OP_SEGMENT}(?:/{_OP_SEGMENT})?)(?:\?[a-z-]+=[A-Za-z0-9-]+)?$")
-SECRET_REF = re.compile(rf"^(vault:[A-Za-z0-9_.\-/]+|{OP_REF.pattern[1:-1]})$")
 # Kubernetes object names blumeops creates (Service names are DNS-1035 labels).
 K8S_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 # A launchd Label: reverse-DNS style, no '/' (it names the plist file too).
@@ -315,7 +311,7 @@ class HelmChart(Strict):
     chart: str
     version: str = Field(description="exact chart version (no ranges)")
     values: dict[str, Any] = Field(default_factory=dict)
-    release: str | None = Field(default=None, description="release name; default the k8s name")
+    release: str | None = Field(default=None, description="release name; default the service's")
 
     @field_validator("repo")
     @classmethod

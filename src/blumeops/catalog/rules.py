@@ -313,9 +313,9 @@ def formats(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 _K8S_FIELDS = ("workload", "sidecars", "init_containers", "resources", "runtime_class",
                "node_selector", "readiness", "liveness", "service_ports", "udp", "helm",
                "manifests", "objects")
-_REPLACED_BY_PASSTHROUGH = ("image", "args", "environment", "storage", "workload", "sidecars",
-                            "init_containers", "resources", "runtime_class", "node_selector",
-                            "readiness", "liveness", "udp")
+_REPLACED_BY_PASSTHROUGH = ("image", "args", "replicas", "environment", "storage", "workload",
+                            "sidecars", "init_containers", "resources", "runtime_class",
+                            "node_selector", "readiness", "liveness", "udp")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"
                         r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?"

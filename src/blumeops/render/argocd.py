@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from blumeops.catalog import resolve
 from blumeops.catalog.model import Cluster, Lab, Service
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
@@ -61,7 +60,9 @@ def extra_sources(lab: Lab, cluster: Cluster, name: str, svc: Service) -> list[D
     """What ArgoCD installs besides blumeops' own manifests: a chart, or a directory."""
     if svc.helm is not None:
         chart = svc.helm
-        helm: Doc = {"releaseName": chart.release or resolve.kubernetes_name(name, svc)}
+        # The release is the service's name; `names.kubernetes` is the Service the chart
+        # makes from it (argo-cd released as 'argocd' serves 'argocd-server').
+        helm: Doc = {"releaseName": chart.release or name}
         if chart.values:
             helm["valuesObject"] = chart.values
         return [{"repoURL": chart.repo, "chart": chart.chart, "targetRevision": chart.version,

@@ -3,7 +3,7 @@
 References are ``vault:NAME`` (the lab's age vault, see vault.py) or
 ``op://VAULT/ITEM/FIELD`` (1Password, read with the ``op`` CLI). Item and vault names
 may hold spaces and parentheses (``op://Lab/Authentik (prod)/client-secret``): the
-reference is parsed by the catalog's own pattern (`catalog.model.OP_REF`) and handed to
+reference is parsed by the pattern the catalog validates with (`secrets.refs`) and handed to
 ``op`` as one argument, never through a shell. The decrypted vault is
 held for the length of one `resolve` call and never cached beyond it.
 
@@ -19,8 +19,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from blumeops.catalog.model import OP_REF
 from blumeops.secrets.errors import SecretError
+from blumeops.secrets.refs import OP_REF
 from blumeops.secrets.vault import Vault, missing_message
 
 OP_TIMEOUT_S = 30
