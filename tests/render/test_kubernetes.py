@@ -442,3 +442,24 @@ def test_daemonset_with_shared_storage_is_noted() -> None:
     data["services"]["dns"]["storage"] = {"cache": {"size": "1Gi", "mount": "/cache"}}
     notes = kubernetes_notes(Lab.model_validate(data))
     assert any("'dns' is a DaemonSet sharing ReadWriteOnce storage cache" in n for n in notes)
+
+
+def test_tcp_route_reaches_the_service_port() -> None:
+    """The Tailscale operator exposes the Service, so a tcp route's upstream is its port."""
+    from blumeops.catalog.resolve import service_routes
+
+    data = small_lab_data()
+    data["services"]["db"]["service_ports"] = {"pg": 15432}
+    lab = Lab.model_validate(data)
+    (route,) = service_routes(lab, "db")
+    assert (route.upstream, route.upstream_port) == ("db.tail1234.ts.net:15432", 15432)
+
+
+def test_secrets_without_a_store_warn(tmp_path: Path) -> None:
+    data = small_lab_data()
+    del data["clusters"]["kind"]["secret_store"]
+    result = load_data(tmp_path, data)
+    assert result.lab is not None
+    (warning,) = [d for d in result.diagnostics if d.rule == "no-secret-store"]
+    assert warning.severity == "warning" and "clusters.kind.secret_store" in warning.message
+    assert not [r for r in render(result.lab, RenderContext()) if r.kind == "ClusterSecretStore"]
