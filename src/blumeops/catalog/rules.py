@@ -505,8 +505,8 @@ def service_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             continue
         owner = taken.setdefault(key, name)
         if owner != name:
-            path = (*at, key[0]) if getattr(declared, "kubernetes" if key[0] == "k8s"
-                                             else key[0]) else ("services", name)
+            field = "kubernetes" if key[0] == "k8s" else key[0]
+            path = (*at, field) if getattr(declared, field) else ("services", name)
             yield marks.diag(path, "duplicate-name", f"{what} is already used by service "
                              f"'{owner}'")
 
