@@ -43,14 +43,16 @@ def test_applications_point_at_rendered_directories(blumeops_lab: Lab) -> None:
         doc = yaml.safe_load(res.body)
         assert (res.target, res.kind) == ("argocd@minikube", "Application")
         assert res.path == f"argocd/minikube/{res.name}.yaml"
-        assert doc["spec"]["source"]["repoURL"] == cluster.repo_url
-        path = doc["spec"]["source"]["path"].removeprefix(f"{cluster.path}/")
+        # A chart's Application has several sources; blumeops' own is the last.
+        own = (doc["spec"].get("sources") or [doc["spec"].get("source")])[-1]
+        assert own["repoURL"] == cluster.repo_url
+        path = own["path"].removeprefix(f"{cluster.path}/")
         if res.name != "blumeops-apps":
             app_dirs.add(path)
             assert doc["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
         else:
             assert path == "argocd/minikube"
-            assert doc["spec"]["source"]["directory"] == {"exclude": "blumeops-apps.yaml"}
+            assert own["directory"] == {"exclude": "blumeops-apps.yaml"}
     assert app_dirs == manifest_dirs
     services = {r.service for r in apps if r.service}
     assert services == {n for n, s in blumeops_lab.services.items() if s.kubernetes}
@@ -119,3 +121,46 @@ def test_image_change_leaves_applications_alone(blumeops_lab: Lab) -> None:
     changed = blumeops_lab.model_copy(update={"services": services})
     before = [(r.path, r.body) for r in render(blumeops_lab, RenderContext())]
     assert [(r.path, r.body) for r in render(changed, RenderContext())] == before
+
+
+def test_helm_and_manifests_sources(tmp_path: Path) -> None:
+    """A chart is a Helm source, a manifests directory a git source beside the catalog;
+    blumeops' own directory (ingress, secrets, objects) is always the last source."""
+    from conftest import load_data
+
+    data = small_lab_data()
+    (tmp_path / "k8s" / "frigate").mkdir(parents=True)
+    (tmp_path / "k8s" / "frigate" / "kustomization.yaml").write_text("resources: []\n")
+    data["services"]["frigate"] = {"kubernetes": "kind", "manifests": "k8s/frigate",
+                                   "ports": {"http": 5000}, "routes": {"nvr.ts": "http"},
+                                   "health": {"http": "/api/version"}}
+    data["controller"] = {"host": "box", "source": "https://git.example.com/lab.git",
+                          "lab_path": "lab"}
+    result = load_data(tmp_path, data)
+    assert result.lab is not None, [str(d) for d in result.diagnostics]
+    apps = {r.name: yaml.safe_load(r.body) for r in render(result.lab, RenderContext())}
+    chart = apps["chart"]["spec"]
+    assert "source" not in chart
+    assert chart["sources"][0] == {
+        "repoURL": "https://charts.example.com", "chart": "app", "targetRevision": "1.2.3",
+        "helm": {"releaseName": "chart", "valuesObject": {"replicaCount": 2}}}
+    assert chart["sources"][1]["path"] == "out/kubernetes/kind/chart"
+    frigate = apps["frigate"]["spec"]["sources"]
+    assert frigate[0] == {"repoURL": "https://git.example.com/lab.git",
+                          "path": "lab/k8s/frigate", "targetRevision": "HEAD"}
+    assert frigate[1]["path"] == "out/kubernetes/kind/frigate"
+    # the derived ingress still comes, pointing at the Service the manifests make
+    ingress = next(r for r in kubernetes.render(result.lab, RenderContext())
+                   if r.path == "kubernetes/kind/frigate/ingress-frigate.yaml")
+    assert "name: frigate" in ingress.body and "number: 5000" in ingress.body
+
+
+def test_missing_manifests_directory_is_an_error(tmp_path: Path) -> None:
+    from conftest import load_data
+
+    data = small_lab_data()
+    data["services"]["frigate"] = {"kubernetes": "kind", "manifests": "k8s/frigate",
+                                   "health": {"command": ["true"]}}
+    result = load_data(tmp_path, data)
+    assert result.lab is None
+    assert any(d.rule == "missing-manifests" for d in result.errors)

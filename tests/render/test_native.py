@@ -235,11 +235,13 @@ def test_real_supervisord_runs_program(short_dir: Path) -> None:
 def test_launchd_plists_round_trip(blumeops_lab: Lab) -> None:
     out = render(blumeops_lab)
     plists = {p: r for p, r in out.items() if "/launchd/" in p}
-    assert sorted(plists) == [f"native/indri/launchd/me.blumeops.{n}.plist" for n in
-                              sorted(("caddy", "forgejo", "zot", "jellyfin", "borgmatic",
-                                      "alloy"))]
-    forgejo = plistlib.loads(out["native/indri/launchd/me.blumeops.forgejo.plist"].body.encode())
-    assert forgejo["Label"] == "me.blumeops.forgejo"
+    # forgejo keeps the label its Homebrew plist has (names.launchd); the rest are derived.
+    assert sorted(plists) == sorted(
+        ["native/indri/launchd/homebrew.mxcl.forgejo.plist"]
+        + [f"native/indri/launchd/me.blumeops.{n}.plist"
+           for n in ("caddy", "zot", "jellyfin", "borgmatic", "alloy")])
+    forgejo = plistlib.loads(out["native/indri/launchd/homebrew.mxcl.forgejo.plist"].body.encode())
+    assert forgejo["Label"] == "homebrew.mxcl.forgejo"
     argv = forgejo["ProgramArguments"]
     assert argv[argv.index("--") + 1:] == [
         "/opt/homebrew/bin/forgejo", "web", "--config",
@@ -251,7 +253,7 @@ def test_launchd_plists_round_trip(blumeops_lab: Lab) -> None:
     assert forgejo["WorkingDirectory"] == "/opt/homebrew/var/forgejo"
     assert forgejo["RunAtLoad"] is True and forgejo["KeepAlive"] == {"SuccessfulExit": False}
     assert forgejo["StandardOutPath"] == forgejo["StandardErrorPath"]
-    res = out["native/indri/launchd/me.blumeops.forgejo.plist"]
+    res = out["native/indri/launchd/homebrew.mxcl.forgejo.plist"]
     assert (res.target, res.kind, res.name) == ("launchd@indri", "plist", "forgejo")
     assert dict(res.secret_refs)["FORGEJO__security__SECRET_KEY"].startswith("op://")
     for path, r in plists.items():
@@ -367,3 +369,20 @@ def test_file_paths_cannot_leave_the_render_dir() -> None:
 def test_only_native_services(blumeops_lab: Lab) -> None:
     services = {r.service for r in native.render(blumeops_lab, RenderContext())}
     assert services == {"caddy", "forgejo", "zot", "jellyfin", "borgmatic", "alloy"}
+
+
+def test_declared_unit_names_are_kept(tmp_path: Path) -> None:
+    """names.systemd names the unit and the After= of its dependants."""
+    from blumeops.render import systemd
+    from conftest import load_data
+
+    data = {"lab": "t", "hosts": {"box": {"role": "compute", "os": "linux"}}, "services": {
+        "db": {"native": "box", "command": ["pg"], "names": {"systemd": "postgresql"}},
+        "app": {"native": "box", "command": ["app"], "depends_on": ["db"]}}}
+    result = load_data(tmp_path, data)
+    assert result.lab is not None, [str(d) for d in result.diagnostics]
+    out = render(result.lab)
+    assert "native/box/systemd/postgresql.service" in out
+    app = out["native/box/systemd/blumeops-app.service"].body
+    assert "After=network-online.target postgresql.service" in app
+    assert systemd.unit_name("x") == "blumeops-x.service"

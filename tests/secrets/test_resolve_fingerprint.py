@@ -51,6 +51,26 @@ def test_op_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         resolve([("T", "op://Lab/item/field")], tmp_path)
 
 
+def test_op_reference_with_spaces_is_one_argument(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`op read` gets the reference whole. No 1Password here, so `op` is a script that
+    prints the argument it was given (it stands for the CLI, not for blumeops)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "op"
+    fake.write_text('#!/bin/sh\nprintf "%s|%s" "$#" "$3"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    ref = "op://Lab/Authentik (prod)/client secret"
+    assert resolve([("T", ref)], tmp_path) == {"T": f"3|{ref}"}
+
+
+def test_malformed_op_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SecretError, match="is not a 1Password reference"):
+        resolve([("T", "op://Lab/ item/field")], tmp_path)
+
+
 def test_unknown_scheme(tmp_path: Path) -> None:
     with pytest.raises(SecretError, match="unknown secret reference"):
         resolve([("T", "env:HOME")], tmp_path)

@@ -24,6 +24,8 @@ def confined_paths(lab: Lab, marks: Marks, root: Path) -> list[Diagnostic]:
 def _problems(lab: Lab, marks: Marks, root: Path) -> Iterator[Diagnostic]:
     rule = "outside-lab"
     for name, svc in lab.services.items():
+        if svc.manifests is not None:
+            yield from _manifests_dir(marks, name, svc.manifests, root)
         if svc.native is None:
             continue  # a Kubernetes service's paths are inside its container
         at: Path_ = ("services", name)
@@ -65,3 +67,18 @@ def _problems(lab: Lab, marks: Marks, root: Path) -> Iterator[Diagnostic]:
             yield marks.diag(("controller", "lab_path"), rule,
                              f"lab_path {lab.controller.lab_path!r} (inside the repository) "
                              f"{problem}")
+
+
+def _manifests_dir(marks: Marks, name: str, directory: str, root: Path) -> Iterator[Diagnostic]:
+    """A manifests directory (plain YAML or a kustomization) is read from the lab's own
+    repository by ArgoCD: it must be a directory inside the lab directory."""
+    path: Path_ = ("services", name, "manifests")
+    problem = escapes(directory)
+    if problem:
+        yield marks.diag(path, "outside-lab", f"manifests directory {directory!r} {problem}")
+    elif not inside(root / directory, root):
+        yield marks.diag(path, "outside-lab", f"manifests directory {directory!r} leads "
+                         "outside the lab directory through a symlink")
+    elif not (root / directory).is_dir():
+        yield marks.diag(path, "missing-manifests", f"manifests directory {directory!r} does "
+                         "not exist beside the catalog")

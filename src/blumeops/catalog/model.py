@@ -14,8 +14,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from blumeops.secrets.refs import OP_REF as OP_REF  # re-exported: one pattern for all
+from blumeops.secrets.refs import SECRET_REF as SECRET_REF
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-SECRET_REF = re.compile(r"^(vault:[A-Za-z0-9_.\-/]+|op://[^/\s]+/[^/\s]+/[^\s]+)$")
+# Kubernetes object names blumeops creates (Service names are DNS-1035 labels).
+K8S_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+# A launchd Label: reverse-DNS style, no '/' (it names the plist file too).
+LAUNCHD_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+# A systemd service unit name (no template '@'): letters, digits, ':', '_', '.', '-', '\\'.
+SYSTEMD_UNIT = re.compile(r"^[A-Za-z0-9:_.\\-]{1,247}\.service$")
+# A Kubernetes resource quantity (100m, 1.5, 512Mi, 2G).
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+# A pinned chart version: exact semver, no ranges.
+PINNED_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 
 
 class Strict(BaseModel):
@@ -309,6 +321,36 @@ class Host(Strict):
         default=None, description="checked against the host on first contact (aarch64 = arm64)")
 
 
+class SecretStore(Strict):
+    """The store a cluster's ExternalSecrets read: declared, never guessed from names.
+
+    Rendered as one External Secrets `ClusterSecretStore` (external-secrets.io/v1) for the
+    1Password Connect provider; its token is a Kubernetes Secret bootstrapped by hand.
+    """
+
+    kind: Literal["onepassword"]
+    name: str = Field(default="onepassword", description="name of the ClusterSecretStore")
+    connect: str | None = Field(default=None,
+                                description="catalog service running 1Password Connect")
+    connect_url: str | None = Field(default=None, description="Connect URL, when not a service")
+    token_secret: str = Field(default="onepassword-connect-token",
+                              description="Kubernetes Secret holding the Connect token")
+    token_namespace: str = "external-secrets"
+    token_key: str = "token"
+    vaults: list[str] = Field(default_factory=list,
+                              description="vaults beyond those the references name")
+
+    @model_validator(mode="after")
+    def _one_connect(self) -> SecretStore:
+        if (self.connect is None) == (self.connect_url is None):
+            raise ValueError("a onepassword secret store needs exactly one of 'connect' "
+                             "(the catalog service running 1Password Connect) or 'connect_url'")
+        if self.connect_url is not None and not re.match(r"^https?://[^\s]+$",
+                                                         self.connect_url):
+            raise ValueError(f"connect_url must be an http(s) URL, got {self.connect_url!r}")
+        return self
+
+
 class Cluster(Strict):
     host: str
     context: str
@@ -323,6 +365,8 @@ class Cluster(Strict):
         description="branch of repo_url blumeops pushes rendered manifests to, one commit "
                     "per source commit; ArgoCD follows it",
     )
+    secret_store: SecretStore | None = Field(
+        default=None, description="where ExternalSecrets read secrets (1Password Connect)")
 
 
 class Route(Strict):
@@ -380,6 +424,92 @@ class SecretRef(Strict):
     file: str | None = Field(default=None, description="deliver as a 0600 file at this path")
 
 
+Quantity = Annotated[str, Field(pattern=QUANTITY.pattern)]
+ResourceName = Literal["cpu", "memory", "ephemeral-storage"]
+
+
+class Resources(Strict):
+    """A container's requests and limits; `gpu` asks for nvidia.com/gpu devices."""
+
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
+    gpu: int = Field(default=0, ge=0, le=64, description="nvidia.com/gpu devices")
+
+
+class Container(Strict):
+    """A sidecar or init container in a Kubernetes service's pod."""
+
+    image: str
+    command: list[str] | None = Field(default=None, description="replaces the entrypoint")
+    args: list[str] | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    ports: list[str] = Field(default_factory=list,
+                             description="names of the service's ports this container serves")
+    mounts: dict[str, str] = Field(default_factory=dict,
+                                   description="storage volume name -> mount path")
+    resources: Resources | None = None
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _env_scalars(cls, value: Any) -> Any:
+        return _env_strings(value)
+
+
+class HelmChart(Strict):
+    """A chart ArgoCD installs as it is published, pinned to one version."""
+
+    repo: str = Field(description="chart repository URL (https:// or oci://)")
+    chart: str
+    version: str = Field(description="exact chart version (no ranges)")
+    values: dict[str, Any] = Field(default_factory=dict)
+    release: str | None = Field(default=None, description="release name; default the service's")
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        if not re.match(r"^(https?|oci)://[^\s]+$", value):
+            raise ValueError(f"a chart repo is an https:// or oci:// URL, got {value!r}")
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if not PINNED_VERSION.match(value):
+            raise ValueError(f"chart version {value!r} is not pinned: write an exact version "
+                             "such as 1.25.0, not a range")
+        return value
+
+
+class Names(Strict):
+    """Names a service already has elsewhere, kept instead of blumeops' derived ones."""
+
+    launchd: str | None = Field(default=None,
+                                description="launchd Label (default me.blumeops.NAME)")
+    systemd: str | None = Field(default=None,
+                                description="systemd unit (default blumeops-NAME.service)")
+    kubernetes: str | None = Field(default=None,
+                                   description="name of the workload, Service and Ingress")
+
+    @field_validator("systemd")
+    @classmethod
+    def _unit_suffix(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".service"):
+            return value + ".service"
+        return value
+
+
+def _env_strings(value: Any) -> Any:
+    # Environment values are strings to the process; let users write `PORT: 8080`.
+    if isinstance(value, dict):
+        return {
+            k: (str(v).lower() if isinstance(v, bool) else str(v))
+            if isinstance(v, int | float | bool)
+            else v
+            for k, v in value.items()
+        }
+    return value
+
+
 class Service(Strict):
     native: str | None = Field(default=None, description="host the service runs on")
     kubernetes: str | None = Field(default=None, description="cluster the service runs in")
@@ -407,6 +537,25 @@ class Service(Strict):
     namespace: str | None = None
     args: list[str] | None = None
     storage: dict[str, Storage] = Field(default_factory=dict)
+    workload: Literal["deployment", "statefulset", "daemonset"] | None = Field(
+        default=None, description="default: statefulset with per-pod storage, else deployment")
+    sidecars: dict[str, Container] = Field(default_factory=dict)
+    init_containers: dict[str, Container] = Field(default_factory=dict)
+    resources: Resources | None = None
+    runtime_class: str | None = Field(default=None, description="RuntimeClass (e.g. nvidia)")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    readiness: Health | None = Field(default=None, description="Kubernetes readiness probe")
+    liveness: Health | None = Field(default=None, description="Kubernetes liveness probe")
+    service_ports: dict[str, Port] = Field(
+        default_factory=dict, description="port name -> Service port, when not the container's")
+    udp: list[str] = Field(default_factory=list, description="port names served over UDP")
+    # kubernetes, passed through
+    helm: HelmChart | None = Field(default=None, description="install a Helm chart instead")
+    manifests: str | None = Field(
+        default=None, description="directory of manifests or a kustomization, in the lab dir")
+    objects: list[dict[str, Any]] = Field(
+        default_factory=list, description="Kubernetes objects (any CRD) passed through")
+    names: Names = Field(default_factory=Names)
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -425,15 +574,7 @@ class Service(Strict):
     @field_validator("environment", mode="before")
     @classmethod
     def _env_scalars(cls, value: Any) -> Any:
-        # Environment values are strings to the process; let users write `PORT: 8080`.
-        if isinstance(value, dict):
-            return {
-                k: (str(v).lower() if isinstance(v, bool) else str(v))
-                if isinstance(v, int | float | bool)
-                else v
-                for k, v in value.items()
-            }
-        return value
+        return _env_strings(value)
 
     @model_validator(mode="after")
     def _where(self) -> Service:
@@ -444,6 +585,11 @@ class Service(Strict):
     @property
     def runtime(self) -> Literal["native", "kubernetes"]:
         return "native" if self.native is not None else "kubernetes"
+
+    @property
+    def passthrough(self) -> bool:
+        """Its workload comes from a chart or manifests, not from blumeops."""
+        return self.helm is not None or self.manifests is not None
 
 
 class Backups(Strict):

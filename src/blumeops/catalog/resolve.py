@@ -55,6 +55,39 @@ def ingress_name(name: str, service: Service, lab: Lab) -> str:
     return name
 
 
+def kubernetes_name(name: str, service: Service) -> str:
+    """The name of a Kubernetes service's workload, Service and Ingress: declared or its own."""
+    return service.names.kubernetes or name
+
+
+def launchd_label(name: str, service: Service) -> str:
+    """A native service's launchd Label: declared (`names.launchd`), else me.blumeops.NAME."""
+    return service.names.launchd or f"me.blumeops.{name}"
+
+
+def systemd_unit(name: str, service: Service | None = None) -> str:
+    """A native service's systemd unit: declared (`names.systemd`), else
+    blumeops-NAME.service."""
+    declared = service.names.systemd if service is not None else None
+    return declared or f"blumeops-{name}.service"
+
+
+def namespace(name: str, service: Service) -> str:
+    """The namespace a Kubernetes service lives in: declared, or the service's name."""
+    return service.namespace or name
+
+
+def cluster_port(service: Service, port_name: str) -> int:
+    """The port a Kubernetes Service offers for a named port (its container port unless
+    `service_ports` says otherwise)."""
+    return service.service_ports.get(port_name) or service.ports[port_name]
+
+
+def in_cluster_host(name: str, service: Service) -> str:
+    """The in-cluster DNS name of a Kubernetes service: SERVICE.NAMESPACE.svc."""
+    return f"{kubernetes_name(name, service)}.{namespace(name, service)}.svc"
+
+
 def service_manager(lab: Lab, host: str) -> ServiceManager | None:
     """The host's service manager: declared, or the usual one for its OS."""
     spec = lab.hosts[host]
@@ -85,7 +118,9 @@ def _route(lab: Lab, svc_name: str, svc: Service, key: str) -> ResolvedRoute | N
         upstream_port = 443
         upstream = f"https://{address}" if route.protocol == "http" else f"{address}:{port}"
         if route.protocol == "tcp":
-            upstream_port = port
+            # The Tailscale operator exposes the Service, so its port is what answers.
+            upstream_port = cluster_port(svc, route.port)
+            upstream = f"{address}:{upstream_port}"
     return ResolvedRoute(
         service=svc_name, key=key, name=name, domain=domain_key, hostname=hostname,
         port_name=route.port, port=port, protocol=route.protocol, listen=route.listen,
@@ -130,7 +165,8 @@ def resolved_view(lab: Lab) -> dict[str, Any]:
             manager = service_manager(lab, svc.native)
             out["service_manager"] = manager.value if manager else None
         else:
-            out["namespace"] = svc.namespace or name
+            out["namespace"] = namespace(name, svc)
+            out["kubernetes_name"] = kubernetes_name(name, svc)
             out["ingress"] = f"{ingress_name(name, svc, lab)}.{tailnet_name(lab)}"
         out["routes"] = {
             r.key: {

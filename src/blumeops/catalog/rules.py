@@ -6,11 +6,30 @@ reports; it never changes the catalog.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from blumeops.catalog.diagnostics import Diagnostic, Marks, did_you_mean
-from blumeops.catalog.model import DNS_LABEL, SECRET_REF, SUPPORTED_MANAGERS, Lab
-from blumeops.catalog.resolve import routes, service_manager, split_route_key
+from blumeops.catalog.model import (
+    DNS_LABEL,
+    K8S_NAME,
+    LAUNCHD_LABEL,
+    SECRET_REF,
+    SUPPORTED_MANAGERS,
+    SYSTEMD_UNIT,
+    Lab,
+    ServiceManager,
+)
+from blumeops.catalog.resolve import (
+    kubernetes_name,
+    launchd_label,
+    namespace,
+    routes,
+    service_manager,
+    split_route_key,
+    systemd_unit,
+)
 
 Rule = Callable[[Lab, Marks], Iterator[Diagnostic]]
 RULES: list[Rule] = []
@@ -267,9 +286,10 @@ def runtimes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                     yield marks.diag((*at, field), "runtime-field",
                                      f"'{field}' is for Kubernetes services; '{name}' is native")
         if svc.kubernetes is not None:
-            if not svc.image:
+            if not svc.image and not svc.passthrough and not svc.objects:
                 yield marks.diag(at, "missing-image",
-                                 f"Kubernetes service '{name}' needs an 'image'")
+                                 f"Kubernetes service '{name}' needs an 'image' (or 'helm', "
+                                 "'manifests' or 'objects')")
             for field in ("command", "workdir"):
                 if getattr(svc, field) is not None:
                     yield marks.diag((*at, field), "runtime-field",
@@ -499,3 +519,236 @@ def tailnet_devices(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             yield marks.diag((*at, "owner"), "owned-and-tagged",
                              f"host '{name}' has an owner and tags; a tagged device belongs to "
                              "no user in Tailscale: drop one")
+
+
+# Kubernetes-only service fields, and those a chart or manifests directory replaces.
+_K8S_FIELDS = ("workload", "sidecars", "init_containers", "resources", "runtime_class",
+               "node_selector", "readiness", "liveness", "service_ports", "udp", "helm",
+               "manifests", "objects")
+_REPLACED_BY_PASSTHROUGH = ("image", "args", "replicas", "environment", "storage", "workload",
+                            "sidecars", "init_containers", "resources", "runtime_class",
+                            "node_selector", "readiness", "liveness", "udp")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"
+                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+                            r"(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@rule
+def kubernetes_workloads(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Workload kinds, containers, probes and ports a pod can really have."""
+    for name, svc in lab.services.items():
+        at = ("services", name)
+        if svc.kubernetes is None:
+            for field in _K8S_FIELDS:
+                if field in svc.model_fields_set:
+                    yield marks.diag((*at, field), "runtime-field",
+                                     f"'{field}' is for Kubernetes services; '{name}' is native")
+            continue
+        if svc.helm is not None and svc.manifests is not None:
+            yield marks.diag((*at, "manifests"), "passthrough",
+                             f"service '{name}' is installed by 'helm' or by 'manifests', "
+                             "not both")
+        if svc.passthrough:
+            by = "a Helm chart" if svc.helm is not None else "its manifests"
+            for field in _REPLACED_BY_PASSTHROUGH:
+                if field in svc.model_fields_set:
+                    yield marks.diag((*at, field), "passthrough",
+                                     f"'{field}' has no effect: service '{name}' is installed "
+                                     f"by {by} (set it in the chart's values or manifests)")
+            cluster = lab.clusters.get(svc.kubernetes)
+            if cluster is not None and cluster.delivery != "argocd":
+                yield marks.diag((*at, "helm" if svc.helm else "manifests"), "passthrough",
+                                 f"service '{name}' is installed by {by}, which ArgoCD "
+                                 f"delivers; cluster '{svc.kubernetes}' uses "
+                                 f"'delivery: {cluster.delivery}'")
+        per_pod = [v for v, st in svc.storage.items() if st.per_pod]
+        if svc.workload == "daemonset":
+            if per_pod:
+                yield marks.diag((*at, "storage", per_pod[0]), "workload",
+                                 "a DaemonSet cannot have per-pod storage (per_pod: true "
+                                 "needs a StatefulSet)")
+            if "replicas" in svc.model_fields_set:
+                yield marks.diag((*at, "replicas"), "workload",
+                                 "a DaemonSet runs one pod per node; remove 'replicas'")
+        elif svc.workload == "deployment" and per_pod:
+            yield marks.diag((*at, "workload"), "workload",
+                             f"per-pod storage '{per_pod[0]}' needs a StatefulSet, not a "
+                             "Deployment")
+        yield from _containers(lab, marks, name)
+        yield from _port_options(marks, name, svc)
+        if svc.runtime_class is not None and not _DNS_SUBDOMAIN.match(svc.runtime_class):
+            yield marks.diag((*at, "runtime_class"), "dns-label",
+                             f"runtime_class '{svc.runtime_class}' is not a valid "
+                             "RuntimeClass name (a DNS subdomain)")
+        for key in svc.node_selector:
+            if not _LABEL_KEY.match(key):
+                yield marks.diag((*at, "node_selector", key), "dns-label",
+                                 f"node_selector key '{key}' is not a Kubernetes label key")
+
+
+def _containers(lab: Lab, marks: Marks, name: str) -> Iterator[Diagnostic]:
+    svc = lab.services[name]
+    at = ("services", name)
+    seen = {kubernetes_name(name, svc)}
+    claimed: dict[str, str] = {}
+    for section in ("sidecars", "init_containers"):
+        containers = getattr(svc, section)
+        for cname, spec in containers.items():
+            here = (*at, section, cname)
+            if not DNS_LABEL.match(cname):
+                yield marks.diag(here, "dns-label",
+                                 f"container name '{cname}' is not a valid DNS label")
+            elif cname in seen:
+                yield marks.diag(here, "duplicate-container",
+                                 f"container name '{cname}' is already used in this pod")
+            seen.add(cname)
+            if section == "init_containers" and spec.ports:
+                yield marks.diag((*here, "ports"), "container-port",
+                                 "an init container serves no ports; remove 'ports'")
+            for port in spec.ports:
+                if port not in svc.ports:
+                    yield marks.diag((*here, "ports"), "unknown-reference",
+                                     _unknown("port", port, svc.ports)
+                                     + " (declare it in the service's 'ports')")
+                elif claimed.setdefault(port, cname) != cname:
+                    yield marks.diag((*here, "ports"), "container-port",
+                                     f"port '{port}' is already served by container "
+                                     f"'{claimed[port]}'")
+            for vol in spec.mounts:
+                if vol not in svc.storage:
+                    yield marks.diag((*here, "mounts", vol), "unknown-reference",
+                                     _unknown("storage volume", vol, svc.storage))
+
+
+def _port_options(marks: Marks, name: str, svc: Any) -> Iterator[Diagnostic]:
+    at = ("services", name)
+    for field in ("service_ports", "udp"):
+        for port in getattr(svc, field):
+            if port not in svc.ports:
+                path: tuple[str | int, ...] = ((*at, field, port) if field == "service_ports"
+                                               else (*at, field))
+                yield marks.diag(path, "unknown-reference", _unknown("port", port, svc.ports))
+    udp = set(svc.udp)
+    uses: list[tuple[tuple[str | int, ...], str | None, str]] = [
+        ((*at, "routes", key), r.port, f"route '{key}' ({r.protocol} over TCP)")
+        for key, r in svc.routes.items()]
+    for probe_field in ("health", "readiness", "liveness"):
+        probe = getattr(svc, probe_field)
+        if probe is not None:
+            port = probe.tcp or (probe.port or next(iter(svc.ports), None)
+                                 if probe.http else None)
+            uses.append(((*at, probe_field), port, f"the {probe_field} probe"))
+    if svc.metrics is not None:
+        uses.append(((*at, "metrics"), svc.metrics.port, "the metrics scrape"))
+    for path, port, what in uses:
+        if port in udp:
+            yield marks.diag(path, "udp-port",
+                             f"port '{port}' is UDP; {what} needs a TCP port")
+
+
+@rule
+def passthrough_objects(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Objects passed through are Kubernetes objects, valid against their CRD when known."""
+    for name, svc in lab.services.items():
+        if not svc.objects:
+            continue
+        from blumeops.catalog import crds
+
+        seen: set[tuple[str, str]] = set()
+        for i, obj in enumerate(svc.objects):
+            at = ("services", name, "objects", i)
+            meta = obj.get("metadata")
+            obj_name = meta.get("name") if isinstance(meta, dict) else None
+            kind, api = obj.get("kind"), obj.get("apiVersion")
+            if not (isinstance(api, str) and isinstance(kind, str) and isinstance(obj_name, str)):
+                yield marks.diag(at, "k8s-object",
+                                 "a passed-through object needs 'apiVersion', 'kind' and "
+                                 "'metadata.name'")
+                continue
+            if not _DNS_SUBDOMAIN.match(obj_name):
+                yield marks.diag((*at, "metadata", "name"), "dns-label",
+                                 f"object name '{obj_name}' is not a valid Kubernetes name")
+            if (kind, obj_name) in seen:
+                yield marks.diag((*at, "metadata", "name"), "k8s-object",
+                                 f"{kind} '{obj_name}' is passed through twice")
+            seen.add((kind, obj_name))
+            for problem in crds.problems(obj):
+                yield marks.diag(at, "crd-schema", f"{kind} '{obj_name}': {problem}")
+
+
+@rule
+def service_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Declared launchd labels, systemd units and Kubernetes names are valid and unique."""
+    taken: dict[tuple[str, ...], str] = {}
+    for name, svc in lab.services.items():
+        at = ("services", name, "names")
+        declared = svc.names
+        manager = service_manager(lab, svc.native) if svc.native in lab.hosts else None
+        for field, pattern, what, runs in (
+            ("launchd", LAUNCHD_LABEL, "a launchd label (letters, digits, '.', '_', '-')",
+             manager is ServiceManager.launchd),
+            ("systemd", SYSTEMD_UNIT, "a systemd unit name (letters, digits, ':', '_', '.', "
+             "'-', '\\', ending in .service, no template '@')",
+             manager is ServiceManager.systemd),
+            ("kubernetes", K8S_NAME, "a Kubernetes name (a DNS-1035 label: lowercase letters, "
+             "digits and '-', starting with a letter, at most 63)", svc.kubernetes is not None),
+        ):
+            value = getattr(declared, field)
+            if value is None:
+                continue
+            if not pattern.match(value):
+                yield marks.diag((*at, field), "bad-name", f"'{value}' is not {what}")
+            elif not runs:
+                where = f"on '{svc.native}'" if svc.native else "in Kubernetes"
+                yield marks.diag((*at, field), "bad-name",
+                                 f"names.{field} has no effect: service '{name}' runs {where}")
+        if svc.kubernetes is not None:
+            key: tuple[str, ...] = ("k8s", svc.kubernetes, namespace(name, svc),
+                                    kubernetes_name(name, svc))
+            what = f"Kubernetes name '{key[3]}' in namespace '{key[2]}'"
+        elif manager is ServiceManager.launchd and svc.native:
+            key = ("launchd", svc.native, launchd_label(name, svc))
+            what = f"launchd label '{key[2]}' on '{svc.native}'"
+        elif manager is ServiceManager.systemd and svc.native:
+            key = ("systemd", svc.native, systemd_unit(name, svc))
+            what = f"systemd unit '{key[2]}' on '{svc.native}'"
+        else:
+            continue
+        owner = taken.setdefault(key, name)
+        if owner != name:
+            field = "kubernetes" if key[0] == "k8s" else key[0]
+            path = (*at, field) if getattr(declared, field) else ("services", name)
+            yield marks.diag(path, "duplicate-name", f"{what} is already used by service "
+                             f"'{owner}'")
+
+
+@rule
+def secret_stores(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """A cluster's secret store is declared and reachable; secrets in a cluster need one."""
+    for cluster_name, cluster in lab.clusters.items():
+        store = cluster.secret_store
+        services = [(n, s) for n, s in lab.services.items() if s.kubernetes == cluster_name]
+        if store is None:
+            for name, svc in services:
+                if svc.secrets:
+                    yield marks.diag(("services", name, "secrets"), "no-secret-store",
+                                     f"cluster '{cluster_name}' declares no 'secret_store', so "
+                                     f"nothing delivers the secrets of '{name}'; add clusters."
+                                     f"{cluster_name}.secret_store: {{kind: onepassword, "
+                                     "connect: SERVICE}", "warning")
+                    break
+            continue
+        at = ("clusters", cluster_name, "secret_store")
+        if not K8S_NAME.match(store.name):
+            yield marks.diag((*at, "name"), "dns-label",
+                             f"secret store name '{store.name}' is not a valid Kubernetes name")
+        for field in ("token_secret", "token_namespace"):
+            if not _DNS_SUBDOMAIN.match(getattr(store, field)):
+                yield marks.diag((*at, field), "dns-label",
+                                 f"{field} '{getattr(store, field)}' is not a valid "
+                                 "Kubernetes name")
+        if store.connect is not None and store.connect not in dict(services):
+            yield marks.diag((*at, "connect"), "unknown-reference",
+                             _unknown("service", store.connect, dict(services))
+                             + f" (1Password Connect must run in cluster '{cluster_name}')")

@@ -7,13 +7,18 @@ Application follows that branch. The
 app-of-apps owns the directory of Applications, so removing a service from the catalog
 prunes its Application, and the finalizer on each child prunes the service's objects.
 A cluster without `repo_url` gets no Applications: `argocd_notes` says why.
+
+A service installed by a Helm chart, or from a directory of manifests (or a
+kustomization) kept beside the catalog, gets an Application with several sources: the
+chart or that directory, and the directory of what blumeops derives for it (namespace,
+ingress, ExternalSecret, passed-through objects).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from blumeops.catalog.model import Cluster, Lab
+from blumeops.catalog.model import Cluster, Lab, Service
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.render.kubernetes import (
@@ -51,8 +56,35 @@ def cluster_app_name(lab: Lab) -> str:
     return f"{lab.lab}-cluster"
 
 
+def lab_repo_path(lab: Lab, *parts: str) -> str:
+    """A path beside the catalog, relative to the repo root: the lab sits at the
+    controller's `lab_path` (the repo root when the lab declares no controller)."""
+    base = lab.controller.lab_path if lab.controller is not None else "."
+    pieces = [p.strip("/") for p in (base, *parts)]
+    return "/".join(p for p in pieces if p and p != ".") or "."
+
+
+def extra_sources(lab: Lab, cluster: Cluster, name: str, svc: Service) -> list[Doc]:
+    """What ArgoCD installs besides blumeops' own manifests: a chart, or a directory."""
+    if svc.helm is not None:
+        chart = svc.helm
+        # The release is the service's name; `names.kubernetes` is the Service the chart
+        # makes from it (argo-cd released as 'argocd' serves 'argocd-server').
+        helm: Doc = {"releaseName": chart.release or name}
+        if chart.values:
+            helm["valuesObject"] = chart.values
+        return [{"repoURL": chart.repo, "chart": chart.chart, "targetRevision": chart.version,
+                 "helm": helm}]
+    if svc.manifests is not None:
+        # ArgoCD finds a kustomization.yaml itself; otherwise it applies the directory.
+        return [{"repoURL": cluster.repo_url, "path": lab_repo_path(lab, svc.manifests),
+                 "targetRevision": "HEAD"}]
+    return []
+
+
 def _application(lab: Lab, cluster: Cluster, name: str, owner: str, path: str,
-                 namespace: str | None, child: bool, exclude: str | None = None) -> Doc:
+                 namespace: str | None, child: bool, exclude: str | None = None,
+                 extra: list[Doc] | None = None) -> Doc:
     meta: Doc = {"name": name, "namespace": ARGOCD_NAMESPACE, "labels": labels(lab, owner)}
     if child:
         # Deleting the Application (pruned by the app-of-apps) deletes what it made.
@@ -64,11 +96,12 @@ def _application(lab: Lab, cluster: Cluster, name: str, owner: str, path: str,
     destination: Doc = {"server": IN_CLUSTER}
     if namespace is not None:
         destination["namespace"] = namespace
+    sources: Doc = {"sources": [*extra, source]} if extra else {"source": source}
     return {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": meta,
         "spec": {
             "project": "default",
-            "source": source,
+            **sources,
             "destination": destination,
             "syncPolicy": {
                 "automated": {"prune": True, "selfHeal": True},
@@ -95,9 +128,10 @@ def render_cluster(lab: Lab, ctx: RenderContext, cluster_name: str,
     out: list[Resource] = []
     for name, svc in services:
         path = repo_path(cluster, "kubernetes", cluster_name, name)
-        doc = _application(lab, cluster, name, name, path, namespace_of(name, svc), child=True)
+        doc = _application(lab, cluster, name, name, path, namespace_of(name, svc), child=True,
+                           extra=extra_sources(lab, cluster, name, svc))
         out.append(_resource(cluster_name, doc, header, name, tuple(svc.depends_on)))
-    if any(svc.secrets for _, svc in services):
+    if cluster.secret_store is not None:
         # Cluster-scoped objects (the ClusterSecretStore) live in their own directory.
         path = repo_path(cluster, "kubernetes", cluster_name, CLUSTER_DIR)
         doc = _application(lab, cluster, cluster_app_name(lab), cluster_app_name(lab), path,
@@ -137,6 +171,12 @@ def argocd_notes(lab: Lab) -> list[str]:
                 f"{cluster_name}.repo_url to the git repository holding `blumeops render "
                 f"--out` output (under '{cluster.path}'), or use 'delivery: apply'")
             continue
+        beside = [n for n, s in cluster_services(lab, cluster_name) if s.manifests is not None]
+        if beside and (lab.controller is None or lab.controller.source != cluster.repo_url):
+            notes.append(
+                f"cluster '{cluster_name}': ArgoCD reads the manifests of "
+                f"{', '.join(beside)} from {cluster.repo_url} at "
+                f"'{lab_repo_path(lab)}'; keep the lab there (the controller's lab_path)")
         for app in (root_app_name(lab), cluster_app_name(lab)):
             if app in lab.services and lab.services[app].kubernetes == cluster_name:
                 notes.append(f"service '{app}' has the name of blumeops' own ArgoCD "

@@ -1,8 +1,12 @@
 """Kubernetes manifests: one directory of plain YAML per service, ready for ArgoCD.
 
-Each Kubernetes service gets a Namespace, a Deployment (or a StatefulSet when storage
-follows the pod), a Service, PVCs, a Tailscale Ingress for its routes and an
-ExternalSecret for its secrets; the cluster gets one 1Password ClusterSecretStore.
+Each Kubernetes service gets a Namespace, a workload (Deployment; StatefulSet when storage
+follows the pod or when asked; DaemonSet when asked) with its sidecars and init
+containers, a Service, PVCs, a Tailscale Ingress for its routes, an ExternalSecret for
+its secrets and any objects it passes through (custom resources such as a CloudNativePG
+`Cluster`). A service installed by a Helm chart or a manifests directory gets only the
+derived objects here (namespace, ingress, secrets, objects); ArgoCD installs the rest
+(render/argocd.py). A cluster that declares a secret store gets its ClusterSecretStore.
 One manifest per file, so a change to one service touches only that service's files.
 
 YAML is written by a small emitter (`dump_yaml`) rather than `yaml.safe_dump`: PyYAML's
@@ -22,27 +26,32 @@ from typing import Any
 
 import yaml
 
-from blumeops.catalog.model import Cluster, Health, Lab, Service
+from blumeops.catalog import resolve
+from blumeops.catalog.model import OP_REF, Cluster, Container, Health, Lab, Resources, Service
 from blumeops.catalog.resolve import ingress_name, split_route_key
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
 
 Doc = dict[str, Any]
 
-SECRET_STORE = "onepassword"  # the ClusterSecretStore every ExternalSecret reads
+SECRET_STORE = "onepassword"  # the store ExternalSecrets name when none is declared
+ESO_API = "external-secrets.io/v1"  # served since External Secrets 0.16; v1beta1 gone in 0.17
 CLUSTER_DIR = "_cluster"  # cluster-scoped resources; '_' cannot clash with a DNS label
 INGRESS_CLASS = "tailscale"
 SECRET_FILES_VOLUME = "blumeops-secret-files"
-# Where the 1Password Connect token lives when the lab does not say: bootstrapped by hand.
-CONNECT_SERVICE = "onepassword-connect"
-CONNECT_TOKEN_SECRET = "onepassword-connect-token"
-ESO_SERVICE = "external-secrets"
-CLUSTER_SCOPED = frozenset({"Namespace", "ClusterSecretStore"})
+GPU_RESOURCE = "nvidia.com/gpu"
+# Kinds without a namespace (a passed-through object of these keeps none).
+CLUSTER_SCOPED = frozenset({
+    "Namespace", "ClusterSecretStore", "ClusterExternalSecret", "ClusterRole",
+    "ClusterRoleBinding", "CustomResourceDefinition", "StorageClass", "PersistentVolume",
+    "PriorityClass", "RuntimeClass", "IngressClass", "ClusterIssuer", "ClusterImageCatalog",
+})
 
 
 # --- YAML ---------------------------------------------------------------------------
 
-_PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=,-]*(:[A-Za-z0-9_./@+=,-]+)*$")
+# Words joined by ':' or one space (1Password item names such as "Web (prod)").
+_PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=,()-]*([: ][A-Za-z0-9_./@+=,()-]+)*$")
 _RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
 # Characters YAML will not read raw (non-printables, and line breaks beyond \n).
@@ -129,7 +138,7 @@ def dump_yaml(doc: Doc) -> str:
 
 
 def namespace_of(name: str, svc: Service) -> str:
-    return svc.namespace or name
+    return resolve.namespace(name, svc)
 
 
 def labels(lab: Lab, name: str) -> dict[str, str]:
@@ -149,10 +158,14 @@ def _meta(lab: Lab, service: str, name: str, namespace: str | None) -> Doc:
 
 
 def _secret_parts(ref: str) -> tuple[str | None, str, str | None]:
-    """op://VAULT/ITEM/FIELD -> (VAULT, ITEM, FIELD); vault:NAME -> (None, NAME, None)."""
-    if ref.startswith("op://"):
-        vault, item, field = ref[len("op://"):].split("/", 2)
-        return vault, item, field
+    """op://VAULT/ITEM/FIELD -> (VAULT, ITEM, FIELD); vault:NAME -> (None, NAME, None).
+
+    Item names keep their spaces and parentheses ("Authentik (prod)"): the 1Password
+    provider of External Secrets looks items up by title.
+    """
+    match = OP_REF.match(ref)
+    if match is not None:
+        return match["vault"], match["item"], match["field"]
     return None, ref.partition(":")[2], None
 
 
@@ -193,16 +206,76 @@ def _tcp_routed(lab: Lab, svc: Service) -> bool:
 # --- manifests ----------------------------------------------------------------------
 
 
+def _resources(res: Resources) -> Doc:
+    out: Doc = {}
+    limits: dict[str, str] = {str(k): v for k, v in res.limits.items()}
+    if res.gpu:
+        limits[GPU_RESOURCE] = str(res.gpu)  # extended resources are set as limits
+    if limits:
+        out["limits"] = limits
+    if res.requests:
+        out["requests"] = dict(res.requests)
+    return out
+
+
+def _env(environment: dict[str, str]) -> list[Doc]:
+    return [{"name": k, "value": v} for k, v in environment.items()]
+
+
+def _ports(svc: Service, names: list[str]) -> list[Doc]:
+    return [{"name": n, "containerPort": svc.ports[n],
+             "protocol": "UDP" if n in svc.udp else "TCP"}
+            for n in names if n in svc.ports]
+
+
+def _side_container(svc: Service, name: str, spec: Container) -> Doc:
+    container: Doc = {"name": name, "image": spec.image}
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+    if spec.ports:
+        container["ports"] = _ports(svc, spec.ports)
+    if spec.environment:
+        container["env"] = _env(spec.environment)
+    if spec.resources is not None:
+        container["resources"] = _resources(spec.resources)
+    if spec.mounts:
+        container["volumeMounts"] = [{"name": vol, "mountPath": path}
+                                     for vol, path in spec.mounts.items()]
+    return container
+
+
+def _probes(svc: Service) -> Doc:
+    """Readiness and liveness: each as declared, else both from `health` (liveness waits
+    longer before it restarts the pod)."""
+    out: Doc = {}
+    ready = svc.readiness or svc.health
+    if ready is not None:
+        probe = _probe(ready, svc)
+        if probe is not None:
+            out["readinessProbe"] = probe
+    if svc.liveness is not None:
+        probe = _probe(svc.liveness, svc)
+        if probe is not None:
+            out["livenessProbe"] = probe
+    elif svc.health is not None:
+        probe = _probe(svc.health, svc)
+        if probe is not None:
+            out["livenessProbe"] = {**probe, "failureThreshold": 6}
+    return out
+
+
 def _pod_template(lab: Lab, name: str, svc: Service, secret_name: str) -> Doc:
-    container: Doc = {"name": name, "image": svc.image or ""}
+    k8s_name = resolve.kubernetes_name(name, svc)
+    container: Doc = {"name": k8s_name, "image": svc.image or ""}
     if svc.args:
         container["args"] = list(svc.args)
-    if svc.ports:
-        container["ports"] = [
-            {"name": port_name, "containerPort": port, "protocol": "TCP"}
-            for port_name, port in svc.ports.items()
-        ]
-    env: list[Doc] = [{"name": k, "value": v} for k, v in svc.environment.items()]
+    sidecar_ports = {p for c in svc.sidecars.values() for p in c.ports}
+    main_ports = [p for p in svc.ports if p not in sidecar_ports]
+    if main_ports:
+        container["ports"] = _ports(svc, main_ports)
+    env = _env(svc.environment)
     env += [
         {"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": k}}}
         for k, ref in svc.secrets.items()
@@ -210,14 +283,12 @@ def _pod_template(lab: Lab, name: str, svc: Service, secret_name: str) -> Doc:
     ]
     if env:
         container["env"] = env
-    if svc.health is not None:
-        probe = _probe(svc.health, svc)
-        if probe is not None:
-            container["readinessProbe"] = probe
-            container["livenessProbe"] = {**probe, "failureThreshold": 6}
+    if svc.resources is not None:
+        container["resources"] = _resources(svc.resources)
+    container.update(_probes(svc))
     mounts: list[Doc] = [{"name": vol, "mountPath": s.mount} for vol, s in svc.storage.items()]
     volumes: list[Doc] = [
-        {"name": vol, "persistentVolumeClaim": {"claimName": f"{name}-{vol}"}}
+        {"name": vol, "persistentVolumeClaim": {"claimName": f"{k8s_name}-{vol}"}}
         for vol, s in svc.storage.items()
         if not s.per_pod
     ]
@@ -234,17 +305,34 @@ def _pod_template(lab: Lab, name: str, svc: Service, secret_name: str) -> Doc:
         }})
     if mounts:
         container["volumeMounts"] = mounts
-    pod_meta: Doc = {"labels": labels(lab, name)}
+    pod_meta: Doc = {"labels": labels(lab, k8s_name)}
     if svc.metrics is not None and svc.metrics.port in svc.ports:
         pod_meta["annotations"] = {
             "prometheus.io/scrape": "true",
             "prometheus.io/port": str(svc.ports[svc.metrics.port]),
             "prometheus.io/path": svc.metrics.path,
         }
-    spec: Doc = {"containers": [container]}
+    spec: Doc = {}
+    if svc.init_containers:
+        spec["initContainers"] = [_side_container(svc, n, c)
+                                  for n, c in svc.init_containers.items()]
+    spec["containers"] = [container] + [_side_container(svc, n, c)
+                                        for n, c in svc.sidecars.items()]
+    if svc.runtime_class:
+        spec["runtimeClassName"] = svc.runtime_class
+    if svc.node_selector:
+        spec["nodeSelector"] = dict(svc.node_selector)
     if volumes:
         spec["volumes"] = volumes
     return {"metadata": pod_meta, "spec": spec}
+
+
+def workload_kind(svc: Service) -> str:
+    """The workload's kind: as declared, else a StatefulSet when storage follows the pod."""
+    if svc.workload is not None:
+        return {"deployment": "Deployment", "statefulset": "StatefulSet",
+                "daemonset": "DaemonSet"}[svc.workload]
+    return "StatefulSet" if any(s.per_pod for s in svc.storage.values()) else "Deployment"
 
 
 def _claim_spec(size: str, storage_class: str | None) -> Doc:
@@ -255,40 +343,47 @@ def _claim_spec(size: str, storage_class: str | None) -> Doc:
 
 
 def _workload(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> Doc:
-    selector = {"matchLabels": {"app.kubernetes.io/name": name}}
+    k8s_name = resolve.kubernetes_name(name, svc)
+    selector = {"matchLabels": {"app.kubernetes.io/name": k8s_name}}
     template = _pod_template(lab, name, svc, secret_name)
     per_pod = {vol: s for vol, s in svc.storage.items() if s.per_pod}
-    meta = _meta(lab, name, name, ns)
-    if per_pod:
-        return {
-            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
-            "spec": {
-                "serviceName": f"{name}-headless",
-                "replicas": svc.replicas,
-                "selector": selector,
-                "template": template,
-                "volumeClaimTemplates": [
-                    {"metadata": {"name": vol}, "spec": _claim_spec(s.size, s.storage_class)}
-                    for vol, s in per_pod.items()
-                ],
-            },
+    meta = _meta(lab, k8s_name, k8s_name, ns)
+    kind = workload_kind(svc)
+    if kind == "StatefulSet":
+        spec: Doc = {
+            "serviceName": f"{k8s_name}-headless",
+            "replicas": svc.replicas,
+            "selector": selector,
+            "template": template,
         }
-    spec: Doc = {"replicas": svc.replicas, "selector": selector}
+        if per_pod:
+            spec["volumeClaimTemplates"] = [
+                {"metadata": {"name": vol}, "spec": _claim_spec(s.size, s.storage_class)}
+                for vol, s in per_pod.items()
+            ]
+        return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": spec}
+    if kind == "DaemonSet":
+        # One pod per node: no replica count; the rules refuse per-pod storage here.
+        return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta,
+                "spec": {"selector": selector, "template": template}}
+    spec = {"replicas": svc.replicas, "selector": selector}
     if svc.storage:
         # A ReadWriteOnce claim cannot be held by old and new pods at once.
         spec["strategy"] = {"type": "Recreate"}
     spec["template"] = template
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": spec}
 
 
 def _services(lab: Lab, name: str, svc: Service, ns: str, stateful: bool) -> Iterator[Doc]:
+    k8s_name = resolve.kubernetes_name(name, svc)
     ports = [
-        {"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}
-        for port_name, port in svc.ports.items()
+        {"name": port_name, "port": resolve.cluster_port(svc, port_name),
+         "targetPort": port_name, "protocol": "UDP" if port_name in svc.udp else "TCP"}
+        for port_name in svc.ports
     ]
-    selector = {"app.kubernetes.io/name": name}
+    selector = {"app.kubernetes.io/name": k8s_name}
     if ports:
-        meta = _meta(lab, name, name, ns)
+        meta = _meta(lab, k8s_name, k8s_name, ns)
         if _tcp_routed(lab, svc) and _http_route_port(lab, svc) is None:
             # TCP routes: the Tailscale operator exposes the Service itself on the tailnet.
             meta["annotations"] = {
@@ -302,29 +397,34 @@ def _services(lab: Lab, name: str, svc: Service, ns: str, stateful: bool) -> Ite
         if ports:
             spec["ports"] = ports
         yield {"apiVersion": "v1", "kind": "Service",
-               "metadata": _meta(lab, name, f"{name}-headless", ns), "spec": spec}
+               "metadata": _meta(lab, k8s_name, f"{k8s_name}-headless", ns), "spec": spec}
 
 
 def _ingress(lab: Lab, name: str, svc: Service, ns: str) -> Doc | None:
     port = _http_route_port(lab, svc)
     if port is None:
         return None
-    meta = _meta(lab, name, name, ns)
+    k8s_name = resolve.kubernetes_name(name, svc)
+    meta = _meta(lab, k8s_name, k8s_name, ns)
     # The device's own tag, which the lab's Tailscale policy names it by.
     device = ingress_name(name, svc, lab)
     meta["annotations"] = {"tailscale.com/tags": f"tag:k8s,tag:{device}"}
+    # A chart's Service names its ports as it likes; its port number is what we know.
+    backend_port: Doc = ({"number": resolve.cluster_port(svc, port)} if svc.passthrough
+                         else {"name": port})
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": meta,
         "spec": {
             "ingressClassName": INGRESS_CLASS,
-            "defaultBackend": {"service": {"name": name, "port": {"name": port}}},
-            "tls": [{"hosts": [ingress_name(name, svc, lab)]}],
+            "defaultBackend": {"service": {"name": k8s_name, "port": backend_port}},
+            "tls": [{"hosts": [device]}],
         },
     }
 
 
-def _external_secret(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> Doc:
+def _external_secret(lab: Lab, name: str, svc: Service, ns: str, secret_name: str,
+                     store: str) -> Doc:
     data = []
     for key, ref in svc.secrets.items():
         _, item, field = _secret_parts(ref.ref)
@@ -332,58 +432,87 @@ def _external_secret(lab: Lab, name: str, svc: Service, ns: str, secret_name: st
         if field is not None:
             remote["property"] = field
         data.append({"secretKey": key, "remoteRef": remote})
-    meta = _meta(lab, name, name, ns)
+    k8s_name = resolve.kubernetes_name(name, svc)
+    meta = _meta(lab, k8s_name, k8s_name, ns)
     # Before the workload (wave -1), and dry-run must not fail while the CRD is absent.
     meta["annotations"] = {
         "argocd.argoproj.io/sync-wave": "-1",
         "argocd.argoproj.io/sync-options": "SkipDryRunOnMissingResource=true",
     }
     return {
-        "apiVersion": "external-secrets.io/v1beta1", "kind": "ExternalSecret", "metadata": meta,
+        "apiVersion": ESO_API, "kind": "ExternalSecret", "metadata": meta,
         "spec": {
             "refreshInterval": "1h",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": SECRET_STORE},
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": store},
             "target": {"name": secret_name, "creationPolicy": "Owner"},
             "data": data,
         },
     }
 
 
-def _secret_store(lab: Lab, cluster: str, services: list[tuple[str, Service]]) -> Doc:
+def store_name(cluster: Cluster | None) -> str:
+    store = cluster.secret_store if cluster else None
+    return store.name if store is not None else SECRET_STORE
+
+
+def connect_url(lab: Lab, cluster: Cluster) -> str | None:
+    """The 1Password Connect URL of a cluster's declared store (None without one)."""
+    store = cluster.secret_store
+    if store is None:
+        return None
+    if store.connect_url is not None:
+        return store.connect_url
+    svc = lab.services.get(store.connect or "")
+    if svc is None or store.connect is None:
+        return None
+    port = (resolve.cluster_port(svc, next(iter(svc.ports))) if svc.ports else 8080)
+    return f"http://{resolve.in_cluster_host(store.connect, svc)}.cluster.local:{port}"
+
+
+def _secret_store(lab: Lab, cluster: Cluster, services: list[tuple[str, Service]]) -> Doc | None:
+    store = cluster.secret_store
+    url = connect_url(lab, cluster)
+    if store is None or url is None:
+        return None
     vaults: dict[str, int] = {}
-    for _, svc in services:
-        for ref in svc.secrets.values():
-            vault, _, _ = _secret_parts(ref.ref)
-            if vault is not None and vault not in vaults:
-                vaults[vault] = len(vaults) + 1
-    by_name = dict(services)
-    connect = by_name.get(CONNECT_SERVICE)
-    connect_ns = namespace_of(CONNECT_SERVICE, connect) if connect else CONNECT_SERVICE
-    connect_port = next(iter(connect.ports.values()), 8080) if connect else 8080
-    eso = by_name.get(ESO_SERVICE)
-    eso_ns = namespace_of(ESO_SERVICE, eso) if eso else ESO_SERVICE
-    meta: Doc = {"name": SECRET_STORE, "labels": labels(lab, SECRET_STORE)}
+    named = [_secret_parts(ref.ref)[0] for _, svc in services for ref in svc.secrets.values()]
+    for vault in [*store.vaults, *named]:
+        if vault is not None:
+            vaults.setdefault(vault, len(vaults) + 1)
+    meta: Doc = {"name": store.name, "labels": labels(lab, store.name)}
     meta["annotations"] = {"argocd.argoproj.io/sync-options": "SkipDryRunOnMissingResource=true"}
     return {
-        "apiVersion": "external-secrets.io/v1beta1", "kind": "ClusterSecretStore",
+        "apiVersion": ESO_API, "kind": "ClusterSecretStore",
         "metadata": meta,
         "spec": {"provider": {"onepassword": {
-            "connectHost": f"http://{CONNECT_SERVICE}.{connect_ns}.svc.cluster.local:"
-                           f"{connect_port}",
+            "connectHost": url,
             # vault:NAME references have no vault of their own: they read the lab's.
             "vaults": vaults or {lab.lab: 1},
             "auth": {"secretRef": {"connectTokenSecretRef": {
-                "name": CONNECT_TOKEN_SECRET, "namespace": eso_ns, "key": "token",
+                "name": store.token_secret, "namespace": store.token_namespace,
+                "key": store.token_key,
             }}},
         }}},
     }
+
+
+def _object(lab: Lab, name: str, obj: dict[str, Any], ns: str) -> Doc:
+    """A passed-through object: as written, with the service's namespace and labels added
+    where it does not say otherwise."""
+    doc = dict(obj)
+    meta = dict(doc.get("metadata") or {})
+    if doc.get("kind") not in CLUSTER_SCOPED:
+        meta.setdefault("namespace", ns)
+    meta["labels"] = {**labels(lab, name), **(meta.get("labels") or {})}
+    doc["metadata"] = meta
+    return doc
 
 
 def _resource(cluster: str, directory: str, doc: Doc, header: str,
               service: str | None = None, depends_on: tuple[str, ...] = ()) -> Resource:
     kind: str = doc["kind"]
     meta = doc["metadata"]
-    name = meta["name"] if kind in CLUSTER_SCOPED else f"{meta['namespace']}/{meta['name']}"
+    name: str = f"{meta['namespace']}/{meta['name']}" if "namespace" in meta else meta["name"]
     return Resource(
         target=f"k8s@{cluster}", kind=kind, name=name,
         body=header + dump_yaml(doc),
@@ -395,21 +524,26 @@ def _resource(cluster: str, directory: str, doc: Doc, header: str,
 def manifests(lab: Lab, name: str, svc: Service, own_namespace: bool) -> list[Doc]:
     """Every manifest of one service, in apply order. `own_namespace`: emit the Namespace."""
     ns = namespace_of(name, svc)
+    k8s_name = resolve.kubernetes_name(name, svc)
     docs: list[Doc] = []
     if own_namespace:
         docs.append({"apiVersion": "v1", "kind": "Namespace",
-                     "metadata": {"name": ns, "labels": labels(lab, name)}})
-    secret_name = name
+                     "metadata": {"name": ns, "labels": labels(lab, k8s_name)}})
+    secret_name = k8s_name
     if svc.secrets:
-        docs.append(_external_secret(lab, name, svc, ns, secret_name))
-    for vol, s in svc.storage.items():
-        if not s.per_pod:
-            docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                         "metadata": _meta(lab, name, f"{name}-{vol}", ns),
-                         "spec": _claim_spec(s.size, s.storage_class)})
-    workload = _workload(lab, name, svc, ns, secret_name)
-    docs.append(workload)
-    docs.extend(_services(lab, name, svc, ns, workload["kind"] == "StatefulSet"))
+        store = store_name(lab.clusters.get(svc.kubernetes or ""))
+        docs.append(_external_secret(lab, name, svc, ns, secret_name, store))
+    if not svc.passthrough:
+        for vol, s in svc.storage.items():
+            if not s.per_pod:
+                docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                             "metadata": _meta(lab, k8s_name, f"{k8s_name}-{vol}", ns),
+                             "spec": _claim_spec(s.size, s.storage_class)})
+        if svc.image:
+            workload = _workload(lab, name, svc, ns, secret_name)
+            docs.append(workload)
+            docs.extend(_services(lab, name, svc, ns, workload["kind"] == "StatefulSet"))
+    docs.extend(_object(lab, k8s_name, obj, ns) for obj in svc.objects)
     ingress = _ingress(lab, name, svc, ns)
     if ingress is not None:
         docs.append(ingress)
@@ -420,7 +554,7 @@ def cluster_services(lab: Lab, cluster: str) -> list[tuple[str, Service]]:
     return [(n, s) for n, s in lab.services.items() if s.kubernetes == cluster]
 
 
-def render_cluster(lab: Lab, ctx: RenderContext, cluster: str, _spec: Cluster) -> list[Resource]:
+def render_cluster(lab: Lab, ctx: RenderContext, cluster: str, spec: Cluster) -> list[Resource]:
     header = ctx.header("#")
     services = cluster_services(lab, cluster)
     out: list[Resource] = []
@@ -432,8 +566,9 @@ def render_cluster(lab: Lab, ctx: RenderContext, cluster: str, _spec: Cluster) -
         deps = tuple(svc.depends_on)
         out.extend(_resource(cluster, name, doc, header, name, deps)
                    for doc in manifests(lab, name, svc, own))
-    if any(svc.secrets for _, svc in services):
-        out.append(_resource(cluster, CLUSTER_DIR, _secret_store(lab, cluster, services), header))
+    store = _secret_store(lab, spec, services)
+    if store is not None:
+        out.append(_resource(cluster, CLUSTER_DIR, store, header))
     return out
 
 
@@ -454,8 +589,17 @@ def kubernetes_notes(lab: Lab) -> list[str]:
             notes.append(
                 f"service '{name}' has http and tcp routes: its Tailscale Ingress serves "
                 "only http(s), so its tcp routes are not exposed on the tailnet")
+        if svc.passthrough and _tcp_routed(lab, svc):
+            notes.append(
+                f"service '{name}' is installed by a chart or manifests: blumeops cannot "
+                "annotate its Service, so its tcp routes are not exposed on the tailnet "
+                "(add tailscale.com/expose to the chart's Service)")
         shared = [v for v, s in svc.storage.items() if not s.per_pod]
-        if shared and svc.replicas > 1:
+        if shared and workload_kind(svc) == "DaemonSet" and not svc.passthrough:
+            notes.append(
+                f"service '{name}' is a DaemonSet sharing ReadWriteOnce storage "
+                f"{', '.join(shared)}: pods on other nodes cannot mount it")
+        elif shared and svc.replicas > 1:
             notes.append(
                 f"service '{name}' has {svc.replicas} replicas sharing ReadWriteOnce "
                 f"storage {', '.join(shared)}: pods on other nodes cannot mount it "

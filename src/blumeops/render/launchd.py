@@ -12,6 +12,7 @@ import plistlib
 import posixpath
 
 from blumeops.catalog.model import Service
+from blumeops.catalog.resolve import launchd_label
 from blumeops.engine.resources import Resource
 from blumeops.render.native import secret_refs
 
@@ -23,8 +24,10 @@ LABEL_PREFIX = "me.blumeops."
 SECRETS_WRAPPER = f"{STATE_DIR}/bin/blumeops-secrets-exec"
 
 
-def label(name: str) -> str:
-    return f"{LABEL_PREFIX}{name}"
+def label(name: str, svc: Service | None = None) -> str:
+    """The job's launchd Label: the one the service declares (`names.launchd`, kept from
+    an existing plist), else me.blumeops.NAME."""
+    return launchd_label(name, svc) if svc is not None else f"{LABEL_PREFIX}{name}"
 
 
 def plist_data(name: str, svc: Service) -> dict[str, object]:
@@ -34,7 +37,7 @@ def plist_data(name: str, svc: Service) -> dict[str, object]:
                 f"{STATE_DIR}/secrets/{name}.env", "--", *argv]
     log = f"{STATE_DIR}/logs/{name}.log"
     data: dict[str, object] = {
-        "Label": label(name),
+        "Label": label(name, svc),
         "ProgramArguments": argv,
         "WorkingDirectory": posixpath.normpath(posixpath.join(LAB_DIR, svc.workdir or ".")),
         "KeepAlive": {"SuccessfulExit": False},  # restart on failure, like systemd
@@ -50,5 +53,5 @@ def plist_data(name: str, svc: Service) -> dict[str, object]:
 def plist(name: str, svc: Service, host: str) -> Resource:
     body = plistlib.dumps(plist_data(name, svc), sort_keys=True).decode()
     return Resource(f"launchd@{host}", "plist", name, body,
-                    f"native/{host}/launchd/{label(name)}.plist", service=name,
+                    f"native/{host}/launchd/{label(name, svc)}.plist", service=name,
                     depends_on=tuple(svc.depends_on), secret_refs=secret_refs(svc))

@@ -58,6 +58,6 @@ def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
         elif manager is ServiceManager.launchd:
             out.append(launchd.plist(name, svc, host))
         elif manager is ServiceManager.systemd:
-            out.append(systemd.unit(name, svc, host, ctx))
+            out.append(systemd.unit(name, svc, host, ctx, lab))
         out.extend(_files(lab, name, svc, host))
     return out

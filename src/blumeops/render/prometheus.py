@@ -46,7 +46,7 @@ def http_port(svc: Service) -> int | None:
 
 def in_cluster_host(name: str, svc: Service) -> str:
     """The in-cluster DNS name of a Kubernetes service: SERVICE.NAMESPACE.svc."""
-    return f"{name}.{svc.namespace or name}.svc"
+    return resolve.in_cluster_host(name, svc)
 
 
 def store_url(lab: Lab, name: str, *, cluster: str | None = None,
@@ -59,7 +59,8 @@ def store_url(lab: Lab, name: str, *, cluster: str | None = None,
     svc = lab.services[name]
     port = http_port(svc)
     if port is not None and svc.kubernetes is not None and svc.kubernetes == cluster:
-        return f"http://{in_cluster_host(name, svc)}:{port}"
+        port_name = next(n for n, p in svc.ports.items() if p == port)
+        return f"http://{in_cluster_host(name, svc)}:{resolve.cluster_port(svc, port_name)}"
     if port is not None and svc.native is not None and svc.native == host:
         return f"http://127.0.0.1:{port}"
     for route in resolve.service_routes(lab, name):
@@ -90,7 +91,10 @@ def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
     for name, svc in sorted(lab.services.items()):
         if svc.metrics is None or svc.metrics.port not in svc.ports:
             continue
-        target, host = scrape_target(lab, name, svc, svc.ports[svc.metrics.port])
+        # In a cluster, Prometheus reaches the Service, whose port may differ.
+        port = (svc.ports[svc.metrics.port] if svc.native is not None
+                else resolve.cluster_port(svc, svc.metrics.port))
+        target, host = scrape_target(lab, name, svc, port)
         labels = f"service: {q(name)}, runtime: {q(svc.runtime)}, host: {q(host)}"
         if svc.kubernetes is not None:
             labels += f", cluster: {q(svc.kubernetes)}"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from blumeops.catalog.model import Service
+from blumeops.catalog.model import Lab, Service
+from blumeops.catalog.resolve import systemd_unit
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.render.native import one_line, secret_refs
@@ -20,8 +21,10 @@ SECRETS_DIR = f"{STATE_DIR}/secrets"
 SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
 
 
-def unit_name(service: str) -> str:
-    return f"blumeops-{service}.service"
+def unit_name(service: str, svc: Service | None = None) -> str:
+    """The unit's name: the one the service declares (`names.systemd`, kept from an
+    existing unit), else blumeops-NAME.service."""
+    return systemd_unit(service, svc)
 
 
 def spec(value: str) -> str:
@@ -68,8 +71,10 @@ def env_assignment(key: str, value: str) -> str:
     return f'Environment="{text}"'
 
 
-def unit_text(name: str, svc: Service, ctx: RenderContext) -> str:
-    deps = " ".join(unit_name(d) for d in svc.depends_on)
+def unit_text(name: str, svc: Service, ctx: RenderContext, lab: Lab | None = None) -> str:
+    """`lab` gives the units of the services this one depends on their declared names."""
+    others = lab.services if lab is not None else {}
+    deps = " ".join(unit_name(d, others.get(d)) for d in svc.depends_on)
     after = "network-online.target" + (f" {deps}" if deps else "")
     lines = [
         ctx.header("#").rstrip("\n"),
@@ -100,7 +105,8 @@ def unit_text(name: str, svc: Service, ctx: RenderContext) -> str:
     return "\n".join(lines) + "\n"
 
 
-def unit(name: str, svc: Service, host: str, ctx: RenderContext) -> Resource:
-    return Resource(f"systemd@{host}", "unit", name, unit_text(name, svc, ctx),
-                    f"native/{host}/systemd/{unit_name(name)}", service=name,
+def unit(name: str, svc: Service, host: str, ctx: RenderContext,
+         lab: Lab | None = None) -> Resource:
+    return Resource(f"systemd@{host}", "unit", name, unit_text(name, svc, ctx, lab),
+                    f"native/{host}/systemd/{unit_name(name, svc)}", service=name,
                     depends_on=tuple(svc.depends_on), secret_refs=secret_refs(svc))

@@ -1,7 +1,10 @@
 """Turn a service's secret references into values, at apply time only.
 
 References are ``vault:NAME`` (the lab's age vault, see vault.py) or
-``op://VAULT/ITEM/FIELD`` (1Password, read with the ``op`` CLI). The decrypted vault is
+``op://VAULT/ITEM/FIELD`` (1Password, read with the ``op`` CLI). Item and vault names
+may hold spaces and parentheses (``op://Lab/Authentik (prod)/client-secret``): the
+reference is parsed by the pattern the catalog validates with (`secrets.refs`) and handed to
+``op`` as one argument, never through a shell. The decrypted vault is
 held for the length of one `resolve` call and never cached beyond it.
 
 1Password note: no ``op`` binary or 1Password account exists where this was built, so
@@ -17,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from blumeops.secrets.errors import SecretError
+from blumeops.secrets.refs import OP_REF
 from blumeops.secrets.vault import Vault, missing_message
 
 OP_TIMEOUT_S = 30
@@ -24,6 +28,10 @@ OP_TIMEOUT_S = 30
 
 def read_op(ref: str) -> str:
     """Read one ``op://`` reference with the 1Password CLI."""
+    if OP_REF.match(ref) is None:
+        raise SecretError(f"{ref!r} is not a 1Password reference: expected "
+                          "op://VAULT/ITEM/FIELD (names may hold spaces, not '/' or '?', and "
+                          "do not start or end with a space)")
     op = shutil.which("op")
     if op is None:
         raise SecretError(
