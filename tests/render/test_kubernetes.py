@@ -463,3 +463,19 @@ def test_secrets_without_a_store_warn(tmp_path: Path) -> None:
     (warning,) = [d for d in result.diagnostics if d.rule == "no-secret-store"]
     assert warning.severity == "warning" and "clusters.kind.secret_store" in warning.message
     assert not [r for r in render(result.lab, RenderContext()) if r.kind == "ClusterSecretStore"]
+
+
+def test_ingress_carries_the_tags_the_policy_names_it_by(blumeops_lab: Lab) -> None:
+    """A service's extra tags reach its ingress device, as the derived policy assumes."""
+    from blumeops.tailnet.policy import ingress_tags
+
+    name = next(n for n, s in blumeops_lab.services.items()
+                if s.kubernetes and s.routes and not s.passthrough)
+    services = dict(blumeops_lab.services)
+    services[name] = services[name].model_copy(update={"tags": ["dashboards"]})
+    lab = blumeops_lab.model_copy(update={"services": services})
+    [ingress] = [yaml.safe_load(r.body) for r in render(lab, RenderContext())
+                 if r.kind == "Ingress" and r.service == name]
+    tags = ingress["metadata"]["annotations"]["tailscale.com/tags"].split(",")
+    assert "tag:dashboards" in tags
+    assert tuple(tags) == ingress_tags(lab, name)

@@ -31,6 +31,7 @@ from blumeops.catalog.model import OP_REF, Cluster, Container, Health, Lab, Reso
 from blumeops.catalog.resolve import ingress_name, split_route_key
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
+from blumeops.tailnet.policy import ingress_device_tags
 
 Doc = dict[str, Any]
 
@@ -406,9 +407,9 @@ def _ingress(lab: Lab, name: str, svc: Service, ns: str) -> Doc | None:
         return None
     k8s_name = resolve.kubernetes_name(name, svc)
     meta = _meta(lab, k8s_name, k8s_name, ns)
-    # The device's own tag, which the lab's Tailscale policy names it by.
+    # The tags the lab's Tailscale policy names the device by (its own, the service's).
     device = ingress_name(name, svc, lab)
-    meta["annotations"] = {"tailscale.com/tags": f"tag:k8s,tag:{device}"}
+    meta["annotations"] = {"tailscale.com/tags": ",".join(ingress_device_tags(device, svc))}
     # A chart's Service names its ports as it likes; its port number is what we know.
     backend_port: Doc = ({"number": resolve.cluster_port(svc, port)} if svc.passthrough
                          else {"name": port})

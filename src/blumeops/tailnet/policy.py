@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from blumeops.catalog.model import Lab
+from blumeops.catalog.model import Lab, Service
 from blumeops.catalog.resolve import ResolvedRoute, ingress_name, routes
 
 K8S_TAG = "tag:k8s"
@@ -83,9 +83,15 @@ def devices(lab: Lab) -> dict[str, Device]:
     for name, svc in lab.services.items():
         if svc.kubernetes is not None and svc.routes:
             device = ingress_name(name, svc, lab)
-            tags = [K8S_TAG, device_tag(device), *(as_tag(t) for t in svc.tags)]
-            out.setdefault(device, Device(device, _unique(tags), operator=svc.kubernetes))
+            out.setdefault(device, Device(device, ingress_device_tags(device, svc),
+                                          operator=svc.kubernetes))
     return out
+
+
+def ingress_device_tags(device: str, svc: Service) -> tuple[str, ...]:
+    """The tags the operator gives a service's ingress device (its `tailscale.com/tags`):
+    the operator's own, the device's, and the service's extra tags."""
+    return _unique([K8S_TAG, device_tag(device), *(as_tag(t) for t in svc.tags)])
 
 
 def ingress_tags(lab: Lab, service: str) -> tuple[str, ...]:
