@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from blumeops.engine.local import ServiceHealth
     from blumeops.engine.spec import HostSpec, RuntimeSpec
     from blumeops.transports.base import Transport
-    from blumeops.transports.types import JSON
+    from blumeops.transports.types import JSON, HostFacts
 
 Secrets = Mapping[str, Mapping[str, str]]  # resource id -> resolved values (memory only)
 
@@ -52,6 +52,7 @@ class HostContext:
     remote_state: str = ""  # the lab's 0700 state dir on the host ("~/..." until facts)
     home: str = ""  # the SSH user's home on the host, from its facts
     notes: list[str] = field(default_factory=list)
+    facts: HostFacts | None = None  # what the host answered on first contact this run
     runtime: Any = None  # in-process drivers: the LocalRuntime owning supervisord and Caddy
 
     @property

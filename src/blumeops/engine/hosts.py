@@ -101,6 +101,7 @@ class HostSession:
         results = list(result["results"])
         facts = parse_facts(results[0]["facts"])
         self.facts = facts
+        self.ctx.facts = facts
         self.ctx.home = facts.home
         host = self.ctx.host
         mismatches = check_declared(host.name, host.os, facts, manager=host.manager or None,

@@ -36,10 +36,12 @@ class ServiceHealth:
     state: str = ""  # the supervisor's word
     pid: int | None = None
     urls: tuple[str, ...] = ()
+    host: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {"service": self.service, "health": self.health.value, "detail": self.detail,
-                "state": self.state, "pid": self.pid, "urls": list(self.urls)}
+                "state": self.state, "pid": self.pid, "urls": list(self.urls),
+                "host": self.host}
 
 
 class LocalRuntime:
@@ -80,8 +82,13 @@ class LocalRuntime:
     # -- desired and live -------------------------------------------------------------------
 
     def notes(self) -> list[str]:
-        """Why parts of the lab are not applied on this machine."""
-        return list(self.spec.notes)
+        """Why parts of the lab are not applied (declared so, or a host is down)."""
+        notes = list(self.spec.notes)
+        if self._sessions is not None:
+            for session in self.unique_sessions():
+                notes += session.ctx.notes
+            notes += [f"host {h} not planned: {why}" for h, why in self.unreachable().items()]
+        return notes
 
     def desired(self) -> list[Resource]:
         """Rendered resources that apply on this machine, in catalog order."""
@@ -188,7 +195,9 @@ class LocalRuntime:
         sessions = [s for s in self.unique_sessions() if id(s) in groups]
         for part in in_parallel(sessions, lambda s: s.health(groups[id(s)], started)):
             out.update(part)
-        return out
+        from dataclasses import replace
+
+        return {n: replace(h, host=self.spec.services[n].host or "") for n, h in out.items()}
 
     def close(self) -> None:
         for session in self.unique_sessions():
