@@ -1,25 +1,155 @@
-"""examples/multihost applied for real over SSH: three sshd hosts, supervisord on each,
-Caddy on gate routing to services on app and data."""
+"""examples/multihost applied for real over SSH: three sshd hosts (gate, app, data) on
+127.0.1.21-23, blumeops's own supervisord on each, Caddy on gate routing to services on
+app and data, and `store` on data holding a secret."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from multihostlab import MultiLab, multihost_fixture, needs_sshd  # noqa: F401 (fixture)
+from multihostlab import TOKEN, MultiLab, multihost_fixture, needs_sshd  # noqa: F401
 
 pytestmark = [needs_sshd, pytest.mark.slow]
 
 
-def test_apply_routes_across_hosts_then_plan_is_empty(multihost: MultiLab) -> None:
-    t0 = time.monotonic()
+def services(lab: MultiLab) -> dict[str, dict[str, object]]:
+    out = lab.cli("status", "--output", "json")
+    return {s["service"]: s for s in json.loads(out.stdout)["services"]}
+
+
+def sessions(lab: MultiLab) -> dict[str, int]:
+    return {name: host.sessions() for name, host in lab.ssh.hosts.items()}
+
+
+def test_apply_routes_across_hosts_and_a_second_apply_is_a_one_trip_no_op(
+        multihost: MultiLab) -> None:
     first = multihost.cli("apply", "--yes")
-    cold = time.monotonic() - t0
     assert first.returncode == 0, first.stdout + first.stderr
-    assert multihost.get("web").status_code == 200
-    assert multihost.get("store").status_code == 200
+    # Caddy on gate reaches web on app and store on data, each on its host's address.
+    web, store = multihost.get("web"), multihost.get("store")
+    assert web.status_code == 200 and web.headers["X-Blumeops-Route"] == "web.mh.localhost"
+    assert store.status_code == 200
+    # Each service runs under the supervisord of its own host.
+    state = services(multihost)
+    assert {n: (s["host"], s["health"]) for n, s in state.items()} == {
+        "status": ("gate", "Healthy"), "store": ("data", "Healthy"),
+        "web": ("app", "Healthy")}
+    for name, host in (("status", "gate"), ("store", "data"), ("web", "app")):
+        conf = multihost.remote_state(host) / "supervisor" / "programs" / f"{name}.conf"
+        assert conf.is_file()
+    # web depends on store across hosts: it started after store was healthy.
+    lines = first.stderr.splitlines()
+    assert (lines.index(next(x for x in lines if "store: healthy" in x))
+            < lines.index(next(x for x in lines if "web: starting" in x)))
+
     plan = multihost.cli("plan", "--output", "json")
-    assert plan.returncode == 0, plan.stderr
-    assert json.loads(plan.stdout)["changes"] == [], plan.stdout
-    print(f"cold apply {cold:.2f}s")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert json.loads(plan.stdout)["changes"] == []
+
+    before = sessions(multihost)
+    t0 = time.monotonic()
+    again = multihost.cli("apply", "--yes")
+    took = time.monotonic() - t0
+    assert again.returncode == 0 and "No changes" in again.stdout, again.stdout
+    after = sessions(multihost)
+    # The plan observes each host in one round trip; the health table asks each
+    # supervised host once more.
+    assert {h: after[h] - before[h] for h in after} == {"gate": 2, "app": 2, "data": 2}
+    assert took < 3.0, took
+
+
+def test_a_killed_remote_service_is_restarted_and_an_edited_program_restored(
+        multihost: MultiLab) -> None:
+    multihost.cli("apply", "--yes", check=True)
+    pid = int(str(services(multihost)["web"]["pid"]))
+    conf = multihost.remote_state("app") / "supervisor" / "programs" / "web.conf"
+    conf.write_text(conf.read_text().replace("autorestart=true", "autorestart=false"))
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    plan = multihost.cli("plan")
+    assert plan.returncode == 2 and "supervisor@app/program/web" in plan.stdout
+    assert "-autorestart=false" in plan.stdout and "+autorestart=true" in plan.stdout
+    multihost.cli("apply", "--yes", check=True)
+    assert "autorestart=true" in conf.read_text()
+    state = services(multihost)["web"]
+    assert state["health"] == "Healthy" and state["pid"] != pid
+    assert multihost.get("web").status_code == 200
+
+
+def test_an_unreachable_host_is_reported_while_the_others_converge(
+        multihost: MultiLab) -> None:
+    multihost.host("app").stop()
+    first = multihost.cli("apply", "--yes")
+    assert first.returncode == 1
+    assert "host app" in first.stderr and "connection refused" in first.stderr
+    state = services(multihost)
+    assert state["web"]["health"] == "Unknown" and "unreachable" in str(state["web"]["detail"])
+    assert state["store"]["health"] == "Healthy" and state["status"]["health"] == "Healthy"
+    assert multihost.get("store").status_code == 200
+    plan = multihost.cli("plan")
+    assert plan.returncode == 1 and "host app not planned" in plan.stderr
+
+    multihost.host("app").start()
+    again = multihost.cli("apply", "--yes")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert multihost.get("web").status_code == 200
+    assert multihost.cli("plan").returncode == 0
+
+
+def test_a_changed_host_key_is_refused(multihost: MultiLab) -> None:
+    multihost.cli("apply", "--yes", check=True)
+    data = multihost.host("data")
+    subprocess.run(["ssh", "-F", str(multihost.ssh.ssh_config), "-O", "exit", "data"],
+                   capture_output=True, check=False)
+    data.stop()
+    data.generate_host_key()
+    data.start()
+    out = multihost.cli("apply", "--yes")
+    assert out.returncode == 1
+    assert "host key has CHANGED" in out.stderr and "host data" in out.stderr
+    # The other hosts are still planned and healthy.
+    assert services(multihost)["web"]["health"] == "Healthy"
+    # The user checks the new key and records it: the next run reaches data again.
+    known = multihost.ssh.known_hosts
+    kept = [line for line in known.read_text().splitlines(keepends=True)
+            if not line.startswith(f"[{data.address}]:{data.port} ")]
+    known.write_text("".join(kept) + data.known_hosts_entry())
+    assert multihost.cli("apply", "--yes").returncode == 0
+
+
+def test_a_remote_secret_never_leaks(multihost: MultiLab) -> None:
+    canary = "CANARY-remote-5d1e-do-not-leak"
+    multihost.run("secret", "set", str(multihost.lab), "multihost/store-token",
+                  "--value", canary, check=True)
+    outputs = [multihost.cli("plan"), multihost.cli("apply", "--yes"),
+               multihost.cli("plan", "--output", "json"), multihost.cli("status"),
+               multihost.cli("status", "--output", "json")]
+    assert outputs[1].returncode == 0, outputs[1].stderr
+    for proc in outputs:
+        assert canary not in proc.stdout + proc.stderr
+    ps = subprocess.run(["ps", "auxww"], capture_output=True, text=True, check=True).stdout
+    assert canary not in ps
+    # The store process on data has it in its environment; nothing else does.
+    pid = int(str(services(multihost)["store"]["pid"]))
+    assert canary.encode() in Path(f"/proc/{pid}/environ").read_bytes()
+    holders = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if canary.encode() in (entry / "environ").read_bytes():
+                    holders.append(int(entry.name))
+            except OSError:
+                continue
+    assert holders == [pid]
+    # Files: only the env file on data, 0600; not the state DB, logs or cache.
+    hits = [p for p in multihost.ssh.dir.rglob("*") if p.is_file() and not p.is_symlink()
+            and not p.is_socket() and canary.encode() in p.read_bytes()]
+    env = multihost.remote_state("data") / "secrets" / "store.env"
+    assert hits == [env]
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert (multihost.remote_state("data").stat().st_mode & 0o777) == 0o700
