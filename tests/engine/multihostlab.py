@@ -22,15 +22,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transports"))
 
-from demolab import lab_pids, reap  # noqa: E402
-from sshhost import SshHost, SshLab, needs_sshd  # noqa: E402
+from demolab import lab_pids, reap
+from sshhost import SshHost, SshLab, needs_sshd
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ADDRESSES = {"gate": "127.0.1.21", "app": "127.0.1.22", "data": "127.0.1.23"}
 PROXY = ("127.0.1.21", 8080)
 TOKEN = "multihost-store-token"
 
-__all__ = ["ADDRESSES", "MultiLab", "PROXY", "multihost_fixture", "needs_sshd"]
+__all__ = ["ADDRESSES", "PROXY", "MultiLab", "multihost_fixture", "needs_sshd"]
 
 
 @dataclass
@@ -54,9 +54,15 @@ class MultiLab:
     def remote_state(self, name: str) -> Path:
         return self.host(name).root / ".local" / "state" / "blumeops" / "multihost"
 
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "blumeops", *args]
+
     def run(self, *args: str, input: str | None = None, check: bool = False,
-            timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "blumeops", *args]
+            timeout: float = 180, python_flags: bool = False
+            ) -> subprocess.CompletedProcess[str]:
+        """`blumeops ARGS`; with python_flags, ARGS are the interpreter's own."""
+        cmd = [sys.executable, *args] if python_flags else [sys.executable, "-m", "blumeops",
+                                                             *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, input=input,
                               timeout=timeout, check=False, cwd=self.root)
         self.outputs.append(proc.stdout + proc.stderr)

@@ -57,10 +57,16 @@ def test_apply_routes_across_hosts_and_a_second_apply_is_a_one_trip_no_op(
     took = time.monotonic() - t0
     assert again.returncode == 0 and "No changes" in again.stdout, again.stdout
     after = sessions(multihost)
-    # The plan observes each host in one round trip; the health table asks each
-    # supervised host once more.
-    assert {h: after[h] - before[h] for h in after} == {"gate": 2, "app": 2, "data": 2}
+    # One round trip per host: the observation (programs, supervisord's table, each
+    # service's probe, Caddy's config) also fills the health table.
+    assert {h: after[h] - before[h] for h in after} == {"gate": 1, "app": 1, "data": 1}
     assert took < 3.0, took
+    # The remote no-op path stays as light as the local one: no YAML parser, no pydantic.
+    proc = multihost.run("-X", "importtime", "-m", "blumeops", "apply", str(multihost.lab),
+                         "--state-dir", str(multihost.state), "--yes", python_flags=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "pydantic" not in imported and "yaml" not in imported
 
 
 def test_a_killed_remote_service_is_restarted_and_an_edited_program_restored(
@@ -153,3 +159,45 @@ def test_a_remote_secret_never_leaks(multihost: MultiLab) -> None:
     assert hits == [env]
     assert env.stat().st_mode & 0o777 == 0o600
     assert (multihost.remote_state("data").stat().st_mode & 0o777) == 0o700
+
+
+def test_the_controller_applies_every_host_and_heals_remote_drift(multihost: MultiLab) -> None:
+    import httpx
+    from controllerlab import GIT, wait_for
+    from demolab import free_port
+
+    repo = multihost.lab
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "lab"]):
+        subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True)
+    api = f"127.0.0.1:{free_port()}"
+    log = (multihost.root / "controller.log").open("a")
+    proc = subprocess.Popen([*multihost.command("controller"), "--source", str(repo),
+                             "--listen", api, "--interval", "1",
+                             "--state-dir", str(multihost.state)],
+                            env=multihost.env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=multihost.root)
+
+    def health() -> dict[str, tuple[str, int]]:
+        try:
+            got = httpx.get(f"http://{api}/api/status", timeout=5).json()["services"]
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return {s["service"]: (s["health"], s["pid"]) for s in got}
+
+    try:
+        wait_for(lambda: {h for h, _ in health().values()} == {"Healthy"}
+                 and len(health()) == 3, 60, "every host applied by the controller")
+        assert multihost.get("web").status_code == 200
+        pid = health()["web"][1]
+        conf = multihost.remote_state("app") / "supervisor" / "programs" / "web.conf"
+        conf.write_text(conf.read_text().replace("autorestart=true", "autorestart=false"))
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: "autorestart=true" in conf.read_text(), 30,
+                 "the program file restored on app")
+        wait_for(lambda: health().get("web", ("", pid))[0] == "Healthy"
+                 and health()["web"][1] != pid, 30, "web running again on app")
+        assert multihost.get("web").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()

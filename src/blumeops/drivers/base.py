@@ -13,6 +13,7 @@ has the same verbs:
 - apply(changes, secrets) -> errors per resource id (a delete is a change too, so
   removal is part of apply);
 - health(services, started) -> ServiceHealth per service (service managers only);
+- pids() -> service -> pid now (service managers only: restarts between two looks);
 - down() -> what it stopped, best effort.
 
 Adding a target kind = one driver module + one line in `REGISTRY`. Modules are imported
@@ -97,6 +98,11 @@ class Driver(ABC):
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
         """Each service's health where it runs (service managers only)."""
+        return {}
+
+    def pids(self) -> dict[str, int | None]:
+        """Service -> its process id now (service managers): how a restart by the
+        manager itself is noticed between two looks."""
         return {}
 
     def down(self) -> list[str]:

@@ -613,6 +613,9 @@ class LocalSupervisor(Driver):
         status = runtime.program_status()
         return {n: runtime.health(n, status, started.get(n)) for n in services}
 
+    def pids(self) -> dict[str, int | None]:
+        return {name: st.pid for name, st in self.ctx.runtime.program_status().items()}
+
 
 def _taken_ports(runtime: Any, name: str, status: dict[str, ProgramStatus]) -> list[int]:
     """Ports of the service held by something other than its own running program."""

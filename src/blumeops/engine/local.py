@@ -199,6 +199,22 @@ class LocalRuntime:
 
         return {n: replace(h, host=self.spec.services[n].host or "") for n, h in out.items()}
 
+    def program_pids(self) -> dict[str, int | None]:
+        """Every supervised service's pid now, on every reachable host."""
+        from blumeops.transports.exceptions import TransportError
+
+        out: dict[str, int | None] = {}
+        for session in self.unique_sessions():
+            if session.unreachable:
+                continue
+            for driver in session.drivers.values():
+                if driver.manages_services:
+                    try:
+                        out.update(driver.pids())
+                    except TransportError as exc:
+                        session.unreachable = exc.message
+        return out
+
     def close(self) -> None:
         for session in self.unique_sessions():
             if session.remote:
