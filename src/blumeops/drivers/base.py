@@ -118,6 +118,9 @@ REGISTRY: dict[str, dict[str, str]] = {
               "remote": "blumeops.drivers.remote_caddy:RemoteCaddy"},
     "supervisor": {"local": "blumeops.drivers.supervisor:LocalSupervisor",
                    "remote": "blumeops.drivers.remote_supervisor:RemoteSupervisor"},
+    # Unit managers through the adapter; applied once engine/spec.py drives them.
+    "systemd": {"remote": "blumeops.drivers.managed:SystemdDriver"},
+    "launchd": {"remote": "blumeops.drivers.managed:LaunchdDriver"},
 }
 
 
