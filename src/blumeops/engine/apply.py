@@ -192,8 +192,10 @@ def _apply(runtime: LocalRuntime, prepared: Prepared, store: Store, report: Appl
                 continue
             _record(store, change, prepared)
             report.applied.append(change.id)
+            # A removed program names its service (the plan's delete carries no service).
             store.event(_verb(change), f"{change.action} {change.kind} {change.name}",
-                        service=change.service, resource=change.id)
+                        service=change.service or (change.name if program else None),
+                        resource=change.id)
             if program:
                 say(change.name, "removed")
         if not programs:

@@ -98,8 +98,7 @@ def _manager(name: str, manager: str, how: str, facts: HostFacts) -> list[Mismat
     if manager == "supervisor":
         if seen is None or not (seen.path or seen.running):
             return [Mismatch("service_manager", f"no supervisord on host {name}, where "
-                             f"supervisor is {how}: install it there (pip install supervisor, or "
-                             "apt install supervisor) or use systemd/launchd for this host")]
+                             f"supervisor is {how}: install it there (pip install supervisor)")]
         return []
     if seen is None or seen.path is None:
         return [Mismatch("service_manager", f"no {manager} on host {name}, where "
