@@ -50,6 +50,16 @@ def test_apply_routes_across_hosts_and_a_second_apply_is_a_one_trip_no_op(
     plan = multihost.cli("plan", "--output", "json")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert json.loads(plan.stdout)["changes"] == []
+    # status probes each route through gate's Caddy (its X-Blumeops-Route answer) and
+    # check probes each service on its own host.
+    status = json.loads(multihost.cli("status", "--output", "json").stdout)
+    assert status["health"] == "Healthy"
+    assert {r["route"]: r["health"] for r in status["routes"]} == {
+        "store.mh.localhost": "Healthy", "web.mh.localhost": "Healthy"}
+    check = multihost.cli("check", "--output", "json")
+    assert check.returncode == 0, check.stdout
+    assert {c["name"] for c in json.loads(check.stdout)["checks"] if c["kind"] == "service"
+            } == {"status", "store", "web"}
 
     before = sessions(multihost)
     t0 = time.monotonic()
@@ -201,3 +211,16 @@ def test_the_controller_applies_every_host_and_heals_remote_drift(multihost: Mul
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
+
+
+def test_a_host_that_contradicts_the_catalog_is_not_applied(multihost: MultiLab) -> None:
+    path = multihost.lab / "lab.yaml"
+    path.write_text(path.read_text().replace(
+        "data: {role: compute, os: linux,", "data: {role: compute, os: macos,"))
+    out = multihost.cli("apply", "--yes")
+    assert out.returncode == 1
+    assert "host data is declared os: macos but answers Linux" in out.stderr
+    assert not (multihost.remote_state("data") / "supervisor").exists()  # nothing written
+    # The others are applied; web, which depends on data's store, does not start.
+    assert services(multihost)["status"]["health"] == "Healthy"
+    assert "depends on store" in out.stderr

@@ -375,6 +375,7 @@ def _stop_lab(s: Session) -> list[str]:
     caddy.shutdown()  # also clears a killed Caddy's pid file and socket
     from blumeops.state.store import StateError
 
+    s.runtime.close()  # the hosts' shared SSH connections: nothing is left running
     if s.store_error is not None:
         return stopped  # `down` already said the database is unusable
     try:

@@ -150,6 +150,9 @@ def _apply(runtime: LocalRuntime, prepared: Prepared, store: Store, report: Appl
     pending = [c for c in prepared.plan.pending
                if runtime.spec.host_of(c.target) not in runtime.unreachable()]
     unhealthy: set[str] = set(report.failed)
+    # Services of a host not applied this run cannot be waited for: their dependents
+    # on other hosts do not start (the next run, with the host back, starts them).
+    unhealthy |= {n for n, svc in services.items() if svc.host in runtime.unreachable()}
     started: dict[str, float] = {}
     waves = _waves(runtime, pending)
     needed_all = {d for c in pending if c.service for d in services.get(
