@@ -14,28 +14,38 @@ import socket
 import time
 from typing import Any
 
-import httpx
 from controllerlab import Followed, followed_fixture, wait_for  # noqa: F401 (fixture)
 from test_controller import add_extra
 
 
-def caddy_admin(f: Followed) -> str:
-    return (f.state / "caddy" / "admin.addr").read_text().strip()
+def caddy_admin(f: Followed, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """Caddy's admin API, on its unix socket in the state dir (never on a TCP port)."""
+    from blumeops.drivers.caddy import CaddyDriver
+    from blumeops.drivers.process import UnixHTTPConnection
+
+    conn = UnixHTTPConnection(str(CaddyDriver(f.state).socket_path), 10)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        text = resp.read()
+        return resp.status, json.loads(text) if text.strip() else None
+    finally:
+        conn.close()
 
 
 def drop_route_by_hand(f: Followed, host: str) -> None:
     """What a person at the box does: edit Caddy's live config through its admin API."""
-    admin = caddy_admin(f)
-    config: dict[str, Any] = httpx.get(f"http://{admin}/config/", headers={"Host": admin},
-                                       timeout=5).json()
+    status, config = caddy_admin(f, "GET", "/config/")
+    assert status == 200, config
     dropped = 0
     for server in config["apps"]["http"]["servers"].values():
         kept = [r for r in server.get("routes", []) if host not in json.dumps(r.get("match"))]
         dropped += len(server.get("routes", [])) - len(kept)
         server["routes"] = kept
     assert dropped, f"no route for {host} in {config}"
-    resp = httpx.post(f"http://{admin}/load", json=config, headers={"Host": admin}, timeout=10)
-    assert resp.status_code == 200, resp.text
+    status, answer = caddy_admin(f, "POST", "/load", config)
+    assert status == 200, answer
     wait_for(lambda: not f.answers("www", "BlumeOps demo"), 10, "the route to be gone")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +206,8 @@ def in_parallel(sessions: Sequence[HostSession], work: Any) -> list[Any]:
     remote = [s for s in sessions if s.remote]
     if len(remote) < 2:
         return [work(s) for s in sessions]
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(32, len(sessions))) as pool:
         return list(pool.map(work, sessions))
 
