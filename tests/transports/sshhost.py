@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -201,8 +202,12 @@ class SshLab:
         self.write_client_config()
 
     def add_host(self, name: str, *, known: bool = True, python: str | None = PY39,
-                 log_level: str = "VERBOSE") -> SshHost:
-        address = f"127.0.1.{FIRST_ADDRESS + len(self.hosts)}"
+                 log_level: str = "VERBOSE", address: str | None = None,
+                 tools: tuple[str, ...] = ()) -> SshHost:
+        """A new host; `tools` are commands of this venv (supervisord, caddy) linked
+        into its bin dir, so they are on its PATH as if installed there."""
+        address = address or f"127.0.1.{FIRST_ADDRESS + len(self.hosts)}"
+        assert address.startswith("127."), "test hosts stay on loopback"
         hdir = self.dir / "hosts" / name
         hdir.mkdir(parents=True)
         keys = hdir / "authorized_keys"
@@ -211,6 +216,9 @@ class SshLab:
                        root=hdir / "root", authorized_keys=keys, python=python,
                        log_level=log_level)
         host.root.mkdir()
+        (host.root / "bin").mkdir()
+        for tool in tools:
+            (host.root / "bin" / tool).symlink_to(Path(sys.executable).parent / tool)
         host.generate_host_key()
         host.start()
         self.hosts[name] = host

@@ -155,13 +155,13 @@ def print_plan(plan: Any, notes: list[str]) -> None:
 
 
 def print_health(healths: list[Any], last_change: dict[str, str] | None = None) -> None:
-    headers = ["SERVICE", "HEALTH", "STATE", "URL", "DETAIL"]
+    headers = ["SERVICE", "HEALTH", "HOST", "STATE", "URL", "DETAIL"]
     if last_change is not None:
         headers.append("LAST CHANGE")
     rows = []
     for h in healths:
-        row = [h.service, h.health.value, h.state or "-", "\n".join(h.urls) or "-",
-               h.detail[:120]]
+        row = [h.service, h.health.value, getattr(h, "host", "") or "-", h.state or "-",
+               "\n".join(h.urls) or "-", h.detail[:120]]
         if last_change is not None:
             row.append(last_change.get(h.service, "-"))
         rows.append(row)
@@ -196,7 +196,11 @@ def plan(lab: Path | None, state_dir: Path | None, output: str) -> None:
             print_plan(prepared.plan, s.runtime.notes())
             for service, error in prepared.errors.items():
                 click.echo(f"error: {service}: {error}", err=True)
-    if prepared.errors:
+        down = s.runtime.unreachable()
+        if output == "text":
+            for host, reason in down.items():
+                click.echo(f"error: host {host} not planned: {reason}", err=True)
+    if prepared.errors or down:
         raise SystemExit(1)
     raise SystemExit(2 if prepared.plan.has_changes else 0)
 
@@ -209,7 +213,7 @@ def run_apply(s: Session, yes: bool, output: str, wait: float = 30.0) -> Any:
     prepared = prepare(s.runtime, s.store)
     if output == "text":
         print_plan(prepared.plan, s.runtime.notes())
-    if not prepared.plan.has_changes and not prepared.errors:
+    if not prepared.plan.has_changes and not prepared.errors and not s.runtime.unreachable():
         healths = final_health(s.runtime)
         if output == "json":
             emit_json({"ok": True, "plan": prepared.plan.as_dict(), "applied": [],
@@ -350,6 +354,13 @@ def stop_lab(s: Session) -> list[str]:
 
 def _stop_lab(s: Session) -> list[str]:
     stopped: list[str] = []
+    from blumeops.engine.hosts import in_parallel
+
+    remote = [h for h in s.runtime.unique_sessions() if h.remote]
+    for part in in_parallel(remote, lambda h: h.down()):
+        stopped += part
+    for host, reason in s.runtime.unreachable().items():
+        click.echo(f"warning: host {host} not stopped: {reason}", err=True)
     sup = s.runtime.supervisor
     if sup.is_running() or sup.daemon_pid():
         stopped.extend(sup.observe())
@@ -365,6 +376,7 @@ def _stop_lab(s: Session) -> list[str]:
     caddy.shutdown()  # also clears a killed Caddy's pid file and socket
     from blumeops.state.store import StateError
 
+    s.runtime.close()  # the hosts' shared SSH connections: nothing is left running
     if s.store_error is not None:
         return stopped  # `down` already said the database is unusable
     try:
@@ -385,10 +397,13 @@ def down(lab: Path | None, state_dir: Path | None, output: str) -> None:
         if s.store_error is not None:
             click.echo(f"warning: {s.store_error}; stopping what runs anyway", err=True)
         stopped = stop_lab(s)
+        unreachable = s.runtime.unreachable()
     if output == "json":
-        emit_json({"stopped": stopped})
+        emit_json({"stopped": stopped, "unreachable": unreachable})
     else:
         click.echo(f"Stopped: {', '.join(stopped)}" if stopped else "Nothing was running.")
+    if unreachable:
+        raise SystemExit(1)
 
 
 @click.command()
@@ -422,7 +437,8 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
             if event.service:
                 last[event.service] = f"{event.at[:19]} {event.kind}"
         sync = s.store.last_sync()
-    judged = [h.health for h in healths if s.spec.services[h.service].local]
+    applied = {h for h in s.runtime.sessions}
+    judged = [h.health for h in healths if s.spec.services[h.service].host in applied]
     health = lab_health(judged, [r.ok for r in routes])
     code = 0 if health is Health.healthy else 1
     if output == "json":

@@ -24,9 +24,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.process import (
     DriverError,
     UnixHTTPConnection,
@@ -40,10 +42,14 @@ from blumeops.drivers.process import (
     wait_gone,
     wait_until,
 )
+from blumeops.engine.plan import Change, Live
 from blumeops.fileio import tail_since
 from blumeops.state.dirs import private_dir
 
-__all__ = ["CaddyDriver", "CaddyLoadError", "DriverError"]
+if TYPE_CHECKING:
+    from blumeops.transports.types import JSON
+
+__all__ = ["CaddyDriver", "CaddyLoadError", "DriverError", "LocalCaddy"]
 
 _IN_USE = re.compile(r"listen (?:tcp|udp)\S* (\S+): bind: address already in use")
 
@@ -291,3 +297,32 @@ class CaddyDriver:
                 message = str(parsed["error"])
         match = _IN_USE.search(message)
         raise CaddyLoadError(message, status, port=match.group(1) if match else None)
+
+
+class LocalCaddy(Driver):
+    """`caddy@HOST` for local proxy hosts: the CaddyDriver above, in-process."""
+
+    kind = "caddy"
+    order = 20  # routes first: a new route answers the moment its service listens
+
+    def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
+        runtime = self.ctx.runtime
+        live = {}
+        for proxy in runtime.proxy_hosts():
+            config = runtime.caddy.observe() if runtime.caddy.running_pid() else None
+            if config:
+                live[f"caddy@{proxy}/config/{proxy}"] = Live(json.dumps(config, sort_keys=True))
+        return live
+
+    def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        caddy = self.ctx.runtime.caddy
+        errors = {}
+        for c in changes:
+            if c.desired is None:
+                continue  # the proxy host left the lab: `down` stops Caddy
+            try:
+                caddy.ensure_running()
+                caddy.load(json.loads(c.desired.body))
+            except DriverError as exc:
+                errors[c.id] = f"Caddy rejected the config: {exc}"
+        return errors

@@ -11,10 +11,18 @@ STATE/files.json so files dropped from the catalog can be removed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from blumeops.catalog.paths import inside
+from blumeops.drivers.base import Driver, Secrets
+from blumeops.engine.plan import Change, Live
+from blumeops.engine.resources import Resource
 from blumeops.fileio import write_atomic
+
+if TYPE_CHECKING:
+    from blumeops.transports.types import JSON
 
 
 class PathEscape(PermissionError):
@@ -77,3 +85,79 @@ class FilesDriver:
                 Path(path_text).unlink(missing_ok=True)
         self._save_index(index)
         return errors
+
+
+class LocalFiles(Driver):
+    """`files@HOST` for local hosts: FilesDriver, in-process."""
+
+    kind = "files"
+    order = 10
+
+    def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
+        # One index of written files per state dir: it belongs to the first local host.
+        runtime = self.ctx.runtime
+        return {f"files@{runtime.local_hosts[0]}/file/{name}": Live(content)
+                for name, content in runtime.files.observe().items()}
+
+    def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        runtime = self.ctx.runtime
+        write = {}
+        remove = []
+        for c in changes:
+            if c.desired is None:
+                remove.append(c.name)
+                continue
+            svc = runtime.spec.services.get(c.desired.service or "")
+            dest = runtime.files.resolve(c.desired.meta.get("dest", c.name),
+                                         svc.workdir if svc else None)
+            write[c.name] = (dest, c.desired.body, bool(svc and svc.has_secrets))
+        errors = runtime.files.apply(write, remove)
+        return {c.id: errors[c.name] for c in changes if c.name in errors}
+
+
+class RemoteFiles(Driver):
+    """`files@HOST` over a transport: each file by hash in the observe round trip, all
+    writes in one atomic batch. Relative paths land under the host's lab dir
+    (STATE/lab/WORKDIR); files of a service with secrets are 0600."""
+
+    kind = "files"
+    order = 10
+
+    def _dest(self, res: Resource) -> str:
+        svc = self.ctx.spec.services.get(res.service or "")
+        dest = res.meta.get("dest", res.name)
+        if dest.startswith("/"):
+            return dest
+        base = ["lab", *([svc.workdir] if svc and svc.workdir else [])]
+        return self.ctx.remote_path(*base, dest)
+
+    def observe_ops(self) -> list[JSON]:
+        return [{"op": "observe", "paths": [self._dest(r) for r in self.resources]}]
+
+    def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
+        import hashlib
+
+        files = answers[0].get("files", {}) if answers else {}
+        live = {}
+        for res in self.resources:
+            state = files.get(self._dest(res), {})
+            if not state.get("exists"):
+                continue
+            same = state.get("sha256") == hashlib.sha256(res.body.encode()).hexdigest()
+            live[res.id] = Live(res.body if same else "(differs on the host)")
+        return live
+
+    def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        from blumeops.transports.types import FileBatch, FileWrite
+
+        assert self.ctx.transport is not None
+        writes = []
+        for c in changes:
+            if c.desired is None:
+                continue  # not tracked on the host: removed files stay (see README)
+            svc = self.ctx.spec.services.get(c.desired.service or "")
+            writes.append(FileWrite(self._dest(c.desired), c.desired.body.encode(),
+                                    secret=bool(svc and svc.has_secrets)))
+        if writes:
+            self.ctx.transport.put_files(FileBatch(writes))
+        return {}

@@ -25,11 +25,12 @@ import subprocess
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.process import (
     DriverError,
     UnixHTTPConnection,
@@ -44,10 +45,15 @@ from blumeops.drivers.process import (
     wait_gone,
     wait_until,
 )
+from blumeops.engine.plan import Change, Live
 from blumeops.fileio import tail_since, write_atomic
 from blumeops.state.dirs import private_dir
 
-__all__ = ["ApplyResult", "DriverError", "ProgramStatus", "SupervisorDriver"]
+if TYPE_CHECKING:
+    from blumeops.engine.local import ServiceHealth
+    from blumeops.transports.types import JSON
+
+__all__ = ["ApplyResult", "DriverError", "LocalSupervisor", "ProgramStatus", "SupervisorDriver"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "BACKOFF"}
@@ -531,3 +537,92 @@ class SupervisorDriver:
     @staticmethod
     def _write_atomic(path: Path, text: str) -> None:
         write_atomic(path, text)
+
+
+def restart_reasons(change: Change) -> bool:
+    """A service reads its secrets only at start: new values (a file secret's too) or a
+    stopped process mean a restart even when its program is unchanged."""
+    return change.action == "update" and any(r.startswith(("not running", "secret"))
+                                             for r in change.reasons)
+
+
+class LocalSupervisor(Driver):
+    """`supervisor@HOST` for the local supervised host: SupervisorDriver, in-process."""
+
+    kind = "supervisor"
+    order = 30
+    manages_services = True
+
+    def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
+        runtime = self.ctx.runtime
+        host = runtime.supervisor_host
+        live: dict[str, Live] = {}
+        if host is None:
+            return live
+        programs = runtime.supervisor.observe()
+        status = runtime.program_status() if programs else {}
+        for name, body in programs.items():
+            st = status.get(name)
+            state = st.state if st else "not loaded"
+            running = st is not None and st.state in ("RUNNING", "STARTING")
+            live[f"supervisor@{host}/program/{name}"] = Live(body, running, state)
+        return live
+
+    def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        from blumeops.engine.apply import deliver_secret_files
+
+        runtime = self.ctx.runtime
+        sup = runtime.supervisor
+        sup.ensure_running()
+        errors: dict[str, str] = {}
+        deletes = [c for c in changes if c.desired is None]
+        if deletes:
+            result = sup.apply({}, remove=[c.name for c in deletes])
+            errors.update({c.id: result.errors[c.name] for c in deletes
+                           if c.name in result.errors})
+        status = runtime.program_status()
+        upsert: dict[str, tuple[str, dict[str, str]]] = {}
+        restart: list[str] = []
+        ids = {}
+        for change in changes:
+            if change.desired is None:
+                continue
+            name = change.name
+            busy = _taken_ports(runtime, name, status)
+            if busy:
+                errors[change.id] = (f"port {busy[0]} is already in use by another process; "
+                                     f"stop it or change the port of '{name}' in the catalog")
+                continue
+            try:
+                env = deliver_secret_files(runtime, name, dict(secrets.get(change.id, {})))
+            except OSError as exc:
+                errors[change.id] = f"cannot write its secret files: {exc.strerror or exc}"
+                continue
+            upsert[name] = (change.desired.body, env)
+            ids[name] = change.id
+            if restart_reasons(change):
+                restart.append(name)
+        if upsert:
+            result = sup.apply(upsert, restart=restart)
+            errors.update({ids[n]: e for n, e in result.errors.items() if n in ids})
+        return errors
+
+    def health(self, services: Sequence[str],
+               started: Mapping[str, float]) -> dict[str, ServiceHealth]:
+        runtime = self.ctx.runtime
+        status = runtime.program_status()
+        return {n: runtime.health(n, status, started.get(n)) for n in services}
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: st.pid for name, st in self.ctx.runtime.program_status().items()}
+
+
+def _taken_ports(runtime: Any, name: str, status: dict[str, ProgramStatus]) -> list[int]:
+    """Ports of the service held by something other than its own running program."""
+    from blumeops.engine.health import port_in_use
+
+    st = status.get(name)
+    if st is not None and st.state in ("RUNNING", "STARTING", "BACKOFF"):
+        return []  # its own process holds them; supervisord restarts it in place
+    ports: dict[str, int] = runtime.spec.services[name].ports
+    return [p for p in ports.values() if port_in_use(p)]

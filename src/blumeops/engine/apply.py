@@ -1,4 +1,4 @@
-"""Apply: carry out a plan on this machine, in dependency order, and record it.
+"""Apply: carry out a plan on every host, in dependency waves, and record it.
 
 A service starts only after the services it depends on are healthy. One failing service
 does not stop unrelated ones; what happened is recorded in the state store, and the next
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blumeops.engine.health import Health, port_in_use
+from blumeops.engine.health import Health
 from blumeops.engine.local import LocalRuntime, ServiceHealth
 from blumeops.engine.plan import Change, Plan, make_plan
 from blumeops.engine.resources import Resource
+from blumeops.engine.spec import ServiceSpec
 from blumeops.state.store import Store
 
 Progress = Callable[[str, str], None]  # (service or resource, message)
@@ -129,24 +130,112 @@ def apply(runtime: LocalRuntime, prepared: Prepared, store: Store,
 
 def _apply(runtime: LocalRuntime, prepared: Prepared, store: Store, report: ApplyReport,
            say: Progress, wait: float) -> None:
-    plan = prepared.plan
-    programs = [c for c in plan.pending if c.target.startswith("supervisor@")]
-    configs = [c for c in plan.pending if c.target.startswith("caddy@")]
-    files = [c for c in plan.pending if c.target.startswith("files@")]
+    """Dependency waves across every host; the hosts of a wave in parallel.
+
+    A wave holds the changes whose services depend only on earlier waves (resources
+    without a service - files, routes, deletes - go first: a new route answers the
+    moment its service listens, as a Kubernetes Service does). Each host applies its
+    part of a wave through its drivers, in their order; then the engine waits for the
+    services a later wave needs, wherever they run.
+    """
     for service, error in prepared.errors.items():
         report.failed[service] = error
         store.event("failed", error, service=service)
         say(service, f"cannot apply: {error}")
+    for host, reason in runtime.unreachable().items():
+        report.failed[f"host {host}"] = reason
+        store.event("failed", f"host {host} not applied: {reason}")
+        say(host, f"not applied: {reason}")
+    services = runtime.spec.services
+    pending = [c for c in prepared.plan.pending
+               if runtime.spec.host_of(c.target) not in runtime.unreachable()]
+    unhealthy: set[str] = set(report.failed)
+    # Services of a host not applied this run cannot be waited for: their dependents
+    # on other hosts do not start (the next run, with the host back, starts them).
+    unhealthy |= {n for n, svc in services.items() if svc.host in runtime.unreachable()}
+    started: dict[str, float] = {}
+    waves = _waves(runtime, pending)
+    needed_all = {d for c in pending if c.service for d in services.get(
+        c.service, _NO_SERVICE).depends_on}
+    for wave in waves:
+        ready: list[Change] = []
+        for change in wave:
+            name = change.service
+            if name and change.desired is not None and _is_program(runtime, change):
+                if name in prepared.errors:
+                    continue
+                blocked = [d for d in services[name].depends_on if d in unhealthy]
+                if blocked:
+                    msg = (f"not started: depends on {', '.join(blocked)}, which is not "
+                           "healthy")
+                    report.failed[name] = msg
+                    unhealthy.add(name)
+                    say(name, msg)
+                    store.event("failed", msg, service=name)
+                    continue
+            ready.append(change)
+            if change.desired is not None and _is_program(runtime, change):
+                say(change.name, {"create": "starting", "update": "updating"}[change.action])
+        errors = runtime.apply_changes(ready, prepared.secrets, say)
+        now = time.monotonic()
+        programs: list[Change] = []
+        for change in ready:
+            program = _is_program(runtime, change)
+            key = change.name if program and change.desired is not None else change.id
+            if change.id in errors:
+                report.failed[key] = errors[change.id]
+                unhealthy.add(change.service or change.name)
+                say(change.service or change.name, errors[change.id])
+                store.event("failed", errors[change.id], service=change.service,
+                            resource=change.id)
+                continue
+            if program and change.desired is not None:
+                started[change.name] = now
+                programs.append(change)
+                continue
+            _record(store, change, prepared)
+            report.applied.append(change.id)
+            # A removed program names its service (the plan's delete carries no service).
+            store.event(_verb(change), f"{change.action} {change.kind} {change.name}",
+                        service=change.service or (change.name if program else None),
+                        resource=change.id)
+            if program:
+                say(change.name, "removed")
+        if not programs:
+            continue
+        names = [c.name for c in programs if c.id not in errors]
+        needed = needed_all & set(names)
+        healths = _wait_healthy(runtime, names, started, wait, needed)
+        for change in programs:
+            name = change.name
+            health = healths.get(name)
+            if health is not None:
+                if health.health in (Health.degraded, Health.missing):
+                    report.failed[name] = health.detail
+                    unhealthy.add(name)
+                    say(name, f"{health.health}: {health.detail}")
+                    store.event("failed", f"{health.health}: {health.detail}", service=name)
+                elif name in needed and health.health is not Health.healthy:
+                    unhealthy.add(name)
+            word = health.health if health is not None else Health.unknown
+            # Recorded even when unhealthy: the program is applied as desired; health
+            # is reported separately and the supervisor keeps restarting it.
+            _record(store, change, prepared)
+            report.applied.append(change.id)
+            store.event(_verb(change), f"{change.action}d program ({word})"
+                        if change.action != "update" else
+                        f"updated: {'; '.join(change.reasons)} ({word})",
+                        service=name, resource=change.id)
+            if word is Health.healthy:
+                say(name, "healthy")
 
-    if files:
-        _apply_files(runtime, files, prepared, store, report, say)
-    # Routes first: a new route answers the moment its service listens, as a Kubernetes
-    # Service does; a removed one stops routing before its service stops.
-    if configs:
-        _apply_caddy(runtime, configs, store, report, say)
-    if programs:
-        runtime.supervisor.ensure_running()
-        _apply_programs(runtime, programs, prepared, store, report, say, wait)
+
+_NO_SERVICE = ServiceSpec("", None, False)
+
+
+def _is_program(runtime: LocalRuntime, change: Change) -> bool:
+    """A change to a service's process (its manager's resource), not a file or route."""
+    return runtime.manages_services(change.target) and change.kind == "program"
 
 
 def _record(store: Store, change: Change, prepared: Prepared) -> None:
@@ -158,32 +247,8 @@ def _record(store: Store, change: Change, prepared: Prepared) -> None:
                           service=res.service, secrets_fp=prepared.fingerprints.get(res.id))
 
 
-def _apply_files(runtime: LocalRuntime, changes: list[Change], prepared: Prepared, store: Store,
-                 report: ApplyReport, say: Progress) -> None:
-    write = {}
-    remove = []
-    for c in changes:
-        if c.desired is None:
-            remove.append(c.name)
-            continue
-        svc = runtime.spec.services.get(c.desired.service or "")
-        dest = runtime.files.resolve(c.desired.meta.get("dest", c.name),
-                                     svc.workdir if svc else None)
-        write[c.name] = (dest, c.desired.body, bool(svc and svc.has_secrets))
-    errors = runtime.files.apply(write, remove)
-    for c in changes:
-        if c.name in errors:
-            report.failed[c.id] = errors[c.name]
-            say(c.service or c.name, errors[c.name])
-        else:
-            _record(store, c, prepared)
-            report.applied.append(c.id)
-            store.event(_verb(c), f"{c.action} {c.kind} {c.name}", service=c.service,
-                        resource=c.id)
-
-
-def _levels(runtime: LocalRuntime, names: list[str]) -> list[list[str]]:
-    """Group services into waves: each wave depends only on earlier ones."""
+def _waves(runtime: LocalRuntime, changes: list[Change]) -> list[list[Change]]:
+    """Group changes into waves: each wave depends only on earlier ones (any host)."""
     services = runtime.spec.services
     depth: dict[str, int] = {}
 
@@ -194,102 +259,13 @@ def _levels(runtime: LocalRuntime, names: list[str]) -> list[list[str]]:
         depth[name] = 1 + max((level(d, trail | {name}) for d in deps), default=-1)
         return depth[name]
 
-    waves: dict[int, list[str]] = {}
-    for name in names:
-        waves.setdefault(level(name, frozenset()), []).append(name)
-    return [sorted(waves[k]) for k in sorted(waves)]
-
-
-def _apply_programs(runtime: LocalRuntime, changes: list[Change], prepared: Prepared,
-                    store: Store, report: ApplyReport, say: Progress, wait: float) -> None:
-    services = runtime.spec.services
-    sup = runtime.supervisor
-    deletes = [c for c in changes if c.action == "delete"]
-    if deletes:
-        result = sup.apply({}, remove=[c.name for c in deletes])
-        for c in deletes:
-            say(c.name, "removed")
-            _record(store, c, prepared)
-            report.applied.append(c.id)
-            store.event("deleted", f"removed program {c.name}", service=c.name, resource=c.id)
-        for name, error in result.errors.items():
-            report.failed[name] = error
-    by_service = {c.name: c for c in changes if c.action != "delete"}
-    status = runtime.program_status()
-    unhealthy: set[str] = set(report.failed)
-    started: dict[str, float] = {}
-    for wave in _levels(runtime, list(by_service)):
-        upsert: dict[str, tuple[str, dict[str, str]]] = {}
-        restart: list[str] = []
-        for name in wave:
-            change = by_service[name]
-            assert change.desired is not None
-            if name in prepared.errors:
-                continue
-            blocked = [d for d in services[name].depends_on if d in unhealthy]
-            if blocked:
-                msg = f"not started: depends on {', '.join(blocked)}, which is not healthy"
-                report.failed[name] = msg
-                unhealthy.add(name)
-                say(name, msg)
-                store.event("failed", msg, service=name)
-                continue
-            busy = _taken_ports(runtime, name, status)
-            if busy:
-                msg = (f"port {busy[0]} is already in use by another process; stop it or "
-                       f"change the port of '{name}' in the catalog")
-                report.failed[name] = msg
-                unhealthy.add(name)
-                say(name, msg)
-                store.event("failed", msg, service=name)
-                continue
-            try:
-                env = deliver_secret_files(runtime, name, prepared.secrets.get(change.id, {}))
-            except OSError as exc:
-                report.failed[name] = f"cannot write its secret files: {exc.strerror or exc}"
-                unhealthy.add(name)
-                continue
-            upsert[name] = (change.desired.body, env)
-            # A service reads its secrets only at start: new values (a file secret's too)
-            # or a stopped process mean a restart even when its program is unchanged.
-            if change.action == "update" and any(r.startswith(("not running", "secret"))
-                                                  for r in change.reasons):
-                restart.append(name)
-            say(name, {"create": "starting", "update": "updating"}[change.action])
-        if not upsert:
-            continue
-        result = sup.apply(upsert, restart=restart)
-        now = time.monotonic()
-        for name in upsert:
-            started[name] = now
-            if name in result.errors:
-                report.failed[name] = result.errors[name]
-                unhealthy.add(name)
-                store.event("failed", result.errors[name], service=name)
-        # Wait for this wave only when a later wave needs it healthy.
-        needed = {d for n in by_service for d in services[n].depends_on} & set(upsert)
-        healths = _wait_healthy(runtime, [n for n in upsert if n not in result.errors],
-                                started, wait, needed)
-        for name, health in healths.items():
-            change = by_service[name]
-            if health.health in (Health.degraded, Health.missing):
-                report.failed[name] = health.detail
-                unhealthy.add(name)
-                say(name, f"{health.health}: {health.detail}")
-                store.event("failed", f"{health.health}: {health.detail}", service=name)
-            elif name in needed and health.health is not Health.healthy:
-                unhealthy.add(name)
-            if name not in result.errors:
-                # Recorded even when unhealthy: the program is applied as desired; health
-                # is reported separately and the supervisor keeps restarting it.
-                _record(store, change, prepared)
-                report.applied.append(change.id)
-                store.event(_verb(change), f"{change.action}d program ({health.health})"
-                            if change.action != "update" else
-                            f"updated: {'; '.join(change.reasons)} ({health.health})",
-                            service=name, resource=change.id)
-                if health.health is Health.healthy:
-                    say(name, "healthy")
+    waves: dict[int, list[Change]] = {}
+    for change in changes:
+        name = change.service or ""
+        program = _is_program(runtime, change) and change.desired is not None
+        wave = level(name, frozenset()) if program and name in services else 0
+        waves.setdefault(wave, []).append(change)
+    return [sorted(waves[k], key=lambda c: c.id) for k in sorted(waves)]
 
 
 def deliver_secret_files(runtime: LocalRuntime, name: str, values: dict[str, str]
@@ -298,7 +274,6 @@ def deliver_secret_files(runtime: LocalRuntime, name: str, values: dict[str, str
 
     Paths are listed in STATE/secrets/files.json so `down` can remove them.
     """
-    import json
 
     from blumeops.fileio import write_atomic
 
@@ -323,7 +298,6 @@ def deliver_secret_files(runtime: LocalRuntime, name: str, values: dict[str, str
 
 def remove_secret_files(state_dir: Path) -> list[str]:
     """Delete every file secret written by `deliver_secret_files`."""
-    import json
 
     index_path = state_dir / "secrets" / "files.json"
     try:
@@ -336,22 +310,26 @@ def remove_secret_files(state_dir: Path) -> list[str]:
     return list(index)
 
 
+def _verb(change: Change) -> str:
+    return {"create": "created", "update": "updated", "delete": "deleted"}.get(change.action,
+                                                                           change.action)
+
+
 def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, float],
                   wait: float, needed: set[str]) -> dict[str, ServiceHealth]:
-    """Poll until every service leaves Progressing (or `wait` runs out for needed ones)."""
+    """Poll until every service leaves Progressing (or `wait` runs out for needed ones).
+
+    Each poll asks every host once (one round trip per remote host)."""
     deadline = time.monotonic() + wait
     quick = time.monotonic() + max((runtime.spec.services[n].startsecs for n in names),
                                    default=1) + 0.5
     out: dict[str, ServiceHealth] = {}
     pending = list(names)
     while True:
-        status = runtime.program_status()
-        for name in list(pending):
-            health = runtime.health(name, status, started.get(name))
+        for name, health in runtime.service_health(pending, started).items():
             out[name] = health
             if health.health is not Health.progressing and (
-                    health.health is not Health.unknown or status.get(name) is None
-                    or status[name].state == "RUNNING"):
+                    health.health is not Health.unknown or health.state in ("", "RUNNING")):
                 pending.remove(name)
         now = time.monotonic()
         # Services nothing waits on get a short look; dependencies get the full wait.
@@ -360,42 +338,7 @@ def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, fl
         time.sleep(0.05)
 
 
-def _taken_ports(runtime: LocalRuntime, name: str, status: dict[str, Any]) -> list[int]:
-    """Ports of the service held by something other than its own running program."""
-    st = status.get(name)
-    if st is not None and st.state in ("RUNNING", "STARTING", "BACKOFF"):
-        return []  # its own process holds them; supervisord restarts it in place
-    return [p for p in runtime.spec.services[name].ports.values() if port_in_use(p)]
-
-
-def _apply_caddy(runtime: LocalRuntime, changes: list[Change], store: Store, report: ApplyReport,
-                 say: Progress) -> None:
-    from blumeops.drivers.caddy import CaddyLoadError
-    from blumeops.drivers.process import DriverError
-
-    for c in changes:
-        if c.desired is None:
-            continue  # the proxy host left the lab: `down` stops Caddy
-        try:
-            runtime.caddy.ensure_running()
-            runtime.caddy.load(json.loads(c.desired.body))
-        except (CaddyLoadError, DriverError) as exc:
-            report.failed[c.id] = f"Caddy rejected the config: {exc}"
-            say("caddy", f"config rejected: {exc}")
-            store.event("failed", f"caddy load failed: {exc}", resource=c.id)
-            continue
-        store.record_resource(c.id, c.target, c.kind, c.name, c.desired.digest)
-        report.applied.append(c.id)
-        say("caddy", f"routes loaded ({c.action})")
-        store.event(_verb(c), f"{c.action} caddy config for {c.name}", resource=c.id)
-
-
-def _verb(change: Change) -> str:
-    return {"create": "created", "update": "updated", "delete": "deleted"}.get(change.action,
-                                                                           change.action)
-
-
 def final_health(runtime: LocalRuntime) -> list[ServiceHealth]:
-    status = runtime.program_status()
-    return [runtime.health(name, status) for name in runtime.spec.services]
+    healths = runtime.service_health(list(runtime.spec.services), {})
+    return [healths[name] for name in runtime.spec.services]
 

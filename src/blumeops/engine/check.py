@@ -41,7 +41,16 @@ def route_checks(runtime: LocalRuntime) -> list[CheckResult]:
 def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
     out = route_checks(runtime)
     status = runtime.program_status()
+    # Services on other hosts are probed there, through the host's transport.
+    remote = [n for n, svc in runtime.spec.services.items()
+              if not svc.local and svc.host in runtime.sessions]
+    remote_health = runtime.service_health(remote, {}) if remote else {}
     for name, svc in runtime.spec.services.items():
+        if name in remote_health:
+            h = remote_health[name]
+            out.append(CheckResult("service", name, h.health.value == "Healthy",
+                                   f"{h.detail} ({h.state or 'not running'})"))
+            continue
         if not svc.local:
             continue
         st = status.get(name)

@@ -12,19 +12,20 @@ from blumeops.state.store import Store
 
 
 def pids(runtime: LocalRuntime) -> dict[str, int | None]:
-    return {name: st.pid for name, st in runtime.program_status().items()}
+    """Each supervised service's pid, on every host."""
+    return runtime.program_pids()
 
 
 def note_restarts(runtime: LocalRuntime, store: Store,
                   before: dict[str, int | None]) -> list[tuple[str, int, int]]:
     """Record each program whose pid changed since `before`: (name, old pid, new pid)."""
     restarted = []
-    for name, st in runtime.program_status().items():
+    for name, pid in runtime.program_pids().items():
         old = before.get(name)
-        if old and st.pid and st.pid != old:
+        if old and pid and pid != old:
             store.event("restarted", f"process {old} exited; supervisord restarted it as "
-                        f"{st.pid}", service=name)
-            restarted.append((name, old, st.pid))
+                        f"{pid}", service=name)
+            restarted.append((name, old, pid))
     return restarted
 
 

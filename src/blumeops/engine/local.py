@@ -1,17 +1,18 @@
-"""The embedded default on this machine: supervisord, Caddy and files for `local` hosts.
+"""The lab's runtime: this machine's drivers and a session per remote host.
 
-This module wires drivers to a RuntimeSpec (engine/spec.py): what the drivers observe as
-Live resources, and each service's health. Resources for other hosts and targets
-(Kubernetes, launchd, systemd, the tailnet) are rendered but not applied here.
+`local` hosts are driven in-process (supervisord, Caddy and files under the state dir);
+hosts with `ssh:` through a HostSession each (engine/hosts.py), observed and applied in
+parallel. The engine (apply, health, check, the controller) asks this class, never a
+driver by name. Resources for other targets (Kubernetes, the tailnet) are rendered but
+not applied here.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from blumeops.engine.health import Health, probe_command, probe_http, probe_tcp
 from blumeops.engine.plan import Live
@@ -19,9 +20,12 @@ from blumeops.engine.resources import Resource
 from blumeops.engine.spec import RuntimeSpec
 
 if TYPE_CHECKING:
+    from blumeops.drivers.base import Secrets
     from blumeops.drivers.caddy import CaddyDriver
     from blumeops.drivers.files import FilesDriver
     from blumeops.drivers.supervisor import ProgramStatus, SupervisorDriver
+    from blumeops.engine.hosts import HostSession
+    from blumeops.engine.plan import Change
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,12 @@ class ServiceHealth:
     state: str = ""  # the supervisor's word
     pid: int | None = None
     urls: tuple[str, ...] = ()
+    host: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {"service": self.service, "health": self.health.value, "detail": self.detail,
-                "state": self.state, "pid": self.pid, "urls": list(self.urls)}
+                "state": self.state, "pid": self.pid, "urls": list(self.urls),
+                "host": self.host}
 
 
 class LocalRuntime:
@@ -47,6 +53,7 @@ class LocalRuntime:
         self.local_hosts = list(spec.local_hosts)
         self._supervisor: SupervisorDriver | None = None
         self._caddy: CaddyDriver | None = None
+        self._sessions: dict[str, HostSession] | None = None
 
     # -- drivers, created on first use so read-only commands stay cheap -------------------
 
@@ -75,8 +82,13 @@ class LocalRuntime:
     # -- desired and live -------------------------------------------------------------------
 
     def notes(self) -> list[str]:
-        """Why parts of the lab are not applied on this machine."""
-        return list(self.spec.notes)
+        """Why parts of the lab are not applied (declared so, or a host is down)."""
+        notes = list(self.spec.notes)
+        if self._sessions is not None:
+            for session in self.unique_sessions():
+                notes += session.ctx.notes
+            notes += [f"host {h} not planned: {why}" for h, why in self.unreachable().items()]
+        return notes
 
     def desired(self) -> list[Resource]:
         """Rendered resources that apply on this machine, in catalog order."""
@@ -89,26 +101,124 @@ class LocalRuntime:
     def proxy_hosts(self) -> list[str]:
         return list(self.spec.proxy_hosts)
 
+    # -- hosts ----------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> dict[str, HostSession]:
+        """One session per host blumeops applies; all local hosts share this machine's."""
+        if self._sessions is None:
+            from blumeops.drivers.base import HostContext
+            from blumeops.engine.hosts import HostSession, host_kinds, remote_session
+            from blumeops.engine.spec import HostSpec
+
+            sessions: dict[str, HostSession] = {}
+            desired = self.spec.desired
+            if self.local_hosts:
+                first = self.local_hosts[0]
+                host = self.spec.hosts.get(first) or HostSpec(first, True)
+                mine = [r for r in desired if self.spec.host_of(r.target) in self.local_hosts]
+                ctx = HostContext(host, self.spec, self.state_dir, self.lab_dir, runtime=self)
+                kinds = host_kinds(host, mine, bool(self.spec.proxy_hosts))
+                if self.supervisor_host is None:
+                    kinds = [k for k in kinds if k != "supervisor"]
+                local = HostSession(ctx, mine, kinds)
+                for name in self.local_hosts:
+                    sessions[name] = local
+            for host in self.spec.remote_hosts:
+                mine = [r for r in desired if self.spec.host_of(r.target) == host.name]
+                proxy = any(r.target_kind == "caddy" for r in mine)
+                sessions[host.name] = remote_session(self.spec, host, self.state_dir,
+                                                     self.lab_dir, mine, proxy)
+            self._sessions = sessions
+        return self._sessions
+
+    def unique_sessions(self) -> list[HostSession]:
+        seen: dict[int, HostSession] = {}
+        for session in self.sessions.values():
+            seen.setdefault(id(session), session)
+        return list(seen.values())
+
+    def unreachable(self) -> dict[str, str]:
+        """Hosts not applied this run, and why (unreachable, or facts contradict)."""
+        return {s.name: s.unreachable for s in self.unique_sessions() if s.unreachable}
+
+    def manages_services(self, target: str) -> bool:
+        kind, _, host = target.partition("@")
+        session = self.sessions.get(host)
+        driver = session.drivers.get(kind) if session else None
+        return bool(driver and driver.manages_services)
+
     def observe(self) -> dict[str, Live]:
+        """Live resources of every host: hosts in parallel, one round trip each."""
+        from blumeops.engine.hosts import in_parallel
+
         live: dict[str, Live] = {}
-        host = self.supervisor_host
-        if host is not None:
-            programs = self.supervisor.observe()
-            status = self.program_status() if programs else {}
-            for name, body in programs.items():
-                st = status.get(name)
-                state = st.state if st else "not loaded"
-                running = st is not None and st.state in ("RUNNING", "STARTING")
-                live[f"supervisor@{host}/program/{name}"] = Live(body, running, state)
-        for proxy in self.proxy_hosts():
-            config = self.caddy.observe() if self.caddy.running_pid() else None
-            if config:
-                live[f"caddy@{proxy}/config/{proxy}"] = Live(json.dumps(config, sort_keys=True))
-        # One index of written files per state dir: it belongs to the first local host.
-        for host_ in self.local_hosts[:1]:
-            for name, content in self.files.observe().items():
-                live[f"files@{host_}/file/{name}"] = Live(content)
+        for part in in_parallel(self.unique_sessions(), lambda s: s.observe()):
+            live.update(part)
         return live
+
+    def apply_changes(self, changes: list[Change], secrets: Secrets,
+                      say: Any = None) -> dict[str, str]:
+        """Each host applies its share of one wave, hosts in parallel; errors per id."""
+        from blumeops.engine.hosts import in_parallel
+
+        by_session: dict[int, list[Change]] = {}
+        for change in changes:
+            session = self.sessions.get(self.spec.host_of(change.target))
+            if session is not None:
+                by_session.setdefault(id(session), []).append(change)
+        sessions = [s for s in self.unique_sessions() if id(s) in by_session]
+        errors: dict[str, str] = {}
+        for part in in_parallel(sessions, lambda s: s.apply(by_session[id(s)], secrets)):
+            errors.update(part)
+        for change in changes:
+            if self.spec.host_of(change.target) not in self.sessions:
+                errors[change.id] = f"host of {change.target} is not applied by blumeops"
+        return errors
+
+    def service_health(self, names: list[str],
+                       started: dict[str, float]) -> dict[str, ServiceHealth]:
+        """Health of each named service, asked where it runs (hosts in parallel)."""
+        from blumeops.engine.hosts import in_parallel
+
+        groups: dict[int, list[str]] = {}
+        out: dict[str, ServiceHealth] = {}
+        for name in names:
+            svc = self.spec.services[name]
+            session = self.sessions.get(svc.host or "")
+            if session is None:
+                out[name] = ServiceHealth(name, Health.unknown, "not run by blumeops "
+                                          "(its host is neither local nor reached over ssh)",
+                                          urls=svc.urls)
+            else:
+                groups.setdefault(id(session), []).append(name)
+        sessions = [s for s in self.unique_sessions() if id(s) in groups]
+        for part in in_parallel(sessions, lambda s: s.health(groups[id(s)], started)):
+            out.update(part)
+        from dataclasses import replace
+
+        return {n: replace(h, host=self.spec.services[n].host or "") for n, h in out.items()}
+
+    def program_pids(self) -> dict[str, int | None]:
+        """Every supervised service's pid now, on every reachable host."""
+        from blumeops.transports.exceptions import TransportError
+
+        out: dict[str, int | None] = {}
+        for session in self.unique_sessions():
+            if session.unreachable:
+                continue
+            for driver in session.drivers.values():
+                if driver.manages_services:
+                    try:
+                        out.update(driver.pids())
+                    except TransportError as exc:
+                        session.unreachable = exc.message
+        return out
+
+    def close(self) -> None:
+        for session in self.unique_sessions():
+            if session.remote:
+                session.close()
 
     def program_status(self) -> dict[str, ProgramStatus]:
         if not self.supervisor.is_running():

@@ -32,6 +32,25 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """A catalog host as the engine reaches it (plain data: no pydantic on the fast path)."""
+
+    name: str
+    local: bool
+    ssh: str | None = None  # user@host[:port]; None: reached by `address` or its name
+    address: str | None = None
+    system: str = ""  # what platform.system() should answer: Linux, Darwin
+    os: str = ""  # as declared: linux, macos, dsm
+    manager: str = ""  # effective service manager: supervisor, systemd, launchd
+    manager_declared: bool = False
+
+    @property
+    def reachable(self) -> bool:
+        """Applied by blumeops: this machine, or a host with `ssh:`."""
+        return self.local or self.ssh is not None
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     host: str | None  # native host; None for Kubernetes services
@@ -44,6 +63,7 @@ class ServiceSpec:
     workdir: str | None = None
     has_secrets: bool = False
     secret_files: dict[str, str] = field(default_factory=dict)  # NAME -> declared path
+    address: str = "127.0.0.1"  # where its probe connects, on its host
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,14 @@ class RuntimeSpec:
     notes: tuple[str, ...]
     desired: tuple[Resource, ...]
     catalog_hash: str = ""  # of the catalog files: what a sync without a commit applied
+    hosts: dict[str, HostSpec] = field(default_factory=dict)  # every host blumeops applies
+
+    def host_of(self, resource_target: str) -> str:
+        return resource_target.partition("@")[2]
+
+    @property
+    def remote_hosts(self) -> list[HostSpec]:
+        return [h for h in self.hosts.values() if not h.local and h.reachable]
 
 
 def catalog_digest(files: list[Path]) -> str:
@@ -84,18 +112,29 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
     from blumeops.catalog.model import Lab, ServiceManager
     from blumeops.catalog.resolve import routes, service_manager, service_routes, service_url
     from blumeops.render import RenderContext, render_lab
+    from blumeops.transports.facts import SYSTEMS
 
     assert isinstance(lab, Lab)
     local = tuple(h for h, spec in lab.hosts.items() if spec.local)
+    hosts = {
+        name: HostSpec(name, h.local, h.ssh, h.address, SYSTEMS[h.os], h.os.value,
+                       str(service_manager(lab, name) or ""), h.service_manager is not None)
+        for name, h in lab.hosts.items() if h.local or h.ssh}
+    applied = tuple(hosts)
     supervised = [h for h in local if service_manager(lab, h) is ServiceManager.supervisor]
+    remote_supervised = [h for h in applied if h not in local
+                         and service_manager(lab, h) is ServiceManager.supervisor]
     proxies = tuple(sorted({d.host for d in lab.domains.values()
                             if d.proxy == "caddy" and d.host in local and d.host}))
-    notes = [] if local else ["no host is marked `local: true`: nothing runs on this machine"]
-    for host in local:
+    remote_proxies = tuple(sorted({d.host for d in lab.domains.values() if d.proxy == "caddy"
+                                   and d.host in applied and d.host not in local and d.host}))
+    notes = [] if applied else [
+        "no host is marked `local: true` or has `ssh:`: nothing runs from this machine"]
+    for host in applied:
         manager = service_manager(lab, host)
         if manager is not ServiceManager.supervisor:
-            notes.append(f"host '{host}' uses {manager}; the embedded runtime drives "
-                         "supervisord only, so its services are rendered, not run")
+            notes.append(f"host '{host}' uses {manager}; blumeops drives supervisord only "
+                         "so far, so its services are rendered, not run")
     services = {}
     for name, svc in lab.services.items():
         probe = None
@@ -116,10 +155,11 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
             depends_on=tuple(svc.depends_on),
             urls=tuple(service_url(r, lab) for r in service_routes(lab, name)),
             workdir=svc.workdir, has_secrets=bool(svc.secrets),
-            secret_files={k: v.file for k, v in svc.secrets.items() if v.file})
+            secret_files={k: v.file for k, v in svc.secrets.items() if v.file},
+            address=_probe_address(lab, svc.native, local))
     checks = []
     for r in routes(lab):
-        if r.proxy != "caddy" or r.proxy_host not in proxies:
+        if r.proxy != "caddy" or r.proxy_host not in (*proxies, *remote_proxies):
             continue
         domain = lab.domains[r.domain]
         address, _, port = (domain.listen or f"127.0.0.1:{domain.listen_port}").rpartition(":")
@@ -130,10 +170,21 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                  r.protocol, path))
     desired = tuple(
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
-        if _applies_here(res, local, supervised))
+        if _applies_here(res, applied, [*supervised, *remote_supervised]))
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
                        services, tuple(checks), tuple(notes), desired,
-                       catalog_digest(files) if files else "")
+                       catalog_digest(files) if files else "", hosts)
+
+
+def _probe_address(lab: object, host: str | None, local: tuple[str, ...]) -> str:
+    """A local service is probed on 127.0.0.1 (as before); a remote one on its host's
+    address, from that host (services there bind to it)."""
+    from blumeops.catalog.model import Lab
+
+    assert isinstance(lab, Lab)
+    if host is None or host in local or host not in lab.hosts:
+        return "127.0.0.1"
+    return lab.hosts[host].address or "127.0.0.1"
 
 
 APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"}}

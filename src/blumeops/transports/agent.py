@@ -39,7 +39,33 @@ Requests (``"v": 1`` in each top-level request):
     -> ``{"returncode", "stdout", "stderr"}``. No shell: argv is executed as given.
 
 ``{"op": "batch", "ops": [REQUEST...]}`` -> ``{"results": [RESULT...]}``: several
-requests in one round trip; blobs are consumed in op order.
+requests in one round trip; blobs are consumed in op order. A read-only sub-request
+(observe, list, read, xmlrpc, probe, spawn) that fails answers ``{"error": CODE,
+"message": TEXT}`` in its place; the others still run.
+
+``{"op": "list", "dir": P, "suffix": S}`` -> ``{"files": {NAME: SHA256}}``: the regular
+files in P whose names end with S (NAME without S), hashed; ``{}`` when P is missing.
+
+``{"op": "read", "paths": [P...]}`` -> ``{"contents": {P: TEXT | null}}``: for readable
+diffs of files whose hash differs (never used for secret files).
+
+``{"op": "xmlrpc", "socket": P, "calls": [[METHOD, [ARG...]]...]}`` -> ``{"results":
+[{"value": V} | {"fault": TEXT}...]}`` or ``{"down": TEXT}`` when nothing answers on the
+unix socket: XML-RPC (supervisord's API) over a unix socket on the host, each call
+independent.
+
+``{"op": "http", "socket": P, "method": M, "path": PATH, "body": SIZE | null,
+"timeout": S}`` (+ a blob when body is a size) -> ``{"status", "body"}`` or ``{"down":
+TEXT}``: one HTTP request over a unix socket on the host (Caddy's admin API), so the API
+is never opened on the network.
+
+``{"op": "probe", "kind": "http" | "tcp", "host": ADDR, "port": N, "path": PATH,
+"timeout": S}`` -> ``{"ok", "detail"}``: a health probe run on the host, where the
+service lives.
+
+``{"op": "spawn", "argv": [...], "env": {K: V}, "cwd": P | null, "log": P}`` ->
+``{"pid": N}``: start a long-running process in its own session, output appended to
+``log``, without waiting for it.
 
 Paths may start with ``~/``: they are expanded on the host, for the SSH user.
 """
@@ -404,6 +430,140 @@ def run(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
     }
 
 
+# --- list, read ------------------------------------------------------------------------
+
+
+def list_dir(req: dict[str, Any]) -> dict[str, Any]:
+    directory, suffix = _path(req["dir"]), str(req.get("suffix", ""))
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return {"files": {}}
+    out = {}
+    for name in names:
+        if name.endswith(suffix) and not name.startswith("."):
+            state = file_state(os.path.join(directory, name))
+            if state["kind"] == "file":
+                out[name[: len(name) - len(suffix)] if suffix else name] = state["sha256"]
+    return {"files": out}
+
+
+def read(req: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for raw in req.get("paths", []):
+        try:
+            with open(_path(raw), encoding="utf-8", errors="replace") as handle:
+                out[raw] = handle.read()
+        except OSError:
+            out[raw] = None
+    return {"contents": out}
+
+
+# --- unix-socket clients: supervisord's XML-RPC, Caddy's admin API -------------------
+
+
+def _unix_connection(path: str, timeout: float) -> Any:
+    import http.client
+    import socket
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return Connection("localhost", timeout=timeout)
+
+
+def xmlrpc(req: dict[str, Any]) -> dict[str, Any]:
+    import http.client
+    import xmlrpc.client
+
+    path = _path(req["socket"])
+    timeout = float(req.get("timeout", 30))
+
+    class Transport(xmlrpc.client.Transport):
+        def make_connection(self, host: Any) -> Any:
+            return _unix_connection(path, timeout)
+
+    proxy = xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=Transport(),
+                                      allow_none=True)
+    results: list[dict[str, Any]] = []
+    for method, args in req.get("calls", []):
+        try:
+            results.append({"value": getattr(proxy, str(method))(*args)})
+        except xmlrpc.client.Fault as exc:
+            results.append({"fault": str(exc.faultString)})
+        except (OSError, http.client.HTTPException) as exc:
+            if not results:
+                return {"down": f"{type(exc).__name__}: {exc}"}
+            results.append({"fault": f"{type(exc).__name__}: {exc}"})
+    return {"results": results}
+
+
+def http_unix(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
+    import http.client
+
+    body = blobs.read(int(req["body"])) if req.get("body") is not None else None
+    conn = _unix_connection(_path(req["socket"]), float(req.get("timeout", 30)))
+    try:
+        headers = {"Host": "localhost"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        conn.request(str(req.get("method", "GET")), str(req["path"]), body=body,
+                     headers=headers)
+        resp = conn.getresponse()
+        return {"status": resp.status, "body": resp.read().decode("utf-8", "replace")}
+    except (OSError, http.client.HTTPException) as exc:
+        return {"down": f"{type(exc).__name__}: {exc}"}
+    finally:
+        conn.close()
+
+
+def probe(req: dict[str, Any]) -> dict[str, Any]:
+    import http.client
+
+    host, port = str(req["host"]), int(req["port"])
+    timeout = float(req.get("timeout", 2.0))
+    if req.get("kind") == "tcp":
+        ok = _port_open(host, port, timeout)
+        return {"ok": ok, "detail": f"tcp {host}:{port} {'open' if ok else 'closed'}"}
+    path = str(req.get("path", "/"))
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return {"ok": False, "detail": f"GET http://{host}:{port}{path}: {exc}"}
+    finally:
+        conn.close()
+    return {"ok": 200 <= status < 400, "detail": f"GET {path} -> {status}"}
+
+
+def spawn(req: dict[str, Any]) -> dict[str, Any]:
+    import subprocess
+
+    argv = [str(a) for a in req["argv"]]
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (req.get("env") or {}).items()})
+    log = _path(req["log"])
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    cwd = req.get("cwd")
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    env=env, cwd=os.path.expanduser(cwd) if cwd else None,
+                                    start_new_session=True)
+        except FileNotFoundError:
+            raise AgentError("not-found", f"{argv[0]}: command not found") from None
+    return {"pid": proc.pid}
+
+
 # --- dispatch --------------------------------------------------------------------------
 
 
@@ -416,8 +576,30 @@ def handle(req: dict[str, Any], blobs: Blobs) -> Any:
     if op == "run":
         return run(req, blobs)
     if op == "batch":
-        return {"results": [handle(sub, blobs) for sub in req.get("ops", [])]}
+        return {"results": [_sub(sub, blobs) for sub in req.get("ops", [])]}
+    if op in SIMPLE:
+        return SIMPLE[op](req)
+    if op == "http":
+        return http_unix(req, blobs)
     raise AgentError("bad-request", f"unknown op {op!r}")
+
+
+SIMPLE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "list": list_dir, "read": read, "xmlrpc": xmlrpc, "probe": probe, "spawn": spawn,
+}
+
+
+def _sub(req: dict[str, Any], blobs: Blobs) -> Any:
+    """One op of a batch: a failed read-only op answers for itself; an op that reads
+    blobs (put, run, http) fails the whole batch, since the blobs after it would shift."""
+    if req.get("op") not in SIMPLE and req.get("op") != "observe":
+        return handle(req, blobs)
+    try:
+        return handle(req, blobs)
+    except AgentError as exc:
+        return {"error": exc.code, "message": exc.message}
+    except OSError as exc:
+        return {"error": "os-error", "message": exc.strerror or type(exc).__name__}
 
 
 def answer(req_line: bytes, stream: BinaryIO) -> dict[str, Any]:

@@ -8,15 +8,19 @@ error from a service manager. Each mismatch is one readable sentence naming the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from blumeops.catalog.model import OS, Host, Lab, ServiceManager
-from blumeops.catalog.resolve import service_manager
 from blumeops.transports.types import MIN_PYTHON, HostFacts
 
-SYSTEMS = {OS.linux: "Linux", OS.macos: "Darwin", OS.dsm: "Linux", OS.windows: "Windows"}
+if TYPE_CHECKING:
+    from blumeops.catalog.model import Host, Lab, ServiceManager
+
+# Plain strings (the catalog's enums are StrEnums): the engine checks facts from its
+# runtime spec on the no-op path, without importing the catalog model (pydantic).
+SYSTEMS = {"linux": "Linux", "macos": "Darwin", "dsm": "Linux", "windows": "Windows"}
 ARCH_ALIASES = {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"}
-CONTROL_COMMANDS = {ServiceManager.systemd: "systemctl", ServiceManager.launchd: "launchctl",
-                    ServiceManager.supervisor: "supervisord"}
+CONTROL_COMMANDS = {"systemd": "systemctl", "launchd": "launchctl",
+                    "supervisor": "supervisord"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ def normalize_arch(machine: str) -> str:
 def check_lab_host(lab: Lab, name: str, facts: HostFacts) -> list[Mismatch]:
     """`check` with the host's effective service manager (declared or its OS default)
     and its declared `arch`."""
+    from blumeops.catalog.resolve import service_manager
+
     host = lab.hosts[name]
     return check(name, host, facts, manager=service_manager(lab, name), arch=host.arch)
 
@@ -47,21 +53,31 @@ def check(name: str, host: Host, facts: HostFacts, *,
     `manager` is the effective service manager (default: the declared one); `arch`, when
     given, is compared after folding aliases (aarch64 = arm64, amd64 = x86_64).
     """
+    chosen = manager if manager is not None else host.service_manager
+    return check_declared(name, host.os.value, facts,
+                          manager=chosen.value if chosen is not None else None,
+                          declared=host.service_manager is not None, arch=arch)
+
+
+def check_declared(name: str, os: str, facts: HostFacts, *, manager: str | None,
+                   declared: bool, arch: str | None = None) -> list[Mismatch]:
+    """`check` on plain values: the declared os, the effective manager and whether the
+    catalog names it (else it is the os default)."""
     out: list[Mismatch] = []
-    expected = SYSTEMS[host.os]
+    expected = SYSTEMS[os]
     if facts.system and facts.system != expected:
-        out.append(Mismatch("os", f"host {name} is declared os: {host.os.value} but answers "
+        out.append(Mismatch("os", f"host {name} is declared os: {os} but answers "
                                   f"{facts.system}"))
-    elif host.os is OS.dsm and facts.system and not facts.synology:
+    elif os == "dsm" and facts.system and not facts.synology:
         out.append(Mismatch("os", f"host {name} is declared os: dsm but is not a Synology "
                                   "DiskStation (no /etc/synoinfo.conf)"))
     if arch and facts.machine and normalize_arch(arch) != normalize_arch(facts.machine):
         out.append(Mismatch("arch", f"host {name} is declared arch: {arch} but answers "
                                     f"{facts.machine}"))
     out += _python(name, facts)
-    manager = manager if manager is not None else host.service_manager
     if manager is not None and (facts.system == expected or not facts.system):
-        out += _manager(name, host, manager, facts)
+        how = "declared" if declared else f"expected (the default for os: {os})"
+        out += _manager(name, manager, how, facts)
     return out
 
 
@@ -76,23 +92,21 @@ def _python(name: str, facts: HostFacts) -> list[Mismatch]:
     return []
 
 
-def _manager(name: str, host: Host, manager: ServiceManager, facts: HostFacts) -> list[Mismatch]:
+def _manager(name: str, manager: str, how: str, facts: HostFacts) -> list[Mismatch]:
     if not facts.managers:
         return []  # not observed (no python3): nothing to say beyond that
-    seen = facts.managers.get(manager.value)
+    seen = facts.managers.get(manager)
     command = CONTROL_COMMANDS[manager]
-    how = ("declared" if host.service_manager is not None
-           else f"expected (the default for os: {host.os.value})")
-    if manager is ServiceManager.supervisor:
+    if manager == "supervisor":
         if seen is None or not (seen.path or seen.running):
             return [Mismatch("service_manager", f"no supervisord on host {name}, where "
                              f"supervisor is {how}: install it there (pip install supervisor)")]
         return []
     if seen is None or seen.path is None:
-        return [Mismatch("service_manager", f"no {manager.value} on host {name}, where "
-                                            f"{manager.value} is {how} ({command} is not on "
+        return [Mismatch("service_manager", f"no {manager} on host {name}, where "
+                                            f"{manager} is {how} ({command} is not on "
                                             "PATH)")]
     if not seen.running:
-        return [Mismatch("service_manager", f"host {name} has {command} but {manager.value} "
+        return [Mismatch("service_manager", f"host {name} has {command} but {manager} "
                                             "is not running there, so its units cannot start")]
     return []

@@ -29,12 +29,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from blumeops.catalog.model import Host
 from blumeops.transports import wire
 from blumeops.transports.base import Transport
 from blumeops.transports.exceptions import HostKeyChanged, HostUnreachable, RemoteError
 from blumeops.transports.types import JSON, Reason
+
+if TYPE_CHECKING:  # the engine builds targets from its spec: no catalog model (pydantic)
+    from blumeops.catalog.model import Host
 
 SSH_FAILED = 255  # ssh's own exit status for its own failures
 # A unix socket path must fit sun_path (104 bytes on macOS); ssh adds a 17-byte suffix
@@ -88,9 +91,13 @@ class SshTarget:
     def for_host(cls, name: str, host: Host) -> SshTarget:
         """The catalog's `ssh:` if set, else its `address:`, else the name itself (an
         ~/.ssh/config alias or a MagicDNS short name)."""
-        if host.ssh:
-            return cls.parse(host.ssh)
-        return cls(destination=host.address or name)
+        return cls.for_values(name, host.ssh, host.address)
+
+    @classmethod
+    def for_values(cls, name: str, ssh: str | None, address: str | None) -> SshTarget:
+        if ssh:
+            return cls.parse(ssh)
+        return cls(destination=address or name)
 
     def key(self) -> str:
         """Names this connection's control socket: one per distinct way of connecting."""

@@ -1,0 +1,358 @@
+"""`supervisor@HOST` over a transport: blumeops's own supervisord on a remote host.
+
+The layout on the host mirrors the local one, under the lab's state dir there
+(`~/.local/state/blumeops/LAB`, 0700):
+
+    STATE/supervisor.sock               supervisord's XML-RPC (a unix socket, 0700)
+    STATE/supervisor/supervisord.conf   includes programs/*.conf
+    STATE/supervisor/programs/NAME.conf one per service, the rendered bytes
+    STATE/secrets/NAME.env              resolved secret values, JSON, 0600 (stdin only)
+    STATE/logs/NAME.log                 each program's output
+    STATE/lib/blumeops/secrets/exec.py  the stdlib wrapper that reads NAME.env at start
+    STATE/bin/python                    python3 with that wrapper on its path
+    STATE/lab/                          the lab dir of programs on this host
+
+Round trips: observe is one (in the host's batch: program hashes, supervisord's process
+table, each service's probe), plus one to fetch a program file only when its hash
+differs (for a readable diff). Apply is two: files + `reloadConfig` in one batch, then
+the process-group calls; plus one to start supervisord the first time. Secret values
+travel only inside put_files' blobs (stdin), never in argv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from blumeops.drivers.base import Driver, Secrets
+from blumeops.engine.health import Health
+from blumeops.engine.plan import Change, Live
+from blumeops.transports.types import FileBatch, FileWrite
+
+if TYPE_CHECKING:
+    from blumeops.engine.local import ServiceHealth
+    from blumeops.transports.types import JSON
+
+STOPPED = {"STOPPED", "EXITED", "FATAL", "BACKOFF"}
+INSTALL_HINT = ("install it there (`pip install supervisor` for the SSH user, or "
+                "`apt install supervisor`), or declare service_manager: systemd/launchd "
+                "for this host")
+
+# The host's copy of blumeops.secrets.exec: stdlib only, self-contained.
+EXEC_SHIM = '''"""blumeops secrets wrapper: read the JSON env file, exec the command."""
+import json, os, sys
+lib = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if os.environ.get("PYTHONPATH") == lib:
+    del os.environ["PYTHONPATH"]
+if len(sys.argv) < 4 or sys.argv[2] != "--":
+    sys.exit("usage: python -m blumeops.secrets.exec ENVFILE -- CMD [ARGS...]")
+try:
+    with open(sys.argv[1], encoding="utf-8") as f:
+        values = json.load(f)
+except (OSError, ValueError) as exc:
+    sys.exit(f"blumeops.secrets.exec: {sys.argv[1]}: cannot read secrets env file")
+os.environ.update({str(k): str(v) for k, v in values.items()})
+try:
+    os.execvp(sys.argv[3], sys.argv[3:])
+except OSError as exc:
+    print(f"blumeops.secrets.exec: {sys.argv[3]}: {exc.strerror}", file=sys.stderr)
+    sys.exit(127)
+'''
+
+
+class RemoteSupervisor(Driver):
+    kind = "supervisor"
+    order = 30
+    manages_services = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._daemon_up = False
+        self._status: dict[str, dict[str, Any]] = {}
+        # Probe answers from the observe round trip: the health table after a no-op
+        # apply uses them instead of asking again. Cleared by apply and by each use.
+        self._observed: list[JSON] | None = None
+
+    # -- paths -----------------------------------------------------------------------
+
+    def path(self, *parts: str) -> str:
+        return self.ctx.remote_path(*parts)
+
+    @property
+    def socket(self) -> str:
+        return self.path("supervisor.sock")
+
+    def program_path(self, name: str) -> str:
+        return self.path("supervisor", "programs", f"{name}.conf")
+
+    def _services(self) -> list[str]:
+        return sorted(n for n, s in self.ctx.spec.services.items() if s.host == self.ctx.name)
+
+    def _probe_ops(self, services: Sequence[str]) -> tuple[list[str], list[JSON]]:
+        names, ops = [], []
+        for name in services:
+            probe = self.ctx.spec.services[name].probe
+            if probe is None or probe.kind == "command" or not probe.port:
+                continue
+            names.append(name)
+            ops.append({"op": "probe", "kind": probe.kind, "port": probe.port,
+                        "host": self.ctx.spec.services[name].address, "path": probe.path,
+                        "timeout": probe.timeout})
+        return names, ops
+
+    # -- observe ---------------------------------------------------------------------
+
+    def observe_ops(self) -> list[JSON]:
+        _, probes = self._probe_ops(self._services())
+        return [{"op": "list", "dir": self.path("supervisor", "programs"), "suffix": ".conf"},
+                {"op": "xmlrpc", "socket": self.socket,
+                 "calls": [["supervisor.getAllProcessInfo", []]]},
+                *probes]
+
+    def _parse_status(self, answer: JSON) -> None:
+        if "down" in answer or "error" in answer or not answer.get("results"):
+            self._daemon_up = False
+            self._status = {}
+            return
+        first = answer["results"][0]
+        self._daemon_up = "value" in first
+        self._status = {p["group"]: p for p in first.get("value", [])}
+
+    def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
+        programs: dict[str, str] = dict(answers[0].get("files", {}))
+        self._parse_status(answers[1])
+        self._observed = list(answers[1:])
+        desired = {r.name: r for r in self.resources}
+        differs = [n for n, sha in programs.items() if n not in desired
+                   or sha != hashlib.sha256(desired[n].body.encode()).hexdigest()]
+        bodies = {n: desired[n].body for n in programs if n not in differs}
+        if differs and self.ctx.transport is not None:
+            paths = [self.program_path(n) for n in differs]
+            got = self.ctx.transport.call({"op": "read", "paths": paths})["contents"]
+            bodies.update({n: got.get(p) or "" for n, p in zip(differs, paths, strict=True)})
+        live = {}
+        for name, body in bodies.items():
+            st = self._status.get(name)
+            state = str(st["statename"]) if st else "not loaded"
+            live[f"{self.target}/program/{name}"] = Live(body, state in ("RUNNING", "STARTING"),
+                                                         state)
+        return live
+
+    # -- apply -----------------------------------------------------------------------
+
+    def conf_text(self) -> str:
+        return "\n".join([
+            "; Written by blumeops: its own supervisord for this lab. Do not edit.",
+            "[unix_http_server]", f"file={self.socket}", "chmod=0700", "",
+            "[supervisord]", f"logfile={self.path('logs', 'supervisord.log')}",
+            "logfile_maxbytes=5MB", "logfile_backups=2",
+            f"pidfile={self.path('supervisor', 'supervisord.pid')}",
+            f"childlogdir={self.path('logs')}", f"directory={self.path('lab')}",
+            "identifier=blumeops", "nodaemon=false", "minfds=256", "minprocs=64", "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "", "[supervisorctl]", f"serverurl=unix://{self.socket}", "",
+            "[include]", "files = programs/*.conf", ""])
+
+    def _ensure_running(self, transport: Any) -> str | None:
+        """Start the host's supervisord unless it answers; an error sentence, or None."""
+        if self._daemon_up:
+            return None
+        facts = self.ctx.facts or transport.facts()
+        manager = facts.managers.get("supervisor")
+        if manager is None or manager.path is None:
+            return f"no supervisord on host {self.ctx.name}'s PATH: {INSTALL_HINT}"
+        lib = self.path("lib")
+        wrapper = f'#!/bin/sh\nPYTHONPATH="{lib}" exec python3 "$@"\n'
+        transport.put_files(FileBatch([
+            FileWrite(self.path("supervisor", "supervisord.conf"), self.conf_text().encode()),
+            FileWrite(self.path("bin", "python"), wrapper.encode(), mode=0o755),
+            FileWrite(self.path("lib", "blumeops", "__init__.py"), b""),
+            FileWrite(self.path("lib", "blumeops", "secrets", "__init__.py"), b""),
+            FileWrite(self.path("lib", "blumeops", "secrets", "exec.py"), EXEC_SHIM.encode()),
+            FileWrite(self.path("lab", ".keep"), b""),
+            FileWrite(self.path("logs", ".keep"), b""),
+            FileWrite(self.path("secrets", ".keep"), b"", secret=True),
+            FileWrite(self.path("supervisor", "programs", ".keep"), b""),
+        ]))
+        # The state dir holds the socket and secrets: 0700, as locally.
+        transport.run(["chmod", "700", self.path(), self.path("secrets")])
+        env = {"BLUMEOPS_STATE_DIR": self.path(), "BLUMEOPS_LAB_DIR": self.path("lab"),
+               "BLUMEOPS_PYTHON": self.path("bin", "python")}
+        run = transport.run([manager.path, "-c", self.path("supervisor", "supervisord.conf")],
+                            env=env, cwd=self.path("lab"), timeout=30)
+        if run.returncode != 0:
+            return (f"supervisord failed to start on host {self.ctx.name} "
+                    f"(exit {run.returncode}): {(run.stderr or run.stdout).strip()[-300:]}")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            self._parse_status(self._rpc(transport, [["supervisor.getAllProcessInfo", []]]))
+            if self._daemon_up:
+                return None
+            time.sleep(0.1)
+        return f"supervisord on host {self.ctx.name} did not answer on {self.socket}"
+
+    def _rpc(self, transport: Any, calls: list[list[Any]]) -> JSON:
+        result: JSON = transport.call({"op": "xmlrpc", "socket": self.socket, "calls": calls})
+        return result
+
+    def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        transport = self.ctx.transport
+        assert transport is not None
+        self._observed = None
+        problem = self._ensure_running(transport)
+        if problem:
+            return {c.id: problem for c in changes}
+        writes: list[FileWrite] = []
+        removes: list[str] = []
+        restart: list[str] = []
+        for c in changes:
+            if c.desired is None:
+                removes += [self.program_path(c.name), self.path("secrets", f"{c.name}.env")]
+                continue
+            writes.append(FileWrite(self.program_path(c.name), c.desired.body.encode()))
+            values = secrets.get(c.id)
+            if values:
+                data = json.dumps({str(k): str(v) for k, v in values.items()}, sort_keys=True)
+                writes.append(FileWrite(self.path("secrets", f"{c.name}.env"), data.encode(),
+                                        secret=True))
+            if c.action == "update" and any(r.startswith(("not running", "secret"))
+                                            for r in c.reasons):
+                restart.append(c.name)
+        from blumeops.transports.base import put_request
+
+        put, blobs = put_request(FileBatch(writes, removes, root=self.path()))
+        reload = {"op": "xmlrpc", "socket": self.socket,
+                  "calls": [["supervisor.reloadConfig", []]]}
+        answer = transport.call({"op": "batch", "ops": [put, reload]}, blobs)["results"][1]
+        first = (answer.get("results") or [{}])[0]
+        if "value" not in first:
+            why = first.get("fault") or answer.get("down") or "no answer"
+            return {c.id: f"supervisord rejected its config: {why}" for c in changes}
+        [[added, changed, removed]] = first["value"]
+        known = set(self._status)
+        restart_only = [n for n in restart if n in known and n not in changed]
+        calls: list[list[Any]] = []
+        for name in [*changed, *removed, *restart_only]:
+            calls.append(["supervisor.stopProcessGroup", [name, True]])
+        for name in [*removed, *changed]:
+            calls.append(["supervisor.removeProcessGroup", [name]])
+        for name in [*added, *changed]:
+            calls += [["supervisor.addProcessGroup", [name]],
+                      ["supervisor.startProcessGroup", [name, False]]]
+        # A program supervisord already knows but that gave up (FATAL), or one a dropped
+        # run left unloaded, is started again.
+        for name in restart_only:
+            calls.append(["supervisor.startProcessGroup", [name, False]])
+        errors: dict[str, str] = {}
+        if calls:
+            results = self._rpc(transport, calls).get("results", [])
+            ids = {c.name: c.id for c in changes}
+            for (method, args), res in zip(calls, results, strict=False):
+                fault = res.get("fault")
+                if fault and not any(w in fault for w in ("NOT_RUNNING", "ALREADY_STARTED",
+                                                          "ALREADY_ADDED", "BAD_NAME")):
+                    name = str(args[0])
+                    errors.setdefault(ids.get(name, name), f"{method}: {fault}")
+        return errors
+
+    # -- health ----------------------------------------------------------------------
+
+    def health(self, services: Sequence[str],
+               started: Mapping[str, float]) -> dict[str, ServiceHealth]:
+        from blumeops.engine.local import ServiceHealth
+
+        transport = self.ctx.transport
+        assert transport is not None
+        names, probes = self._probe_ops(services)
+        cached, self._observed = self._observed, None
+        all_names, _ = self._probe_ops(self._services())
+        if cached is not None and not started and len(cached) == 1 + len(all_names):
+            # Nothing changed on this host since it was observed this run: reuse.
+            by_name = dict(zip(all_names, cached[1:], strict=True))
+            results = [cached[0], *(by_name[n] for n in names)]
+        else:
+            ops = [{"op": "xmlrpc", "socket": self.socket,
+                    "calls": [["supervisor.getAllProcessInfo", []]]}, *probes]
+            results = transport.call({"op": "batch", "ops": ops})["results"]
+        self._parse_status(results[0])
+        probed = {n: r for n, r in zip(names, results[1:], strict=True)}
+        out = {}
+        log = self.path("logs")
+        for name in services:
+            svc = self.ctx.spec.services[name]
+            st = self._status.get(name)
+            where = f"on {self.ctx.name}"
+            if st is None:
+                out[name] = ServiceHealth(name, Health.missing,
+                                          f"not running under supervisord {where}",
+                                          urls=svc.urls)
+                continue
+            state, pid = str(st["statename"]), st.get("pid") or None
+            if state == "STARTING":
+                out[name] = ServiceHealth(name, Health.progressing, "starting", state, pid,
+                                          svc.urls)
+                continue
+            if state != "RUNNING":
+                why = st.get("spawnerr") or ("exited too quickly" if state == "BACKOFF"
+                                             else st.get("description", ""))
+                out[name] = ServiceHealth(name, Health.degraded,
+                                          f"{state} {where}: {why}; log: {log}/{name}.log",
+                                          state, pid, svc.urls)
+                continue
+            probe = probed.get(name)
+            if probe is None:
+                out[name] = ServiceHealth(name, Health.unknown,
+                                          f"running {where}; no health probe declared",
+                                          state, pid, svc.urls)
+                continue
+            if probe.get("ok"):
+                out[name] = ServiceHealth(name, Health.healthy, f"{probe['detail']} {where}",
+                                          state, pid, svc.urls)
+                continue
+            at = started.get(name)
+            young = at is not None and time.monotonic() - at < svc.startsecs + 10
+            out[name] = ServiceHealth(name, Health.progressing if young else Health.degraded,
+                                      f"{probe.get('detail') or probe.get('message')} {where}",
+                                      state, pid, svc.urls)
+        return out
+
+    def pids(self) -> dict[str, int | None]:
+        if not self._status and self.ctx.transport is not None:
+            self._parse_status(self._rpc(self.ctx.transport,
+                                         [["supervisor.getAllProcessInfo", []]]))
+        return {name: (st.get("pid") or None) for name, st in self._status.items()}
+
+    # -- down ------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop every program and supervisord; remove program and secret files. Two round
+        trips: stop + list (with the host's facts, for absolute paths), then remove."""
+        from blumeops.transports.base import parse_facts
+
+        transport = self.ctx.transport
+        assert transport is not None
+        stop = {"op": "xmlrpc", "socket": self.socket,
+                "calls": [["supervisor.getAllProcessInfo", []],
+                          ["supervisor.stopAllProcesses", [True]],
+                          ["supervisor.shutdown", []]]}
+        results = transport.call({"op": "batch", "ops": [
+            {"op": "observe"}, stop,
+            {"op": "list", "dir": self.path("supervisor", "programs"), "suffix": ".conf"},
+            {"op": "list", "dir": self.path("secrets"), "suffix": ".env"},
+        ]})["results"]
+        self.ctx.home = parse_facts(results[0]["facts"]).home
+        answer = results[1]
+        stopped = []
+        if "down" not in answer and answer.get("results"):
+            stopped = [f"{self.ctx.name}: {p['group']}"
+                       for p in answer["results"][0].get("value", [])]
+            stopped.append(f"{self.ctx.name}: supervisord")
+        removes = [self.program_path(n) for n in results[2].get("files", {})]
+        removes += [self.path("secrets", f"{n}.env") for n in results[3].get("files", {})]
+        if removes:
+            transport.put_files(FileBatch(removes=removes, root=self.path()))
+        return stopped

@@ -1,0 +1,213 @@
+"""One session per host: its transport, its drivers, and what it answered.
+
+The engine speaks to hosts only through sessions. A session builds its drivers from the
+registry (drivers/base.py) by the target kinds its resources name, observes the host in
+one round trip (a batch: the host's facts plus every driver's requests), applies changes
+driver by driver, and reports health per service. A host that cannot be reached, or
+whose facts contradict the catalog, is marked `unreachable` with the reason: its
+services are Unknown and nothing is applied there, while other hosts go on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from blumeops.drivers.base import Driver, HostContext, Secrets, driver_class
+from blumeops.engine.health import Health
+from blumeops.engine.plan import Change, Live
+from blumeops.engine.resources import Resource
+
+if TYPE_CHECKING:
+    from blumeops.engine.local import ServiceHealth
+    from blumeops.engine.spec import HostSpec, RuntimeSpec
+    from blumeops.transports.types import HostFacts
+
+# Where a lab's state lives on a remote host (0700): its supervisord, Caddy, secrets.
+REMOTE_STATE = "~/.local/state/blumeops/{lab}"
+# ssh -F: a client config that replaces ~/.ssh/config (tests, CI, a lab of loopback hosts).
+SSH_CONFIG_ENV = "BLUMEOPS_SSH_CONFIG"
+ACCEPT_NEW_ENV = "BLUMEOPS_SSH_ACCEPT_NEW"
+
+
+class HostSession:
+    def __init__(self, ctx: HostContext, resources: Sequence[Resource], kinds: Sequence[str]
+                 ) -> None:
+        self.ctx = ctx
+        self.unreachable: str | None = None
+        self.facts: HostFacts | None = None
+        self.round_trips = 0
+        remote = ctx.transport is not None
+        self.drivers: dict[str, Driver] = {}
+        for kind in kinds:
+            cls = driver_class(kind, remote)
+            if cls is None:
+                ctx.notes.append(f"host '{ctx.name}': no driver for {kind} targets here")
+                continue
+            self.drivers[kind] = cls(ctx, [r for r in resources if r.target_kind == kind])
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    @property
+    def remote(self) -> bool:
+        return self.ctx.transport is not None
+
+    def ordered(self) -> list[Driver]:
+        return sorted(self.drivers.values(), key=lambda d: d.order)
+
+    def observe(self) -> dict[str, Live]:
+        """Every driver's live resources; one round trip to a remote host."""
+        from blumeops.transports.exceptions import TransportError
+
+        drivers = self.ordered()
+        if not self.remote:
+            live: dict[str, Live] = {}
+            for driver in drivers:
+                live.update(driver.observe([]))
+            return live
+        try:
+            answers = self._observe_remote(drivers)
+        except TransportError as exc:
+            self.unreachable = exc.message
+            return {}
+        if self.unreachable:
+            return {}
+        live = {}
+        try:
+            for driver, part in zip(drivers, answers, strict=True):
+                live.update(driver.observe(part))
+        except TransportError as exc:
+            self.unreachable = exc.message
+            return {}
+        return live
+
+    def _observe_remote(self, drivers: list[Driver]) -> list[list[Any]]:
+        from blumeops.transports.base import observe_request, parse_facts
+        from blumeops.transports.facts import check_declared
+        from blumeops.transports.types import ObserveRequest
+
+        assert self.ctx.transport is not None
+        parts = [d.observe_ops() for d in drivers]
+        socket = self.ctx.remote_path("supervisor.sock")
+        ops = [observe_request(ObserveRequest(supervisor_socket=socket)),
+               *(op for part in parts for op in part)]
+        result = self.ctx.transport.call({"op": "batch", "ops": ops})
+        self.round_trips += 1
+        results = list(result["results"])
+        facts = parse_facts(results[0]["facts"])
+        self.facts = facts
+        self.ctx.facts = facts
+        self.ctx.home = facts.home
+        host = self.ctx.host
+        mismatches = check_declared(host.name, host.os, facts, manager=host.manager or None,
+                                    declared=host.manager_declared)
+        if mismatches:
+            self.unreachable = "; ".join(str(m) for m in mismatches)
+        out: list[list[Any]] = []
+        at = 1
+        for part in parts:
+            out.append(results[at:at + len(part)])
+            at += len(part)
+        return out
+
+    def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        """Each driver applies its share, in driver order; errors per resource id."""
+        from blumeops.transports.exceptions import TransportError
+
+        errors: dict[str, str] = {}
+        for driver in self.ordered():
+            mine = [c for c in changes if c.target.partition("@")[0] == driver.kind]
+            if not mine:
+                continue
+            try:
+                errors.update(driver.apply(mine, secrets))
+            except TransportError as exc:
+                self.unreachable = exc.message
+                errors.update({c.id: exc.message for c in mine})
+        for change in changes:
+            if change.target.partition("@")[0] not in self.drivers:
+                errors[change.id] = f"no driver for {change.target} on this host"
+        return errors
+
+    def health(self, services: Sequence[str],
+               started: Mapping[str, float]) -> dict[str, ServiceHealth]:
+        from blumeops.engine.local import ServiceHealth
+        from blumeops.transports.exceptions import TransportError
+
+        spec = self.ctx.spec.services
+        if self.unreachable:
+            return {n: ServiceHealth(n, Health.unknown, f"host unreachable: {self.unreachable}",
+                                     urls=spec[n].urls) for n in services}
+        out: dict[str, ServiceHealth] = {}
+        for driver in self.ordered():
+            if driver.manages_services:
+                try:
+                    out.update(driver.health(services, started))
+                except TransportError as exc:
+                    self.unreachable = exc.message
+                    return self.health(services, started)
+        for name in services:
+            if name not in out:
+                out[name] = ServiceHealth(name, Health.unknown, "no service manager driven "
+                                          f"by blumeops on host {self.name}", urls=spec[name].urls)
+        return out
+
+    def down(self) -> list[str]:
+        from blumeops.transports.exceptions import TransportError
+
+        stopped: list[str] = []
+        for driver in reversed(self.ordered()):
+            try:
+                stopped += driver.down()
+            except TransportError as exc:
+                self.unreachable = exc.message
+                break
+        return stopped
+
+    def close(self) -> None:
+        if self.ctx.transport is not None:
+            self.ctx.transport.close()
+
+
+def host_kinds(host: HostSpec, resources: Sequence[Resource], proxy: bool) -> list[str]:
+    """The target kinds a host's session drives: those its resources name, plus its
+    service manager and proxy (so programs or routes dropped from the catalog are seen)."""
+    kinds = {r.target_kind for r in resources} | {"files"}
+    if host.manager == "supervisor":
+        kinds.add("supervisor")
+    if proxy:
+        kinds.add("caddy")
+    return sorted(kinds)
+
+
+def remote_session(spec: RuntimeSpec, host: HostSpec, state_dir: Path, lab_dir: Path,
+                   resources: Sequence[Resource], proxy: bool) -> HostSession:
+    """A session over SSH; the connection opens on the first call."""
+    from dataclasses import replace
+
+    from blumeops.transports.ssh import SshTarget, SshTransport, control_dir
+
+    target = SshTarget.for_values(host.name, host.ssh, host.address)
+    config = os.environ.get(SSH_CONFIG_ENV) or None
+    accept_new = os.environ.get(ACCEPT_NEW_ENV, "") in ("1", "yes", "true")
+    target = replace(target, config_file=config, accept_new=accept_new)
+    transport = SshTransport(host.name, target, control_dir(state_dir))
+    ctx = HostContext(host, spec, state_dir, lab_dir, transport,
+                      REMOTE_STATE.format(lab=spec.lab))
+    return HostSession(ctx, resources, host_kinds(host, resources, proxy))
+
+
+def in_parallel(sessions: Sequence[HostSession], work: Any) -> list[Any]:
+    """`work(session)` for each session, a thread per remote host; results in order."""
+    remote = [s for s in sessions if s.remote]
+    if len(remote) < 2:
+        return [work(s) for s in sessions]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(32, len(sessions))) as pool:
+        return list(pool.map(work, sessions))
+
