@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "sync": "blumeops.commands.controller:sync",
     "rollback": "blumeops.commands.controller:rollback",
     "resume": "blumeops.commands.controller:resume",
+    "notify": "blumeops.commands.notify:notify",
 }
 
 

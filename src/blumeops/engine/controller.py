@@ -231,6 +231,10 @@ class Controller:
 
             assert result.lab is not None
             self._spec = runtime_spec(result.lab, result.path.name, result.files)
+            # Before apply: listeners learn the new catalog (its secrets, to redact what
+            # the apply reports) before any health of it is published.
+            self._emit("catalog", commit=commit, lab=result.lab,
+                       lab_dir=self._lab_file(live_root).parent)
             report = self._apply(commit, info, live_root)
             ok = report is not None and report.ok
             duration = time.monotonic() - started
@@ -248,8 +252,7 @@ class Controller:
             if self._on_sync:
                 self._on_sync(commit, duration, ok)
             self._emit("sync-finished", commit=commit, ok=ok, duration=duration,
-                       errors=self.state.last_errors, lab=result.lab,
-                       lab_dir=self._lab_file(live_root).parent,
+                       errors=self.state.last_errors,
                        changes=[c.as_dict() for c in report.plan.changes] if report else [])
             return ok
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blumeops.server.dashboard.redact import Redactor, redactor_for
+from blumeops.secrets.redact import Redactor, redactor_for
 
 if TYPE_CHECKING:
     from blumeops.engine.controller import Controller
@@ -40,11 +40,17 @@ class LabView:
         self._diffs: dict[str, str] = {}
         self.probes: dict[str, deque[dict[str, Any]]] = {}
         self.changes: dict[str, list[dict[str, Any]]] = {}  # commit -> plan changes
+        self._next: tuple[str | None, Any, Path] | None = None  # a catalog being applied
+        self._last_catalog: str | None = None
 
     # -- listener ----------------------------------------------------------------------------
 
     def listen(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "health":
+        if kind == "catalog":
+            # The new commit's secrets are masked from now on, before its apply reports.
+            with self._lock:
+                self._next = (data.get("commit"), data["lab"], Path(data["lab_dir"]))
+        elif kind == "health":
             at = time.time()
             for svc in data.get("services", []):
                 ring = self.probes.setdefault(str(svc["service"]), deque(maxlen=PROBES_KEPT))
@@ -69,10 +75,22 @@ class LabView:
         """The catalog of the applied commit (loaded once per commit; blocking)."""
         commit = self.controller.state.applied
         with self._lock:
-            if self._applied.commit == commit:
+            if self._next is not None:  # a sync is applying a new catalog
+                new_commit, lab, lab_dir = self._next
+                self._next = None
+                self._applied = self._from_lab(new_commit, lab, lab_dir)
+            if self._applied.commit in (commit, self._last_catalog):
                 return self._applied
             self._applied = self._load(commit)
             return self._applied
+
+    def _from_lab(self, commit: str | None, lab: Any, lab_dir: Path) -> Applied:
+        from blumeops.render import RenderContext, render_lab
+
+        self._last_catalog = commit
+        resources = render_lab(lab, RenderContext())
+        redact = redactor_for(lab, lab_dir, self.extra).with_values_of(self._applied.redact)
+        return Applied(commit, lab, resources, redact)
 
     def _load(self, commit: str | None) -> Applied:
         from blumeops.catalog.loader import load_lab
@@ -90,7 +108,8 @@ class LabView:
         if result.lab is None:
             return Applied(commit, redact=Redactor(self.extra))
         resources = render_lab(result.lab, RenderContext(result.path.name))
-        redact = redactor_for(result.lab, result.path.parent, self.extra)
+        redact = redactor_for(result.lab, result.path.parent, self.extra).with_values_of(
+            self._applied.redact)
         return Applied(commit, result.lab, resources, redact)
 
     # -- git ---------------------------------------------------------------------------------

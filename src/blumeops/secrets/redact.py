@@ -28,6 +28,13 @@ class Redactor:
                 text = text.replace(stripped, MASK)
         return text
 
+    def with_values_of(self, older: Redactor | None) -> Redactor:
+        """Also mask what `older` masked: text made under the previous catalog may still
+        hold its secrets."""
+        if older is None:
+            return self
+        return Redactor([*self.values, *older.values], self.problem)
+
     def lines(self, text: str) -> list[str]:
         """Text for a page, or one line saying why it is withheld."""
         if self.problem:
