@@ -73,6 +73,11 @@ def test_dashboard_end_to_end(followed: Followed, browser: Any, tmp_path: Path) 
         assert row_health(page, name) == "Healthy", name
     page.wait_for_function("document.body.dataset.live === 'on'")
     shot(page, tmp_path, "lab")
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    phone.goto(base + "/")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
+    shot(phone, tmp_path, "lab-phone-dark")
+    phone.close()
     urls = page.eval_on_selector_all("a.url", "els => els.map(e => e.href)")
     assert len(urls) == 3, urls  # web, api, notes have routes; echo is TCP only
     other = browser.new_page()

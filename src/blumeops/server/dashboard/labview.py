@@ -65,7 +65,7 @@ class LabView:
             self.changes[commit] = [
                 {"id": c["id"], "action": c["action"], "reasons": c.get("reasons", []),
                  "diff": c.get("diff", "")}
-                for c in data.get("changes", []) if c.get("action") != "noop"]
+                for c in data.get("changes", []) if c.get("action") not in ("noop", "unchanged")]
             while len(self.changes) > 200:
                 self.changes.pop(next(iter(self.changes)))
 
