@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 PROBES_KEPT = 40
 PROBE_REPEAT_S = 60.0
+LAST_TTL_S = 2.0
 DIFF_MAX = 64 * 1024
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -42,10 +43,28 @@ class LabView:
         self.changes: dict[str, list[dict[str, Any]]] = {}  # commit -> plan changes
         self._next: tuple[str | None, Any, Path] | None = None  # a catalog being applied
         self._last_catalog: str | None = None
+        self._generation = 0
+        self._last: tuple[int, float, dict[str, dict[str, Any]]] | None = None
+
+    def last_changes(self) -> dict[str, dict[str, Any]]:
+        """Each service's newest event; read again after a controller step, or after
+        LAST_TTL_S (events the loop records without a step), not on every page view."""
+        now = time.monotonic()
+        cached = self._last
+        if cached is not None and cached[0] == self._generation and now - cached[1] < LAST_TTL_S:
+            return cached[2]
+        generation = self._generation
+        last: dict[str, dict[str, Any]] = {}
+        for e in self.controller.store.events(300):
+            if e.service and e.service not in last:
+                last[e.service] = {"at": e.at, "kind": e.kind}
+        self._last = (generation, now, last)
+        return last
 
     # -- listener ----------------------------------------------------------------------------
 
     def listen(self, kind: str, data: dict[str, Any]) -> None:
+        self._generation += 1
         if kind == "catalog":
             # The new commit's secrets are masked from now on, before its apply reports.
             with self._lock:

@@ -119,10 +119,7 @@ def guarded(render: Any) -> Any:
 def _services(dash: Dashboard) -> tuple[list[dict[str, Any]], Any]:
     applied = dash.view.applied()
     lab = applied.lab
-    last: dict[str, dict[str, Any]] = {}
-    for e in dash.ctx.controller.events(500):
-        if e["service"] and e["service"] not in last:
-            last[e["service"]] = e
+    last = dash.view.last_changes()
     rows = []
     for s in dash.ctx.controller.status()["services"]:
         name = s["service"]
