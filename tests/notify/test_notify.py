@@ -108,6 +108,12 @@ def test_one_notice_per_state_change_retried_and_redacted(followed: Followed) ->
         assert "[redacted]" in body, body
         everything = json.dumps([ntfy.got, hook.got])
         assert CANARY not in everything
+        # Nor on the dashboard, where crashy's detail and the sync's errors are shown.
+        wait_for(lambda: "[redacted]" in httpx.get(f"{followed.api}/", timeout=10).text, 10,
+                 "crashy's redacted detail on the Lab page")
+        for path in ("/", "/service/crashy", "/history", "/topology"):
+            page = httpx.get(f"{followed.api}{path}", timeout=10)
+            assert page.status_code == 200 and CANARY not in page.text, path
         # The webhook's URL (a vault secret) is in no event and no controller output.
         events = httpx.get(f"{followed.api}/api/events?limit=1000", timeout=5).text
         assert URL_CANARY not in events

@@ -86,13 +86,28 @@ def _may_read(request: Request) -> bool:
     return bearer_matches(request.headers.get("authorization", ""), ctx.settings.token)
 
 
-def page(template: str, request: Request, status: int = 200, **values: Any) -> HTMLResponse:
+async def page(template: str, request: Request, status: int = 200,
+               **values: Any) -> HTMLResponse:
+    """Render a page; the status in its header is redacted like everything else."""
     session = _session(request)
-    ctx = _dash(request).ctx
+    dash = _dash(request)
+    lab_status = await run_in_threadpool(_redacted_status, dash)
     body = _env.get_template(template).render(
         request=request, session=session, csrf=session.csrf if session else "",
-        status=ctx.controller.status(), can_act=bool(ctx.settings.token), **values)
+        status=lab_status, can_act=bool(dash.ctx.settings.token), **values)
     return HTMLResponse(body, status_code=status, headers=HEADERS)
+
+
+def _redacted_status(dash: Dashboard) -> dict[str, Any]:
+    """The controller's status with every secret value of the lab masked: errors and
+    health details may quote a service's log."""
+    redact = dash.view.applied().redact
+    status = dash.ctx.controller.status()
+    status["last_errors"] = [{k: redact(v) if isinstance(v, str) else v
+                              for k, v in e.items()} for e in status["last_errors"]]
+    status["services"] = [{**s, "detail": redact(str(s.get("detail", "")))}
+                          for s in status["services"]]
+    return status
 
 
 def guarded(render: Any) -> Any:
@@ -104,10 +119,10 @@ def guarded(render: Any) -> Any:
         try:
             return await render(request)  # type: ignore[no-any-return]
         except ApiError as exc:
-            return page("message.html", request, exc.status, title="Refused",
+            return await page("message.html", request, exc.status, title="Refused",
                         message=exc.message)
         except Exception as exc:  # say what failed, as the API does
-            return page("message.html", request, 500, title="Error",
+            return await page("message.html", request, 500, title="Error",
                         message=f"{type(exc).__name__}: {exc}")
 
     run.__name__ = render.__name__
@@ -134,7 +149,7 @@ def _services(dash: Dashboard) -> tuple[list[dict[str, Any]], Any]:
 @guarded
 async def lab_page(request: Request) -> Response:
     rows, _ = await run_in_threadpool(_services, _dash(request))
-    return page("lab.html", request, services=rows, nav="lab")
+    return await page("lab.html", request, services=rows, nav="lab")
 
 
 @guarded
@@ -143,7 +158,7 @@ async def topology_page(request: Request) -> Response:
     applied = await run_in_threadpool(dash.view.applied)
     health = {s["service"]: s["health"] for s in dash.ctx.controller.status()["services"]}
     svg = render_svg(applied.lab, health) if applied.lab is not None else ""
-    return page("topology.html", request, svg=svg, nav="topology")
+    return await page("topology.html", request, svg=svg, nav="topology")
 
 
 @guarded
@@ -176,7 +191,7 @@ async def service_page(request: Request) -> Response:
         }
 
     data = await run_in_threadpool(gather)
-    return page("service.html", request, nav="lab", **data)
+    return await page("service.html", request, nav="lab", **data)
 
 
 def _service_events(dash: Dashboard, name: str) -> list[dict[str, Any]]:
@@ -204,7 +219,7 @@ async def history_page(request: Request) -> Response:
         return out
 
     syncs = await run_in_threadpool(gather)
-    return page("history.html", request, syncs=syncs, nav="history")
+    return await page("history.html", request, syncs=syncs, nav="history")
 
 
 # -- login and actions ---------------------------------------------------------------------
@@ -226,7 +241,7 @@ def _check_origin(request: Request) -> None:
 
 
 async def login_form(request: Request) -> Response:
-    return page("login.html", request, nav="login")
+    return await page("login.html", request, nav="login")
 
 
 async def login(request: Request) -> Response:
@@ -235,10 +250,10 @@ async def login(request: Request) -> Response:
         _check_origin(request)
         form = await _form(request)
     except ApiError as exc:
-        return page("login.html", request, exc.status, error=exc.message, nav="login")
+        return await page("login.html", request, exc.status, error=exc.message, nav="login")
     if not bearer_matches(f"Bearer {form.get('token', '')}", dash.ctx.settings.token):
         await asyncio.sleep(0.5)  # a guesser pays time per try
-        return page("login.html", request, 401, error="wrong token", nav="login")
+        return await page("login.html", request, 401, error="wrong token", nav="login")
     session = dash.sessions.create()
     resp = RedirectResponse("/", 303, headers=HEADERS)
     resp.set_cookie(COOKIE, session.id, max_age=int(dash.sessions.ttl), httponly=True,
@@ -255,7 +270,7 @@ async def logout(request: Request) -> Response:
         if session is None or not csrf_matches(session, form.get("csrf", "")):
             raise ApiError(403, "missing or wrong CSRF token")
     except ApiError as exc:
-        return page("message.html", request, exc.status, title="Refused", message=exc.message)
+        return await page("message.html", request, exc.status, title="Refused", message=exc.message)
     dash.sessions.drop(session.id)
     resp = RedirectResponse("/", 303, headers=HEADERS)
     resp.delete_cookie(COOKIE, path="/")
@@ -282,10 +297,10 @@ def action(fn: Any) -> Any:
             dash, form = await _act(request)
             message = await run_in_threadpool(fn, dash, form)
         except ApiError as exc:
-            return page("message.html", request, exc.status, title="Refused",
+            return await page("message.html", request, exc.status, title="Refused",
                         message=exc.message)
         except SourceError as exc:
-            return page("message.html", request, 400, title="Refused", message=str(exc))
+            return await page("message.html", request, 400, title="Refused", message=str(exc))
         back = form.get("back", "/")
         back = back if back.startswith("/") and not back.startswith("//") else "/"
         return RedirectResponse(f"{back}?done={message}", 303, headers=HEADERS)
