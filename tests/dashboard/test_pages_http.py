@@ -82,9 +82,10 @@ def test_actions_need_session_csrf_and_same_origin(controller: Controller) -> No
             r = await c.post("/actions/resume", data={"csrf": csrf},
                              headers={"Origin": "http://192.0.2.1:7301"})
             assert r.status_code == 403 and controller.state.paused
-            r = await c.post("/actions/resume", data={"csrf": csrf},
+            r = await c.post("/actions/resume", data={"csrf": csrf, "back": "/\\evil.example"},
                              headers={"Referer": OFF + "/history"})
             assert r.status_code == 303 and not controller.state.paused
+            assert r.headers["location"] == "/?done=resume"  # never off this site
             r = await c.post("/actions/rollback", data={"csrf": csrf, "revision": "nope"},
                              headers=ours)
             assert r.status_code == 400  # an unknown commit: refused, nothing paused

@@ -9,6 +9,7 @@ The API token is only ever read from the login form's body; no page or URL carri
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from blumeops.server.responses import ApiError
 
 HERE = Path(__file__).parent
 MAX_FORM = 4 * 1024
+_BACK = re.compile(r"^/(history|topology|service/[a-z0-9-]{1,63})?$")
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
                                "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
@@ -302,7 +304,7 @@ def action(fn: Any) -> Any:
         except SourceError as exc:
             return await page("message.html", request, 400, title="Refused", message=str(exc))
         back = form.get("back", "/")
-        back = back if back.startswith("/") and not back.startswith("//") else "/"
+        back = back if _BACK.match(back) else "/"  # one of our pages, never elsewhere
         return RedirectResponse(f"{back}?done={message}", 303, headers=HEADERS)
 
     run.__name__ = fn.__name__
