@@ -5,6 +5,12 @@ a backup job failing or overdue) is reported once when it starts, again only aft
 `repeat_after` seconds if it is still there, and once more when it clears. One-off events
 (drift healed) are reported each time, the same one at most once per `repeat_after`.
 Pure: steps and time in, notices out.
+
+Controller steps read here (`Controller._emit(kind, **data)`): `health` (services,
+lab_health), `sync-finished` (commit, ok, errors), `sync-failed` (commit, errors),
+`commit-rejected` (commit, errors), `drift-healed` (resources, restarted). Hosts and
+backups, once the engine reports them: `host-unreachable` / `host-reachable` (host,
+detail) and `backup-failed` / `backup-overdue` / `backup-ok` (job, detail).
 """
 
 from __future__ import annotations
