@@ -164,6 +164,7 @@ def test_dashboard_end_to_end(followed: Followed, browser: Any, tmp_path: Path) 
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert TOKEN not in cookie["value"] and TOKEN not in page.content()
     page.goto(base + "/history")
+    shot(page, tmp_path, "history-logged-in")
     page.click(f"article[data-commit='{first}'] button.rollback")
     wait_for(lambda: followed.synced(first), 60, "the rollback")
     assert followed.status()["paused"] is True
