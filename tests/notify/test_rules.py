@@ -27,6 +27,10 @@ def test_one_notice_per_state_change_and_a_recovery() -> None:
     assert (up.event, up.title) == ("service-recovered", "web is Healthy again")
     assert rules.step("health", health(web="Healthy"), 71) == []
     assert rules.step("sync-finished", {"commit": "a" * 40, "ok": True}, 72) == []
+    rules.step("health", health(web="Degraded", api="Missing"), 80)
+    rules.step("health", health(api="Missing"), 81)  # web was removed from the catalog
+    (back,) = rules.step("health", health(web="Healthy", api="Healthy"), 82)
+    assert back.title == "api is Healthy again"  # web came back as new: no stale recovery
 
 
 def test_rejected_commit_and_failed_sync_clear_on_a_good_sync() -> None:

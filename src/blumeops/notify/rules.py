@@ -45,6 +45,10 @@ class Rules:
         """The notices for one controller step (`Controller.listeners`)."""
         out: list[Notice] = []
         if kind == "health":
+            present = {f"service:{s['service']}" for s in data.get("services", [])}
+            for key in [k for k in self.active if k.startswith("service:")]:
+                if key not in present:  # removed from the catalog: nothing left to clear
+                    del self.active[key]
             for svc in data.get("services", []):
                 name, word = str(svc["service"]), str(svc["health"])
                 key = f"service:{name}"

@@ -28,10 +28,3 @@ def send(url: str, title: str, body: str) -> bool:
         return False
     return bool(ap.notify(title=title, body=body or title))
 
-
-def valid(url: str) -> bool:
-    """Apprise knows this URL's scheme and can parse it."""
-    _quiet()
-    import apprise
-
-    return bool(apprise.Apprise().add(url))
