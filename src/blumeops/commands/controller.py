@@ -93,8 +93,8 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
         server.serve_in_thread()
     except ListenError as exc:
         fail(str(exc))
-    click.echo(f"blumeops controller: following {ctl.source.shown_url} ({branch}, lab at {lab_path}); "
-               f"API on http://{format_address(*address)}", err=True)
+    click.echo(f"blumeops controller: following {ctl.source.shown_url} ({branch}, "
+               f"lab at {lab_path}); API on http://{format_address(*address)}", err=True)
     if not secret:
         click.echo("note: BLUMEOPS_WEBHOOK_SECRET is not set; webhooks are refused (503)",
                    err=True)
