@@ -28,6 +28,8 @@ tools:
 	  echo "installing openssh-server (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
 	  systemctl disable --now ssh >/dev/null 2>&1 || true; }
+	@# The dashboard's browser tests drive Debian's headless Chromium (playwright, no download).
+	@test -x /usr/bin/chromium || { echo "installing chromium (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -46,6 +48,7 @@ demo: $(STAMP)
 	$(BIN)/blumeops up examples/demo --detach
 	@echo
 	@echo "The demo runs in the background: try http://www.ops.localhost:8080/"
+	@echo "  dashboard: http://127.0.0.1:7300/   (sync and rollback there need BLUMEOPS_API_TOKEN set for make demo)"
 	@echo "  $(BIN)/blumeops status examples/demo    # health and URLs"
 	@echo "  $(BIN)/blumeops down examples/demo      # stop it, leaving no process"
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "status": "blumeops.commands.lifecycle:status",
     "check": "blumeops.commands.lifecycle:check",
     "secret": "blumeops.commands.secret:secret",
+    "notify": "blumeops.commands.notify:notify",
     "controller": "blumeops.commands.controller:controller",
     "history": "blumeops.commands.controller:history",
     "sync": "blumeops.commands.controller:sync",

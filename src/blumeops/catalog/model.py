@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -615,6 +615,48 @@ class ControllerSpec(Strict):
         return check_listen(value)
 
 
+NotifyEvent = Literal["sync-failed", "commit-rejected", "service-degraded", "service-recovered",
+                      "drift-healed", "host-unreachable", "backup-failed", "backup-overdue"]
+NOTIFY_EVENTS: tuple[str, ...] = get_args(NotifyEvent)
+_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@]*@", re.IGNORECASE)
+
+
+class NotifyTarget(Strict):
+    """Where notices go: an Apprise URL, or a secret reference holding one."""
+
+    url: str = Field(description="Apprise URL (ntfy://, discord://, slack://, tgram://, "
+                                 "mailto://, json://) or a secret reference to one "
+                                 "(vault:NAME, op://...); a URL with a token or password "
+                                 "belongs in the vault")
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: cast(list[NotifyEvent], list(NOTIFY_EVENTS)),
+        description="which events this target gets (default: all)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if SECRET_REF.match(value):
+            return value
+        if "://" not in value:
+            raise ValueError(f"expected an Apprise URL such as ntfy://ntfy.sh/TOPIC or a "
+                             f"secret reference (vault:NAME), got {value!r}")
+        if _USERINFO.match(value):
+            raise ValueError("this URL carries a user name or password: store it in the "
+                             "vault (`blumeops secret set LAB notify/NAME`) and write "
+                             "url: vault:notify/NAME")
+        return value
+
+
+class Notify(Strict):
+    """Notifications: one message per state change, repeats suppressed, a recovery notice
+    when it clears."""
+
+    targets: dict[str, NotifyTarget] = Field(min_length=1)
+    repeat_after: float = Field(default=3600.0, ge=0, strict=False,
+                                description="seconds before an unchanged problem is "
+                                            "reported again")
+
+
 class Lab(Strict):
     lab: str
     include: list[str] = Field(default_factory=list, description="further files, globs allowed")
@@ -624,4 +666,5 @@ class Lab(Strict):
     clusters: dict[str, Cluster] = Field(default_factory=dict)
     backups: Backups | None = None
     controller: ControllerSpec | None = None
+    notify: Notify | None = None
     services: dict[str, Service] = Field(default_factory=dict)

@@ -83,6 +83,7 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
         state_dir=default_state_dir(f"controller-{branch}", state_dir), interval=interval,
         auto_sync=not no_auto_sync, self_heal=not no_self_heal, prune=not no_prune)
     ctl = Controller(config, on_sync=_print_sync)
+    attach_notifier(ctl)
     try:
         ctl.source.fetch()
     except SourceError as exc:
@@ -99,6 +100,13 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
                    err=True)
     run_until_signal(ctl, server)
     click.echo("controller stopped (the lab keeps running)", err=True)
+
+
+def attach_notifier(ctl: Any) -> None:
+    """Notices of the catalog's notify: section, sent on their own thread."""
+    from blumeops.notify.hub import attach
+
+    attach(ctl)
 
 
 def run_until_signal(ctl: Any, server: Any) -> None:

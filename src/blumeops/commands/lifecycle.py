@@ -305,7 +305,7 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
     import os
 
     from blumeops.catalog.paths import resolve_lab_path
-    from blumeops.commands.controller import parse_listen, run_until_signal
+    from blumeops.commands.controller import attach_notifier, parse_listen, run_until_signal
     from blumeops.engine.controller import Controller, ControllerConfig
     from blumeops.server.hosts import allowed_hosts_from_env
     from blumeops.server.serve import ApiServer, ListenError
@@ -325,6 +325,7 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
                               interval=interval)
     ctl = Controller(config, on_sync=lambda c, d, ok: click.echo(
         f"synced {c[:12]} in {d:.2f}s: {'ok' if ok else 'with errors'}", err=True))
+    attach_notifier(ctl)
     server: ApiServer | None = None
     try:
         server = ApiServer(parse_listen(listen), ctl, os.environ.get("BLUMEOPS_API_TOKEN", ""),

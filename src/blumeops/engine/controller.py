@@ -25,6 +25,9 @@ from typing import Any
 from blumeops.engine.health import Health
 
 APPLIED_KEY = "controller.applied_commit"
+# A listener gets (kind, data) on the loop thread for each step the dashboard and the
+# notifier care about; it must return quickly (queue the work) and never raise.
+Listener = Callable[[str, dict[str, Any]], None]
 PAUSED_KEY = "controller.paused"
 
 
@@ -83,6 +86,15 @@ class Controller:
         self._spec: Any = None  # RuntimeSpec of the applied commit
         self._on_sync = on_sync
         self._thread: threading.Thread | None = None
+        self.listeners: list[Listener] = []
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        """Tell every listener; one that fails is skipped, never the loop's problem."""
+        for listener in list(self.listeners):
+            try:
+                listener(kind, data)
+            except Exception:  # a broken listener must not stop a sync
+                continue
 
     # -- control ----------------------------------------------------------------------------
 
@@ -121,6 +133,7 @@ class Controller:
     def set_paused(self, paused: bool) -> None:
         self.state.paused = paused
         self.store.set(PAUSED_KEY, "1" if paused else "0")
+        self._emit("paused", paused=paused)
         if not paused:
             self._wake.set()
 
@@ -189,6 +202,7 @@ class Controller:
         with self._lock:
             started = time.monotonic()
             self.state.sync_state = "syncing"
+            self._emit("sync-started", commit=commit)
             candidate_root = self.state_dir / "source" / "candidate"
             live_root = self.state_dir / "source" / "live"
             try:
@@ -207,6 +221,7 @@ class Controller:
                     self.store.event("invalid", f"{commit[:12]} {e['file']}:{e['line']}:"
                                      f"{e['col']}: {e['message']}")
                 self.state.rejected = commit
+                self._emit("commit-rejected", commit=commit, errors=errors[:50])
                 return self._finish_failed(commit, started, errors, record=False)
             self.state.rejected = None
             sync_tree(candidate_root, live_root)
@@ -216,6 +231,10 @@ class Controller:
 
             assert result.lab is not None
             self._spec = runtime_spec(result.lab, result.path.name, result.files)
+            # Before apply: listeners learn the new catalog (its secrets, to redact what
+            # the apply reports) before any health of it is published.
+            self._emit("catalog", commit=commit, lab=result.lab,
+                       lab_dir=self._lab_file(live_root).parent)
             report = self._apply(commit, info, live_root)
             from blumeops.delivery.hook import after_sync  # the cluster's deploy branch
 
@@ -236,6 +255,9 @@ class Controller:
             self._update_lag()
             if self._on_sync:
                 self._on_sync(commit, duration, ok)
+            self._emit("sync-finished", commit=commit, ok=ok, duration=duration,
+                       errors=self.state.last_errors,
+                       changes=[c.as_dict() for c in report.plan.changes] if report else [])
             return ok
 
     def _lab_file(self, live_root: Path) -> Path:
@@ -280,12 +302,14 @@ class Controller:
         self.metrics.sync_duration.observe(time.monotonic() - started)
         if record:
             self.store.event("sync-failed", f"{commit[:12]}: {errors[0]['message']}")
+            self._emit("sync-failed", commit=commit, errors=errors)
         return False
 
     def _error(self, where: str, message: str) -> None:
         self.state.sync_state = "error"
         self.state.last_errors = [{"where": where, "message": message}]
         self.store.event("error", f"{where}: {message}")
+        self._emit("sync-failed", commit=self.state.newest, errors=self.state.last_errors)
 
     # -- drift ------------------------------------------------------------------------------
 
@@ -314,6 +338,9 @@ class Controller:
             if fixes and self.config.self_heal:
                 self.metrics.drift_heals.inc(record_drift(self.store, prepared.plan))
                 apply(runtime, prepared, self.store, revision=self.state.applied)
+            if (fixes and self.config.self_heal) or restarted:
+                self._emit("drift-healed", resources=[c.id for c in prepared.plan.pending],
+                           restarted=sorted(r[0] for r in restarted))
             self._record_health(final_health(runtime))
             self._pids = pids(runtime)
             return fixes if self.config.self_heal else 0
@@ -324,6 +351,7 @@ class Controller:
         self.state.services = [h.as_dict() for h in healths]
         self.state.lab_health = worst([h.health for h in healths]).value
         self.metrics.set_health({h.service: h.health.value for h in healths})
+        self._emit("health", services=self.state.services, lab_health=self.state.lab_health)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 
 def create_app(controller: Controller, settings: ApiSettings) -> Starlette:
-    routes: list[BaseRoute] = [*api.ROUTES, *webhook.ROUTES]
+    from blumeops.server.dashboard import pages
+
+    routes: list[BaseRoute] = [*api.ROUTES, *webhook.ROUTES, *pages.routes()]
     known = sorted({r.path for r in routes if isinstance(r, Route)})
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -51,4 +53,5 @@ def create_app(controller: Controller, settings: ApiSettings) -> Starlette:
     )
     app.router.redirect_slashes = False  # /api/status/ is not an endpoint
     app.state.context = ApiContext(controller, settings)
+    app.state.dashboard = pages.Dashboard(app.state.context)
     return app

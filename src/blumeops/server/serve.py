@@ -103,6 +103,7 @@ class ApiServer:
         """Stop accepting, let running requests finish, join the thread."""
         thread, self._thread = self._thread, None
         if thread is not None:
+            self.app.state.dashboard.live.close()  # live pages end, so nothing waits on them
             self._server.should_exit = True
             thread.join(self.limits.shutdown_timeout + 5)
             if thread.is_alive():

@@ -1,0 +1,72 @@
+"""Take every secret value of the lab out of text before it reaches a page.
+
+The values are resolved from the lab's own references (services, the controller's token
+and webhook secret, notification targets) plus the server's token and webhook secret. When
+they cannot be resolved, text that might hold them is withheld rather than shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+MASK = "[redacted]"
+
+
+class Redactor:
+    def __init__(self, values: Iterable[str], problem: str | None = None) -> None:
+        # Longest first, so a value that contains another is masked whole.
+        self.values = sorted({v for v in values if v}, key=len, reverse=True)
+        self.problem = problem  # why secrets could not be resolved (then: withhold)
+
+    def __call__(self, text: str) -> str:
+        for value in self.values:
+            text = text.replace(value, MASK)
+            stripped = value.strip()
+            if stripped and stripped != value:
+                text = text.replace(stripped, MASK)
+        return text
+
+    def with_values_of(self, older: Redactor | None) -> Redactor:
+        """Also mask what `older` masked: text made under the previous catalog may still
+        hold its secrets."""
+        if older is None:
+            return self
+        return Redactor([*self.values, *older.values], self.problem)
+
+    def lines(self, text: str) -> list[str]:
+        """Text for a page, or one line saying why it is withheld."""
+        if self.problem:
+            return [f"(withheld: the lab's secrets could not be resolved to redact them: "
+                    f"{self.problem})"]
+        return self(text).splitlines()
+
+
+def secret_refs(lab: Any) -> list[tuple[str, str]]:
+    """Every (name, reference) the catalog holds."""
+    refs: list[tuple[str, str]] = []
+    for name, svc in lab.services.items():
+        refs += [(f"{name}.{k}", s.ref) for k, s in svc.secrets.items()]
+    if lab.controller is not None:
+        for field in ("api_token", "webhook_secret"):
+            ref = getattr(lab.controller, field)
+            if ref:
+                refs.append((f"controller.{field}", ref))
+    notify = getattr(lab, "notify", None)
+    if notify is not None:
+        refs += [(f"notify.{n}", t.url) for n, t in notify.targets.items()
+                 if t.url.startswith(("vault:", "op://"))]
+    return refs
+
+
+def redactor_for(lab: Any, lab_dir: Path, extra: Iterable[str] = ()) -> Redactor:
+    from blumeops.secrets.errors import SecretError
+    from blumeops.secrets.resolve import resolve
+
+    refs = secret_refs(lab)
+    try:
+        values = resolve(refs, lab_dir) if refs else {}
+    except SecretError as exc:
+        return Redactor(extra, problem=str(exc).splitlines()[0][:200])
+    return Redactor([*values.values(), *extra])

@@ -1,0 +1,139 @@
+"""The dashboard's guards over HTTP, without a browser: who may read, who may act, the
+Host check, body limits, and live events. A real controller (git, SQLite) stands behind
+the real application; its followed commit is invalid, so no lab runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blumeops.engine.controller import Controller
+from blumeops.server.app import create_app
+from blumeops.server.auth import reads_need_token
+from blumeops.server.context import ApiSettings
+from blumeops.server.hosts import host_rules
+from server.serverlab import TOKEN, make_controller, serving
+
+OFF = "http://192.0.2.1:7300"  # a documentation address: the app runs in process only
+
+
+@pytest.fixture(name="controller")
+def controller_fixture(tmp_path: Path) -> Iterator[Controller]:
+    ctl = make_controller(tmp_path)
+    ctl.source.fetch()
+    yield ctl
+    ctl.stop()
+
+
+def off_loopback_client(ctl: Controller) -> httpx.AsyncClient:
+    settings = ApiSettings(token=TOKEN, webhook_secret="", hosts=host_rules(
+        ("192.0.2.1", 7300)), reads_need_token=reads_need_token("192.0.2.1"))
+    app = create_app(ctl, settings)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=OFF)
+
+
+def test_off_loopback_pages_need_a_login(controller: Controller) -> None:
+    async def run() -> None:
+        async with off_loopback_client(controller) as c:
+            for path in ("/", "/topology", "/history", "/service/web"):
+                r = await c.get(path)
+                assert r.status_code == 303 and r.headers["location"] == "/login", path
+            assert (await c.get("/live")).status_code == 401
+            bearer = {"Authorization": f"Bearer {TOKEN}"}
+            assert (await c.get("/", headers=bearer)).status_code == 200
+            # A login without Origin or from another site is refused; with ours it works.
+            form = {"token": TOKEN}
+            assert (await c.post("/login", data=form)).status_code == 403
+            evil = {"Origin": "http://evil.example"}
+            assert (await c.post("/login", data=form, headers=evil)).status_code == 403
+            ours = {"Origin": OFF}
+            bad = await c.post("/login", data={"token": "nope"}, headers=ours)
+            assert bad.status_code == 401 and "set-cookie" not in bad.headers
+            ok = await c.post("/login", data=form, headers=ours)
+            assert ok.status_code == 303
+            cookie = ok.headers["set-cookie"]
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie and TOKEN not in cookie
+            page = await c.get("/")
+            assert page.status_code == 200 and TOKEN not in page.text
+            assert "default-src 'none'" in page.headers["content-security-policy"]
+            assert page.headers["x-frame-options"] == "DENY"
+
+    asyncio.run(run())
+
+
+def test_actions_need_session_csrf_and_same_origin(controller: Controller) -> None:
+    async def run() -> None:
+        async with off_loopback_client(controller) as c:
+            ours = {"Origin": OFF}
+            r = await c.post("/actions/resume", data={"csrf": "x"}, headers=ours)
+            assert r.status_code == 401  # no session
+            await c.post("/login", data={"token": TOKEN}, headers=ours)
+            page = (await c.get("/")).text
+            csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            controller.set_paused(True)
+            r = await c.post("/actions/resume", data={"csrf": "wrong"}, headers=ours)
+            assert r.status_code == 403 and controller.state.paused
+            r = await c.post("/actions/resume", data={"csrf": csrf},
+                             headers={"Origin": "http://192.0.2.1:7301"})
+            assert r.status_code == 403 and controller.state.paused
+            r = await c.post("/actions/resume", data={"csrf": csrf, "back": "/\\evil.example"},
+                             headers={"Referer": OFF + "/history"})
+            assert r.status_code == 303 and not controller.state.paused
+            assert r.headers["location"] == "/?done=resume"  # never off this site
+            r = await c.post("/actions/rollback", data={"csrf": csrf, "revision": "nope"},
+                             headers=ours)
+            assert r.status_code == 400  # an unknown commit: refused, nothing paused
+            assert not controller.state.paused
+            big = await c.post("/login", content=b"token=" + b"x" * 10_000,
+                               headers={**ours, "Content-Type":
+                                        "application/x-www-form-urlencoded"})
+            assert big.status_code == 413
+
+    asyncio.run(run())
+
+
+def test_foreign_host_is_refused_on_pages(controller: Controller) -> None:
+    with serving(controller) as server:
+        port = server.address[1]
+        for path in ("/", "/live", "/history", "/static/style.css"):
+            r = httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Host": "evil.example"},
+                          timeout=5)
+            assert r.status_code == 421, path
+        assert httpx.get(f"{server.url}/static/style.css", timeout=5).status_code == 200
+
+
+def test_live_events_arrive_within_a_second_and_end_on_shutdown(
+        controller: Controller) -> None:
+    got: list[tuple[float, str]] = []
+    with serving(controller) as server:
+        ready = threading.Event()
+
+        def listen() -> None:
+            with httpx.stream("GET", f"{server.url}/live", timeout=30) as r:
+                assert r.headers["content-type"].startswith("text/event-stream")
+                for line in r.iter_lines():
+                    if line.startswith("retry:"):
+                        ready.set()
+                    if line.startswith("data:"):
+                        got.append((time.monotonic(), line))
+
+        t = threading.Thread(target=listen, daemon=True)
+        t.start()
+        assert ready.wait(5)
+        sent = time.monotonic()
+        controller.set_paused(True)  # a step the controller publishes
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got and got[0][0] - sent < 1.0, got
+        assert '"kind": "paused"' in got[0][1]
+        stopping = time.monotonic()
+    t.join(10)
+    assert not t.is_alive()
+    assert time.monotonic() - stopping < 3.0  # the open stream did not hold the shutdown
