@@ -85,8 +85,8 @@ def test_canary_secret_never_leaks(demo: DemoLab, tmp_path: Path) -> None:
 
 BROKEN = """  broken:
     native: box
-    description: Gets the secret, then fails at start
-    command: [python3, -c, "import sys; sys.exit(3)"]
+    description: Gets the secret, prints it to its own log, then fails at start
+    command: [python3, -c, "import os, sys; print('token', os.environ['API_TOKEN']); sys.exit(3)"]
     secrets: {API_TOKEN: "vault:demo/api-token"}
 """
 
@@ -123,12 +123,15 @@ def test_canary_never_leaks_from_a_running_controller(followed: Followed) -> Non
         assert CANARY not in text, path
     followed.stop()
     assert followed.log.read_text(), "the controller's own output is searched too"
-    # Files: state, logs, database, controller log, git clone: only the env files (0600).
+    # Files: state, logs, database, controller log, git clone: only the env files (0600),
+    # and the log the failing service wrote itself (blumeops quotes it only redacted).
     secrets = followed.state / "secrets"
     hits = files_containing(followed.root, CANARY.encode())
-    assert sorted(hits) == [secrets / "api.env", secrets / "broken.env"], hits
-    for path in hits:
+    assert sorted(hits) == [followed.state / "logs" / "broken.log", secrets / "api.env",
+                            secrets / "broken.env"], hits
+    for path in hits[1:]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(followed.state.stat().st_mode) == 0o700  # guards the service's log
 
 
 def test_canary_never_leaks_from_a_failed_cli_apply(demo: DemoLab) -> None:
@@ -142,6 +145,8 @@ def test_canary_never_leaks_from_a_failed_cli_apply(demo: DemoLab) -> None:
     assert report["ok"] is False
     for proc in outputs:
         assert CANARY not in proc.stdout + proc.stderr, proc.args
+    assert "[redacted]" in outputs[2].stdout  # its log is quoted, the token masked
     secrets = demo.state / "secrets"
     hits = files_containing(demo.root, CANARY.encode())
-    assert sorted(hits) == [secrets / "api.env", secrets / "broken.env"], hits
+    assert sorted(hits) == [demo.state / "logs" / "broken.log", secrets / "api.env",
+                            secrets / "broken.env"], hits

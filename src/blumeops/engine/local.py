@@ -271,6 +271,31 @@ class LocalRuntime:
         return r.ok, r.detail
 
     def _log_hint(self, service: str) -> str:
+        """The log's last lines, with the service's own secret values masked: this detail
+        reaches status, events, the state database and notifications."""
+        from blumeops.secrets.redact import Redactor
+
         lines = self.supervisor.tail_log(service, 5).strip().splitlines()
-        return " | ".join(lines[-5:]) if lines else "(log is empty)"
+        if not lines:
+            return "(log is empty)"
+        return Redactor(self._secret_values(service))(" | ".join(lines[-5:]))
+
+    def _secret_values(self, service: str) -> list[str]:
+        """What the service was given: its 0600 env file and its file secrets."""
+        import contextlib
+        import json
+
+        from blumeops.secrets.envfile import EnvFileError, read_env_file
+
+        values: list[str] = []
+        with contextlib.suppress(EnvFileError):
+            values += read_env_file(self.supervisor.env_path(service)).values()
+        try:
+            index = json.loads((self.state_dir / "secrets" / "files.json").read_text())
+            for key, path in index.items():
+                if key.startswith(f"{service}:"):
+                    values.append(Path(path).read_text())
+        except (OSError, ValueError):
+            pass
+        return values
 
