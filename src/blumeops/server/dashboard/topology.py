@@ -122,7 +122,7 @@ def render_svg(lab: Any, health: dict[str, str]) -> str:
                                 f'<path d="M{ax},{ay + mid} C{ax - 40},{ay + mid} '
                                 f'{bx - 40},{by + mid} {bx},{by + mid}" class="grant" '
                                 'fill="none" marker-end="url(#arrow)"/>')
-                legend_grants.append(f"{src} → {dst} ({', '.join(g.ip)})")
+                legend_grants.append(f"{src} → {dst} ({', '.join(g.ip or ['app'])})")
     height = 40 + rows * ROW + 18 * len(legend_grants)
     legend = "".join(f'<text x="{COL_X[0]}" y="{30 + rows * ROW + 18 * i}" class="sub">'
                      f"grant {escape(t)}</text>" for i, t in enumerate(legend_grants))
