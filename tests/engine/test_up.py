@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from demolab import DemoLab, demo_fixture, free_port, lab_pids, reap  # noqa: F401 (fixture)
 from test_controller import NEW_SERVICE
@@ -49,6 +50,39 @@ def test_up_detach_then_down(demo: DemoLab) -> None:
     assert down.returncode == 0, down.stderr
     assert "caddy" in down.stdout
     wait_until(lambda: not lab_pids(str(demo.root)), 10, "every lab process to exit")
+
+
+def test_up_detach_in_git_keeps_the_loop_and_dashboard_until_down(demo: DemoLab) -> None:
+    """The `make demo` path for a lab in git: the loop follows the branch in the background,
+    serving the API and the dashboard, reading the vault beside the working tree (it is not
+    committed), and `down` stops the loop before the lab."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (demo.lab / ".gitignore").write_text("vault.age\nvault.recipients\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "lab"]):
+        subprocess.run([*git, *args], cwd=demo.lab, check=True, capture_output=True)
+    port = free_port()
+    up = demo.cli("up", "--detach", "--listen", f"127.0.0.1:{port}", timeout=90)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"dashboard and API: http://127.0.0.1:{port}/" in up.stderr
+    loop = int((demo.state / "up.pid").read_text())
+
+    def status() -> dict[str, object]:
+        return httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).json()  # type: ignore[no-any-return]
+
+    wait_until(lambda: status()["applied"] and status()["sync_state"] == "idle", 60,
+               "the loop's first sync")
+    assert status()["last_errors"] == [] and status()["health"] == "Healthy", status()
+    page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+    assert page.status_code == 200 and "Healthy" in page.text
+    down = demo.cli("down")
+    assert down.returncode == 0, down.stderr
+    assert "background loop" in down.stderr
+    wait_until(lambda: not lab_pids(str(demo.root)), 15, "every lab process to exit")
+    from blumeops.drivers.process import pid_alive
+
+    assert not pid_alive(loop)  # gone (or a zombie its reaper has not collected yet)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=2)
 
 
 def test_up_no_git_applies_the_working_tree(demo: DemoLab) -> None:

@@ -284,7 +284,10 @@ def up(lab: Path | None, state_dir: Path | None, detach: bool, interval: float, 
             report = run_apply(s, True, output)
             healths = report.health if report is not None else []
             bad = [h for h in healths if h.health in (Health.degraded, Health.missing)]
-            raise SystemExit(0 if (report is None or report.ok) and not bad else 1)
+            ok = (report is None or report.ok) and not bad
+            if ok and not no_git:
+                _detach_loop(s, interval, listen)
+            raise SystemExit(0 if ok else 1)
     if not no_git and follow_git(lab, state_dir, interval, listen):
         return
     with session(lab, state_dir) as s:
@@ -297,6 +300,18 @@ def up(lab: Path | None, state_dir: Path | None, detach: bool, interval: float, 
         click.echo("\nstopping the lab", err=True)
         with session(lab, state_dir) as s:
             stop_lab(s)
+
+
+def _detach_loop(s: Session, interval: float, listen: str) -> None:
+    """A lab in git keeps its loop (and the API and dashboard) in the background."""
+    from blumeops.commands.background import start_loop
+    from blumeops.source.git import work_tree_of
+
+    if work_tree_of(s.runtime.lab_file.resolve()) is None:
+        return
+    pid = start_loop(s.runtime.lab_file, s.state_dir, interval, listen)
+    click.echo(f"following its git branch in the background (pid {pid}); dashboard and "
+               f"API: http://{listen}/; `blumeops down` stops both", err=True)
 
 
 def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
@@ -322,7 +337,8 @@ def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
                    err=True)
     config = ControllerConfig(source_url=str(tree.root), branch=tree.branch,
                               lab_path=tree.lab_path, state_dir=s.state_dir,
-                              interval=interval)
+                              interval=interval,
+                              vault_dir=s.runtime.lab_file.resolve().parent)
     ctl = Controller(config, on_sync=lambda c, d, ok: click.echo(
         f"synced {c[:12]} in {d:.2f}s: {'ok' if ok else 'with errors'}", err=True))
     attach_notifier(ctl)
@@ -394,7 +410,13 @@ def _stop_lab(s: Session) -> list[str]:
 @OUTPUT_OPTION
 def down(lab: Path | None, state_dir: Path | None, output: str) -> None:
     """Stop every service, Caddy and supervisord, leaving no process behind."""
+    from blumeops.commands.background import stop_loop
+
     with session(lab, state_dir, tolerate_invalid=True) as s:
+        looped = stop_loop(s.state_dir)  # first: it would heal what we stop
+        if looped:
+            click.echo("stopped the background loop of `up --detach` (it stops the lab "
+                       "as it exits)", err=True)
         if s.store_error is not None:
             click.echo(f"warning: {s.store_error}; stopping what runs anyway", err=True)
         stopped = stop_lab(s)
@@ -402,7 +424,9 @@ def down(lab: Path | None, state_dir: Path | None, output: str) -> None:
     if output == "json":
         emit_json({"stopped": stopped, "unreachable": unreachable})
     else:
-        click.echo(f"Stopped: {', '.join(stopped)}" if stopped else "Nothing was running.")
+        click.echo(f"Stopped: {', '.join(stopped)}" if stopped else
+                   "Stopped the background loop and the lab with it." if looped else
+                   "Nothing was running.")
     if unreachable:
         raise SystemExit(1)
 

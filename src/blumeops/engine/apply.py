@@ -73,7 +73,7 @@ def prepare(runtime: LocalRuntime, store: Store) -> Prepared:
         key = load_or_create_key(runtime.state_dir)
         for res in needs_secrets:
             try:
-                values = resolve(res.secret_refs, runtime.lab_dir)
+                values = resolve(res.secret_refs, runtime.secrets_dir)
             except SecretError as exc:
                 errors[res.service or res.id] = str(exc)
                 continue

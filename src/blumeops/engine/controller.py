@@ -42,6 +42,9 @@ class ControllerConfig:
     self_heal: bool = True
     prune: bool = True
     heal_interval: float | None = None  # default: the fetch interval
+    # Where `vault:` secrets are read: `up` on your own checkout reads the vault beside
+    # your working tree's lab (it is often not committed); None: beside the commit's lab.
+    vault_dir: Path | None = None
 
 
 @dataclass
@@ -234,7 +237,7 @@ class Controller:
             # Before apply: listeners learn the new catalog (its secrets, to redact what
             # the apply reports) before any health of it is published.
             self._emit("catalog", commit=commit, lab=result.lab,
-                       lab_dir=self._lab_file(live_root).parent)
+                       lab_dir=self.config.vault_dir or self._lab_file(live_root).parent)
             report = self._apply(commit, info, live_root)
             from blumeops.delivery.hook import after_sync  # the cluster's deploy branch
 
@@ -278,7 +281,10 @@ class Controller:
             if result.lab is None:
                 return None
             self._spec = runtime_spec(result.lab, result.path.name, result.files)
-        return LocalRuntime(self._spec, lab_file, self.state_dir)
+        runtime = LocalRuntime(self._spec, lab_file, self.state_dir)
+        if self.config.vault_dir is not None:
+            runtime.secrets_dir = self.config.vault_dir
+        return runtime
 
     def _apply(self, commit: str, info: Any, live_root: Path) -> Any:
         from blumeops.engine.apply import apply, final_health, prepare

@@ -49,6 +49,7 @@ class LocalRuntime:
         self.spec = spec
         self.lab_file = lab_file
         self.lab_dir = lab_file.parent.resolve()
+        self.secrets_dir = self.lab_dir  # where vault.age is read (see ControllerConfig)
         self.state_dir = state_dir
         self.local_hosts = list(spec.local_hosts)
         self._supervisor: SupervisorDriver | None = None
