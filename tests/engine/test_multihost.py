@@ -224,3 +224,58 @@ def test_a_host_that_contradicts_the_catalog_is_not_applied(multihost: MultiLab)
     # The others are applied; web, which depends on data's store, does not start.
     assert services(multihost)["status"]["health"] == "Healthy"
     assert "depends on store" in out.stderr
+
+
+def test_the_controller_notifies_once_when_a_host_drops_and_once_when_it_is_back(
+        multihost: MultiLab) -> None:
+    """host-unreachable through a real Apprise json:// target to a loopback receiver."""
+    import sys
+
+    import httpx
+    from controllerlab import GIT, wait_for
+    from demolab import free_port
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "notify"))
+    from receiver import Receiver
+
+    hook = Receiver()
+    repo = multihost.lab
+    text = (repo / "lab.yaml").read_text()
+    target = f'hook: {{url: "json://127.0.0.1:{hook.port}/lab", events: [host-unreachable]}}'
+    (repo / "lab.yaml").write_text(text.replace(
+        "\nhosts:\n", f"\nnotify:\n  targets:\n    {target}\n\nhosts:\n", 1))
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "lab"]):
+        subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True)
+    api = f"127.0.0.1:{free_port()}"
+    log = (multihost.root / "controller.log").open("a")
+    proc = subprocess.Popen([*multihost.command("controller"), "--source", str(repo),
+                             "--listen", api, "--interval", "1",
+                             "--state-dir", str(multihost.state)],
+                            env=multihost.env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=multihost.root)
+
+    def healthy() -> bool:
+        try:
+            got = httpx.get(f"http://{api}/api/status", timeout=5).json()["services"]
+        except (httpx.HTTPError, ValueError):
+            return False
+        return len(got) == 3 and {s["health"] for s in got} == {"Healthy"}
+
+    try:
+        wait_for(healthy, 60, "every host applied by the controller")
+        assert hook.titles() == []  # reachable hosts are news to nobody
+        multihost.host("app").stop()
+        wait_for(lambda: any("host app is unreachable" in t for t in hook.titles()), 30,
+                 "the host-unreachable notice")
+        multihost.host("app").start()
+        wait_for(lambda: any("host app is reachable again" in t for t in hook.titles()), 30,
+                 "the recovery notice")
+        time.sleep(3)  # more heal passes: no repeats
+        titles = hook.titles()
+        assert len([t for t in titles if "unreachable" in t]) == 1, titles
+        assert len([t for t in titles if "reachable again" in t]) == 1, titles
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+        hook.close()

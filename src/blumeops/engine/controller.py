@@ -297,7 +297,7 @@ class Controller:
                        author=info.author if info else None,
                        message=info.subject if info else None)
         report.health = final_health(runtime)
-        self._record_health(report.health)
+        self._record_health(report.health, runtime)
         return report
 
     def _finish_failed(self, commit: str, started: float, errors: list[dict[str, Any]],
@@ -347,17 +347,23 @@ class Controller:
             if (fixes and self.config.self_heal) or restarted:
                 self._emit("drift-healed", resources=[c.id for c in prepared.plan.pending],
                            restarted=sorted(r[0] for r in restarted))
-            self._record_health(final_health(runtime))
+            self._record_health(final_health(runtime), runtime)
             self._pids = pids(runtime)
             return fixes if self.config.self_heal else 0
 
-    def _record_health(self, healths: list[Any]) -> None:
+    def _record_health(self, healths: list[Any], runtime: Any) -> None:
         from blumeops.engine.health import worst
 
         self.state.services = [h.as_dict() for h in healths]
         self.state.lab_health = worst([h.health for h in healths]).value
         self.metrics.set_health({h.service: h.health.value for h in healths})
         self._emit("health", services=self.state.services, lab_health=self.state.lab_health)
+        # Each remote host, every pass: notifications turn the changes into one notice.
+        down = runtime.unreachable()
+        for session in runtime.unique_sessions():
+            if session.remote:
+                self._emit("host-unreachable" if session.name in down else "host-reachable",
+                           host=session.name, detail=down.get(session.name, ""))
 
     # -- reading ----------------------------------------------------------------------------
 
