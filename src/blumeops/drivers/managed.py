@@ -10,7 +10,8 @@ service's probe), and the health table after a no-op apply reuses it. That needs
 manager's mode (system or user units; launchd's `system` or `gui/UID` domain), which
 depends on the SSH user: it is kept from the host's last facts on this machine
 (`STATE/facts/HOST.json`), so only a first contact, or a changed SSH user, pays one more
-round trip.
+round trip. That file also keeps the units applied under a declared name (`names:`), so
+one dropped from the catalog is still found on the host and removed.
 
 The unit file name and Label are taken from the rendered resource's path, so the manager
 names a unit exactly as the renderer did (including a service's `names:`).
@@ -58,6 +59,9 @@ class UnitDriver(Driver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Units this machine applied under a declared name (`names:`): found again on the
+        # host when the service leaves the catalog.
+        self._declared: dict[str, str] = {}
         self._mode: Mode | None = self._cached_mode()
         self._manager: Any = None
         self._pending: tuple[Batch, Parser, list[str], int] | None = None
@@ -73,6 +77,10 @@ class UnitDriver(Driver):
             base = posixpath.basename(res.path)
             out[res.name] = base.removesuffix(self.suffix) if self.suffix == ".plist" else base
         return out
+
+    def all_units(self) -> dict[str, str]:
+        """The catalog's units and those applied earlier under a declared name."""
+        return {**self._declared, **self.units()}
 
     def make_manager(self, user: str, uid: int | None) -> Any:
         raise NotImplementedError
@@ -108,14 +116,30 @@ class UnitDriver(Driver):
             return None
         if not isinstance(data, dict) or data.get("ssh") != self.ctx.host.ssh:
             return None
+        declared = data.get(self.kind)
+        if isinstance(declared, dict):
+            self._declared = {str(k): str(v) for k, v in declared.items()}
         uid = data.get("uid")
         return str(data.get("user", "")), uid if isinstance(uid, int) else None
 
-    def _remember(self, facts: HostFacts) -> None:
+    def _save(self) -> None:
+        """Keep the mode and the declared unit names for the next run (this machine)."""
+        if self._mode is None:
+            return
         path = self._cache_path()
+        data: dict[str, Any] = {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            pass
+        if not isinstance(data, dict) or data.get("ssh") != self.ctx.host.ssh:
+            data = {}
+        data.update(ssh=self.ctx.host.ssh, user=self._mode[0], uid=self._mode[1])
+        data[self.kind] = dict(sorted(self._declared.items()))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({"ssh": self.ctx.host.ssh, "user": facts.user, "uid": facts.uid}, f)
+            json.dump(data, f)
         os.replace(path + ".tmp", path)
 
     def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
@@ -169,7 +193,7 @@ class UnitDriver(Driver):
             if self._mode is not None:
                 self._pending = None  # observed in the wrong mode: ask again
             self._mode, self._manager = (facts.user, facts.uid), None
-            self._remember(facts)
+            self._save()
         listed: dict[str, str] = dict(answers[0].get("files", {})) if answers else {}
         names = sorted(self.units())
         if self._pending is not None:
@@ -181,22 +205,21 @@ class UnitDriver(Driver):
                                     result.results[first:], strict=True))
         else:
             # First contact: one more trip, now that the mode is known.
-            listed = self._list()
-            self._states, self._probes = self._look(names, self._probe_ops(self._hosted()))
+            self._states, self._probes, listed = self._look(
+                names, self._probe_ops(self._hosted()), listing=True)
         return self._live(listed)
 
-    def _list(self) -> dict[str, str]:
-        assert self.ctx.transport is not None
-        got = self.ctx.transport.call({"op": "list", "dir": self._unit_dir(),
-                                       "suffix": self.suffix})
-        return dict(got.get("files", {}))
-
-    def _look(self, names: list[str], probes: Mapping[str, JSON]
-              ) -> tuple[dict[str, UnitState], dict[str, JSON]]:
-        """The units' states and these probes, in one round trip."""
+    def _look(self, names: list[str], probes: Mapping[str, JSON], listing: bool = False
+              ) -> tuple[dict[str, UnitState], dict[str, JSON], dict[str, str]]:
+        """The units' states, these probes (and the unit dir's files), in one round trip."""
         batch, parse, first = self._batch(names, probes)
+        if listing:
+            batch.ops.append({"op": "list", "dir": self._unit_dir(), "suffix": self.suffix})
+            batch.argvs.append(())
         result = batch.send(self.transport) if len(batch) else BatchResult(batch, [])
-        return parse(result), dict(zip(probes, result.results[first:], strict=True))
+        answers = result.results[first:len(batch) - listing]
+        listed = dict(result.results[-1].get("files", {})) if listing else {}
+        return parse(result), dict(zip(probes, answers, strict=True)), listed
 
     def _live(self, listed: Mapping[str, str]) -> dict[str, Live]:
         desired = {r.name: r for r in self.resources}
@@ -227,6 +250,10 @@ class UnitDriver(Driver):
         return live
 
     def _service_of(self, stem: str) -> str:
+        """The service a unit file on the host belongs to; "" when it is not blumeops's."""
+        for name, unit in self.all_units().items():
+            if unit.removesuffix(self.suffix) == stem:
+                return name
         return stem.removeprefix(self.default_prefix) if stem.startswith(
             self.default_prefix) else ""
 
@@ -240,6 +267,17 @@ class UnitDriver(Driver):
         remove = [c.name for c in changes if c.desired is None]
         values = {c.name: dict(secrets[c.id]) for c in changes if c.id in secrets}
         errors = self.manager.apply(upsert, restart, remove, secrets=values)
+        units = self.units()
+        declared = dict(self._declared)
+        for name in upsert:
+            if not units[name].startswith(self.default_prefix):
+                declared[name] = units[name]
+        for name in remove:
+            if name not in errors:
+                declared.pop(name, None)
+        if declared != self._declared:
+            self._declared = declared
+            self._save()
         ids = {c.name: c.id for c in changes}
         return {ids.get(name, name): str(error) for name, error in errors.items()}
 
@@ -254,7 +292,7 @@ class UnitDriver(Driver):
         if cached is not None and not started and set(self._states) >= set(mine):
             states, probed = self._states, cached  # observed this run, nothing changed since
         else:
-            states, probed = self._look(sorted(self.units()), self._probe_ops(mine))
+            states, probed, _ = self._look(sorted(self.units()), self._probe_ops(mine))
             self._states = states
         out = {}
         where = f"on {self.ctx.name}"
@@ -308,7 +346,7 @@ class SystemdDriver(UnitDriver):
 
         # System units for root; user units (`systemctl --user`) for anyone else.
         return SystemdManager(self.transport, user_mode=user != "root" or _as_user(),
-                              units=self.units())
+                              units=self.all_units())
 
     def _unit_dir(self) -> str:
         return str(self.manager.unit_dir)
@@ -336,7 +374,7 @@ class LaunchdDriver(UnitDriver):
             domain = f"gui/{uid}"  # the SSH user's LaunchAgents
         else:
             raise ValueError(f"host {self.ctx.name} did not say its SSH user's uid")
-        return LaunchdManager(self.transport, domain=domain, labels=self.units())
+        return LaunchdManager(self.transport, domain=domain, labels=self.all_units())
 
     def _unit_dir(self) -> str:
         return str(self.manager.plist_dir)
