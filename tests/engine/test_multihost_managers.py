@@ -278,6 +278,16 @@ def test_apply_drives_systemd_and_launchd_doubles_over_ssh(units: UnitLab) -> No
             and not p.is_socket() and CANARY.encode() in p.read_bytes()]
     assert hits == [env_file]
 
+    # `down` stops and removes what is left, secrets included.
+    units.forget()
+    down = units.cli("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert only(units.calls("linbox")) == [
+        ["--user", "disable", "--now", "blumeops-api.service"], ["--user", "daemon-reload"]]
+    assert only(units.calls("mac")) == [["bootout", "gui/0/me.blumeops.agent"]]
+    assert list(user_units.iterdir()) == [] and list(agents.iterdir()) == []
+    assert not env_file.exists()
+
 
 def test_the_catalog_arch_is_checked_over_ssh(units: UnitLab) -> None:
     """`arch:` reaches the facts check of the engine's remote session."""

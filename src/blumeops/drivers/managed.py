@@ -330,6 +330,22 @@ class UnitDriver(Driver):
     def pids(self) -> dict[str, int | None]:
         return {n: st.pid for n, st in self._states.items()}
 
+    # -- down ------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop and remove every blumeops unit on the host (its secrets too)."""
+        got = self.transport.call({"op": "list", "dir": self._unit_dir(),
+                                   "suffix": self.suffix})
+        names = sorted({self._service_of(f) for f in got.get("files", {})} - {""})
+        if not names:
+            return []
+        errors = self.manager.apply({}, remove=names)
+        for name in names:
+            if name not in errors:
+                self._declared.pop(name, None)
+        self._save()
+        return [f"{self.ctx.name}: {n}" for n in names if n not in errors]
+
 
 def _as_user() -> bool:
     return os.environ.get(AS_USER_ENV, "") in ("1", "yes", "true")
