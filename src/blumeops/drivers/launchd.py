@@ -72,22 +72,28 @@ class LaunchdManager:
     """Drives the `me.blumeops.NAME` jobs of one launchd domain."""
 
     def __init__(self, transport: Transport, *, domain: str, plist_dir: str | None = None,
-                 state_dir: str = render.STATE_DIR) -> None:
+                 state_dir: str = render.STATE_DIR,
+                 labels: Mapping[str, str] | None = None) -> None:
         # plist_dir/state_dir: only for tests and odd layouts; the defaults are launchd's
         # and the renderer's.
         if not DOMAIN.match(domain):
             raise ValueError(f"not a launchd domain: {domain!r} (system, gui/UID, user/UID)")
         self.transport = transport
+        self.labels = dict(labels or {})  # service -> Label the catalog declares (`names:`)
         self.domain = domain
         self.plist_dir = plist_dir or (DAEMON_DIR if domain == "system" else AGENT_DIR)
         self.state_dir = state_dir
         self.home = "~"  # the SSH user's home, learnt from the first observation
 
+    def label(self, name: str) -> str:
+        """The service's job Label, as the renderer names it."""
+        return self.labels.get(name) or render.label(name)
+
     def unit_path(self, name: str) -> str:
-        return f"{self.plist_dir}/{render.label(name)}.plist"
+        return f"{self.plist_dir}/{self.label(name)}.plist"
 
     def target(self, name: str) -> str:
-        return f"{self.domain}/{render.label(name)}"
+        return f"{self.domain}/{self.label(name)}"
 
     def _print(self, batch: Batch, names: Sequence[str]) -> list[int]:
         return [batch.run(["launchctl", "print", self.target(n)], timeout=30) for n in names]
@@ -132,16 +138,16 @@ class LaunchdManager:
             try:
                 parsed[name] = plistlib.loads(text.encode())
             except Exception as exc:  # plistlib raises several types for bad input
-                plan.errors[name] = f"{render.label(name)}: not a valid plist ({exc})"
+                plan.errors[name] = f"{self.label(name)}: not a valid plist ({exc})"
                 continue
             found = parsed[name].get("Label") if isinstance(parsed[name], dict) else None
-            if found != render.label(name):
+            if found != self.label(name):
                 plan.errors[name] = (f"service {name}: the plist's Label is {found!r}, "
-                                     f"expected {render.label(name)!r}")
+                                     f"expected {self.label(name)!r}")
                 del parsed[name]
         support = {n: p for n in parsed if (p := secret_paths(parsed[n]))}
         for name in [n for n in parsed if secrets.get(n) and n not in support]:
-            plan.errors[name] = (f"{render.label(name)} has secrets but does not run "
+            plan.errors[name] = (f"{self.label(name)} has secrets but does not run "
                                  "through the secrets wrapper")
             del parsed[name]  # left untouched: nothing half-applied
         batch = Batch()
@@ -270,7 +276,7 @@ class LaunchdManager:
         for name in parsed:
             st = states.get(name)
             if st is not None and not st.running and st.state != "spawn scheduled":
-                out[name] = f"{render.label(name)} is {st.state}" + (
+                out[name] = f"{self.label(name)} is {st.state}" + (
                     f" ({st.detail})" if st.detail else "")
         return out
 

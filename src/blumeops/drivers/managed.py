@@ -1,158 +1,403 @@
 """`systemd@HOST` and `launchd@HOST`: the engine's protocol over a unit manager.
 
-The unit managers (drivers/systemd.py, drivers/launchd.py) speak units: `observe(names)
--> {name: UnitState}` in one round trip, `apply(upsert, restart, remove) -> errors` and
-`unit_path(name)`. This adapter turns the engine's `Change`s into those calls and a
-`UnitState` into `Live` and `ServiceHealth`, so each manager takes one registry line.
-The manager class is found by name when a host first uses it.
+The unit managers (drivers/systemd.py, drivers/launchd.py) speak units: one batch of
+unit-file hashes plus the manager's own view (`systemctl show`, `launchctl print`), and
+`apply(upsert, restart, remove, secrets=)`. This adapter turns the engine's `Change`s into
+those calls and a `UnitState` into `Live` and `ServiceHealth`.
+
+Round trips: the manager's observation rides in the host's one observe batch (with each
+service's probe), and the health table after a no-op apply reuses it. That needs the
+manager's mode (system or user units; launchd's `system` or `gui/UID` domain), which
+depends on the SSH user: it is kept from the host's last facts on this machine
+(`STATE/facts/HOST.json`), so only a first contact, or a changed SSH user, pays one more
+round trip. That file also keeps the units applied under a declared name (`names:`), so
+one dropped from the catalog is still found on the host and removed.
+
+The unit file name and Label are taken from the rendered resource's path, so the manager
+names a unit exactly as the renderer did (including a service's `names:`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
+import json
+import os
+import posixpath
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.units import Batch, BatchResult, UnitState
 from blumeops.engine.health import Health
 from blumeops.engine.plan import Change, Live
 
 if TYPE_CHECKING:
+    from blumeops.drivers.launchd import LaunchdManager
+    from blumeops.drivers.systemd import SystemdManager
     from blumeops.engine.local import ServiceHealth
-    from blumeops.transports.types import JSON
+    from blumeops.transports.base import Transport
+    from blumeops.transports.types import JSON, HostFacts
 
-RUNNING = {"active", "running", "activating", "reloading"}
+# Tests only: user units / the gui domain even for a root SSH user, so a test host's
+# units land under its own HOME, never in this machine's /etc or /Library.
+AS_USER_ENV = "BLUMEOPS_UNITS_AS_USER"
+PROGRESSING = {"activating", "reloading", "deactivating", "spawn scheduled"}
+
+Mode = tuple[str, int | None]  # (SSH user, its uid)
+Parser = Callable[[BatchResult], dict[str, UnitState]]
 
 
 class UnitDriver(Driver):
-    """A service manager reached through `manager(transport, option)`."""
+    """A service manager driven through one of the unit managers."""
 
     order = 30
     manages_services = True
-    manager_ref: ClassVar[str]  # "module:Class"
     unit_kind: ClassVar[str]  # the resource kind its renderer makes
-    manager_option: ClassVar[Any] = None
+    suffix: ClassVar[str]  # of unit files in the manager's directory
+    default_prefix: ClassVar[str]  # of unit files blumeops names by default
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Units this machine applied under a declared name (`names:`): found again on the
+        # host when the service leaves the catalog.
+        self._declared: dict[str, str] = {}
+        self._mode: Mode | None = self._cached_mode()
         self._manager: Any = None
-        self._states: dict[str, Any] = {}
+        self._pending: tuple[Batch, Parser, list[str], int] | None = None
+        self._states: dict[str, UnitState] = {}
+        self._probes: dict[str, JSON] | None = None  # from the observe trip, until used
+
+    # -- the manager -----------------------------------------------------------------
+
+    def units(self) -> dict[str, str]:
+        """Service -> its unit file name (systemd) or Label (launchd), as rendered."""
+        out = {}
+        for res in self.resources:
+            base = posixpath.basename(res.path)
+            out[res.name] = base.removesuffix(self.suffix) if self.suffix == ".plist" else base
+        return out
+
+    def all_units(self) -> dict[str, str]:
+        """The catalog's units and those applied earlier under a declared name."""
+        return {**self._declared, **self.units()}
+
+    def make_manager(self, user: str, uid: int | None) -> Any:
+        raise NotImplementedError
+
+    @property
+    def transport(self) -> Transport:
+        assert self.ctx.transport is not None, "unit managers are reached over a transport"
+        return self.ctx.transport
 
     @property
     def manager(self) -> Any:
         if self._manager is None:
-            module, _, name = self.manager_ref.partition(":")
-            cls = getattr(importlib.import_module(module), name)
-            self._manager = cls(self.ctx.transport, self.option())
+            if self._mode is None:
+                facts = self._facts()
+                self._mode = (facts.user, facts.uid)
+            self._manager = self.make_manager(*self._mode)
         return self._manager
 
-    def option(self) -> Any:
-        return self.manager_option
+    def _facts(self) -> HostFacts:
+        if self.ctx.facts is None:
+            assert self.ctx.transport is not None
+            self.ctx.facts = self.ctx.transport.facts()
+        return self.ctx.facts
 
-    def _names(self) -> list[str]:
-        return sorted({r.name for r in self.resources})
+    def _cache_path(self) -> str:
+        return str(self.ctx.state_dir / "facts" / f"{self.ctx.name}.json")
+
+    def _cached_mode(self) -> Mode | None:
+        try:
+            with open(self._cache_path(), encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("ssh") != self.ctx.host.ssh:
+            return None
+        declared = data.get(self.kind)
+        if isinstance(declared, dict):
+            self._declared = {str(k): str(v) for k, v in declared.items()}
+        uid = data.get("uid")
+        return str(data.get("user", "")), uid if isinstance(uid, int) else None
+
+    def _save(self) -> None:
+        """Keep the mode and the declared unit names for the next run (this machine)."""
+        if self._mode is None:
+            return
+        path = self._cache_path()
+        data: dict[str, Any] = {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            pass
+        if not isinstance(data, dict) or data.get("ssh") != self.ctx.host.ssh:
+            data = {}
+        data.update(ssh=self.ctx.host.ssh, user=self._mode[0], uid=self._mode[1])
+        data[self.kind] = dict(sorted(self._declared.items()))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(path + ".tmp", path)
+
+    def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
+        """Add the manager's observation of `names` to `batch`; how to read its answer."""
+        raise NotImplementedError
+
+    # -- observe ---------------------------------------------------------------------
+
+    def _hosted(self) -> list[str]:
+        return sorted(n for n, s in self.ctx.spec.services.items() if s.host == self.ctx.name
+                      and n in self.units())
+
+    def _probe_ops(self, names: Sequence[str]) -> dict[str, JSON]:
+        ops = {}
+        for name in names:
+            svc = self.ctx.spec.services.get(name)
+            if svc is None or svc.probe is None or svc.probe.kind == "command" \
+                    or not svc.probe.port:
+                continue
+            ops[name] = {"op": "probe", "kind": svc.probe.kind, "host": svc.address,
+                         "port": svc.probe.port, "path": svc.probe.path,
+                         "timeout": svc.probe.timeout}
+        return ops
+
+    def _batch(self, names: list[str], probes: Mapping[str, JSON]
+               ) -> tuple[Batch, Parser, int]:
+        batch = Batch()
+        parse = self._observation(self.manager, batch, names)
+        first_probe = len(batch)
+        for op in probes.values():
+            batch.ops.append(op)
+            batch.argvs.append(())
+        return batch, parse, first_probe
+
+    def observe_ops(self) -> list[JSON]:
+        if self._mode is None:
+            return []  # first contact: the manager observes once the facts are known
+        ops: list[JSON] = [{"op": "list", "dir": self._unit_dir(), "suffix": self.suffix}]
+        names = sorted(self.units())
+        batch, parse, first = self._batch(names, self._probe_ops(self._hosted()))
+        self._pending = (batch, parse, names, first)
+        return [*ops, *batch.ops]
+
+    def _unit_dir(self) -> str:
+        """Where the manager keeps unit files (the mode must be known)."""
+        raise NotImplementedError
 
     def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
-        self._states = dict(self.manager.observe(self._names()))
+        facts = self.ctx.facts
+        if facts is not None and (self._mode is None or self._mode != (facts.user, facts.uid)):
+            if self._mode is not None:
+                self._pending = None  # observed in the wrong mode: ask again
+            self._mode, self._manager = (facts.user, facts.uid), None
+            self._save()
+        listed: dict[str, str] = dict(answers[0].get("files", {})) if answers else {}
+        names = sorted(self.units())
+        if self._pending is not None:
+            batch, parse, names, first = self._pending
+            self._pending = None
+            result = BatchResult(batch, list(answers[1:]))
+            self._states = parse(result)
+            self._probes = dict(zip(self._probe_ops(self._hosted()),
+                                    result.results[first:], strict=True))
+        else:
+            # First contact: one more trip, now that the mode is known.
+            self._states, self._probes, listed = self._look(
+                names, self._probe_ops(self._hosted()), listing=True)
+        return self._live(listed)
+
+    def _look(self, names: list[str], probes: Mapping[str, JSON], listing: bool = False
+              ) -> tuple[dict[str, UnitState], dict[str, JSON], dict[str, str]]:
+        """The units' states, these probes (and the unit dir's files), in one round trip."""
+        batch, parse, first = self._batch(names, probes)
+        if listing:
+            batch.ops.append({"op": "list", "dir": self._unit_dir(), "suffix": self.suffix})
+            batch.argvs.append(())
+        result = batch.send(self.transport) if len(batch) else BatchResult(batch, [])
+        answers = result.results[first:len(batch) - listing]
+        listed = dict(result.results[-1].get("files", {})) if listing else {}
+        return parse(result), dict(zip(probes, answers, strict=True)), listed
+
+    def _live(self, listed: Mapping[str, str]) -> dict[str, Live]:
         desired = {r.name: r for r in self.resources}
-        live: dict[str, Live] = {}
-        differs = []
-        for name, st in self._states.items():
-            if not st.exists:
+        units = self.units()
+        bodies: dict[str, str] = {}
+        read: dict[str, str] = {}  # name -> path, for a readable diff
+        for name, unit in self._states.items():
+            if not unit.exists:
                 continue
-            res = desired.get(name)
-            if res is not None and st.sha256 == hashlib.sha256(res.body.encode()).hexdigest():
-                live[f"{self.target}/{res.kind}/{name}"] = self._live(res.body, st)
+            if unit.sha256 == hashlib.sha256(desired[name].body.encode()).hexdigest():
+                bodies[name] = desired[name].body
             else:
-                differs.append(name)
-        if differs and self.ctx.transport is not None:
-            paths = {n: self.manager.unit_path(n) for n in differs}
-            got = self.ctx.transport.call({"op": "read", "paths": list(paths.values())})
-            for name, path in paths.items():
-                kind = desired[name].kind if name in desired else self.unit_kind
-                live[f"{self.target}/{kind}/{name}"] = self._live(
-                    got["contents"].get(path) or "", self._states[name])
+                read[name] = self.manager.unit_path(name)
+        # Units of services dropped from the catalog: blumeops's own names on the host.
+        on_host = {self._service_of(f): f for f in listed}
+        gone = {n: f for n, f in on_host.items() if n and n not in units}
+        directory = self._unit_dir()
+        read.update({n: f"{directory}/{f}{self.suffix}" for n, f in gone.items()})
+        if read and self.ctx.transport is not None:
+            got = self.ctx.transport.call({"op": "read", "paths": list(read.values())})
+            bodies.update({n: got["contents"].get(p) or "" for n, p in read.items()})
+        live = {}
+        for name, body in bodies.items():
+            st = self._states.get(name)
+            state = st.state if st else "not loaded"
+            live[f"{self.target}/{self.unit_kind}/{name}"] = Live(
+                body, st is not None and st.running, state)
         return live
 
-    @staticmethod
-    def _live(body: str, st: Any) -> Live:
-        state = str(getattr(st, "state", "") or getattr(st, "active", ""))
-        return Live(body, state in RUNNING, state)
+    def _service_of(self, stem: str) -> str:
+        """The service a unit file on the host belongs to; "" when it is not blumeops's."""
+        for name, unit in self.all_units().items():
+            if unit.removesuffix(self.suffix) == stem:
+                return name
+        return stem.removeprefix(self.default_prefix) if stem.startswith(
+            self.default_prefix) else ""
+
+    # -- apply -----------------------------------------------------------------------
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        self._probes = None
         upsert = {c.name: c.desired.body for c in changes if c.desired is not None}
         restart = [c.name for c in changes if c.action == "update" and any(
             r.startswith(("not running", "secret")) for r in c.reasons)]
         remove = [c.name for c in changes if c.desired is None]
-        errors = self.manager.apply(upsert, restart, remove)
+        values = {c.name: dict(secrets[c.id]) for c in changes if c.id in secrets}
+        errors = self.manager.apply(upsert, restart, remove, secrets=values)
+        units = self.units()
+        declared = dict(self._declared)
+        for name in upsert:
+            if not units[name].startswith(self.default_prefix):
+                declared[name] = units[name]
+        for name in remove:
+            if name not in errors:
+                declared.pop(name, None)
+        if declared != self._declared:
+            self._declared = declared
+            self._save()
         ids = {c.name: c.id for c in changes}
         return {ids.get(name, name): str(error) for name, error in errors.items()}
+
+    # -- health ----------------------------------------------------------------------
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
         from blumeops.engine.local import ServiceHealth
 
-        states = self.manager.observe(list(services))
-        probes: list[tuple[str, JSON]] = []
-        for name in services:
-            svc = self.ctx.spec.services[name]
-            if svc.probe is not None and svc.probe.kind != "command" and svc.probe.port:
-                probes.append((name, {"op": "probe", "kind": svc.probe.kind,
-                                      "host": svc.address, "port": svc.probe.port,
-                                      "path": svc.probe.path, "timeout": svc.probe.timeout}))
-        results: dict[str, JSON] = {}
-        if probes and self.ctx.transport is not None:
-            got = self.ctx.transport.call({"op": "batch", "ops": [op for _, op in probes]})
-            results = {n: r for (n, _), r in zip(probes, got["results"], strict=True)}
+        mine = [n for n in services if n in self.units()]
+        cached, self._probes = self._probes, None
+        if cached is not None and not started and set(self._states) >= set(mine):
+            states, probed = self._states, cached  # observed this run, nothing changed since
+        else:
+            states, probed, _ = self._look(sorted(self.units()), self._probe_ops(mine))
+            self._states = states
         out = {}
-        for name in services:
+        where = f"on {self.ctx.name}"
+        for name in mine:
             svc = self.ctx.spec.services[name]
             st = states.get(name)
-            word = str(getattr(st, "state", "") or getattr(st, "active", "")) if st else ""
-            pid = getattr(st, "pid", None) if st else None
             if st is None or not st.exists:
-                out[name] = ServiceHealth(name, Health.missing, f"no {self.kind} unit",
+                out[name] = ServiceHealth(name, Health.missing, f"no {self.kind} unit {where}",
                                           urls=svc.urls)
-            elif word not in RUNNING:
-                out[name] = ServiceHealth(name, Health.degraded,
-                                          f"{word}: {getattr(st, 'detail', '')}", word, pid,
-                                          svc.urls)
-            elif name not in results:
-                out[name] = ServiceHealth(name, Health.unknown, "running; no health probe",
+                continue
+            word, pid = st.state, st.pid
+            if not st.running:
+                out[name] = ServiceHealth(
+                    name, Health.progressing if word in PROGRESSING else Health.degraded,
+                    f"{word} {where}" + (f": {st.detail}" if st.detail else ""), word, pid,
+                    svc.urls)
+                continue
+            probe = probed.get(name)
+            if probe is None:
+                out[name] = ServiceHealth(name, Health.unknown,
+                                          f"running {where}; no health probe declared",
                                           word, pid, svc.urls)
-            elif results[name].get("ok"):
-                out[name] = ServiceHealth(name, Health.healthy, str(results[name]["detail"]),
+            elif probe.get("ok"):
+                out[name] = ServiceHealth(name, Health.healthy, f"{probe['detail']} {where}",
                                           word, pid, svc.urls)
             else:
                 at = started.get(name)
                 young = at is not None and time.monotonic() - at < svc.startsecs + 10
-                out[name] = ServiceHealth(name, Health.progressing if young else
-                                          Health.degraded, str(results[name].get("detail")),
-                                          word, pid, svc.urls)
+                out[name] = ServiceHealth(
+                    name, Health.progressing if young else Health.degraded,
+                    f"{probe.get('detail') or probe.get('message')} {where}", word, pid,
+                    svc.urls)
         return out
 
     def pids(self) -> dict[str, int | None]:
-        return {n: getattr(st, "pid", None) for n, st in self._states.items()}
+        return {n: st.pid for n, st in self._states.items()}
+
+    # -- down ------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop and remove every blumeops unit on the host (its secrets too)."""
+        got = self.transport.call({"op": "list", "dir": self._unit_dir(),
+                                   "suffix": self.suffix})
+        names = sorted({self._service_of(f) for f in got.get("files", {})} - {""})
+        if not names:
+            return []
+        errors = self.manager.apply({}, remove=names)
+        for name in names:
+            if name not in errors:
+                self._declared.pop(name, None)
+        self._save()
+        return [f"{self.ctx.name}: {n}" for n in names if n not in errors]
+
+
+def _as_user() -> bool:
+    return os.environ.get(AS_USER_ENV, "") in ("1", "yes", "true")
 
 
 class SystemdDriver(UnitDriver):
     kind = "systemd"
     unit_kind = "unit"
-    manager_ref = "blumeops.drivers.systemd:SystemdManager"
+    suffix = ".service"
+    default_prefix = "blumeops-"
 
-    def option(self) -> Any:
-        # User units for a non-root SSH user, system units for root.
-        facts = self.ctx.facts
-        return facts is not None and facts.user != "root"
+    def make_manager(self, user: str, uid: int | None) -> SystemdManager:
+        from blumeops.drivers.systemd import SystemdManager
+
+        # System units for root; user units (`systemctl --user`) for anyone else.
+        return SystemdManager(self.transport, user_mode=user != "root" or _as_user(),
+                              units=self.all_units())
+
+    def _unit_dir(self) -> str:
+        return str(self.manager.unit_dir)
+
+    def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
+        if not names:
+            return lambda result: {}
+        files = batch.observe([manager.unit_path(n) for n in names])
+        show = manager._show(batch, names)
+        return lambda result: dict(manager._states(names, result, files, show))
 
 
 class LaunchdDriver(UnitDriver):
     kind = "launchd"
     unit_kind = "plist"
-    manager_ref = "blumeops.drivers.launchd:LaunchdManager"
+    suffix = ".plist"
+    default_prefix = "me.blumeops."
 
-    def option(self) -> Any:
-        facts = self.ctx.facts
-        return "system" if facts is not None and facts.user == "root" else "gui"
+    def make_manager(self, user: str, uid: int | None) -> LaunchdManager:
+        from blumeops.drivers.launchd import LaunchdManager
+
+        if user == "root" and not _as_user():
+            domain = "system"  # LaunchDaemons
+        elif uid is not None:
+            domain = f"gui/{uid}"  # the SSH user's LaunchAgents
+        else:
+            raise ValueError(f"host {self.ctx.name} did not say its SSH user's uid")
+        return LaunchdManager(self.transport, domain=domain, labels=self.all_units())
+
+    def _unit_dir(self) -> str:
+        return str(self.manager.plist_dir)
+
+    def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
+        if not names:
+            return lambda result: {}
+        files = batch.observe([manager.unit_path(n) for n in names])
+        prints = manager._print(batch, names)
+        return lambda result: dict(manager._states(names, result, files, prints))

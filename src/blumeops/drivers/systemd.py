@@ -49,17 +49,24 @@ class SystemdManager:
     """Drives `blumeops-NAME.service` units; NAME is the service's catalog name."""
 
     def __init__(self, transport: Transport, *, user_mode: bool,
-                 unit_dir: str | None = None, state_root: str | None = None) -> None:
+                 unit_dir: str | None = None, state_root: str | None = None,
+                 units: Mapping[str, str] | None = None) -> None:
         # unit_dir/state_root: only for tests and odd layouts; the defaults are systemd's.
+        # units: service -> unit file name where the catalog declares one (`names:`).
         self.transport = transport
+        self.units = dict(units or {})
         self.user_mode = user_mode
         self.unit_dir = unit_dir or (USER_UNIT_DIR if user_mode else SYSTEM_UNIT_DIR)
         self.state_root = state_root or (USER_STATE_ROOT if user_mode else SYSTEM_STATE_ROOT)
 
     # --- paths and commands -------------------------------------------------------------
 
+    def unit(self, name: str) -> str:
+        """The service's unit name, as the renderer names it."""
+        return self.units.get(name) or unit_name(name)
+
     def unit_path(self, name: str) -> str:
-        return f"{self.unit_dir}/{unit_name(name)}"
+        return f"{self.unit_dir}/{self.unit(name)}"
 
     def env_path(self, name: str, unit_text: str) -> str | None:
         """The host path of the unit's `EnvironmentFile=`, specifiers expanded."""
@@ -74,7 +81,7 @@ class SystemdManager:
 
     def _show(self, batch: Batch, names: Sequence[str]) -> int:
         return batch.run(self.systemctl("show", "-p", ",".join(PROPERTIES),
-                                         *(unit_name(n) for n in names)))
+                                         *(self.unit(n) for n in names)))
 
     # --- observe --------------------------------------------------------------------------
 
@@ -96,7 +103,7 @@ class SystemdManager:
         out = {}
         for name in names:
             f = seen[self.unit_path(name)]
-            props = blocks.get(unit_name(name))
+            props = blocks.get(self.unit(name))
             out[name] = unit_state(name, f.exists and f.kind == "file", f.sha256, props,
                                    "" if props else failure(shown))
         return out
@@ -158,7 +165,7 @@ class SystemdManager:
         batch = Batch()
         verbs: dict[int, list[str]] = {}  # run index -> the units that command was for
         if gone:
-            verbs[batch.run(self.systemctl("disable", "--now", *map(unit_name, gone)))] = gone
+            verbs[batch.run(self.systemctl("disable", "--now", *map(self.unit, gone)))] = gone
         if unit_writes or gone:
             batch.put(FileBatch(writes=unit_writes, removes=[self.unit_path(n) for n in gone],
                                 root=expand_home(self.unit_dir, home)))
@@ -168,10 +175,10 @@ class SystemdManager:
         if unit_writes or gone:
             verbs[batch.run(self.systemctl("daemon-reload"))] = []  # about every unit
         if enable:
-            verbs[batch.run(self.systemctl("enable", "--now", *map(unit_name, enable)))] = enable
+            verbs[batch.run(self.systemctl("enable", "--now", *map(self.unit, enable)))] = enable
         restarts = sorted(set(restarts))
         if restarts:
-            verbs[batch.run(self.systemctl("restart", *map(unit_name, restarts)))] = restarts
+            verbs[batch.run(self.systemctl("restart", *map(self.unit, restarts)))] = restarts
         kept = sorted(set(names) - set(gone))
         show = self._show(batch, kept) if kept else -1
         files = batch.observe([self.unit_path(n) for n in kept]) if kept else -1
@@ -183,7 +190,7 @@ class SystemdManager:
         for index, which in verbs.items():
             ran = second.run(index)
             if ran.returncode != 0:
-                named = [n for n in which if unit_name(n) in ran.stderr]
+                named = [n for n in which if self.unit(n) in ran.stderr]
                 for n in named or which or names:
                     errors.setdefault(n, failure(ran))
         after = self._states(kept, second, files, show) if kept else {}
@@ -197,7 +204,7 @@ class SystemdManager:
         out = {}
         for name in upsert:
             if secrets.get(name) and name not in env_paths:
-                out[name] = f"{unit_name(name)} has secrets but reads no EnvironmentFile="
+                out[name] = f"{self.unit(name)} has secrets but reads no EnvironmentFile="
             elif name in secrets:
                 try:
                     systemd_env_file(secrets[name])
@@ -213,7 +220,7 @@ class SystemdManager:
             if st is None or name in known:
                 continue
             if st.state == "failed" or (st.state in ("inactive", "unknown")):
-                out[name] = f"{unit_name(name)} is {st.state}" + (
+                out[name] = f"{self.unit(name)} is {st.state}" + (
                     f" ({st.detail})" if st.detail else "")
         return out
 

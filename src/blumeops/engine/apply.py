@@ -235,7 +235,9 @@ _NO_SERVICE = ServiceSpec("", None, False)
 
 def _is_program(runtime: LocalRuntime, change: Change) -> bool:
     """A change to a service's process (its manager's resource), not a file or route."""
-    return runtime.manages_services(change.target) and change.kind == "program"
+    from blumeops.engine.spec import SERVICE_KINDS
+
+    return runtime.manages_services(change.target) and change.kind in SERVICE_KINDS
 
 
 def _record(store: Store, change: Change, prepared: Prepared) -> None:
@@ -329,7 +331,8 @@ def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, fl
         for name, health in runtime.service_health(pending, started).items():
             out[name] = health
             if health.health is not Health.progressing and (
-                    health.health is not Health.unknown or health.state in ("", "RUNNING")):
+                    health.health is not Health.unknown
+                    or health.state in ("", "RUNNING", "active", "running")):
                 pending.remove(name)
         now = time.monotonic()
         # Services nothing waits on get a short look; dependencies get the full wait.

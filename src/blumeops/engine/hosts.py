@@ -104,7 +104,7 @@ class HostSession:
         self.ctx.home = facts.home
         host = self.ctx.host
         mismatches = check_declared(host.name, host.os, facts, manager=host.manager or None,
-                                    declared=host.manager_declared)
+                                    declared=host.manager_declared, arch=host.arch)
         if mismatches:
             self.unreachable = "; ".join(str(m) for m in mismatches)
         out: list[list[Any]] = []
@@ -177,8 +177,9 @@ def host_kinds(host: HostSpec, resources: Sequence[Resource], proxy: bool) -> li
     """The target kinds a host's session drives: those its resources name, plus its
     service manager and proxy (so programs or routes dropped from the catalog are seen)."""
     kinds = {r.target_kind for r in resources} | {"files"}
-    if host.manager == "supervisor":
-        kinds.add("supervisor")
+    if host.manager == "supervisor" or (host.manager in ("systemd", "launchd")
+                                        and not host.local):
+        kinds.add(host.manager)
     if proxy:
         kinds.add("caddy")
     return sorted(kinds)
@@ -186,15 +187,19 @@ def host_kinds(host: HostSpec, resources: Sequence[Resource], proxy: bool) -> li
 
 def remote_session(spec: RuntimeSpec, host: HostSpec, state_dir: Path, lab_dir: Path,
                    resources: Sequence[Resource], proxy: bool) -> HostSession:
-    """A session over SSH; the connection opens on the first call."""
+    """A session over SSH; the connection opens on the first call. The host's catalog
+    fields say how (`ssh_identity`, `accept_new_host_key`); the environment may add an
+    ssh config (tests, CI) or first-contact acceptance (the CLI flag, tests)."""
     from dataclasses import replace
 
     from blumeops.transports.ssh import SshTarget, SshTransport, control_dir
 
     target = SshTarget.for_values(host.name, host.ssh, host.address)
     config = os.environ.get(SSH_CONFIG_ENV) or None
-    accept_new = os.environ.get(ACCEPT_NEW_ENV, "") in ("1", "yes", "true")
-    target = replace(target, config_file=config, accept_new=accept_new)
+    accept_new = (host.accept_new_host_key
+                  or os.environ.get(ACCEPT_NEW_ENV, "") in ("1", "yes", "true"))
+    target = replace(target, config_file=config, accept_new=accept_new,
+                     identity_file=host.ssh_identity or target.identity_file)
     transport = SshTransport(host.name, target, control_dir(state_dir))
     ctx = HostContext(host, spec, state_dir, lab_dir, transport,
                       REMOTE_STATE.format(lab=spec.lab))

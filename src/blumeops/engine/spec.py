@@ -43,6 +43,9 @@ class HostSpec:
     os: str = ""  # as declared: linux, macos, dsm
     manager: str = ""  # effective service manager: supervisor, systemd, launchd
     manager_declared: bool = False
+    ssh_identity: str | None = None  # ssh -i
+    accept_new_host_key: bool = False  # first contact: record an unknown host key
+    arch: str | None = None  # declared: checked against the host's facts
 
     @property
     def reachable(self) -> bool:
@@ -118,12 +121,14 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
     local = tuple(h for h, spec in lab.hosts.items() if spec.local)
     hosts = {
         name: HostSpec(name, h.local, h.ssh, h.address, SYSTEMS[h.os], h.os.value,
-                       str(service_manager(lab, name) or ""), h.service_manager is not None)
+                       str(service_manager(lab, name) or ""), h.service_manager is not None,
+                       h.ssh_identity, h.accept_new_host_key, h.arch)
         for name, h in lab.hosts.items() if h.local or h.ssh}
     applied = tuple(hosts)
     supervised = [h for h in local if service_manager(lab, h) is ServiceManager.supervisor]
-    remote_supervised = [h for h in applied if h not in local
-                         and service_manager(lab, h) is ServiceManager.supervisor]
+    managed = {h: str(service_manager(lab, h) or "") for h in applied}
+    drivable = [h for h in applied if managed[h] == "supervisor"
+                or (h not in local and managed[h] in UNIT_MANAGERS)]
     proxies = tuple(sorted({d.host for d in lab.domains.values()
                             if d.proxy == "caddy" and d.host in local and d.host}))
     remote_proxies = tuple(sorted({d.host for d in lab.domains.values() if d.proxy == "caddy"
@@ -131,10 +136,9 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
     notes = [] if applied else [
         "no host is marked `local: true` or has `ssh:`: nothing runs from this machine"]
     for host in applied:
-        manager = service_manager(lab, host)
-        if manager is not ServiceManager.supervisor:
-            notes.append(f"host '{host}' uses {manager}; blumeops drives supervisord only "
-                         "so far, so its services are rendered, not run")
+        if host not in drivable and managed[host]:
+            notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
+                         "drives it over SSH only, so its services are rendered, not run")
     services = {}
     for name, svc in lab.services.items():
         probe = None
@@ -170,7 +174,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                  r.protocol, path))
     desired = tuple(
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
-        if _applies_here(res, applied, [*supervised, *remote_supervised]))
+        if _applies_here(res, applied, managed, drivable))
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
                        services, tuple(checks), tuple(notes), desired,
                        catalog_digest(files) if files else "", hosts)
@@ -187,11 +191,21 @@ def _probe_address(lab: object, host: str | None, local: tuple[str, ...]) -> str
     return lab.hosts[host].address or "127.0.0.1"
 
 
-APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"}}
+APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"},
+                 "systemd": {"unit"}, "launchd": {"plist"}}
+# What a service manager's resource is called: a change to one starts or stops a process.
+SERVICE_KINDS = {"program", "unit", "plist"}
+# Service managers reached over SSH through their unit managers (drivers/managed.py).
+UNIT_MANAGERS = ("systemd", "launchd")
 
 
-def _applies_here(res: Resource, local: tuple[str, ...], supervised: list[str]) -> bool:
+def _applies_here(res: Resource, applied: tuple[str, ...], managed: dict[str, str],
+                  drivable: list[str]) -> bool:
+    """Applied by blumeops: a resource of a kind its driver takes, on an applied host;
+    a service manager's resource only on a host whose manager blumeops drives."""
     target, _, host = res.target.partition("@")
-    if host not in local or res.kind not in APPLIED_KINDS.get(target, ()):
+    if host not in applied or res.kind not in APPLIED_KINDS.get(target, ()):
         return False
-    return target != "supervisor" or host in supervised
+    if target in ("supervisor", *UNIT_MANAGERS):
+        return managed.get(host) == target and host in drivable
+    return True

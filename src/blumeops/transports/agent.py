@@ -201,6 +201,7 @@ def facts(supervisor_socket: str | None) -> dict[str, Any]:
         "hostname": uname.nodename,
         "python": ".".join(str(n) for n in sys.version_info[:3]),
         "user": _owner(os.getuid()),
+        "uid": os.getuid(),
         "home": os.path.expanduser("~"),
         "synology": os.path.exists("/etc/synoinfo.conf"),
         "managers": {

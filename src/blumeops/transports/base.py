@@ -100,6 +100,7 @@ def parse_facts(data: Mapping[str, Any]) -> HostFacts:
         system=data["system"], machine=data["machine"], python=data.get("python"),
         hostname=data.get("hostname", ""), release=data.get("release", ""),
         user=data.get("user", ""), home=data.get("home", ""),
+        uid=data["uid"] if isinstance(data.get("uid"), int) else None,
         synology=bool(data.get("synology")), managers=managers,
     )
 

@@ -109,6 +109,7 @@ class HostFacts:
     release: str = ""
     user: str = ""
     home: str = ""
+    uid: int | None = None  # the SSH user's: launchd's gui/UID domain
     synology: bool = False
     managers: Mapping[str, ManagerFacts] = field(default_factory=dict)
 
