@@ -57,3 +57,39 @@ def test_signal_stops_the_controller_promptly_with_clients_attached(
     assert proc.proc.returncode == 0, err
     assert "controller stopped" in err and "Traceback" not in err
     assert took < 8, took
+
+
+def test_a_signal_delivered_to_another_thread_still_stops_the_controller(
+        tmp_path: Path) -> None:
+    """The kernel may hand a process-directed SIGTERM to any thread; Python runs the handler
+    only in the main thread. Aim it at a worker thread (tgkill) to make that case certain."""
+    import ctypes
+    import os
+
+    proc = start_controller(tmp_path)
+    pid = proc.proc.pid
+
+    def catches_sigterm() -> bool:  # the kernel's view: a handler is installed
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+        return False
+
+    deadline = time.monotonic() + 30
+    while not catches_sigterm():
+        assert time.monotonic() < deadline, "the controller never installed its handler"
+        time.sleep(0.02)
+    workers = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    assert workers, "the controller runs its loop and server on threads"
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_tgkill = 234  # x86_64; aarch64 is 131
+    if os.uname().machine in ("aarch64", "arm64"):
+        sys_tgkill = 131
+    assert libc.syscall(sys_tgkill, pid, workers[0], signal.SIGTERM) == 0
+    start = time.monotonic()
+    while proc.proc.poll() is None and time.monotonic() - start < 10:
+        time.sleep(0.05)
+    took = time.monotonic() - start
+    err = proc.stop(signal.SIGKILL, timeout=10) if proc.proc.poll() is None else ""
+    assert proc.proc.returncode == 0, (took, err)
+    assert took < 8, took

@@ -115,7 +115,10 @@ def run_until_signal(ctl: Any, server: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     ctl.start()
-    stop.wait()
+    # Wake up now and then: the kernel may deliver the signal to another thread, and
+    # Python runs its handler only when the main thread next runs bytecode.
+    while not stop.wait(0.5):
+        pass
     if server is not None:
         server.shutdown()
     ctl.stop()
