@@ -4,20 +4,22 @@
 
 Hosts are real sshd processes on 127.0.1.11-30 (tests/transports/sshhost.py, the test
 fixture: host keys per run, a private ssh_config and known_hosts, python3.9 on each host's
-PATH). Every host has the same job as the demo's no-op (bench_peers.py): 4 program files
-present with the right content and 4 services answering on the host's address. Each tool
-checks that job over SSH, all hosts in parallel (pyinfra --parallel N, ansible -f N), and
-each run is asserted to have changed nothing.
+PATH and this venv's supervisord linked into its bin dir). The lab is N such hosts, each
+with 4 supervised services (tiny listeners bound to the host's address) and nothing else.
+`blumeops apply --yes` brings it up (blumeops's own supervisord on each host, the program
+files under ~/.local/state/blumeops/LAB/supervisor/programs/); then each tool checks the
+same job over SSH, all hosts in parallel (blumeops's engine, pyinfra --parallel N,
+ansible -f N): those 4 program files present with the content blumeops wrote, and those 4
+ports answering. Each run is asserted to have changed nothing (blumeops: apply printed
+"No changes", and the plan after it too).
 
 "cold" is a run with no SSH connection open (each tool's multiplexed masters closed
 first); "warm" runs come after it. pyinfra (paramiko) opens new connections every run;
 Ansible and blumeops keep OpenSSH ControlMaster connections between runs.
 
-The blumeops row: until the engine applies remote hosts, it is `blumeops_observe`, a
-process that loads the lab, reaches each host through `transports.hosts.transport_for`
-and checks the job in one observe round trip per host (file hashes + port checks), hosts
-in parallel: the least the engine's no-op will cost. When `blumeops apply` reaches `ssh:`
-hosts, switch `BLUMEOPS_ROW = blumeops_observe` below to `BLUMEOPS_ROW = blumeops_apply`.
+Sizes grow (1, 5, 20): before each size, a first `blumeops apply` starts the services
+of the hosts new to it (reported as "first apply"). `blumeops down` and a reap of every
+process under the bench's directory end it.
 
 Needs root, Debian openssh-server (`make tools`), a pyenv python3.9 and the peers' venv
 (`make bench-peers`). Only loopback addresses; every sshd and ssh master is stopped after.
@@ -27,21 +29,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import re
-import selectors
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +47,9 @@ import yaml
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "tests" / "transports"))
+sys.path.insert(0, str(BENCH.parent / "tests" / "engine"))
 
+from demolab import reap  # noqa: E402
 from sshhost import PY39, SSHD, SshHost, SshLab, free_port  # noqa: E402
 
 from common import BLUMEOPS, Row, run_ok, user_env  # noqa: E402
@@ -59,14 +57,14 @@ from common import BLUMEOPS, Row, run_ok, user_env  # noqa: E402
 PEERS = BENCH / ".venv-peers"
 SIZES = (1, 5, 20)
 SERVICES = 4  # per host: 4 program files, 4 ports
-PROGRAMS = "programs"  # under each host's HOME (observe mode: the bench writes them)
-# apply mode: the program files blumeops's supervisor keeps on a host (confirm the layout)
-APPLIED_PROGRAMS = "**/programs/*.conf"
+LAB = "multihost-bench"
+# Where blumeops's supervisor keeps a host's program files (under the host's HOME).
+PROGRAMS = f".local/state/blumeops/{LAB}/supervisor/programs"
 # Each service: a listener that accepts and closes (tiny, so 80 of them fit the machine).
 LISTENER = ("import socket,sys;s=socket.socket();s.setsockopt(1,2,1);"
             "s.bind((sys.argv[1],int(sys.argv[2])));s.listen(64);"
             "[s.accept()[0].close() for _ in iter(int,1)]")
-SSH_CONFIG_ENV = "BLUMEOPS_SSH_CONFIG"  # for `blumeops apply`: the engine's ssh -F (to confirm)
+SSH_CONFIG_ENV = "BLUMEOPS_SSH_CONFIG"  # the engine's ssh -F
 TARGETS = {"pyinfra": 3.0, "ansible": 15.0}  # blumeops at N=20 at least this many times faster
 PER_HOST_TARGET = 0.050  # s per added host
 BUDGET = 60.0  # s of warm runs per tool and size: fewer runs (shown) beyond it
@@ -74,12 +72,6 @@ BUDGET = 60.0  # s of warm runs per tool and size: fewer runs (shown) beyond it
 
 def command(port: int, address: str) -> list[str]:
     return ["python3", "-c", LISTENER, address, str(port)]
-
-
-def program_text(service: str, port: int, address: str) -> bytes:
-    """A program file as a service manager would hold it (its content is what is checked)."""
-    return (f"[program:{service}]\ncommand={' '.join(command(port, address))}\n"
-            "autostart=true\nautorestart=true\n").encode()
 
 
 @dataclass
@@ -91,72 +83,29 @@ class HostJob:
         return [f"{self.host.name}-s{i}" for i in range(SERVICES)]
 
     def files(self) -> list[tuple[Path, bytes]]:
-        """(path on the host, content): the program files the job keeps present; in
-        apply mode, the ones blumeops wrote there."""
-        if observing():
-            return [(self.host.root / PROGRAMS / f"{svc}.conf",
-                     program_text(svc, port, self.host.address))
-                    for svc, port in zip(self.services(), self.ports, strict=True)]
-        found = sorted(self.host.root.glob(APPLIED_PROGRAMS))
-        if len(found) != SERVICES:
-            raise RuntimeError(f"{self.host.name}: expected {SERVICES} program files "
-                               f"{APPLIED_PROGRAMS} under {self.host.root}, found {found}; "
-                               "set APPLIED_PROGRAMS to where blumeops writes them")
-        return [(p, p.read_bytes()) for p in found]
+        """(path on the host, content): the program files blumeops wrote there, which
+        the peers keep present too."""
+        want = [self.host.root / PROGRAMS / f"{svc}.conf" for svc in self.services()]
+        missing = [str(p) for p in want if not p.is_file()]
+        if missing:
+            raise RuntimeError(f"{self.host.name}: blumeops wrote no {missing}")
+        return [(p, p.read_bytes()) for p in want]
 
 
-def lab_data(jobs: list[HostJob], ssh_identity: Path) -> dict[str, Any]:
-    """The multi-host lab: each host reached over `ssh:`, its 4 services native there."""
+def lab_data(jobs: list[HostJob]) -> dict[str, Any]:
+    """The multi-host lab: each host reached over `ssh:` (a Host block of the lab's
+    ssh_config), its 4 services native there under blumeops's supervisord."""
     hosts: dict[str, Any] = {}
     services: dict[str, Any] = {}
     for job in jobs:
         h = job.host
         hosts[h.name] = {"role": "compute", "os": "linux", "service_manager": "supervisor",
-                         "address": h.address, "ssh": f"root@{h.address}:{h.port}",
-                         "ssh_identity": str(ssh_identity)}
+                         "address": h.address, "ssh": h.name}
         for svc, port in zip(job.services(), job.ports, strict=True):
             services[svc] = {"native": h.name,
                              "command": command(port, h.address),
                              "ports": {"http": port}, "health": {"tcp": "http"}}
-    return {"lab": "multihost-bench", "hosts": hosts, "services": services}
-
-
-class Listeners:
-    """The services answering: a listening socket per port, accepted and closed by one
-    thread (a port check connects; a full backlog would make it hang)."""
-
-    def __init__(self) -> None:
-        self.sel = selectors.DefaultSelector()
-        self.socks: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def add(self, address: str, port: int) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((address, port))
-        sock.listen(64)
-        sock.setblocking(False)
-        self.sel.register(sock, selectors.EVENT_READ)
-        self.socks.append(sock)
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            for key, _ in self.sel.select(timeout=0.2):
-                with contextlib.suppress(OSError):
-                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-                    conn.close()
-
-    def __enter__(self) -> Listeners:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-        for sock in self.socks:
-            sock.close()
-        self.sel.close()
+    return {"lab": LAB, "hosts": hosts, "services": services}
 
 
 @dataclass
@@ -176,13 +125,13 @@ class Bench:
         path = self.work / f"lab{n}"
         path.mkdir(exist_ok=True)
         (path / "lab.yaml").write_text(yaml.safe_dump(
-            lab_data(self.jobs[:n], self.lab.client_key), sort_keys=False))
+            lab_data(self.jobs[:n]), sort_keys=False))
         return path
 
-    def sources(self) -> Path:
-        """A local copy of every host's program files: what pyinfra and Ansible put."""
+    def sources(self, n: int) -> Path:
+        """A local copy of the first n hosts' program files: what pyinfra and Ansible put."""
         out = self.work / "sources"
-        for job in self.jobs:
+        for job in self.jobs[:n]:
             for path, content in job.files():
                 local = out / job.host.name / path.name
                 local.parent.mkdir(parents=True, exist_ok=True)
@@ -219,43 +168,36 @@ class Tool:
     bring_up: Callable[[Bench, int], float | None] = lambda b, n: None  # before size N
 
 
-def blumeops_observe(b: Bench, n: int) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "observe", str(b.lab_dir(n)),
-            "--state", str(b.state), "--ssh-config", str(b.lab.ssh_config)]
-
-
 def blumeops_apply(b: Bench, n: int) -> list[str]:
     return [*BLUMEOPS, "apply", str(b.lab_dir(n)), "--yes"]
 
 
-BLUMEOPS_ROW = blumeops_observe  # -> blumeops_apply once the engine applies `ssh:` hosts
-
-
-def observing() -> bool:
-    return BLUMEOPS_ROW is blumeops_observe
+BLUMEOPS_ROW = blumeops_apply
 
 
 def _blumeops_env(b: Bench) -> dict[str, str]:
     return user_env(BLUMEOPS_STATE_DIR=str(b.state), **{SSH_CONFIG_ENV: str(b.lab.ssh_config)})
 
 
+def _no_changes(out: str) -> int:
+    """The resources a plan found matching, or 0 when it had changes to make."""
+    verdict = re.search(r"^No changes: (\d+) resources", out, re.MULTILINE)
+    return int(verdict.group(1)) if verdict else 0
+
+
 def _blumeops_check(b: Bench, out: str, n: int) -> None:
-    if observing():
-        if out.strip() != f"no-op: {n} hosts, {n * SERVICES} files, {n * SERVICES} ports":
-            raise RuntimeError(f"blumeops observe was not a clean no-op:\n{out[-1500:]}")
-        return
+    """The apply itself planned nothing, and the plan after it agrees: every one of the
+    N x 4 programs (and N supervisords) matched, none changed."""
     plan = run_ok([*BLUMEOPS, "plan", str(b.lab_dir(n))], _blumeops_env(b)).stdout
-    verdict = re.search(r"^No changes: (\d+) resources", plan, re.MULTILINE)
-    if verdict is None or verdict.group(1) == "0":  # 0: the engine reached no host
-        raise RuntimeError(f"blumeops apply on {n} hosts left changes or reached no host:\n"
-                           f"{plan[-1500:]}")
+    seen = (_no_changes(out), _no_changes(plan))
+    if min(seen) < n * SERVICES:  # fewer: a host was not reached
+        raise RuntimeError(f"blumeops apply on {n} hosts was not a no-op {seen}:\n"
+                           f"{out[-1500:]}\n{plan[-1500:]}")
 
 
 def _blumeops_bring_up(b: Bench, n: int) -> float | None:
-    """Apply mode: the first apply at this size starts the services of the hosts new to
-    it (sizes grow, so no host is ever removed). Returns its time."""
-    if observing():
-        return None
+    """The first apply at this size starts the services of the hosts new to it (sizes
+    grow, so no host is ever removed). Returns its time."""
     start = time.perf_counter()
     run_ok(blumeops_apply(b, n), _blumeops_env(b))
     return time.perf_counter() - start
@@ -272,7 +214,7 @@ for port in host.data.job_ports:
 
 
 def pyinfra_prepare(b: Bench, n: int) -> list[str]:
-    src = b.sources()
+    src = b.sources(n)
     hosts = []
     for job in b.jobs[:n]:
         h = job.host
@@ -316,7 +258,7 @@ WAIT = """    - name: port {i} answers
 
 
 def ansible_prepare(b: Bench, n: int) -> list[str]:
-    src = b.sources()
+    src = b.sources(n)
     inventory: dict[str, Any] = {"all": {"vars": {
         "ansible_ssh_common_args": f"-F {b.lab.ssh_config}"}, "hosts": {}}}
     for job in b.jobs[:n]:
@@ -362,46 +304,37 @@ TOOLS = [
 
 
 def blumeops_label() -> str:
-    if observing():
-        return "blumeops: transport observe only, engine not yet remote"
     return "blumeops apply --yes"
 
 
 @contextlib.contextmanager
 def hosts(count: int) -> Iterator[Bench]:
-    """`count` sshd hosts. Observe mode: each holding its job (files written, ports
-    answering); apply mode: `blumeops apply` brings the job up, `blumeops down` after."""
+    """`count` sshd hosts with supervisord on their PATH and nothing running yet; after,
+    `blumeops down`, every ssh master closed, every sshd stopped, and any process left
+    under the bench's directory (a host's supervisord or service) killed."""
     work = Path(tempfile.mkdtemp(prefix="bo-mh-", dir="/tmp"))  # short: socket paths
     lab = SshLab(work / "ssh")
     lab.dir.mkdir()
     lab.setup()
     try:
-        with Listeners() as listeners:
-            jobs = []
-            for i in range(count):
-                host = lab.add_host(f"h{i:02d}")
-                job = HostJob(host, [free_port(host.address) for _ in range(SERVICES)])
-                jobs.append(job)
-                if not observing():
-                    continue
-                for port in job.ports:
-                    listeners.add(host.address, port)
-                for path, content in job.files():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(content)
-                    path.chmod(0o644)
-            bench = Bench(lab, jobs, work)
-            try:
-                yield bench
-            finally:
-                if not observing():  # supervisord on each host outlives its ssh session
-                    subprocess.run([*BLUMEOPS, "down", str(bench.lab_dir(count))],
-                                   capture_output=True, check=False, env=_blumeops_env(bench))
-                drop_connections(bench.state / "ssh")
-                drop_connections(work / "ansible-cp")
+        jobs = []
+        for i in range(count):
+            host = lab.add_host(f"h{i:02d}", tools=("supervisord",))
+            jobs.append(HostJob(host, [free_port(host.address) for _ in range(SERVICES)]))
+        bench = Bench(lab, jobs, work)
+        try:
+            yield bench
+        finally:
+            subprocess.run([*BLUMEOPS, "down", str(bench.lab_dir(count))],
+                           capture_output=True, check=False, env=_blumeops_env(bench))
+            drop_connections(bench.state / "ssh")
+            drop_connections(work / "ansible-cp")
     finally:
         lab.close()
-        shutil.rmtree(work, ignore_errors=True)
+        left = reap(work)
+        if left:
+            print(f"bench_multihost: killed {len(left)} processes left after down: {left}",
+                  file=sys.stderr)
 
 
 def measure(sizes: tuple[int, ...] = SIZES, runs: int = 3) -> dict[tuple[str, int, str],
@@ -516,56 +449,12 @@ def rows(quick: bool) -> list[Row]:
     return to_rows(samples, SIZES)
 
 
-# --- `observe`: the blumeops row's process until the engine applies remote hosts
-
-
-def observe(lab_dir: Path, state: Path, ssh_config: str) -> str:
-    """Load the lab, then one observe per host, in parallel: every program file there
-    with the expected content, every port answering. What a no-op apply checks at least."""
-    from blumeops.catalog.loader import load_lab
-    from blumeops.transports.hosts import transport_for
-    from blumeops.transports.types import ObserveRequest, PortCheck
-
-    result = load_lab(lab_dir)
-    if result.lab is None:
-        raise SystemExit("\n".join(str(d) for d in result.errors))
-    lab = result.lab
-
-    def one(name: str) -> tuple[int, int]:
-        host = lab.hosts[name]
-        address = host.address or name
-        mine = {s: svc for s, svc in lab.services.items() if svc.native == name}
-        want = {f"~/{PROGRAMS}/{s}.conf": hashlib.sha256(program_text(
-            s, svc.ports["http"], address)).hexdigest() for s, svc in mine.items()}
-        checks = [PortCheck(address, svc.ports["http"]) for svc in mine.values()]
-        seen = transport_for(lab, name, state, ssh_config=ssh_config).observe(
-            ObserveRequest(paths=list(want), ports=checks))
-        stale = [p for p, digest in want.items() if seen.files[p].sha256 != digest]
-        down = [c.port for c in checks if not seen.ports[c]]
-        if stale or down:
-            raise RuntimeError(f"{name}: would change {stale}, ports down {down}")
-        return len(want), len(checks)
-
-    with ThreadPoolExecutor(len(lab.hosts)) as pool:
-        counts = list(pool.map(one, lab.hosts))
-    return (f"no-op: {len(counts)} hosts, {sum(c[0] for c in counts)} files, "
-            f"{sum(c[1] for c in counts)} ports")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd")
-    obs = sub.add_parser("observe", help="(internal) the blumeops row's process")
-    obs.add_argument("lab", type=Path)
-    obs.add_argument("--state", type=Path, required=True)
-    obs.add_argument("--ssh-config", required=True)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--json", type=Path, help="also write every sample here")
     args = parser.parse_args()
-    if args.cmd == "observe":
-        print(observe(args.lab, args.state, args.ssh_config))
-        return
     why = available()
     if why:
         sys.exit(why)
