@@ -33,9 +33,10 @@ from common import Row
 def other_rows(quick: bool) -> list[Row]:
     """Benchmarks of other parts. Each module gives `rows(quick: bool) -> list[Row]`."""
     rows: list[Row] = []
-    # --- other benchmarks: one line per module below, e.g.
-    # rows += __import__("bench_api").rows(quick)
-    # rows += __import__("bench_transport").rows(quick)
+    # --- other benchmarks: one line per module below
+    rows += __import__("bench_api").rows(quick)
+    rows += __import__("bench_hydrate").rows(quick)
+    rows += __import__("bench_transport").rows(quick)
     rows += __import__("bench_multihost").rows(quick) if "--peers" in sys.argv else []
     # --- end of other benchmarks
     return rows
