@@ -79,19 +79,17 @@ def _supervisord(short_dir: Path) -> Iterator[Path]:
     conf = short_dir / "supervisord.conf"
     conf.write_text(
         f"[unix_http_server]\nfile={sock}\n[supervisord]\nlogfile={short_dir}/sd.log\n"
-        f"pidfile={short_dir}/sd.pid\nnodaemon=false\nidentifier={IDENTIFIER}\n"
+        f"pidfile={short_dir}/sd.pid\nidentifier={IDENTIFIER}\n"
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
         "[program:sleeper]\ncommand=sleep 300\nstartsecs=0\n", encoding="utf-8")
     supervisord = str(Path(sys.executable).parent / "supervisord")
-    subprocess.run([supervisord, "-c", str(conf)], check=True, capture_output=True)
-    deadline = time.monotonic() + 10
-    while not (short_dir / "sd.pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int((short_dir / "sd.pid").read_text())
+    proc = subprocess.Popen([supervisord, "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     here = LocalTransport("here")
     try:
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
             got = here.call({"op": "xmlrpc", "socket": str(sock),
                              "calls": [["supervisor.getProcessInfo", ["sleeper"]]]})
             if got.get("results", [{}])[0].get("value", {}).get("statename") == "RUNNING":
@@ -100,15 +98,11 @@ def _supervisord(short_dir: Path) -> Iterator[Path]:
         yield sock
     finally:
         here.call({"op": "xmlrpc", "socket": str(sock), "calls": [["supervisor.shutdown", []]]})
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def test_xmlrpc_speaks_to_a_real_supervisord(local: LocalTransport, short_dir: Path) -> None:
