@@ -52,7 +52,7 @@ diffs of files whose hash differs (never used for secret files).
 ``{"op": "xmlrpc", "socket": P, "calls": [[METHOD, [ARG...]]...]}`` -> ``{"results":
 [{"value": V} | {"fault": TEXT}...]}`` or ``{"down": TEXT}`` when nothing answers on the
 unix socket: XML-RPC (supervisord's API) over a unix socket on the host, each call
-independent.
+independent. Read-only getters with string arguments (observe's) skip xmlrpc.client.
 
 ``{"op": "http", "socket": P, "method": M, "path": PATH, "body": SIZE | null,
 "timeout": S}`` (+ a blob when body is a size) -> ``{"status", "body"}`` or ``{"down":
@@ -580,7 +580,7 @@ def _unix_post(path: str, timeout: float, body: bytes) -> bytes:
         sock.settimeout(timeout)
         sock.connect(path)
         sock.sendall(head + body)
-        data = b""
+        data = bytearray()
         want = -1
         while want < 0 or len(data) < want:
             chunk = sock.recv(65536)
@@ -588,8 +588,8 @@ def _unix_post(path: str, timeout: float, body: bytes) -> bytes:
                 break
             data += chunk
             if want < 0 and b"\r\n\r\n" in data:
-                want = _response_size(data)
-    return _response_body(data)
+                want = _response_size(bytes(data))
+    return _response_body(bytes(data))
 
 
 def _response_size(data: bytes) -> int:
