@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from multihostlab import TOKEN, MultiLab, multihost_fixture, needs_sshd  # noqa: F401
@@ -171,21 +172,29 @@ def test_a_remote_secret_never_leaks(multihost: MultiLab) -> None:
     assert (multihost.remote_state("data").stat().st_mode & 0o777) == 0o700
 
 
-def test_the_controller_applies_every_host_and_heals_remote_drift(multihost: MultiLab) -> None:
-    import httpx
-    from controllerlab import GIT, wait_for
+def commit_and_follow(multihost: MultiLab) -> tuple[subprocess.Popen[bytes], str, Any]:
+    """Commit the lab as it stands and start a controller following it (interval 1 s).
+    Returns the process, its API address and its open log (the caller closes both)."""
+    from controllerlab import GIT
     from demolab import free_port
 
-    repo = multihost.lab
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "lab"]):
-        subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True)
+        subprocess.run([*GIT, *args], cwd=multihost.lab, check=True, capture_output=True)
     api = f"127.0.0.1:{free_port()}"
     log = (multihost.root / "controller.log").open("a")
-    proc = subprocess.Popen([*multihost.command("controller"), "--source", str(repo),
+    proc = subprocess.Popen([*multihost.command("controller"), "--source", str(multihost.lab),
                              "--listen", api, "--interval", "1",
                              "--state-dir", str(multihost.state)],
                             env=multihost.env, stdout=log, stderr=subprocess.STDOUT,
                             cwd=multihost.root)
+    return proc, api, log
+
+
+def test_the_controller_applies_every_host_and_heals_remote_drift(multihost: MultiLab) -> None:
+    import httpx
+    from controllerlab import wait_for
+
+    proc, api, log = commit_and_follow(multihost)
 
     def health() -> dict[str, tuple[str, int]]:
         try:
@@ -232,8 +241,7 @@ def test_the_controller_notifies_once_when_a_host_drops_and_once_when_it_is_back
     import sys
 
     import httpx
-    from controllerlab import GIT, wait_for
-    from demolab import free_port
+    from controllerlab import wait_for
 
     sys.path.insert(0, str(Path(__file__).parent.parent / "notify"))
     from receiver import Receiver
@@ -244,15 +252,7 @@ def test_the_controller_notifies_once_when_a_host_drops_and_once_when_it_is_back
     target = f'hook: {{url: "json://127.0.0.1:{hook.port}/lab", events: [host-unreachable]}}'
     (repo / "lab.yaml").write_text(text.replace(
         "\nhosts:\n", f"\nnotify:\n  targets:\n    {target}\n\nhosts:\n", 1))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "lab"]):
-        subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True)
-    api = f"127.0.0.1:{free_port()}"
-    log = (multihost.root / "controller.log").open("a")
-    proc = subprocess.Popen([*multihost.command("controller"), "--source", str(repo),
-                             "--listen", api, "--interval", "1",
-                             "--state-dir", str(multihost.state)],
-                            env=multihost.env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=multihost.root)
+    proc, api, log = commit_and_follow(multihost)
 
     def healthy() -> bool:
         try:
