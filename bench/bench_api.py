@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -88,46 +89,60 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True)
 
 
+def follow_demo(root: Path, lab: Path, env: dict[str, str]
+                ) -> tuple[subprocess.Popen[bytes], int, IO[bytes]]:
+    """Commit the demo copy, start `blumeops controller` on it (state in ROOT/state) and
+    wait for its first sync. Returns the process, its API port and its open log."""
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=lab, check=True)
+    _git(lab, "add", "-A")
+    _git(lab, "commit", "-q", "-m", "demo")
+    port = free_port()
+    log = (root / "controller.log").open("wb")
+    proc = subprocess.Popen([*BLUMEOPS, "controller", "--source", str(lab), "--listen",
+                             f"127.0.0.1:{port}", "--interval", "3600", "--state-dir",
+                             str(root / "state")], env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 120
+    status: dict[str, object] = {}
+    while True:
+        try:
+            status = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).json()
+            if status["applied"] and status["sync_state"] != "syncing":
+                return proc, port, log
+        except (httpx.HTTPError, ValueError):
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop_demo(root, proc, log, env, remove=False)
+            raise RuntimeError(f"the controller did not sync the demo lab: {status}, "
+                               f"{(root / 'controller.log').read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+def stop_demo(root: Path, proc: subprocess.Popen[bytes], log: IO[bytes],
+              env: dict[str, str], remove: bool = True) -> None:
+    """Stop the controller, then the lab it applied; remove ROOT unless told not to."""
+    proc.terminate()
+    proc.wait(timeout=60)
+    log.close()
+    state = root / "state"
+    subprocess.run([*BLUMEOPS, "down", str(state / "source" / "live"), "--state-dir",
+                    str(state)], env=env, capture_output=True, check=False)
+    if remove:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def run(readers: int = 500, src: str | None = None) -> dict[str, dict[str, float]]:
     root = Path(tempfile.mkdtemp(prefix="bo-api-", dir="/tmp"))
     lab, env = demo_copy(root)
     env.pop("BLUMEOPS_STATE_DIR")
     if src:
         env["PYTHONPATH"] = src
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=lab, check=True)
-    _git(lab, "add", "-A")
-    _git(lab, "commit", "-q", "-m", "demo")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    state = root / "state"
-    log = (root / "controller.log").open("w")
-    proc = subprocess.Popen([*BLUMEOPS, "controller", "--source", str(lab), "--listen",
-                             f"127.0.0.1:{port}", "--interval", "3600", "--state-dir",
-                             str(state)], env=env, stdout=log, stderr=log)
+    proc, port, log = follow_demo(root, lab, env)
     try:
-        deadline = time.monotonic() + 120
-        status: dict[str, object] = {}
-        while True:
-            try:
-                status = httpx.get(f"{api}/api/status", timeout=5).json()
-                if status["applied"] and status["sync_state"] != "syncing":
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"the controller did not sync the demo lab: {status}, "
-                                   f"{(root / 'controller.log').read_text()[-2000:]}")
-            time.sleep(0.1)
         results = {}
         for name, requests in (("burst: 1 request each", 1), ("keep-alive: 10 each", 10)):
             results[name] = _summary(*asyncio.run(_load(port, readers, requests)))
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        log.close()
-        subprocess.run([*BLUMEOPS, "down", str(state / "source" / "live"), "--state-dir",
-                        str(state)], env=env, capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        stop_demo(root, proc, log, env)
     return results
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,8 +27,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_api import _git, _summary
-from bench_cli import BLUMEOPS, demo_copy, free_port
+from bench_api import _git, _summary, follow_demo, stop_demo
+from bench_cli import BLUMEOPS, demo_copy
 
 TOKEN = "bench-dashboard-token"
 TIMEOUT = 60.0
@@ -95,16 +94,8 @@ def run(readers: int = 200) -> dict[str, dict[str, float]]:
     env["BLUMEOPS_API_TOKEN"] = TOKEN
     subprocess.run([*BLUMEOPS, "secret", "set", str(lab), "demo/api-token", "--value",
                     "bench"], env=env, check=True, capture_output=True)
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=lab, check=True)
-    _git(lab, "add", "-A")
-    _git(lab, "commit", "-q", "-m", "demo")
-    port = free_port()
+    proc, port, log = follow_demo(root, lab, env)
     api = f"http://127.0.0.1:{port}"
-    state = root / "state"
-    log = (root / "controller.log").open("w")
-    proc = subprocess.Popen([*BLUMEOPS, "controller", "--source", str(lab), "--listen",
-                             f"127.0.0.1:{port}", "--interval", "3600", "--state-dir",
-                             str(state)], env=env, stdout=log, stderr=log)
 
     def status() -> dict[str, object]:
         try:
@@ -124,12 +115,6 @@ def run(readers: int = 200) -> dict[str, dict[str, float]]:
                    json={}, timeout=10).raise_for_status()
 
     try:
-        deadline = time.monotonic() + 120
-        while not (status().get("applied") and status().get("sync_state") != "syncing"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the controller did not sync the demo lab: "
-                                   f"{(root / 'controller.log').read_text()[-2000:]}")
-            time.sleep(0.1)
         first = status()["applied"]
         raw = asyncio.run(_load(port, readers, kick))
         synced = status()
@@ -137,12 +122,7 @@ def run(readers: int = 200) -> dict[str, dict[str, float]]:
         if "--no-sync" not in sys.argv and synced.get("applied") == first:
             print("note: the sync did not finish within the window")
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        log.close()
-        subprocess.run([*BLUMEOPS, "down", str(state / "source" / "live"), "--state-dir",
-                        str(state)], env=env, capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        stop_demo(root, proc, log, env)
     return results
 
 
