@@ -206,3 +206,24 @@ def test_order_lab_reader_fails_when_started_alone(order_lab: tuple[Path, dict[s
                           check=False)
     assert proc.returncode == 3
     assert (root / "lab" / "starts.log").read_text() == "early\n"
+
+
+def test_up_detach_says_so_when_its_api_address_is_taken(demo: DemoLab) -> None:
+    """The lab still runs and is followed; the warning names the address and the log."""
+    import socket
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (demo.lab / ".gitignore").write_text("vault.age\nvault.recipients\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "lab"]):
+        subprocess.run([*git, *args], cwd=demo.lab, check=True, capture_output=True)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        up = demo.cli("up", "--detach", "--listen", listen, timeout=120)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"warning: nothing answers on {listen} yet" in up.stderr
+        assert "up.log" in up.stderr
+    down = demo.cli("down")
+    assert down.returncode == 0, down.stderr
+    wait_until(lambda: not lab_pids(str(demo.root)), 15, "every lab process to exit")

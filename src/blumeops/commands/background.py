@@ -29,11 +29,13 @@ def running_loop(state_dir: Path) -> int | None:
 
 
 def start_loop(lab: Path, state_dir: Path, interval: float, listen: str,
-               timeout: float = 30.0) -> int:
-    """Start the loop unless one runs; wait until its API answers. Returns its pid."""
+               timeout: float = 30.0) -> tuple[int, bool]:
+    """Start the loop unless one runs; wait until its API answers.
+
+    Returns its pid and whether the API answered (no: see STATE/logs/up.log)."""
     pid = running_loop(state_dir)
     if pid is not None:
-        return pid
+        return pid, True
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / "up.log").open("ab") as log:
@@ -42,11 +44,10 @@ def start_loop(lab: Path, state_dir: Path, interval: float, listen: str,
              "--interval", f"{interval:g}", "--listen", listen, "--yes"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     (state_dir / PIDFILE).write_text(f"{proc.pid}\n")
-    _wait_for_api(listen, proc, timeout)
-    return proc.pid
+    return proc.pid, _wait_for_api(listen, proc, timeout)
 
 
-def _wait_for_api(listen: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_for_api(listen: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
     import http.client
 
     host, _, port = listen.rpartition(":")
@@ -56,12 +57,13 @@ def _wait_for_api(listen: str, proc: subprocess.Popen[bytes], timeout: float) ->
         try:
             conn.request("GET", "/api/status")
             if conn.getresponse().status == 200:
-                return
+                return True
         except OSError:
             pass
         finally:
             conn.close()
         time.sleep(0.2)
+    return False
 
 
 def stop_loop(state_dir: Path, timeout: float = 60.0) -> bool:

@@ -309,9 +309,12 @@ def _detach_loop(s: Session, interval: float, listen: str) -> None:
 
     if work_tree_of(s.runtime.lab_file.resolve()) is None:
         return
-    pid = start_loop(s.runtime.lab_file, s.state_dir, interval, listen)
+    pid, answered = start_loop(s.runtime.lab_file, s.state_dir, interval, listen)
     click.echo(f"following its git branch in the background (pid {pid}); dashboard and "
                f"API: http://{listen}/; `blumeops down` stops both", err=True)
+    if not answered:
+        click.echo(f"warning: nothing answers on {listen} yet (address in use?); see "
+                   f"{s.state_dir / 'logs' / 'up.log'}", err=True)
 
 
 def follow_git(lab: Path | None, state_dir: Path | None, interval: float,
