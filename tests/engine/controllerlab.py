@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from demolab import DEMO_PORTS, EXAMPLES, free_port, reap
+
+from polling import wait_for
 
 SECRET = "webhook-secret-for-tests"
 TOKEN = "api-token-for-tests"
@@ -130,14 +131,6 @@ class Followed:
         data = self.status_or_none()
         return bool(data and data["applied"] == commit and data["sync_state"] != "syncing")
 
-
-def wait_for(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(name="followed")
