@@ -309,10 +309,13 @@ class Domain(Strict):
 
 
 def _absolute(value: str, what: str) -> str:
-    if not value.startswith("/") or "//" in value or value != "/" and value.endswith("/"):
+    if not value.startswith("/") or "//" in value or (value != "/" and value.endswith("/")):
         raise ValueError(f"{what} must be an absolute path such as /srv/media, got {value!r}")
     if any(part in (".", "..") for part in value.split("/")):
         raise ValueError(f"{what} may not hold '.' or '..', got {value!r}")
+    if any(ch.isspace() for ch in value):
+        # autofs maps and fstab-like lists split on blanks; no format holds one safely.
+        raise ValueError(f"{what} may not hold blanks, got {value!r}")
     return value
 
 

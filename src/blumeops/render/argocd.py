@@ -154,9 +154,10 @@ def render_cluster(lab: Lab, ctx: RenderContext, cluster_name: str,
         doc = _application(lab, cluster, app, app, path, None, child=True, server=server)
         out.append(_resource(cluster_name, doc, header))
     root = root_app_name(lab, cluster_name)
+    own = cluster.delivered_by is None
     doc = _application(lab, cluster, root, root, repo_path(cluster, "argocd", cluster_name),
-                       ARGOCD_NAMESPACE, child=False, exclude=f"{root}.yaml")
-    if cluster.delivered_by is None:
+                       ARGOCD_NAMESPACE, child=False, exclude=f"{root}.yaml" if own else None)
+    if own:
         # The root is applied once by hand; it does not manage itself.
         out.append(_resource(cluster_name, doc, header))
     else:
