@@ -157,7 +157,7 @@ def render_cluster(lab: Lab, ctx: RenderContext, cluster_name: str,
     own = cluster.delivered_by is None
     doc = _application(lab, cluster, root, root, repo_path(cluster, "argocd", cluster_name),
                        ARGOCD_NAMESPACE, child=False, exclude=f"{root}.yaml" if own else None)
-    if own:
+    if cluster.delivered_by is None:
         # The root is applied once by hand; it does not manage itself.
         out.append(_resource(cluster_name, doc, header))
     else:
