@@ -36,7 +36,7 @@ def save(state):
 
 
 def no_formula(name):
-    sys.stderr.write('Error: No available formula with the name "%s".\n' % name)
+    sys.stderr.write(f'Error: No available formula with the name "{name}".\n')
     return 1
 
 
@@ -48,7 +48,7 @@ def entry(name, info):
         "schedulable": False, "pid": info.get("pid"), "exit_code": info.get("exit_code"),
         "user": os.environ.get("USER", "root") if status != "none" else None,
         "status": status,
-        "file": os.path.join(HOME, "Library/LaunchAgents/homebrew.mxcl.%s.plist" % name),
+        "file": os.path.join(HOME, f"Library/LaunchAgents/homebrew.mxcl.{name}.plist"),
     }
 
 
@@ -65,10 +65,10 @@ def main(argv):
             return no_formula(name)
         installed.setdefault(name, {"status": "none"})
         save(state)
-        print("==> Pouring %s--1.0.arm64_sonoma.bottle.tar.gz" % name)
+        print(f"==> Pouring {name}--1.0.arm64_sonoma.bottle.tar.gz")
         return 0
     if argv[:1] != ["services"] or len(argv) < 2:
-        sys.stderr.write("brew double: unsupported command %r\n" % (argv,))
+        sys.stderr.write(f"brew double: unsupported command {argv!r}\n")
         return 64
     verb = argv[1]
     if verb == "info" and argv[2:] == ["--all", "--json"]:
@@ -81,18 +81,18 @@ def main(argv):
         info = installed[name]
         if verb == "stop":
             info.update(status="none", pid=None, exit_code=None)
-            print("==> Successfully stopped `%s` (label: homebrew.mxcl.%s)" % (name, name))
+            print(f"==> Successfully stopped `{name}` (label: homebrew.mxcl.{name})")
         elif name in config.get("failing", []):
             info.update(status="error", pid=None, exit_code=1)
-            print("==> Successfully started `%s` (label: homebrew.mxcl.%s)" % (name, name))
+            print(f"==> Successfully started `{name}` (label: homebrew.mxcl.{name})")
         else:
             state["next_pid"] += 1
             info.update(status="started", pid=state["next_pid"], exit_code=None)
             done = {"start": "started", "restart": "restarted"}[verb]
-            print("==> Successfully %s `%s` (label: homebrew.mxcl.%s)" % (done, name, name))
+            print(f"==> Successfully {done} `{name}` (label: homebrew.mxcl.{name})")
         save(state)
         return 0
-    sys.stderr.write("brew double: unsupported command %r\n" % (argv,))
+    sys.stderr.write(f"brew double: unsupported command {argv!r}\n")
     return 64
 
 
