@@ -340,3 +340,16 @@ def test_brew_service_is_a_brewfile_line(hosts_lab: Lab) -> None:
     assert res.body == 'brew "ollama", restart_service: :changed\n'
     # Nothing of an appliance's is rendered for it to run.
     assert not any("/nas/" in r.path for r in render_lab(hosts_lab, RenderContext()))
+
+
+def test_an_appliance_is_routed_to_and_scraped(hosts_lab: Lab) -> None:
+    """The NAS runs its own UI: Caddy routes to it and Prometheus scrapes it at the NAS's
+    address, though nothing is rendered for the NAS to run."""
+    out = {r.path: r.body for r in render_lab(hosts_lab, RenderContext(),
+                                              only=("caddy", "prometheus"))}
+    caddy = json.loads(out["caddy/mac.json"])
+    assert "10.0.0.5:5000" in json.dumps(caddy)
+    scrape = yaml.safe_load(out["prometheus/prometheus.yml"])
+    targets = [t for job in scrape["scrape_configs"] for sc in job.get("static_configs", [])
+               for t in sc["targets"]]
+    assert "10.0.0.5:5000" in targets
