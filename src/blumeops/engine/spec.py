@@ -143,6 +143,15 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                    and d.host in applied and d.host not in local and d.host}))
     notes = [] if applied else [
         "no host is marked `local: true` or has `ssh:`: nothing runs from this machine"]
+    for host, spec_ in lab.hosts.items():
+        if spec_.managed and service_manager(lab, host) is ServiceManager.nixos \
+                and any(s.native == host for s in lab.services.values()):
+            notes.append(f"host '{host}' runs NixOS: its services are nixos/{host}/blumeops.nix "
+                         "(`blumeops render`); import it and run `nixos-rebuild switch` there")
+    for name, svc in lab.services.items():
+        if svc.brew is not None and svc.native in local:
+            notes.append(f"service '{name}' is a brew formula on this machine: blumeops "
+                         "drives `brew services` over SSH only, so it is rendered, not run")
     for host in applied:
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
