@@ -38,7 +38,8 @@ def hosts_lab_data() -> dict[str, Any]:
     on Linux, macOS and NixOS, a brew service: the golden-file lab."""
     return {
         "lab": "hl",
-        "tailnet": {"name": "tail1234.ts.net"},
+        "tailnet": {"name": "tail1234.ts.net", "grants": [
+            {"src": ["lin", "mac", "nix"], "dst": ["nas"], "ip": ["tcp:2049", "tcp:445"]}]},
         "domains": {"ops": {"suffix": "ops.example.com", "proxy": "caddy", "host": "mac"}},
         "hosts": {
             "mac": {"role": "compute", "os": "macos", "ssh": "me@mac",

@@ -1002,3 +1002,53 @@ def unmanaged_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             yield marks.diag((*at, "brew"), "brew",
                              f"Homebrew runs on macOS and Linux; host '{svc.native}' runs "
                              f"{host.os.value}")
+
+
+SHARE_PORTS = {"nfs": 2049, "smb": 445}
+
+
+@rule
+def share_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Whoever mounts a share must be let through the tailnet to the serving host's NFS
+    (tcp 2049) or SMB (tcp 445) port: a host for its mounts, a cluster's host for its
+    pods' NFS volumes. Grants are not derived for mounts (a NAS decides who mounts it),
+    so a missing one would only show as a mount hanging at boot."""
+    if lab.tailnet is None:
+        return
+    from blumeops.tailnet.evaluate import UnknownTarget
+    from blumeops.tailnet.evaluate import check as acl_check
+    from blumeops.tailnet.policy import derive_policy
+
+    uses: list[tuple[tuple[str | int, ...], str, str, str]] = []  # path, client, share, proto
+    for host_name, host in lab.hosts.items():
+        if not host.managed:
+            continue
+        for point, mount in host_mounts(lab, host_name).items():
+            path: tuple[str | int, ...] = ("hosts", host_name, "mounts", point, "share")
+            if point not in host.mounts:
+                path = next((("services", n, "storage", v, "share")
+                             for n, s in lab.services.items() if s.native == host_name
+                             for v, st in s.storage.items() if st.mount == point), path)
+            uses.append((path, host_name, mount.share, mount.protocol))
+    for name, svc in lab.services.items():
+        cluster = lab.clusters.get(svc.kubernetes or "")
+        if cluster is None or cluster.host not in lab.hosts:
+            continue
+        uses += [(("services", name, "storage", vol, "share"), cluster.host, spec.share, "nfs")
+                 for vol, spec in svc.storage.items() if spec.share is not None]
+    policy = None
+    for path, client, ref, proto in uses:
+        server, _ = split_share(ref)
+        if share_of(lab, ref) is None or server == client:
+            continue  # not-served is reported on its own; a host reaches itself
+        policy = policy or derive_policy(lab)
+        port = SHARE_PORTS[proto]
+        try:
+            ok = acl_check(policy, client, f"{server}:{port}").allowed
+        except UnknownTarget:
+            continue
+        if not ok:
+            yield marks.diag(path, "unreachable-share",
+                             f"'{client}' mounts '{ref}' over {proto}, but the tailnet policy "
+                             f"does not let '{client}' reach {server}:{port}; add a grant "
+                             f"(e.g. {{src: [{client}], dst: [{server}], ip: [\"tcp:{port}\"]}})")
