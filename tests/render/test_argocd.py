@@ -58,6 +58,7 @@ def test_applications_point_at_rendered_directories(blumeops_lab: Lab) -> None:
             assert path == roots[res.name]
         if res.name == "blumeops-apps":
             assert own["directory"] == {"exclude": "blumeops-apps.yaml"}
+    assert app_dirs == manifest_dirs
     services = {r.service for r in apps if r.service}
     assert services == {n for n, s in blumeops_lab.services.items() if s.kubernetes}
     grafana = next(r for r in apps if r.name == "grafana")
