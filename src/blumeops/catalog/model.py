@@ -313,10 +313,16 @@ def _absolute(value: str, what: str) -> str:
         raise ValueError(f"{what} must be an absolute path such as /srv/media, got {value!r}")
     if any(part in (".", "..") for part in value.split("/")):
         raise ValueError(f"{what} may not hold '.' or '..', got {value!r}")
-    if any(ch.isspace() for ch in value):
-        # autofs maps and fstab-like lists split on blanks; no format holds one safely.
-        raise ValueError(f"{what} may not hold blanks, got {value!r}")
+    if any(ch.isspace() or ch in _PATH_UNSAFE for ch in value):
+        # autofs maps split on blanks, mount options on commas, and systemd, Nix and
+        # shells give quotes, '%', '$' and '\\' meanings: no format holds them safely.
+        raise ValueError(f"{what} may not hold blanks or any of {_PATH_UNSAFE}, "
+                         f"got {value!r}")
     return value
+
+
+_PATH_UNSAFE = ",'\"\\%$`;#*?"
+MOUNT_OPTION = re.compile(r"^[A-Za-z0-9_.:/@+-]+(=[A-Za-z0-9_.:/@+-]+)?$")
 
 
 ShareProtocol = Literal["nfs", "smb"]
@@ -352,9 +358,18 @@ class Mount(Strict):
     read_only: bool = False
     options: list[str] = Field(default_factory=list,
                                description="extra mount options (nfsvers=4.1, ...)")
-    user: str | None = Field(default=None,
+    user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$",
                              description="SMB user (its password stays in the keychain or "
                                          "a credentials file, never the catalog)")
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        for option in value:
+            if not MOUNT_OPTION.match(option):
+                raise ValueError(f"mount option {option!r} is not NAME or NAME=VALUE "
+                                 "(letters, digits, '_.:/@+-'; one option per item)")
+        return value
 
 
 class Host(Strict):

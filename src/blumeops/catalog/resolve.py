@@ -237,6 +237,10 @@ def resolved_view(lab: Lab) -> dict[str, Any]:
         }
     for name in lab.hosts:
         data["hosts"][name]["address"] = host_address(lab, name)
+        data["hosts"][name]["mounts"] = {  # declared, and those its services' shares imply
+            point: {**m.model_dump(mode="json"),
+                    "source": share_source(lab, m.share, m.protocol)}
+            for point, m in host_mounts(lab, name).items()}
         manager = service_manager(lab, name)
         data["hosts"][name]["service_manager"] = manager.value if manager else None
     return data

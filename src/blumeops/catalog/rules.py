@@ -1052,3 +1052,23 @@ def share_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              f"'{client}' mounts '{ref}' over {proto}, but the tailnet policy "
                              f"does not let '{client}' reach {server}:{port}; add a grant "
                              f"(e.g. {{src: [{client}], dst: [{server}], ip: [\"tcp:{port}\"]}})")
+
+
+@rule
+def nixos_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """A NixOS host's services are a module NixOS applies: what blumeops would have to
+    write on the host itself (files, secret files) has no place there."""
+    for name, svc in lab.services.items():
+        if svc.native not in lab.hosts or not lab.hosts[svc.native or ""].managed \
+                or service_manager(lab, svc.native or "") is not ServiceManager.nixos:
+            continue
+        at = ("services", name)
+        if svc.files:
+            yield marks.diag((*at, "files"), "nixos",
+                             f"host '{svc.native}' runs NixOS, where blumeops writes nothing: "
+                             "declare these files in its configuration (environment.etc)")
+        for key, secret in svc.secrets.items():
+            if secret.file is not None:
+                yield marks.diag((*at, "secrets", key), "nixos",
+                                 f"host '{svc.native}' runs NixOS: blumeops delivers no secret "
+                                 "files there; provide it with sops-nix or agenix")
