@@ -354,3 +354,12 @@ def test_an_appliance_is_routed_to_and_scraped(hosts_lab: Lab) -> None:
     targets = [t for job in scrape["scrape_configs"] for sc in job.get("static_configs", [])
                for t in sc["targets"]]
     assert "10.0.0.5:5000" in targets
+
+
+def test_host_docs_name_shares_mounts_and_appliances(hosts_lab: Lab) -> None:
+    docs = {r.path: r.body for r in render_lab(hosts_lab, RenderContext(), only=("docs",))}
+    nas = docs["docs/hosts/nas.md"]
+    assert "not managed by blumeops" in nas
+    assert "| `nas:media` | `/volume1/media` | nfs, smb (read-only) |" in nas
+    nix = docs["docs/hosts/nix.md"]  # implied by the api service's share volume
+    assert "| `/mnt/media` | `nas:media` | nfs (read-only) |" in nix
