@@ -960,6 +960,16 @@ def unmanaged_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """An appliance is declared, routed to, scraped, backed up to and probed, but never
     applied: settings that only mean something to a service manager are errors there.
     Homebrew formulae run where `brew services` does."""
+    unmanaged = {n for n, h in lab.hosts.items() if not h.managed}
+    for name, domain in lab.domains.items():
+        if domain.host in unmanaged:
+            yield marks.diag(("domains", name, "host"), "unmanaged-host",
+                             f"host '{domain.host}' is not managed by blumeops, so nothing "
+                             f"would run the Caddy proxy of domain '{name}' there")
+    if lab.controller is not None and lab.controller.host in unmanaged:
+        yield marks.diag(("controller", "host"), "unmanaged-host",
+                         f"host '{lab.controller.host}' is not managed by blumeops: the "
+                         "controller needs a host blumeops runs services on")
     for host_name, host in lab.hosts.items():
         if host.managed:
             continue
