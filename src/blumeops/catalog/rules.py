@@ -824,10 +824,9 @@ def argocd_app_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     first's destination."""
     taken: dict[tuple[str, str], str] = {}
     for cluster in lab.clusters:
-        if cluster in lab.clusters and lab.clusters[cluster].delivered_by not in (
-                None, *lab.clusters):
-            continue
         argocd = argocd_of(lab, cluster)
+        if argocd not in lab.clusters:
+            continue  # an unknown delivered_by is reported on its own
         for app in _generated_apps(lab, cluster):
             taken.setdefault((argocd, app), f"blumeops' own Application of cluster '{cluster}'")
     for name, svc in lab.services.items():
