@@ -28,6 +28,8 @@ tools:
 	  echo "installing openssh-server (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
 	  systemctl disable --now ssh >/dev/null 2>&1 || true; }
+	@# NixOS modules are parsed and read back by Debian's nix-bin (offline: nothing is built).
+	@command -v nix-instantiate >/dev/null || { echo "installing nix-bin (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nix-bin >/dev/null; }
 	@# The dashboard's browser tests drive Debian's headless Chromium (playwright, no download).
 	@test -x /usr/bin/chromium || { echo "installing chromium (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 

@@ -49,8 +49,9 @@ def test_waves_put_namespaces_first_and_dependencies_before_dependents(
             if dep in index:
                 assert index[dep] < index[m.service or ""], (dep, m.service)
     assert index["grafana"] > index["prometheus"] and index["miniflux"] > index["postgresql"]
-    # The ClusterSecretStore (no service: its CRD comes from an operator) goes last.
-    assert [m.kind for m in order[-1]] == ["ClusterSecretStore"]
+    # Cluster-wide objects (no service: their CRDs come from an operator) go last: the
+    # ClusterSecretStore, and the ExternalSecret telling ArgoCD about the k3s cluster.
+    assert sorted(m.kind for m in order[-1]) == ["ClusterSecretStore", "ExternalSecret"]
 
 
 def test_waves_apply_crds_with_namespaces() -> None:

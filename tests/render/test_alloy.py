@@ -53,8 +53,8 @@ def test_demo_has_no_sinks(demo_lab: Lab) -> None:
 
 def test_blumeops_forwards_to_routed_stores(blumeops_lab: Lab) -> None:
     out = bodies(blumeops_lab)
-    # Only indri runs native services; sifaka (storage) and gilbert get nothing.
-    assert list(out) == ["alloy/indri.alloy"]
+    # indri and ringtail run native services; sifaka (an appliance) and gilbert get nothing.
+    assert list(out) == ["alloy/indri.alloy", "alloy/ringtail.alloy"]
     text = out["alloy/indri.alloy"]
     check_structure(text)
     assert 'url = "https://prometheus.ops.eblu.me/api/v1/write"' in text

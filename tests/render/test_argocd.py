@@ -39,19 +39,24 @@ def test_applications_point_at_rendered_directories(blumeops_lab: Lab) -> None:
                                                                          RenderContext())}
     app_dirs = set()
     apps = render(blumeops_lab, RenderContext())
+    # k3s is delivered by minikube's ArgoCD: its root sits among minikube's Applications.
+    roots = {"blumeops-apps": "argocd/minikube", "blumeops-k3s-apps": "argocd/k3s"}
     for res in apps:
         doc = yaml.safe_load(res.body)
-        assert (res.target, res.kind) == ("argocd@minikube", "Application")
-        assert res.path == f"argocd/minikube/{res.name}.yaml"
+        where = "minikube" if res.name in roots else res.target.partition("@")[2]
+        assert (res.target, res.kind) == (f"argocd@{where}", "Application")
+        assert res.path == f"argocd/{where}/{res.name}.yaml"
         # A chart's Application has several sources; blumeops' own is the last.
         own = (doc["spec"].get("sources") or [doc["spec"].get("source")])[-1]
         assert own["repoURL"] == cluster.repo_url
         path = own["path"].removeprefix(f"{cluster.path}/")
         if res.name != "blumeops-apps":
-            app_dirs.add(path)
             assert doc["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
+        if res.name not in roots:
+            app_dirs.add(path)
         else:
-            assert path == "argocd/minikube"
+            assert path == roots[res.name]
+        if res.name == "blumeops-apps":
             assert own["directory"] == {"exclude": "blumeops-apps.yaml"}
     assert app_dirs == manifest_dirs
     services = {r.service for r in apps if r.service}

@@ -63,12 +63,14 @@ class OS(StrEnum):
     macos = "macos"
     dsm = "dsm"  # Synology DiskStation: no service manager blumeops can drive
     windows = "windows"
+    nixos = "nixos"  # services become a rendered NixOS module, not unit files
 
 
 class ServiceManager(StrEnum):
     supervisor = "supervisor"
     systemd = "systemd"
     launchd = "launchd"
+    nixos = "nixos"  # systemd, declared through a NixOS module (render/nixos.py)
 
 
 SUPPORTED_MANAGERS: dict[OS, tuple[ServiceManager, ...]] = {
@@ -76,7 +78,10 @@ SUPPORTED_MANAGERS: dict[OS, tuple[ServiceManager, ...]] = {
     OS.macos: (ServiceManager.launchd, ServiceManager.supervisor),
     OS.dsm: (),
     OS.windows: (),
+    OS.nixos: (ServiceManager.nixos,),
 }
+# Homebrew formulae (`brew:`) run under `brew services` on these systems.
+BREW_SYSTEMS = (OS.macos, OS.linux)
 
 
 class Grant(Strict):
@@ -303,6 +308,70 @@ class Domain(Strict):
         return 80 if self.tls.mode is TLSMode.off else 443
 
 
+def _absolute(value: str, what: str) -> str:
+    if not value.startswith("/") or "//" in value or (value != "/" and value.endswith("/")):
+        raise ValueError(f"{what} must be an absolute path such as /srv/media, got {value!r}")
+    if any(part in (".", "..") for part in value.split("/")):
+        raise ValueError(f"{what} may not hold '.' or '..', got {value!r}")
+    if any(ch.isspace() or ch in _PATH_UNSAFE for ch in value):
+        # autofs maps split on blanks, mount options on commas, and systemd, Nix and
+        # shells give quotes, '%', '$' and '\\' meanings: no format holds them safely.
+        raise ValueError(f"{what} may not hold blanks or any of {_PATH_UNSAFE}, "
+                         f"got {value!r}")
+    return value
+
+
+_PATH_UNSAFE = ",'\"\\%$`;#*?"
+MOUNT_OPTION = re.compile(r"^[A-Za-z0-9_.:/@+-]+(=[A-Za-z0-9_.:/@+-]+)?$")
+
+
+ShareProtocol = Literal["nfs", "smb"]
+
+
+class Share(Strict):
+    """A directory a host serves to others (a NAS export): over NFS, SMB or both.
+
+    Declared on the serving host, so a volume or mount naming a share nobody serves is an
+    error rather than a mount that hangs at boot.
+    """
+
+    path: str = Field(description="the exported directory on the serving host")
+    protocols: list[ShareProtocol] = Field(
+        default_factory=lambda: cast(list[ShareProtocol], ["nfs"]), min_length=1)
+    read_only: bool = Field(default=False, description="exported read-only")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _absolute(value, "a share's path")
+
+
+class Mount(Strict):
+    """A share mounted on a host, at the path that keys it (e.g. /mnt/media).
+
+    Rendered as a systemd .mount unit (Linux), an autofs direct-map entry (macOS) or a
+    `fileSystems` entry (NixOS): see render/mounts.py.
+    """
+
+    share: str = Field(description="HOST:SHARE, a share declared on that host")
+    protocol: ShareProtocol = "nfs"
+    read_only: bool = False
+    options: list[str] = Field(default_factory=list,
+                               description="extra mount options (nfsvers=4.1, ...)")
+    user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$",
+                             description="SMB user (its password stays in the keychain or "
+                                         "a credentials file, never the catalog)")
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        for option in value:
+            if not MOUNT_OPTION.match(option):
+                raise ValueError(f"mount option {option!r} is not NAME or NAME=VALUE "
+                                 "(letters, digits, '_.:/@+-'; one option per item)")
+        return value
+
+
 class Host(Strict):
     role: Role = Field(strict=False)
     os: OS = Field(strict=False)
@@ -319,6 +388,21 @@ class Host(Strict):
                                    "accept-new); a changed key is always refused")
     arch: Literal["x86_64", "arm64"] | None = Field(
         default=None, description="checked against the host on first contact (aarch64 = arm64)")
+    managed: bool = Field(
+        default=True,
+        description="false: an appliance (a NAS with its vendor OS, a router) whose services "
+                    "blumeops routes to, scrapes, backs up to and checks, but never applies")
+    shares: dict[str, Share] = Field(
+        default_factory=dict, description="directories this host exports (NFS, SMB)")
+    mounts: dict[str, Mount] = Field(
+        default_factory=dict, description="mount point -> share mounted there")
+
+    @field_validator("mounts")
+    @classmethod
+    def _mount_points(cls, value: dict[str, Mount]) -> dict[str, Mount]:
+        for point in value:
+            _absolute(point, "a mount point")
+        return value
 
 
 class SecretStore(Strict):
@@ -351,6 +435,33 @@ class SecretStore(Strict):
         return self
 
 
+class ClusterCredentials(Strict):
+    """How the delivering ArgoCD authenticates to a cluster: secret references only.
+
+    They become the `config` of ArgoCD's cluster Secret through an ExternalSecret
+    template, so no token is ever written to git.
+    """
+
+    bearer_token: str = Field(description="service account token, as a secret reference")
+    ca_data: str | None = Field(
+        default=None, description="base64 CA bundle of the API server, as a secret reference")
+    insecure: bool = Field(default=False, description="skip TLS verification (no ca_data)")
+
+    @field_validator("bearer_token", "ca_data")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and not SECRET_REF.match(value):
+            raise ValueError("must be a secret reference ('vault:NAME' or "
+                             "'op://VAULT/ITEM/FIELD'), never the value itself")
+        return value
+
+    @model_validator(mode="after")
+    def _trust(self) -> ClusterCredentials:
+        if self.insecure and self.ca_data is not None:
+            raise ValueError("'insecure: true' and 'ca_data' contradict each other")
+        return self
+
+
 class Cluster(Strict):
     host: str
     context: str
@@ -367,6 +478,21 @@ class Cluster(Strict):
     )
     secret_store: SecretStore | None = Field(
         default=None, description="where ExternalSecrets read secrets (1Password Connect)")
+    server: str | None = Field(
+        default=None, description="API server URL as the delivering ArgoCD reaches it "
+                                  "(https://HOST:6443); default: in-cluster")
+    delivered_by: str | None = Field(
+        default=None, description="cluster whose ArgoCD delivers this cluster's Applications")
+    credentials: ClusterCredentials | None = Field(
+        default=None, description="how that ArgoCD authenticates here (secret references)")
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https://[A-Za-z0-9.\[\]:-]+(/[^\s]*)?$",
+                                              value):
+            raise ValueError(f"a cluster server is an https:// URL, got {value!r}")
+        return value
 
 
 class Route(Strict):
@@ -406,10 +532,35 @@ class Metrics(Strict):
 
 
 class Storage(Strict):
-    size: str = Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+    """A volume: a claim (`size`), a share another host serves (`share`), or a directory of
+    the node (`host_path`). Exactly one of the three."""
+
+    size: Annotated[str, Field(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")] | None = Field(
+        default=None, description="a PersistentVolumeClaim of this size")
     mount: str
     per_pod: bool = Field(default=False, description="follows the pod: makes a StatefulSet")
     storage_class: str | None = None
+    share: str | None = Field(
+        default=None, description="HOST:SHARE served over NFS (pods) or mounted by the host "
+                                  "(native services)")
+    host_path: str | None = Field(default=None, description="a directory on the node")
+    sub_path: str | None = Field(default=None, description="a directory inside the share")
+    read_only: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Storage:
+        given = [f for f in ("size", "share", "host_path") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("a volume needs exactly one of 'size' (a claim), 'share' "
+                             "(HOST:SHARE) or 'host_path'")
+        if self.host_path is not None:
+            _absolute(self.host_path, "host_path")
+        if given[0] != "size" and (self.per_pod or self.storage_class is not None):
+            raise ValueError("'per_pod' and 'storage_class' are for claims ('size')")
+        if self.sub_path is not None and (self.share is None or self.sub_path.startswith("/")
+                                          or ".." in self.sub_path.split("/")):
+            raise ValueError("'sub_path' is a relative directory inside a 'share'")
+        return self
 
 
 class Homepage(Strict):
@@ -489,6 +640,8 @@ class Names(Strict):
                                 description="systemd unit (default blumeops-NAME.service)")
     kubernetes: str | None = Field(default=None,
                                    description="name of the workload, Service and Ingress")
+    argocd: str | None = Field(default=None,
+                               description="name of its ArgoCD Application (default NAME)")
 
     @field_validator("systemd")
     @classmethod
@@ -556,6 +709,10 @@ class Service(Strict):
     objects: list[dict[str, Any]] = Field(
         default_factory=list, description="Kubernetes objects (any CRD) passed through")
     names: Names = Field(default_factory=Names)
+    # native, package-managed
+    brew: str | None = Field(
+        default=None, description="Homebrew formula run by `brew services` (instead of "
+                                  "'command')")
 
     @field_validator("routes", mode="before")
     @classmethod

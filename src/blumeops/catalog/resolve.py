@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from blumeops.catalog.model import Lab, Service, ServiceManager
+from blumeops.catalog.model import Lab, Mount, Service, ServiceManager, Share
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,66 @@ def service_manager(lab: Lab, host: str) -> ServiceManager | None:
     spec = lab.hosts[host]
     if spec.service_manager is not None:
         return spec.service_manager
-    return {"linux": ServiceManager.systemd, "macos": ServiceManager.launchd}.get(spec.os.value)
+    return {"linux": ServiceManager.systemd, "macos": ServiceManager.launchd,
+            "nixos": ServiceManager.nixos}.get(spec.os.value)
+
+
+def split_share(ref: str) -> tuple[str, str]:
+    """'sifaka:media' -> ('sifaka', 'media'); without a ':' the host is ''."""
+    host, sep, share = ref.partition(":")
+    return (host, share) if sep else ("", ref)
+
+
+def share_of(lab: Lab, ref: str) -> Share | None:
+    """The share a HOST:SHARE reference names, if that host declares it."""
+    host, name = split_share(ref)
+    spec = lab.hosts.get(host)
+    return spec.shares.get(name) if spec is not None else None
+
+
+def share_source(lab: Lab, ref: str, protocol: str, sub_path: str | None = None) -> str:
+    """What a client mounts: `ADDRESS:/path` for NFS, `//ADDRESS/SHARE` for SMB."""
+    host, name = split_share(ref)
+    share = share_of(lab, ref)
+    address = host_address(lab, host)
+    if protocol == "smb":
+        return f"//{address}/{name}" + (f"/{sub_path}" if sub_path else "")
+    path = share.path if share is not None else f"/{name}"
+    return f"{address}:{path}" + (f"/{sub_path}" if sub_path else "")
+
+
+def host_mounts(lab: Lab, host: str) -> dict[str, Mount]:
+    """Every mount of a host: those it declares, and the shares its native services mount
+    (storage with `share:`) at their mount points. Declared ones win; the rules report a
+    mount point two of them disagree on."""
+    spec = lab.hosts[host]
+    out = dict(spec.mounts)
+    for svc in lab.services.values():
+        if svc.native != host:
+            continue
+        for vol in svc.storage.values():
+            if vol.share is not None and vol.mount not in out:
+                out[vol.mount] = Mount(share=vol.share, read_only=vol.read_only)
+    return dict(sorted(out.items()))
+
+
+def applied_host(lab: Lab, host: str) -> bool:
+    """blumeops applies this host itself: local or over SSH, managed, not NixOS (whose
+    services are a module the host's own `nixos-rebuild` applies)."""
+    spec = lab.hosts[host]
+    return (spec.local or spec.ssh is not None) and spec.managed \
+        and service_manager(lab, host) is not ServiceManager.nixos
+
+
+def argocd_of(lab: Lab, cluster: str) -> str:
+    """The cluster whose ArgoCD holds this cluster's Applications (itself by default)."""
+    spec = lab.clusters[cluster]
+    return spec.delivered_by or cluster
+
+
+def application_name(name: str, service: Service) -> str:
+    """A Kubernetes service's ArgoCD Application: declared (`names.argocd`) or its own."""
+    return service.names.argocd or name
 
 
 def _route(lab: Lab, svc_name: str, svc: Service, key: str) -> ResolvedRoute | None:
@@ -178,6 +237,10 @@ def resolved_view(lab: Lab) -> dict[str, Any]:
         }
     for name in lab.hosts:
         data["hosts"][name]["address"] = host_address(lab, name)
+        data["hosts"][name]["mounts"] = {  # declared, and those its services' shares imply
+            point: {**m.model_dump(mode="json"),
+                    "source": share_source(lab, m.share, m.protocol)}
+            for point, m in host_mounts(lab, name).items()}
         manager = service_manager(lab, name)
         data["hosts"][name]["service_manager"] = manager.value if manager else None
     return data

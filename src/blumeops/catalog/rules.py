@@ -12,6 +12,7 @@ from typing import Any
 
 from blumeops.catalog.diagnostics import Diagnostic, Marks, did_you_mean
 from blumeops.catalog.model import (
+    BREW_SYSTEMS,
     DNS_LABEL,
     K8S_NAME,
     LAUNCHD_LABEL,
@@ -22,12 +23,17 @@ from blumeops.catalog.model import (
     ServiceManager,
 )
 from blumeops.catalog.resolve import (
+    application_name,
+    argocd_of,
+    host_mounts,
     kubernetes_name,
     launchd_label,
     namespace,
     routes,
     service_manager,
+    share_of,
     split_route_key,
+    split_share,
     systemd_unit,
 )
 
@@ -265,7 +271,7 @@ def runtimes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Native services need a host that can run them; Kubernetes services need an image."""
     for name, svc in lab.services.items():
         at = ("services", name)
-        if svc.native is not None and svc.native in lab.hosts:
+        if svc.native is not None and svc.native in lab.hosts and lab.hosts[svc.native].managed:
             host = lab.hosts[svc.native]
             supported = SUPPORTED_MANAGERS[host.os]
             manager = service_manager(lab, svc.native)
@@ -278,7 +284,7 @@ def runtimes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                  f"service manager '{manager}' does not run on "
                                  f"{host.os.value} (supported: "
                                  f"{', '.join(m.value for m in supported)})")
-            if not svc.command:
+            if not svc.command and svc.brew is None:
                 yield marks.diag(at, "native-command",
                                  f"native service '{name}' needs a 'command' to run")
             for field in ("image", "args"):
@@ -690,7 +696,7 @@ def service_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
              manager is ServiceManager.launchd),
             ("systemd", SYSTEMD_UNIT, "a systemd unit name (letters, digits, ':', '_', '.', "
              "'-', '\\', ending in .service, no template '@')",
-             manager is ServiceManager.systemd),
+             manager in (ServiceManager.systemd, ServiceManager.nixos)),
             ("kubernetes", K8S_NAME, "a Kubernetes name (a DNS-1035 label: lowercase letters, "
              "digits and '-', starting with a letter, at most 63)", svc.kubernetes is not None),
         ):
@@ -710,7 +716,7 @@ def service_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
         elif manager is ServiceManager.launchd and svc.native:
             key = ("launchd", svc.native, launchd_label(name, svc))
             what = f"launchd label '{key[2]}' on '{svc.native}'"
-        elif manager is ServiceManager.systemd and svc.native:
+        elif manager in (ServiceManager.systemd, ServiceManager.nixos) and svc.native:
             key = ("systemd", svc.native, systemd_unit(name, svc))
             what = f"systemd unit '{key[2]}' on '{svc.native}'"
         else:
@@ -752,3 +758,326 @@ def secret_stores(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             yield marks.diag((*at, "connect"), "unknown-reference",
                              _unknown("service", store.connect, dict(services))
                              + f" (1Password Connect must run in cluster '{cluster_name}')")
+
+
+# --- several clusters, storage, and hosts blumeops does not manage ------------------------
+
+
+@rule
+def cluster_delivery(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """A cluster another cluster's ArgoCD delivers: that ArgoCD exists, and knows how to
+    reach this cluster (its server and credentials, by reference)."""
+    for name, cluster in lab.clusters.items():
+        at = ("clusters", name)
+        by = cluster.delivered_by
+        if by is None:
+            for field in ("server", "credentials"):
+                if field in cluster.model_fields_set:
+                    yield marks.diag((*at, field), "cluster-delivery",
+                                     f"'{field}' tells another cluster's ArgoCD how to reach "
+                                     f"cluster '{name}'; add 'delivered_by: CLUSTER' or "
+                                     "remove it")
+            continue
+        if by not in lab.clusters:
+            yield marks.diag((*at, "delivered_by"), "unknown-reference",
+                             _unknown("cluster", by, lab.clusters))
+            continue
+        if by == name:
+            yield marks.diag((*at, "delivered_by"), "cluster-delivery",
+                             f"cluster '{name}' cannot be delivered by itself; remove "
+                             "'delivered_by' (its own ArgoCD is the default)")
+            continue
+        other = lab.clusters[by]
+        if other.delivery != "argocd" or other.delivered_by is not None:
+            yield marks.diag((*at, "delivered_by"), "cluster-delivery",
+                             f"cluster '{by}' runs no ArgoCD of its own that could deliver "
+                             f"'{name}' (it is 'delivery: {other.delivery}'"
+                             + (f", delivered by '{other.delivered_by}'"
+                                if other.delivered_by else "") + ")")
+        if cluster.delivery != "argocd":
+            yield marks.diag((*at, "delivered_by"), "cluster-delivery",
+                             f"cluster '{name}' is 'delivery: {cluster.delivery}'; an ArgoCD "
+                             "delivers only clusters with 'delivery: argocd'")
+        for field in ("server", "credentials"):
+            if getattr(cluster, field) is None:
+                yield marks.diag((*at, "delivered_by"), "cluster-delivery",
+                                 f"cluster '{name}' is delivered by the ArgoCD of '{by}', "
+                                 f"which needs its '{field}' to reach it")
+        if cluster.credentials is not None and other.secret_store is None:
+            yield marks.diag((*at, "credentials"), "no-secret-store",
+                             f"the credentials of cluster '{name}' reach ArgoCD in '{by}' "
+                             f"through an ExternalSecret; cluster '{by}' declares no "
+                             "'secret_store'")
+
+
+def _generated_apps(lab: Lab, cluster: str) -> list[str]:
+    """The Applications blumeops names itself for a cluster (render/argocd.py)."""
+    if lab.clusters[cluster].delivered_by is None:
+        return [f"{lab.lab}-apps", f"{lab.lab}-cluster"]
+    return [f"{lab.lab}-{cluster}-apps", f"{lab.lab}-{cluster}-cluster"]
+
+
+@rule
+def argocd_app_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Application names are unique within each ArgoCD, across every cluster it delivers:
+    two Applications of one name are one object, and the second silently replaces the
+    first's destination."""
+    taken: dict[tuple[str, str], str] = {}
+    for cluster in lab.clusters:
+        argocd = argocd_of(lab, cluster)
+        if argocd not in lab.clusters:
+            continue  # an unknown delivered_by is reported on its own
+        for app in _generated_apps(lab, cluster):
+            taken.setdefault((argocd, app), f"blumeops' own Application of cluster '{cluster}'")
+    for name, svc in lab.services.items():
+        at = ("services", name)
+        declared = svc.names.argocd
+        if declared is not None:
+            if not _DNS_SUBDOMAIN.match(declared):
+                yield marks.diag((*at, "names", "argocd"), "bad-name",
+                                 f"'{declared}' is not an ArgoCD Application name (a DNS "
+                                 "subdomain: lowercase letters, digits, '-' and '.')")
+                continue
+            if svc.kubernetes is None:
+                yield marks.diag((*at, "names", "argocd"), "bad-name",
+                                 f"names.argocd has no effect: service '{name}' runs on "
+                                 f"'{svc.native}'")
+                continue
+        if svc.kubernetes is None or svc.kubernetes not in lab.clusters:
+            continue
+        argocd = argocd_of(lab, svc.kubernetes)
+        if argocd not in lab.clusters:
+            continue
+        app = application_name(name, svc)
+        owner = taken.setdefault((argocd, app), f"service '{name}' (cluster "
+                                                f"'{svc.kubernetes}')")
+        if not owner.startswith(f"service '{name}' "):
+            path = (*at, "names", "argocd") if declared else at
+            yield marks.diag(path, "argocd-app-name",
+                             f"ArgoCD Application '{app}' of service '{name}' (cluster "
+                             f"'{svc.kubernetes}') collides with {owner} in the ArgoCD of "
+                             f"cluster '{argocd}'; set names.argocd or rename the service")
+
+
+def _share_problem(lab: Lab, ref: str, protocol: str) -> str | None:
+    """Why HOST:SHARE cannot be mounted over `protocol`, or None."""
+    host, share_name = split_share(ref)
+    if host not in lab.hosts:
+        return (f"share '{ref}' names " + _unknown("host", host, lab.hosts)
+                + " (shares are written HOST:SHARE)")
+    share = share_of(lab, ref)
+    if share is None:
+        known = lab.hosts[host].shares
+        return (f"host '{host}' is not declared as serving a share '{share_name}'"
+                + did_you_mean(share_name, known)
+                + f"; declare it under hosts.{host}.shares")
+    if protocol not in share.protocols:
+        return (f"share '{ref}' is served over {', '.join(share.protocols)}, not "
+                f"{protocol}")
+    return None
+
+
+@rule
+def storage_volumes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Volumes come from somewhere that serves them: a share its host declares (over the
+    protocol that mounts it), a claim in a cluster, a node directory for a pod."""
+    for name, svc in lab.services.items():
+        for vol, spec in svc.storage.items():
+            at = ("services", name, "storage", vol)
+            if spec.share is not None:
+                problem = _share_problem(lab, spec.share, "nfs" if svc.kubernetes else
+                                         _mount_protocol(lab, svc.native, spec.mount))
+                if problem is not None:
+                    yield marks.diag((*at, "share"), "not-served", problem)
+                    continue
+                share = share_of(lab, spec.share)
+                if share is not None and share.read_only and not spec.read_only:
+                    yield marks.diag((*at, "share"), "read-only-share",
+                                     f"share '{spec.share}' is exported read-only; add "
+                                     "'read_only: true'")
+            if svc.native is not None:
+                if spec.size is not None:
+                    yield marks.diag((*at, "size"), "runtime-field",
+                                     f"a claim ('size') is for Kubernetes services; '{name}' "
+                                     "is native (use a directory, or 'share: HOST:SHARE')")
+                elif spec.host_path is not None:
+                    yield marks.diag((*at, "host_path"), "runtime-field",
+                                     f"'host_path' is for pods; native service '{name}' "
+                                     "reads its host's directories directly")
+                if spec.sub_path is not None:
+                    yield marks.diag((*at, "sub_path"), "runtime-field",
+                                     "'sub_path' is for pods; mount the directory you need")
+    yield from _host_mounts(lab, marks)
+
+
+def _host_mounts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Each host's mounts (declared, and those its native services' shares imply)."""
+    for host_name, host in lab.hosts.items():
+        declared = host.mounts
+        for point, mount in host_mounts(lab, host_name).items():
+            where: tuple[str | int, ...] = (("hosts", host_name, "mounts", point)
+                                            if point in declared else ("hosts", host_name))
+            problem = _share_problem(lab, mount.share, mount.protocol)
+            if problem is not None:
+                if point in declared:
+                    yield marks.diag((*where, "share"), "not-served", problem)
+                continue
+            if not host.managed:
+                yield marks.diag(where, "unmanaged-host",
+                                 f"host '{host_name}' is not managed by blumeops: nothing "
+                                 f"would mount '{mount.share}' at {point}")
+            elif host.os.value not in ("linux", "macos", "nixos"):
+                yield marks.diag(where, "mount-os",
+                                 f"blumeops renders mounts for linux, macos and nixos hosts, "
+                                 f"not {host.os.value}")
+        for name, svc in lab.services.items():
+            if svc.native != host_name:
+                continue
+            for vol, spec in svc.storage.items():
+                other = declared.get(spec.mount)
+                if spec.share is not None and other is not None and other.share != spec.share:
+                    yield marks.diag(("services", name, "storage", vol, "mount"),
+                                     "mount-conflict",
+                                     f"host '{host_name}' mounts '{other.share}' at "
+                                     f"{spec.mount}, not '{spec.share}'")
+
+
+def _mount_protocol(lab: Lab, host: str | None, point: str) -> str:
+    """How a native service's share reaches its host: the host's declared mount, else NFS."""
+    if host is not None and host in lab.hosts and point in lab.hosts[host].mounts:
+        return lab.hosts[host].mounts[point].protocol
+    return "nfs"
+
+
+# What an unmanaged host's services may not say: blumeops runs nothing there.
+_RUN_FIELDS = ("command", "brew", "environment", "workdir", "files", "secrets", "names")
+_FORMULA = re.compile(r"^[a-z0-9][a-z0-9@+._-]*(/[a-z0-9][a-z0-9@+._-]*){0,2}$")
+
+
+@rule
+def unmanaged_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """An appliance is declared, routed to, scraped, backed up to and probed, but never
+    applied: settings that only mean something to a service manager are errors there.
+    Homebrew formulae run where `brew services` does."""
+    unmanaged = {n for n, h in lab.hosts.items() if not h.managed}
+    for name, domain in lab.domains.items():
+        if domain.host in unmanaged:
+            yield marks.diag(("domains", name, "host"), "unmanaged-host",
+                             f"host '{domain.host}' is not managed by blumeops, so nothing "
+                             f"would run the Caddy proxy of domain '{name}' there")
+    if lab.controller is not None and lab.controller.host in unmanaged:
+        yield marks.diag(("controller", "host"), "unmanaged-host",
+                         f"host '{lab.controller.host}' is not managed by blumeops: the "
+                         "controller needs a host blumeops runs services on")
+    for host_name, host in lab.hosts.items():
+        if host.managed:
+            continue
+        at = ("hosts", host_name)
+        for field in ("service_manager", "local"):
+            if field in host.model_fields_set and getattr(host, field):
+                yield marks.diag((*at, field), "unmanaged-host",
+                                 f"host '{host_name}' is 'managed: false': blumeops applies "
+                                 f"nothing there, so '{field}' has no meaning")
+    for name, svc in lab.services.items():
+        if svc.native is None or svc.native not in lab.hosts:
+            continue
+        host = lab.hosts[svc.native]
+        at = ("services", name)
+        if not host.managed:
+            for field in _RUN_FIELDS:
+                if field in svc.model_fields_set and getattr(svc, field):
+                    yield marks.diag((*at, field), "unmanaged-host",
+                                     f"host '{svc.native}' is not managed by blumeops (its "
+                                     f"own OS runs '{name}'); '{field}' would never be "
+                                     "applied: remove it")
+            continue
+        if svc.brew is None:
+            continue
+        if svc.command is not None:
+            yield marks.diag((*at, "brew"), "brew",
+                             f"service '{name}' runs either 'command' or the 'brew' formula's "
+                             "own service, not both")
+        for field in ("environment", "workdir", "secrets"):
+            if getattr(svc, field):
+                yield marks.diag((*at, field), "brew",
+                                 f"`brew services` runs formula '{svc.brew}' as its formula "
+                                 f"says; '{field}' would be ignored (use 'files:' for its "
+                                 "config)")
+        if not _FORMULA.match(svc.brew):
+            yield marks.diag((*at, "brew"), "brew",
+                             f"'{svc.brew}' is not a Homebrew formula name (name, or "
+                             "user/tap/name)")
+        if host.os not in BREW_SYSTEMS:
+            yield marks.diag((*at, "brew"), "brew",
+                             f"Homebrew runs on macOS and Linux; host '{svc.native}' runs "
+                             f"{host.os.value}")
+
+
+SHARE_PORTS = {"nfs": 2049, "smb": 445}
+
+
+@rule
+def share_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Whoever mounts a share must be let through the tailnet to the serving host's NFS
+    (tcp 2049) or SMB (tcp 445) port: a host for its mounts, a cluster's host for its
+    pods' NFS volumes. Grants are not derived for mounts (a NAS decides who mounts it),
+    so a missing one would only show as a mount hanging at boot."""
+    if lab.tailnet is None:
+        return
+    from blumeops.tailnet.evaluate import UnknownTarget
+    from blumeops.tailnet.evaluate import check as acl_check
+    from blumeops.tailnet.policy import derive_policy
+
+    uses: list[tuple[tuple[str | int, ...], str, str, str]] = []  # path, client, share, proto
+    for host_name, host in lab.hosts.items():
+        if not host.managed:
+            continue
+        for point, mount in host_mounts(lab, host_name).items():
+            path: tuple[str | int, ...] = ("hosts", host_name, "mounts", point, "share")
+            if point not in host.mounts:
+                path = next((("services", n, "storage", v, "share")
+                             for n, s in lab.services.items() if s.native == host_name
+                             for v, st in s.storage.items() if st.mount == point), path)
+            uses.append((path, host_name, mount.share, mount.protocol))
+    for name, svc in lab.services.items():
+        cluster = lab.clusters.get(svc.kubernetes or "")
+        if cluster is None or cluster.host not in lab.hosts:
+            continue
+        uses += [(("services", name, "storage", vol, "share"), cluster.host, spec.share, "nfs")
+                 for vol, spec in svc.storage.items() if spec.share is not None]
+    policy = None
+    for path, client, ref, proto in uses:
+        server, _ = split_share(ref)
+        if share_of(lab, ref) is None or server == client:
+            continue  # not-served is reported on its own; a host reaches itself
+        policy = policy or derive_policy(lab)
+        port = SHARE_PORTS[proto]
+        try:
+            ok = acl_check(policy, client, f"{server}:{port}").allowed
+        except UnknownTarget:
+            continue
+        if not ok:
+            yield marks.diag(path, "unreachable-share",
+                             f"'{client}' mounts '{ref}' over {proto}, but the tailnet policy "
+                             f"does not let '{client}' reach {server}:{port}; add a grant "
+                             f"(e.g. {{src: [{client}], dst: [{server}], ip: [\"tcp:{port}\"]}})")
+
+
+@rule
+def nixos_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """A NixOS host's services are a module NixOS applies: what blumeops would have to
+    write on the host itself (files, secret files) has no place there."""
+    for name, svc in lab.services.items():
+        if svc.native not in lab.hosts or not lab.hosts[svc.native or ""].managed \
+                or service_manager(lab, svc.native or "") is not ServiceManager.nixos:
+            continue
+        at = ("services", name)
+        if svc.files:
+            yield marks.diag((*at, "files"), "nixos",
+                             f"host '{svc.native}' runs NixOS, where blumeops writes nothing: "
+                             "declare these files in its configuration (environment.etc)")
+        for key, secret in svc.secrets.items():
+            if secret.file is not None:
+                yield marks.diag((*at, "secrets", key), "nixos",
+                                 f"host '{svc.native}' runs NixOS: blumeops delivers no secret "
+                                 "files there; provide it with sops-nix or agenix")

@@ -466,7 +466,8 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
                 last[event.service] = f"{event.at[:19]} {event.kind}"
         sync = s.store.last_sync()
     applied = {h for h in s.runtime.sessions}
-    judged = [h.health for h in healths if s.spec.services[h.service].host in applied]
+    judged = [h.health for h in healths if s.spec.services[h.service].host in applied
+              or s.spec.services[h.service].probed_here]
     health = lab_health(judged, [r.ok for r in routes])
     code = 0 if health is Health.healthy else 1
     if output == "json":

@@ -121,6 +121,7 @@ REGISTRY: dict[str, dict[str, str]] = {
     # Unit managers through the adapter; applied once engine/spec.py drives them.
     "systemd": {"remote": "blumeops.drivers.managed:SystemdDriver"},
     "launchd": {"remote": "blumeops.drivers.managed:LaunchdDriver"},
+    "brew": {"remote": "blumeops.drivers.brew:BrewDriver"},
 }
 
 

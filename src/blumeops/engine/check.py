@@ -43,7 +43,7 @@ def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
     status = runtime.program_status()
     # Services on other hosts are probed there, through the host's transport.
     remote = [n for n, svc in runtime.spec.services.items()
-              if not svc.local and svc.host in runtime.sessions]
+              if not svc.local and (svc.host in runtime.sessions or svc.probed_here)]
     remote_health = runtime.service_health(remote, {}) if remote else {}
     for name, svc in runtime.spec.services.items():
         if name in remote_health:

@@ -187,7 +187,9 @@ class LocalRuntime:
         for name in names:
             svc = self.spec.services[name]
             session = self.sessions.get(svc.host or "")
-            if session is None:
+            if session is None and svc.probed_here:
+                out[name] = self.probe_from_here(name)
+            elif session is None:
                 out[name] = ServiceHealth(name, Health.unknown, "not run by blumeops "
                                           "(its host is neither local nor reached over ssh)",
                                           urls=svc.urls)
@@ -199,6 +201,22 @@ class LocalRuntime:
         from dataclasses import replace
 
         return {n: replace(h, host=self.spec.services[n].host or "") for n, h in out.items()}
+
+    def probe_from_here(self, service: str) -> ServiceHealth:
+        """A service of a host blumeops does not manage (an appliance): its probe, run
+        from this machine against the host's address; nothing else is known of it."""
+        svc = self.spec.services[service]
+        spec = svc.probe
+        if spec is None or spec.kind == "command" or not spec.port:
+            return ServiceHealth(service, Health.unknown, f"on {svc.host} (not managed by "
+                                 "blumeops); no http or tcp probe declared", urls=svc.urls)
+        if spec.kind == "tcp":
+            r = probe_tcp(svc.address, spec.port, spec.timeout)
+        else:
+            r = probe_http(svc.address, spec.port, spec.path, spec.timeout)
+        health = Health.healthy if r.ok else Health.degraded
+        return ServiceHealth(service, health, f"{r.detail} from here", "unmanaged",
+                             urls=svc.urls)
 
     def program_pids(self) -> dict[str, int | None]:
         """Every supervised service's pid now, on every reachable host."""

@@ -15,7 +15,7 @@ from typing import Literal
 from blumeops.engine.resources import Resource
 
 # The render modules whose resources the local runtime applies.
-APPLIED_RENDERERS = ("native", "caddy")
+APPLIED_RENDERERS = ("native", "caddy", "brew")
 # Every rendered Caddy HTTP route sets this response header to its hostname, so a probe
 # through the proxy knows the answer came from that route: Caddy answers a Host it has
 # no route for with an empty 200, which must not pass for a working route.
@@ -67,6 +67,7 @@ class ServiceSpec:
     has_secrets: bool = False
     secret_files: dict[str, str] = field(default_factory=dict)  # NAME -> declared path
     address: str = "127.0.0.1"  # where its probe connects, on its host
+    probed_here: bool = False  # on a host blumeops does not manage: probed from this machine
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,14 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                  files: list[Path] | None = None) -> RuntimeSpec:
     """Derive the spec from a valid catalog model (pure)."""
     from blumeops.catalog.model import Lab, ServiceManager
-    from blumeops.catalog.resolve import routes, service_manager, service_routes, service_url
+    from blumeops.catalog.resolve import (
+        applied_host,
+        host_address,
+        routes,
+        service_manager,
+        service_routes,
+        service_url,
+    )
     from blumeops.render import RenderContext, render_lab
     from blumeops.transports.facts import SYSTEMS
 
@@ -123,7 +131,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
         name: HostSpec(name, h.local, h.ssh, h.address, SYSTEMS[h.os], h.os.value,
                        str(service_manager(lab, name) or ""), h.service_manager is not None,
                        h.ssh_identity, h.accept_new_host_key, h.arch)
-        for name, h in lab.hosts.items() if h.local or h.ssh}
+        for name, h in lab.hosts.items() if applied_host(lab, name)}
     applied = tuple(hosts)
     supervised = [h for h in local if service_manager(lab, h) is ServiceManager.supervisor]
     managed = {h: str(service_manager(lab, h) or "") for h in applied}
@@ -135,12 +143,23 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                    and d.host in applied and d.host not in local and d.host}))
     notes = [] if applied else [
         "no host is marked `local: true` or has `ssh:`: nothing runs from this machine"]
+    for host, spec_ in lab.hosts.items():
+        if spec_.managed and service_manager(lab, host) is ServiceManager.nixos \
+                and any(s.native == host for s in lab.services.values()):
+            notes.append(f"host '{host}' runs NixOS: its services are nixos/{host}/blumeops.nix "
+                         "(`blumeops render`); import it and run `nixos-rebuild switch` there")
+    for name, svc in lab.services.items():
+        if svc.brew is not None and svc.native in local:
+            notes.append(f"service '{name}' is a brew formula on this machine: blumeops "
+                         "drives `brew services` over SSH only, so it is rendered, not run")
     for host in applied:
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
                          "drives it over SSH only, so its services are rendered, not run")
     services = {}
     for name, svc in lab.services.items():
+        # An appliance runs its services itself: blumeops probes them from here.
+        from_here = svc.native in lab.hosts and not lab.hosts[svc.native or ""].managed
         probe = None
         if svc.health is not None:
             h = svc.health
@@ -160,7 +179,9 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
             urls=tuple(service_url(r, lab) for r in service_routes(lab, name)),
             workdir=svc.workdir, has_secrets=bool(svc.secrets),
             secret_files={k: v.file for k, v in svc.secrets.items() if v.file},
-            address=_probe_address(lab, svc.native, local))
+            address=(host_address(lab, svc.native or "") if from_here
+                     else _probe_address(lab, svc.native, local)),
+            probed_here=from_here)
     checks = []
     for r in routes(lab):
         if r.proxy != "caddy" or r.proxy_host not in (*proxies, *remote_proxies):
@@ -174,7 +195,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                  r.protocol, path))
     desired = tuple(
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
-        if _applies_here(res, applied, managed, drivable))
+        if _applies_here(res, applied, managed, drivable, local))
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
                        services, tuple(checks), tuple(notes), desired,
                        catalog_digest(files) if files else "", hosts)
@@ -192,15 +213,15 @@ def _probe_address(lab: object, host: str | None, local: tuple[str, ...]) -> str
 
 
 APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"},
-                 "systemd": {"unit"}, "launchd": {"plist"}}
+                 "systemd": {"unit"}, "launchd": {"plist"}, "brew": {"formula"}}
 # What a service manager's resource is called: a change to one starts or stops a process.
-SERVICE_KINDS = {"program", "unit", "plist"}
+SERVICE_KINDS = {"program", "unit", "plist", "formula"}
 # Service managers reached over SSH through their unit managers (drivers/managed.py).
 UNIT_MANAGERS = ("systemd", "launchd")
 
 
 def _applies_here(res: Resource, applied: tuple[str, ...], managed: dict[str, str],
-                  drivable: list[str]) -> bool:
+                  drivable: list[str], local: tuple[str, ...] = ()) -> bool:
     """Applied by blumeops: a resource of a kind its driver takes, on an applied host;
     a service manager's resource only on a host whose manager blumeops drives."""
     target, _, host = res.target.partition("@")
@@ -208,4 +229,6 @@ def _applies_here(res: Resource, applied: tuple[str, ...], managed: dict[str, st
         return False
     if target in ("supervisor", *UNIT_MANAGERS):
         return managed.get(host) == target and host in drivable
+    if target == "brew":
+        return host not in local  # `brew services` is driven over SSH only
     return True

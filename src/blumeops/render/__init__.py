@@ -33,7 +33,8 @@ Renderer = Callable[[Lab, RenderContext], list[Resource]]
 # Module names under blumeops.render, in output order. A missing module is skipped so
 # the registry can name renderers before they exist.
 RENDERERS = (
-    "caddy", "tailscale", "native", "controller", "kubernetes", "argocd",
+    "caddy", "tailscale", "native", "brew", "nixos", "mounts", "controller", "kubernetes",
+    "argocd",
     "prometheus", "alloy", "grafana", "borgmatic", "homepage", "docs",
 )
 

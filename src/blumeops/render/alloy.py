@@ -29,7 +29,8 @@ def collector_hosts(lab: Lab) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, svc in sorted(lab.services.items()):
         host = svc.native
-        if host is not None and host in lab.hosts and lab.hosts[host].role in COLLECTOR_ROLES:
+        if host is not None and host in lab.hosts and lab.hosts[host].role in COLLECTOR_ROLES \
+                and lab.hosts[host].managed:  # an appliance runs no collector of ours
             out.setdefault(host, []).append(name)
     return dict(sorted(out.items()))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from blumeops.catalog.model import Cluster, Lab, Service
+from blumeops.catalog.resolve import application_name
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.render.kubernetes import (
@@ -48,12 +49,24 @@ def target_revision(cluster: Cluster) -> str:
     return cluster.deploy_branch or "HEAD"
 
 
-def root_app_name(lab: Lab) -> str:
+def root_app_name(lab: Lab, cluster: str | None = None) -> str:
+    """The app-of-apps: `LAB-apps`, or `LAB-CLUSTER-apps` for a cluster another cluster's
+    ArgoCD delivers (both live in that one ArgoCD, so their names must differ)."""
+    if cluster is not None and lab.clusters[cluster].delivered_by is not None:
+        return f"{lab.lab}-{cluster}-apps"
     return f"{lab.lab}-apps"
 
 
-def cluster_app_name(lab: Lab) -> str:
+def cluster_app_name(lab: Lab, cluster: str | None = None) -> str:
+    if cluster is not None and lab.clusters[cluster].delivered_by is not None:
+        return f"{lab.lab}-{cluster}-cluster"
     return f"{lab.lab}-cluster"
+
+
+def destination_server(cluster: Cluster) -> str:
+    """Where an Application's objects go: the cluster's API server as its delivering
+    ArgoCD reaches it, or ArgoCD's own cluster."""
+    return cluster.server if cluster.delivered_by is not None and cluster.server else IN_CLUSTER
 
 
 def lab_repo_path(lab: Lab, *parts: str) -> str:
@@ -84,7 +97,7 @@ def extra_sources(lab: Lab, cluster: Cluster, name: str, svc: Service) -> list[D
 
 def _application(lab: Lab, cluster: Cluster, name: str, owner: str, path: str,
                  namespace: str | None, child: bool, exclude: str | None = None,
-                 extra: list[Doc] | None = None) -> Doc:
+                 extra: list[Doc] | None = None, server: str = IN_CLUSTER) -> Doc:
     meta: Doc = {"name": name, "namespace": ARGOCD_NAMESPACE, "labels": labels(lab, owner)}
     if child:
         # Deleting the Application (pruned by the app-of-apps) deletes what it made.
@@ -93,7 +106,7 @@ def _application(lab: Lab, cluster: Cluster, name: str, owner: str, path: str,
                    "targetRevision": target_revision(cluster)}
     if exclude is not None:
         source["directory"] = {"exclude": exclude}
-    destination: Doc = {"server": IN_CLUSTER}
+    destination: Doc = {"server": server}
     if namespace is not None:
         destination["namespace"] = namespace
     sources: Doc = {"sources": [*extra, source]} if extra else {"source": source}
@@ -126,23 +139,38 @@ def render_cluster(lab: Lab, ctx: RenderContext, cluster_name: str,
     header = ctx.header("#")
     services = cluster_services(lab, cluster_name)
     out: list[Resource] = []
+    server = destination_server(cluster)
     for name, svc in services:
         path = repo_path(cluster, "kubernetes", cluster_name, name)
-        doc = _application(lab, cluster, name, name, path, namespace_of(name, svc), child=True,
-                           extra=extra_sources(lab, cluster, name, svc))
+        app = application_name(name, svc)
+        doc = _application(lab, cluster, app, name, path, namespace_of(name, svc), child=True,
+                           extra=extra_sources(lab, cluster, name, svc), server=server)
         out.append(_resource(cluster_name, doc, header, name, tuple(svc.depends_on)))
-    if cluster.secret_store is not None:
-        # Cluster-scoped objects (the ClusterSecretStore) live in their own directory.
+    if cluster.secret_store is not None or delivers_others(lab, cluster_name):
+        # Cluster-scoped objects (the ClusterSecretStore, the Secrets that let this
+        # ArgoCD reach the clusters it delivers) live in their own directory.
         path = repo_path(cluster, "kubernetes", cluster_name, CLUSTER_DIR)
-        doc = _application(lab, cluster, cluster_app_name(lab), cluster_app_name(lab), path,
-                           None, child=True)
+        app = cluster_app_name(lab, cluster_name)
+        doc = _application(lab, cluster, app, app, path, None, child=True, server=server)
         out.append(_resource(cluster_name, doc, header))
-    root = root_app_name(lab)
-    # The root is applied once by hand; it does not manage itself.
+    root = root_app_name(lab, cluster_name)
+    own = cluster.delivered_by is None
     doc = _application(lab, cluster, root, root, repo_path(cluster, "argocd", cluster_name),
-                       ARGOCD_NAMESPACE, child=False, exclude=f"{root}.yaml")
-    out.append(_resource(cluster_name, doc, header))
+                       ARGOCD_NAMESPACE, child=False, exclude=f"{root}.yaml" if own else None)
+    if cluster.delivered_by is None:
+        # The root is applied once by hand; it does not manage itself.
+        out.append(_resource(cluster_name, doc, header))
+    else:
+        # A delivered cluster's root lives with its ArgoCD's Applications, so that
+        # ArgoCD's own root owns it: no second manual step.
+        doc["metadata"]["finalizers"] = [FINALIZER]
+        out.append(_resource(cluster.delivered_by, doc, header))
     return out
+
+
+def delivers_others(lab: Lab, cluster_name: str) -> bool:
+    """Whether this cluster's ArgoCD delivers another cluster's Applications."""
+    return any(c.delivered_by == cluster_name for c in lab.clusters.values())
 
 
 def _renders(lab: Lab, cluster_name: str, cluster: Cluster) -> bool:
@@ -177,7 +205,7 @@ def argocd_notes(lab: Lab) -> list[str]:
                 f"cluster '{cluster_name}': ArgoCD reads the manifests of "
                 f"{', '.join(beside)} from {cluster.repo_url} at "
                 f"'{lab_repo_path(lab)}'; keep the lab there (the controller's lab_path)")
-        for app in (root_app_name(lab), cluster_app_name(lab)):
+        for app in (root_app_name(lab, cluster_name), cluster_app_name(lab, cluster_name)):
             if app in lab.services and lab.services[app].kubernetes == cluster_name:
                 notes.append(f"service '{app}' has the name of blumeops' own ArgoCD "
                              f"Application in cluster '{cluster_name}'; rename the service")

@@ -178,6 +178,9 @@ def host_page(lab: Lab, ctx: RenderContext, host: str, ix: Index) -> str:
     facts = [("Role", spec.role.value), ("OS", spec.os.value),
              ("Address", f"`{resolve.host_address(lab, host)}`"),
              ("Service manager", manager.value if manager else "none blumeops can drive")]
+    if not spec.managed:
+        facts[-1] = ("Service manager", "its own (not managed by blumeops: checked, never "
+                                        "applied)")
     if spec.tags:
         facts.append(("Tags", ", ".join(f"`{t}`" for t in spec.tags)))
     body += table(["", ""], facts)
@@ -196,6 +199,7 @@ def host_page(lab: Lab, ctx: RenderContext, host: str, ix: Index) -> str:
                  f"delivered by {lab.clusters[cluster].delivery}.", ""]
         body += [f"- {ix.service(n)}" for n in inside] or ["No services."]
         body += [""]
+    body += _storage(lab, host)
     proxies = sorted(f"`*.{d.suffix}`" for d in lab.domains.values() if d.host == host)
     if proxies:
         body += ["## Proxy", "", "Runs Caddy for " + ", ".join(proxies) + ". See [[routing]].",
@@ -205,6 +209,25 @@ def host_page(lab: Lab, ctx: RenderContext, host: str, ix: Index) -> str:
     body += table(["Port", "Service", "Name"], rows) if rows else ["None.", ""]
     body += ["## Related", "", "- [[ports]]", "- [[architecture]]"]
     return page(ctx, host, ["reference", "host", spec.role.value], body)
+
+
+def _storage(lab: Lab, host: str) -> list[str]:
+    """The shares a host serves and the ones it mounts (declared or implied)."""
+    body: list[str] = []
+    shares = lab.hosts[host].shares
+    if shares:
+        body += ["## Shares", ""]
+        body += table(["Share", "Path", "Protocols"], [
+            (f"`{host}:{n}`", f"`{s.path}`",
+             ", ".join(s.protocols) + (" (read-only)" if s.read_only else ""))
+            for n, s in shares.items()])
+    mounts = resolve.host_mounts(lab, host)
+    if mounts:
+        body += ["## Mounts", ""]
+        body += table(["Mount point", "Share", "Protocol"], [
+            (f"`{point}`", f"`{m.share}`", m.protocol + (" (read-only)" if m.read_only else ""))
+            for point, m in mounts.items()])
+    return body
 
 
 def host_ports(lab: Lab, host: str, ix: Index) -> list[tuple[int, str, str]]:

@@ -27,7 +27,16 @@ from typing import Any
 import yaml
 
 from blumeops.catalog import resolve
-from blumeops.catalog.model import OP_REF, Cluster, Container, Health, Lab, Resources, Service
+from blumeops.catalog.model import (
+    OP_REF,
+    Cluster,
+    Container,
+    Health,
+    Lab,
+    Resources,
+    Service,
+    Storage,
+)
 from blumeops.catalog.resolve import ingress_name, split_route_key
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
@@ -287,12 +296,9 @@ def _pod_template(lab: Lab, name: str, svc: Service, secret_name: str) -> Doc:
     if svc.resources is not None:
         container["resources"] = _resources(svc.resources)
     container.update(_probes(svc))
-    mounts: list[Doc] = [{"name": vol, "mountPath": s.mount} for vol, s in svc.storage.items()]
-    volumes: list[Doc] = [
-        {"name": vol, "persistentVolumeClaim": {"claimName": f"{k8s_name}-{vol}"}}
-        for vol, s in svc.storage.items()
-        if not s.per_pod
-    ]
+    mounts: list[Doc] = [_volume_mount(vol, s) for vol, s in svc.storage.items()]
+    volumes: list[Doc] = [_volume(lab, k8s_name, vol, s) for vol, s in svc.storage.items()
+                          if not s.per_pod]
     files = [(k, ref.file) for k, ref in svc.secrets.items() if ref.file is not None]
     if files:
         # Secrets declared as files: one read-only subPath mount each, mode 0600.
@@ -328,6 +334,36 @@ def _pod_template(lab: Lab, name: str, svc: Service, secret_name: str) -> Doc:
     return {"metadata": pod_meta, "spec": spec}
 
 
+def _volume_mount(vol: str, spec: Storage) -> Doc:
+    mount: Doc = {"name": vol, "mountPath": spec.mount}
+    if spec.sub_path:
+        mount["subPath"] = spec.sub_path
+    if spec.read_only:
+        mount["readOnly"] = True
+    return mount
+
+
+def _volume(lab: Lab, k8s_name: str, vol: str, spec: Storage) -> Doc:
+    """A pod volume: its claim, an NFS share of another host (mounted by the kubelet, no
+    PersistentVolume needed), or a directory of the node."""
+    if spec.share is not None:
+        host, _ = resolve.split_share(spec.share)
+        share = resolve.share_of(lab, spec.share)
+        nfs: Doc = {"server": resolve.host_address(lab, host),
+                    "path": share.path if share is not None else "/"}
+        if spec.read_only:
+            nfs["readOnly"] = True
+        return {"name": vol, "nfs": nfs}
+    if spec.host_path is not None:
+        return {"name": vol, "hostPath": {"path": spec.host_path, "type": "Directory"}}
+    return {"name": vol, "persistentVolumeClaim": {"claimName": f"{k8s_name}-{vol}"}}
+
+
+def claims(svc: Service) -> dict[str, Storage]:
+    """The volumes that are claims (`size`), shared by the pods or per pod."""
+    return {vol: s for vol, s in svc.storage.items() if s.size is not None}
+
+
 def workload_kind(svc: Service) -> str:
     """The workload's kind: as declared, else a StatefulSet when storage follows the pod."""
     if svc.workload is not None:
@@ -336,7 +372,7 @@ def workload_kind(svc: Service) -> str:
     return "StatefulSet" if any(s.per_pod for s in svc.storage.values()) else "Deployment"
 
 
-def _claim_spec(size: str, storage_class: str | None) -> Doc:
+def _claim_spec(size: str | None, storage_class: str | None) -> Doc:
     spec: Doc = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
     if storage_class:
         spec["storageClassName"] = storage_class
@@ -368,7 +404,7 @@ def _workload(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> D
         return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta,
                 "spec": {"selector": selector, "template": template}}
     spec = {"replicas": svc.replicas, "selector": selector}
-    if svc.storage:
+    if claims(svc):
         # A ReadWriteOnce claim cannot be held by old and new pods at once.
         spec["strategy"] = {"type": "Recreate"}
     spec["template"] = template
@@ -535,7 +571,7 @@ def manifests(lab: Lab, name: str, svc: Service, own_namespace: bool) -> list[Do
         store = store_name(lab.clusters.get(svc.kubernetes or ""))
         docs.append(_external_secret(lab, name, svc, ns, secret_name, store))
     if not svc.passthrough:
-        for vol, s in svc.storage.items():
+        for vol, s in claims(svc).items():
             if not s.per_pod:
                 docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                              "metadata": _meta(lab, k8s_name, f"{k8s_name}-{vol}", ns),
@@ -570,7 +606,56 @@ def render_cluster(lab: Lab, ctx: RenderContext, cluster: str, spec: Cluster) ->
     store = _secret_store(lab, spec, services)
     if store is not None:
         out.append(_resource(cluster, CLUSTER_DIR, store, header))
+    for name, other in lab.clusters.items():
+        if other.delivered_by == cluster and other.credentials is not None and other.server:
+            out.append(_resource(cluster, CLUSTER_DIR,
+                                 argocd_cluster_secret(lab, name, other, store_name(spec)),
+                                 header))
     return out
+
+
+ARGOCD_NAMESPACE = "argocd"
+_CLUSTER_CONFIG_KEYS = (("bearer_token", "bearerToken"), ("ca_data", "caData"))
+
+
+def argocd_cluster_secret(lab: Lab, name: str, cluster: Cluster, store: str) -> Doc:
+    """The Secret that tells a delivering ArgoCD about another cluster, as an
+    ExternalSecret in that ArgoCD's namespace: its token and CA are read from the store
+    and templated into ArgoCD's cluster `config`, so they never reach git."""
+    creds = cluster.credentials
+    assert creds is not None and cluster.server is not None
+    data: list[Doc] = []
+    tls: Doc = {"insecure": creds.insecure}
+    config: Doc = {"bearerToken": "{{ .bearerToken }}", "tlsClientConfig": tls}
+    for field, key in _CLUSTER_CONFIG_KEYS:
+        ref = getattr(creds, field)
+        if ref is None:
+            continue
+        _, item, prop = _secret_parts(ref)
+        remote: Doc = {"key": item}
+        if prop is not None:
+            remote["property"] = prop
+        data.append({"secretKey": key, "remoteRef": remote})
+        if key == "caData":
+            tls["caData"] = "{{ .caData }}"
+    secret = f"cluster-{name}"
+    meta = _meta(lab, secret, secret, ARGOCD_NAMESPACE)
+    meta["annotations"] = {"argocd.argoproj.io/sync-options": "SkipDryRunOnMissingResource=true"}
+    return {
+        "apiVersion": ESO_API, "kind": "ExternalSecret", "metadata": meta,
+        "spec": {
+            "refreshInterval": "1h",
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": store},
+            "target": {"name": secret, "creationPolicy": "Owner", "template": {
+                "engineVersion": "v2",
+                "metadata": {"labels": {"argocd.argoproj.io/secret-type": "cluster",
+                                        **labels(lab, secret)}},
+                "data": {"name": name, "server": cluster.server,
+                         "config": json.dumps(config, sort_keys=True)},
+            }},
+            "data": data,
+        },
+    }
 
 
 def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
@@ -595,7 +680,7 @@ def kubernetes_notes(lab: Lab) -> list[str]:
                 f"service '{name}' is installed by a chart or manifests: blumeops cannot "
                 "annotate its Service, so its tcp routes are not exposed on the tailnet "
                 "(add tailscale.com/expose to the chart's Service)")
-        shared = [v for v, s in svc.storage.items() if not s.per_pod]
+        shared = [v for v, s in claims(svc).items() if not s.per_pod]
         if shared and workload_kind(svc) == "DaemonSet" and not svc.passthrough:
             notes.append(
                 f"service '{name}' is a DaemonSet sharing ReadWriteOnce storage "

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 # Plain strings (the catalog's enums are StrEnums): the engine checks facts from its
 # runtime spec on the no-op path, without importing the catalog model (pydantic).
-SYSTEMS = {"linux": "Linux", "macos": "Darwin", "dsm": "Linux", "windows": "Windows"}
+SYSTEMS = {"linux": "Linux", "macos": "Darwin", "dsm": "Linux", "windows": "Windows",
+           "nixos": "Linux"}
 ARCH_ALIASES = {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"}
 CONTROL_COMMANDS = {"systemd": "systemctl", "launchd": "launchctl",
                     "supervisor": "supervisord"}
