@@ -34,7 +34,7 @@ Renderer = Callable[[Lab, RenderContext], list[Resource]]
 # the registry can name renderers before they exist.
 RENDERERS = (
     "caddy", "tailscale", "native", "controller", "kubernetes", "argocd",
-    "prometheus", "alloy", "grafana", "borgmatic", "homepage", "docs",
+    "prometheus", "alloy", "grafana", "borgmatic", "homepage", "docs", "public",
 )
 
 
