@@ -29,7 +29,9 @@ def test_examples_validate() -> None:
 def test_blumeops_example_is_faithful() -> None:
     lab = load_lab(EXAMPLES / "blumeops").lab
     assert lab is not None
-    assert set(lab.hosts) == {"indri", "sifaka", "gilbert"}
+    assert set(lab.hosts) == {"indri", "sifaka", "gilbert", "fly"}
+    assert lab.public is not None and lab.public.host == "fly"  # nginx on Fly.io
+    assert lab.services["docs"].public
     native = {n for n, s in lab.services.items() if s.native == "indri"}
     assert {"forgejo", "zot", "jellyfin", "borgmatic", "caddy", "alloy"} <= native
     k8s = {n for n, s in lab.services.items() if s.kubernetes == "minikube"}

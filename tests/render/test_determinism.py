@@ -33,7 +33,7 @@ def test_render_is_identical_across_processes_and_hash_seeds(tmp_path: Path) -> 
     # Every layer is there, so the comparison covers them all.
     tops = {name.split("/")[0] for name in first}
     assert tops == {"alloy", "argocd", "borgmatic", "caddy", "controller", "docs", "grafana",
-                    "homepage", "kubernetes", "native", "prometheus", "tailscale"}, tops
+                    "homepage", "kubernetes", "native", "prometheus", "public", "tailscale"}, tops
     assert sorted(first) == sorted(second)
     differ = [name for name in first if first[name] != second[name]]
     assert not differ, f"differ between processes: {differ[:10]}"

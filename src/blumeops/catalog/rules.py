@@ -914,7 +914,7 @@ def public_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                       and all(hi - lo < len(mine) and all(x in mine for x in range(lo, hi + 1))
                               for lo, hi in ranges))
                 if not ok:
-                    extra.append(f"{device.name} {spec}")
+                    extra.append(f"{device.name} ({spec})")
         if extra:
             origin = policy.grant_origin[i] if i < len(policy.grant_origin) else None
             path = (_tailnet_at(marks, "grants", origin) if origin is not None
