@@ -2,7 +2,8 @@
 
 Generated from the model, then widened where the model accepts shorthands before
 validation (`tls: off`, `routes: {www.ops: http}`, `secrets: {X: "vault:..."}`,
-numbers in `environment`, one `public.address`), so an editor never flags a catalog blumeops accepts.
+numbers in `environment`, one `public.address`), so an editor never flags a catalog
+blumeops accepts.
 """
 
 from __future__ import annotations
