@@ -257,6 +257,17 @@ def test_ips_caddy_and_magicdns_routes(tmp_path: Path) -> None:
         {"src": ["tag:edge"], "dst": ["tag:app"], "ip": ["tcp:443"]}]
 
 
+def test_route_opts_out_of_a_public_service(tmp_path: Path) -> None:
+    data = small_lab()
+    app = data["services"]["app"]
+    app["ports"]["admin"] = 3001
+    app["routes"] = {"app.ts": "http", "admin.ops": {"port": "admin", "public": False}}
+    result = load(data, tmp_path)
+    assert result.ok and result.lab is not None, [str(d) for d in result.errors]
+    conf, _ = rendered(result.lab)
+    assert set(servers(conf)) == {"_", "www.example.com", "app.example.com"}
+
+
 @pytest.mark.parametrize(("ip", "extra"), [
     (["tcp:443"], None),
     (["tcp:443", "tcp:22"], "alpha (tcp:22)"),
@@ -485,3 +496,26 @@ def test_hostile_values_refused_or_written_as_declared(data: dict[str, Any]) -> 
         assert {r["fqdn"] for r in dns["records"]} == {f"{n}." for n in expected}
         nginx_check(conf, Path(tmp))
         assert re.search(r"resolver \[?[0-9a-f.:]+\]? valid=30s;", conf)
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://www.example.com/login", None),  # the public name, TLS at the edge
+    ("http://www.example.com", "served at https://www.example.com"),
+    ("https://www.example.com:8443", "served at https://www.example.com"),
+    ("https://blog.example.com", None),  # the public zone holds names of others too
+    ("https://docs.ops.example.com/x", None),
+    ("https://doc.ops.example.com/x", "did you mean 'docs.ops.example.com'"),
+    ("https://app.tail1.ts.net", None),  # a MagicDNS route
+    ("http://alpha.tail1.ts.net:8000/metrics", None),  # a host and a port it serves
+    ("http://alpha.tail1.ts.net:8001", "nothing on host 'alpha' listens on port 8001"),
+    ("postgres://u@edge.tail1.ts.net/db", None),  # no port given: nothing to compare
+])
+def test_urls_of_the_lab_in_environment(tmp_path: Path, url: str, problem: str | None) -> None:
+    data = small_lab()
+    data["services"]["docs"]["environment"] = {"URL": f"see {url} and more"}
+    result = load(data, tmp_path)
+    found = [d.message for d in result.errors if d.rule == "lab-url"]
+    if problem is None:
+        assert result.ok, [str(d) for d in result.errors]
+    else:
+        assert len(found) == 1 and problem in found[0], found

@@ -33,12 +33,13 @@ class PublicRoute:
 
 def public_label(svc: Service, key: str) -> str | None:
     """The public name's first label for one route, or None when it is not published."""
-    marked = svc.routes[key].public
+    route = svc.routes[key]
+    marked = route.public
     if isinstance(marked, str):
         return marked
-    if marked or svc.public:
+    if marked or (svc.public and "public" not in route.model_fields_set):
         return split_route_key(key)[0]
-    return None
+    return None  # not published, or `public: false` on a route of a public service
 
 
 def is_loopback(address: str) -> bool:

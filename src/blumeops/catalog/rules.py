@@ -959,11 +959,13 @@ def lab_urls(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """
     from blumeops.catalog.reach import find_urls, lab_names, url_problem
 
-    names, suffixes = lab_names(lab)
+    known: tuple[Any, list[str]] | None = None  # built on the first URL: most labs have few
     for path, value in _url_values(lab):
         if "://" not in value:
             continue
         for url in find_urls(value):
+            known = known or lab_names(lab)
+            names, suffixes = known
             problem = url_problem(url, names, suffixes)
             if problem is not None:
                 where = ".".join(str(p) for p in path[1:] if p != "command")
@@ -1012,6 +1014,9 @@ def probe_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 
 
 def _loopback_probes(lab: Lab, marks: Marks, loopback_urls: Any) -> Iterator[Diagnostic]:
+    if not any(p is not None and p.command and any("://" in w for w in p.command)
+               for s in lab.services.values() for p in (s.health, s.readiness, s.liveness)):
+        return  # no probe names a URL: nothing to check
     by_port: dict[int, list[tuple[str, str]]] = {}  # port -> (service, where it runs)
     for name, svc in lab.services.items():
         for port in svc.ports.values():
