@@ -210,3 +210,39 @@ def scrape_paths(lab: Lab) -> list[tuple[str, str, int]]:
 def loopback_urls(words: list[str]) -> list[FoundURL]:
     """URLs on loopback in a probe command: they reach the machine running the probe."""
     return [u for w in words for u in find_urls(w) if is_loopback(u.host)]
+
+
+def _url_endpoint(lab: Lab, url: str) -> tuple[str, int] | None:
+    """(tailnet device, port) a URL the lab renders reaches, when it is the lab's own."""
+    from blumeops.catalog.resolve import host_address
+
+    parts = urlsplit(url)
+    name = parts.hostname or ""
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    for r in routes(lab):
+        if r.hostname == name and r.protocol == "http":
+            if r.proxy == "caddy" and r.proxy_host:
+                return r.proxy_host, lab.domains[r.domain].listen_port
+            return r.upstream_device, r.upstream_port
+    for host in lab.hosts:
+        if host_address(lab, host) == name and port is not None:
+            return host, port
+    return None
+
+
+def collector_paths(lab: Lab) -> list[tuple[str, str, str, int, str]]:
+    """(host running Alloy, kind, device, port, URL) for each place Alloy sends to."""
+    from blumeops.render.alloy import collector_hosts
+    from blumeops.render.prometheus import store_service, store_url
+
+    out = []
+    for kind in ("prometheus", "loki"):
+        name = store_service(lab, kind)
+        if name is None:
+            continue
+        for host in collector_hosts(lab):
+            url = store_url(lab, name, host=host)
+            end = _url_endpoint(lab, url) if url else None
+            if url and end is not None and end[0] != host:
+                out.append((host, kind, end[0], end[1], url))
+    return out

@@ -1010,7 +1010,31 @@ def probe_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                      f"Prometheus ('{prom}', on host '{host}') scrapes "
                                      f"{s.address}, but the tailnet policy does not let "
                                      f"'{host}' reach {s.host}:{s.port}; add a grant")
+    yield from _collector_reach(lab, marks)
     yield from _loopback_probes(lab, marks, loopback_urls)
+
+
+def _collector_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Each host's Alloy reaches the Prometheus and Loki it sends to (own grants only)."""
+    if lab.tailnet is None or lab.tailnet.derive_grants:
+        return  # derived grants let each collector reach its stores
+    from blumeops.catalog.reach import collector_paths
+    from blumeops.tailnet.evaluate import UnknownTarget
+    from blumeops.tailnet.evaluate import check as acl_check
+    from blumeops.tailnet.policy import derive_policy
+
+    paths = collector_paths(lab)
+    policy = derive_policy(lab) if paths else None
+    for host, kind, device, port, url in paths:
+        assert policy is not None
+        try:
+            ok = acl_check(policy, host, f"{device}:{port}").allowed
+        except UnknownTarget:
+            continue
+        if not ok:
+            yield marks.diag(("hosts", host), "unreachable-scrape",
+                             f"Alloy on '{host}' sends to {kind} at {url}, but the tailnet "
+                             f"policy does not let '{host}' reach {device}:{port}; add a grant")
 
 
 def _loopback_probes(lab: Lab, marks: Marks, loopback_urls: Any) -> Iterator[Diagnostic]:

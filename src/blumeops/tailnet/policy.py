@@ -19,7 +19,7 @@ from typing import Any
 
 from blumeops.catalog.model import Lab, Service
 from blumeops.catalog.public import published_endpoints
-from blumeops.catalog.reach import scrape_paths
+from blumeops.catalog.reach import collector_paths, scrape_paths
 from blumeops.catalog.resolve import ResolvedRoute, ingress_name, routes
 
 K8S_TAG = "tag:k8s"
@@ -275,8 +275,10 @@ def derive_policy(lab: Lab) -> Policy:
             if lab.public is not None and lab.public.host in devs and device in devs:
                 _add(policy, [sel(lab.public.host)], [sel(device)],
                      [f"tcp:{p}" for p in sorted(ports)], seen)
-        # Prometheus reaches the native services it scrapes on other hosts.
-        for host, device, port in scrape_paths(lab):
+        # Prometheus reaches the native services it scrapes on other hosts; each host's
+        # Alloy reaches the Prometheus and Loki it sends to.
+        paths = [*scrape_paths(lab), *((h, d, p) for h, _, d, p, _ in collector_paths(lab))]
+        for host, device, port in paths:
             if host != device and host in devs and device in devs:
                 _add(policy, [sel(host)], [sel(device)], [f"tcp:{port}"], seen)
     for i, g in enumerate(tailnet.grants):
