@@ -90,6 +90,9 @@ def lab_names(lab: Lab) -> tuple[dict[str, Name], list[str]]:
     for host, ports in _host_ports(lab).items():
         for suffix in magic:
             names[f"{host}.{suffix}"] = Name(f"host '{host}'", ports=ports)
+        address = lab.hosts[host].address
+        if address:  # a declared address is a name of the host too
+            names[address.lower().rstrip(".")] = Name(f"host '{host}'", ports=ports)
     resolved = routes(lab)
     # Every name of a Caddy domain resolves to its proxy host, where layer-4 listeners
     # answer whatever name was dialled (ssh://forge.ops...:2222 reaches git.ops's).
