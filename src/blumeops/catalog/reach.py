@@ -8,6 +8,7 @@ written into environment values and probe commands.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -37,6 +38,14 @@ class FoundURL:
     scheme: str
     host: str
     port: int | None
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def find_urls(text: str) -> list[FoundURL]:
@@ -91,7 +100,7 @@ def lab_names(lab: Lab) -> tuple[dict[str, Name], list[str]]:
         for suffix in magic:
             names[f"{host}.{suffix}"] = Name(f"host '{host}'", ports=ports)
         address = lab.hosts[host].address
-        if address:  # a declared address is a name of the host too
+        if address and not is_ip(address):  # a declared DNS name is one of the host's
             names[address.lower().rstrip(".")] = Name(f"host '{host}'", ports=ports)
     resolved = routes(lab)
     # Every name of a Caddy domain resolves to its proxy host, where layer-4 listeners

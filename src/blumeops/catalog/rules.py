@@ -761,6 +761,7 @@ def secret_stores(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 def public_ingress(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Published routes need a `public:` proxy; names and addresses it writes are DNS-safe."""
     from blumeops.catalog.public import public_label
+    from blumeops.catalog.reach import is_ip as _is_ip
     from blumeops.catalog.values import DNS_NAME, is_address
 
     public = lab.public
@@ -796,16 +797,6 @@ def public_ingress(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
         yield marks.diag((*at, "resolver"), "dns-name",
                          f"resolver {public.resolver!r} is not an IP address")
     yield from _public_routes(lab, marks)
-
-
-def _is_ip(text: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _public_routes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
