@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from blumeops.catalog.model import Lab, TLSMode
 from blumeops.catalog.public import is_loopback, public_routes, public_scheme_port
-from blumeops.catalog.resolve import cluster_port, in_cluster_host, routes
+from blumeops.catalog.resolve import ResolvedRoute, cluster_port, in_cluster_host, routes
 
 URL = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#\"'<>]+)")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -224,18 +224,19 @@ def loopback_urls(words: list[str]) -> list[FoundURL]:
     return [u for w in words for u in find_urls(w) if is_loopback(u.host)]
 
 
-def _url_endpoint(lab: Lab, url: str) -> tuple[str, int] | None:
+def _url_endpoint(lab: Lab, url: str, by_name: dict[str, ResolvedRoute]
+                  ) -> tuple[str, int] | None:
     """(tailnet device, port) a URL the lab renders reaches, when it is the lab's own."""
     from blumeops.catalog.resolve import host_address
 
     parts = urlsplit(url)
     name = parts.hostname or ""
     port = parts.port or DEFAULT_PORTS.get(parts.scheme)
-    for r in routes(lab):
-        if r.hostname == name and r.protocol == "http":
-            if r.proxy == "caddy" and r.proxy_host:
-                return r.proxy_host, lab.domains[r.domain].listen_port
-            return r.upstream_device, r.upstream_port
+    r = by_name.get(name)
+    if r is not None:
+        if r.proxy == "caddy" and r.proxy_host:
+            return r.proxy_host, lab.domains[r.domain].listen_port
+        return r.upstream_device, r.upstream_port
     for host in lab.hosts:
         if host_address(lab, host) == name and port is not None:
             return host, port
@@ -247,14 +248,16 @@ def collector_paths(lab: Lab) -> list[tuple[str, str, str, int, str]]:
     from blumeops.render.alloy import collector_hosts
     from blumeops.render.prometheus import store_service, store_url
 
+    stores = [(kind, name) for kind in ("prometheus", "loki")
+              if (name := store_service(lab, kind)) is not None]
+    if not stores:
+        return []
+    by_name = {r.hostname: r for r in reversed(routes(lab)) if r.protocol == "http"}
     out = []
-    for kind in ("prometheus", "loki"):
-        name = store_service(lab, kind)
-        if name is None:
-            continue
+    for kind, name in stores:
         for host in collector_hosts(lab):
             url = store_url(lab, name, host=host)
-            end = _url_endpoint(lab, url) if url else None
+            end = _url_endpoint(lab, url, by_name) if url else None
             if url and end is not None and end[0] != host:
                 out.append((host, kind, end[0], end[1], url))
     return out
