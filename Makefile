@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Real validators the tests run: promtool (Debian prometheus), borgmatic (Debian),
-# systemd-analyze (Debian systemd).
+# systemd-analyze (Debian systemd), nginx (Debian).
 tools:
 	@command -v promtool >/dev/null && command -v borgmatic >/dev/null || { \
 	  echo "installing prometheus and borgmatic (apt-get)"; \
@@ -30,6 +30,10 @@ tools:
 	  systemctl disable --now ssh >/dev/null 2>&1 || true; }
 	@# NixOS modules are parsed and read back by Debian's nix-bin (offline: nothing is built).
 	@command -v nix-instantiate >/dev/null || { echo "installing nix-bin (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nix-bin >/dev/null; }
+	@# The public proxy's config is checked by Debian's nginx (`nginx -t`); its service stays off.
+	@test -x /usr/sbin/nginx || { echo "installing nginx (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  systemctl disable --now nginx >/dev/null 2>&1 || true; }
 	@# The dashboard's browser tests drive Debian's headless Chromium (playwright, no download).
 	@test -x /usr/bin/chromium || { echo "installing chromium (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 

@@ -37,6 +37,7 @@ def other_rows(quick: bool) -> list[Row]:
     rows += __import__("bench_api").rows(quick)
     rows += __import__("bench_hydrate").rows(quick)
     rows += __import__("bench_transport").rows(quick)
+    rows += __import__("bench_reallab").rows(quick)
     rows += __import__("bench_multihost").rows(quick) if "--peers" in sys.argv else []
     # --- end of other benchmarks
     return rows

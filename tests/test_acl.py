@@ -28,7 +28,7 @@ def test_example_policy_tests_pass() -> None:
     result = run("acl", "test", LAB)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith(("PASS", "FAIL"))]
-    assert len(lines) == 25 and all(line.startswith("PASS") for line in lines)
+    assert len(lines) == 30 and all(line.startswith("PASS") for line in lines)
     assert "guest@eblu.me -> tag:indri:3001: expected deny, denied" in result.output
     assert "guest@eblu.me -> tag:indri:443 (udp): expected deny, denied" in result.output
     # SSH tests run too: check mode on the servers, accept on one's own laptop.
@@ -125,7 +125,7 @@ def test_cli_subprocess() -> None:
     proc = subprocess.run([sys.executable, "-m", "blumeops", "acl", "test", LAB],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "25 passed, 0 failed" in proc.stdout
+    assert "30 passed, 0 failed" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "blumeops", "acl", "check", LAB,
                            "guest@eblu.me", "sifaka:22", "-o", "json"],
                           capture_output=True, text=True, timeout=60)

@@ -29,10 +29,12 @@ def test_examples_validate() -> None:
 def test_blumeops_example_is_faithful() -> None:
     lab = load_lab(EXAMPLES / "blumeops").lab
     assert lab is not None
-    assert set(lab.hosts) == {"indri", "sifaka", "gilbert", "ringtail"}
+    assert set(lab.hosts) == {"indri", "sifaka", "gilbert", "ringtail", "fly"}
     assert not lab.hosts["sifaka"].managed and "media" in lab.hosts["sifaka"].shares
     assert lab.hosts["ringtail"].os.value == "nixos"
     assert lab.clusters["k3s"].delivered_by == "minikube"
+    assert lab.public is not None and lab.public.host == "fly"  # nginx on Fly.io
+    assert lab.services["docs"].public
     native = {n for n, s in lab.services.items() if s.native == "indri"}
     assert {"forgejo", "zot", "jellyfin", "borgmatic", "caddy", "alloy"} <= native
     k8s = {n for n, s in lab.services.items() if s.kubernetes == "minikube"}

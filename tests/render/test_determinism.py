@@ -34,7 +34,7 @@ def test_render_is_identical_across_processes_and_hash_seeds(tmp_path: Path) -> 
     tops = {name.split("/")[0] for name in first}
     assert tops == {"alloy", "argocd", "borgmatic", "caddy", "controller", "docs", "grafana",
                     "homepage", "kubernetes", "mounts", "native", "nixos", "prometheus",
-                    "tailscale"}, tops
+                    "public", "tailscale"}, tops
     assert sorted(first) == sorted(second)
     differ = [name for name in first if first[name] != second[name]]
     assert not differ, f"differ between processes: {differ[:10]}"

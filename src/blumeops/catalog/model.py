@@ -499,6 +499,10 @@ class Route(Strict):
     port: str
     protocol: Literal["http", "tcp"] = "http"
     listen: Port | None = Field(default=None, description="proxy listen port for tcp routes")
+    public: bool | str = Field(
+        default=False,
+        description="publish on the internet through the `public:` proxy: true keeps the "
+                    "route's name (NAME.PUBLIC-DOMAIN), a string names it")
 
     @model_validator(mode="after")
     def _tcp_listen(self) -> Route:
@@ -713,6 +717,8 @@ class Service(Strict):
     brew: str | None = Field(
         default=None, description="Homebrew formula run by `brew services` (instead of "
                                   "'command')")
+    public: bool = Field(default=False,
+                         description="publish every HTTP route through the `public:` proxy")
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -814,6 +820,43 @@ class Notify(Strict):
                                             "reported again")
 
 
+class Public(Strict):
+    """Public ingress: an nginx on a VPS publishes chosen routes to the internet.
+
+    The VPS is a catalog host (a tailnet device); nginx reaches each published route
+    over the tailnet (through Caddy, or a MagicDNS name) and the tailnet lets it reach
+    nothing else. TLS for the public names ends in front of nginx (`tls: edge`, as
+    Fly.io's proxy does) or nowhere (`off`).
+    """
+
+    host: str = Field(description="catalog host running the public proxy (the VPS)")
+    domain: str = Field(description="public DNS zone the names live in, e.g. eblu.me")
+    address: list[str] = Field(
+        min_length=1,
+        description="the VPS's public IPs (A/AAAA records) or one DNS name (a CNAME, "
+                    "e.g. blumeops-proxy.fly.dev)")
+    listen: int | str = Field(default=80, description="where nginx listens: PORT or HOST:PORT")
+    tls: Literal["edge", "off"] = Field(
+        default="edge", description="edge: TLS ends in front of nginx (Fly.io); off: plain")
+    resolver: str = Field(default="100.100.100.100",
+                          description="DNS server nginx resolves tailnet names with")
+    ttl: int = Field(default=300, ge=60, le=86400, description="TTL of the DNS records")
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _one_address(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if not 1 <= value <= 65535:
+                raise ValueError(f"port {value} is out of range (1-65535)")
+            return value
+        return check_listen(value)
+
+
 class Lab(Strict):
     lab: str
     include: list[str] = Field(default_factory=list, description="further files, globs allowed")
@@ -824,4 +867,6 @@ class Lab(Strict):
     backups: Backups | None = None
     controller: ControllerSpec | None = None
     notify: Notify | None = None
+    public: Public | None = Field(default=None,
+                                  description="a proxy on a VPS publishing routes to the internet")
     services: dict[str, Service] = Field(default_factory=dict)

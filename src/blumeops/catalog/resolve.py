@@ -55,6 +55,27 @@ def ingress_name(name: str, service: Service, lab: Lab) -> str:
     return name
 
 
+def http_route_port(lab: Lab, svc: Service) -> str | None:
+    """The port a Kubernetes service's Tailscale ingress serves: the first http route's."""
+    for key, route in svc.routes.items():
+        if route.protocol == "http" and route.port in svc.ports:
+            _, domain = split_route_key(key)
+            if domain in lab.domains:
+                return route.port
+    return None
+
+
+def ingress_scrape(lab: Lab, name: str, svc: Service) -> str | None:
+    """DEVICE.TAILNET:443 when a Kubernetes service's metrics are served by its tailnet
+    ingress: how a Prometheus outside its cluster reaches them (in-cluster names resolve
+    only inside)."""
+    if svc.kubernetes is None or svc.metrics is None:
+        return None
+    if http_route_port(lab, svc) != svc.metrics.port:
+        return None
+    return f"{ingress_name(name, svc, lab)}.{tailnet_name(lab)}:443"
+
+
 def kubernetes_name(name: str, service: Service) -> str:
     """The name of a Kubernetes service's workload, Service and Ingress: declared or its own."""
     return service.names.kubernetes or name

@@ -1081,3 +1081,305 @@ def nixos_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                 yield marks.diag((*at, "secrets", key), "nixos",
                                  f"host '{svc.native}' runs NixOS: blumeops delivers no secret "
                                  "files there; provide it with sops-nix or agenix")
+
+
+# --- public ingress, the lab's own URLs, scrapes and probes -------------------------------
+
+
+@rule
+def public_ingress(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Published routes need a `public:` proxy; names and addresses it writes are DNS-safe."""
+    from blumeops.catalog.public import public_label
+    from blumeops.catalog.reach import is_ip as _is_ip
+    from blumeops.catalog.values import DNS_NAME, is_address
+
+    public = lab.public
+    marked = [(name, key) for name, svc in lab.services.items() for key in svc.routes
+              if public_label(svc, key) is not None]
+    if public is None:
+        for name, key in marked[:1]:
+            svc = lab.services[name]
+            path: tuple[str | int, ...] = (("services", name, "public") if svc.public
+                                           else ("services", name, "routes", key))
+            yield marks.diag(path, "public-ingress",
+                             f"route '{key}' of service '{name}' is public, but the lab has "
+                             "no 'public:' section (the VPS host and the public domain)")
+        return
+    at = ("public",)
+    if public.host not in lab.hosts:
+        yield marks.diag((*at, "host"), "unknown-reference",
+                         _unknown("host", public.host, lab.hosts))
+    if not DNS_NAME.match(public.domain):
+        yield marks.diag((*at, "domain"), "dns-name",
+                         f"public domain {public.domain!r} is not a DNS name")
+    names = [a for a in public.address if not _is_ip(a)]
+    for i, address in enumerate(public.address):
+        if not is_address(address):
+            yield marks.diag((*at, "address", i), "dns-name",
+                             f"public address {address!r} is neither an IP address nor a "
+                             "DNS name")
+    if names and len(public.address) > 1:
+        yield marks.diag((*at, "address"), "public-ingress",
+                         f"public address '{names[0]}' is a name (a CNAME), which cannot "
+                         "stand beside other records: give either IP addresses or one name")
+    if not _is_ip(public.resolver):
+        yield marks.diag((*at, "resolver"), "dns-name",
+                         f"resolver {public.resolver!r} is not an IP address")
+    yield from _public_routes(lab, marks)
+
+
+def _public_routes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    from blumeops.catalog.public import is_loopback, public_label
+
+    assert lab.public is not None
+    vps = lab.public.host
+    internal = {r.hostname: r for r in routes(lab)}
+    seen: dict[str, str] = {}
+    for name, svc in lab.services.items():
+        at = ("services", name)
+        if svc.public and not any(r.protocol == "http" for r in svc.routes.values()):
+            yield marks.diag((*at, "public"), "public-ingress",
+                             f"service '{name}' is public but has no HTTP route to publish")
+        for key, route in svc.routes.items():
+            label = public_label(svc, key)
+            if label is None:
+                continue
+            path = (*at, "routes", key)
+            if route.protocol != "http":
+                if route.public is not False:
+                    yield marks.diag(path, "public-ingress",
+                                     f"route '{key}' is TCP; only HTTP routes can be public")
+                continue
+            if not DNS_LABEL.match(label):
+                yield marks.diag((*path, "public"), "dns-label",
+                                 f"public name '{label}' is not a valid DNS label")
+                continue
+            hostname = f"{label}.{lab.public.domain}"
+            owner = seen.setdefault(hostname, f"route '{key}' of service '{name}'")
+            if owner != f"route '{key}' of service '{name}'":
+                yield marks.diag(path, "duplicate-route",
+                                 f"public name '{hostname}' is already {owner}")
+            clash = internal.get(hostname)
+            if clash is not None:
+                yield marks.diag(path, "duplicate-route",
+                                 f"public name '{hostname}' is also the lab's own route "
+                                 f"'{clash.key}' of service '{clash.service}'")
+            _, domain_key = split_route_key(key)
+            domain = lab.domains.get(domain_key)
+            if (domain is not None and domain.proxy == "caddy" and domain.host != vps
+                    and domain.listen and is_loopback(domain.listen.rsplit(":", 1)[0])):
+                yield marks.diag(path, "unreachable-public",
+                                 f"public name '{hostname}' goes through Caddy on "
+                                 f"'{domain.host}', which listens only on {domain.listen}: "
+                                 f"the public proxy on '{vps}' cannot reach it")
+
+
+@rule
+def public_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """The VPS reaches each route it publishes, and nothing else, under the tailnet policy.
+
+    A machine on the internet is the likeliest one to be broken into; a grant that lets it
+    reach more than it publishes turns that into a way into the lab.
+    """
+    if lab.public is None or lab.tailnet is None:
+        return
+    from blumeops.catalog.public import public_routes, published_endpoints
+    from blumeops.tailnet.evaluate import UnknownTarget, matches
+    from blumeops.tailnet.evaluate import check as acl_check
+    from blumeops.tailnet.evaluate import resolve as resolve_end
+    from blumeops.tailnet.policy import derive_policy
+    from blumeops.tailnet.syntax import SyntaxProblem, ip_spec, is_range
+
+    vps = lab.public.host
+    policy = derive_policy(lab)
+    if vps not in policy.devices:
+        return
+    for p in public_routes(lab):
+        if p.device == vps or p.device not in policy.devices:
+            continue
+        try:
+            allowed = acl_check(policy, vps, f"{p.device}:{p.port}").allowed
+        except UnknownTarget:
+            continue
+        if not allowed:
+            yield marks.diag(("services", p.service, "routes", p.key), "unreachable-public",
+                             f"public name '{p.hostname}' needs the public proxy '{vps}' to "
+                             f"reach {p.device}:{p.port}, which the tailnet policy does not "
+                             "allow; add a grant or turn on tailnet.derive_grants")
+    wanted = published_endpoints(lab)
+    me = resolve_end(policy, vps)
+    for i, grant in enumerate(policy.grants):
+        ports = grant.get("ip") or []
+        if not ports or not any(matches(policy, s, me) for s in grant["src"]):
+            continue
+        extra: list[str] = []
+        for selector in grant["dst"]:
+            address = policy.hosts.get(selector, selector)
+            if selector == "*" or (not selector.startswith(("tag:", "group:", "autogroup:"))
+                                   and is_range(address)):
+                extra.append(f"{selector} (everything in it)")
+        for device in policy.devices.values():
+            if device.name == vps:
+                continue
+            end = resolve_end(policy, device.name)
+            if not any(matches(policy, d, end, me.user) for d in grant["dst"]):
+                continue
+            mine = wanted.get(device.name, set())
+            for spec in ports:
+                try:
+                    number, ranges = ip_spec(spec)
+                except SyntaxProblem:
+                    continue
+                ok = (spec != "*" and number == 6 and mine
+                      and all(hi - lo < len(mine) and all(x in mine for x in range(lo, hi + 1))
+                              for lo, hi in ranges))
+                if not ok:
+                    extra.append(f"{device.name} ({spec})")
+        if extra:
+            origin = policy.grant_origin[i] if i < len(policy.grant_origin) else None
+            path = (_tailnet_at(marks, "grants", origin) if origin is not None
+                    else ("public", "host"))
+            where = f"grants[{origin}]" if origin is not None else "a derived grant"
+            published = ", ".join(f"{d}:{','.join(str(x) for x in sorted(ps))}"
+                                  for d, ps in sorted(wanted.items())) or "nothing"
+            yield marks.diag(path, "public-overreach",
+                             f"tailnet {where} lets the public proxy '{vps}' reach "
+                             f"{', '.join(dict.fromkeys(extra))}; it publishes only "
+                             f"{published} (tcp)")
+
+
+def _url_values(lab: Lab) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(catalog path, value) of every value that may name the lab's own URLs."""
+    for name, svc in lab.services.items():
+        at = ("services", name)
+        for key, value in svc.environment.items():
+            yield (*at, "environment", key), value
+        for section in ("sidecars", "init_containers"):
+            for cname, spec in getattr(svc, section).items():
+                for key, value in spec.environment.items():
+                    yield (*at, section, cname, "environment", key), value
+        for probe in ("health", "readiness", "liveness"):
+            check_ = getattr(svc, probe)
+            if check_ is not None and check_.command:
+                for i, word in enumerate(check_.command):
+                    yield (*at, probe, "command", i), word
+    if lab.controller is not None:
+        yield ("controller", "source"), lab.controller.source
+    for name, cluster in lab.clusters.items():
+        if cluster.repo_url:
+            yield ("clusters", name, "repo_url"), cluster.repo_url
+
+
+@rule
+def lab_urls(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """A URL of the lab's own services must be one the catalog gives them.
+
+    `BASE_URL=https://wiki.ops.eblu.me` when the route is `docs.ops`, or `http://` where
+    Caddy serves https, breaks links and logins in ways no health check sees.
+    """
+    from blumeops.catalog.reach import find_urls, lab_names, url_problem
+
+    known: tuple[Any, list[str]] | None = None  # built on the first URL: most labs have few
+    for path, value in _url_values(lab):
+        if "://" not in value:
+            continue
+        for url in find_urls(value):
+            known = known or lab_names(lab)
+            names, suffixes = known
+            problem = url_problem(url, names, suffixes)
+            if problem is not None:
+                where = ".".join(str(p) for p in path[1:] if p != "command")
+                yield marks.diag(path, "lab-url", f"{path[0]} {where}: {problem}")
+
+
+@rule
+def probe_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Scrapes and health checks name something reachable from where they run.
+
+    Prometheus resolves an in-cluster name only inside that cluster, reaches another host
+    only where the tailnet lets it, and a probe's 127.0.0.1 is the machine (or pod) the
+    probe runs in, not the host of the service it meant.
+    """
+    from blumeops.catalog.reach import loopback_urls, prometheus_at, scrapes
+
+    at = prometheus_at(lab)
+    if at is not None:
+        prom, host, cluster = at
+        where = f"cluster '{cluster}'" if cluster else f"host '{host}'"
+        policy = None
+        for s in scrapes(lab):
+            path = ("services", s.service, "metrics")
+            if s.cluster is not None and s.cluster != cluster:
+                yield marks.diag(path, "unreachable-scrape",
+                                 f"Prometheus ('{prom}', {where}) scrapes {s.address}, a name "
+                                 f"only cluster '{s.cluster}' resolves; run a Prometheus or "
+                                 "agent there, or route the metrics")
+            elif (s.host is not None and s.host != host and lab.tailnet is not None
+                  and not lab.tailnet.derive_grants):
+                from blumeops.tailnet.evaluate import UnknownTarget
+                from blumeops.tailnet.evaluate import check as acl_check
+                from blumeops.tailnet.policy import derive_policy
+
+                policy = policy or derive_policy(lab)
+                try:
+                    ok = acl_check(policy, host, f"{s.host}:{s.port}").allowed
+                except UnknownTarget:
+                    continue
+                if not ok:
+                    yield marks.diag(path, "unreachable-scrape",
+                                     f"Prometheus ('{prom}', on host '{host}') scrapes "
+                                     f"{s.address}, but the tailnet policy does not let "
+                                     f"'{host}' reach {s.host}:{s.port}; add a grant")
+    yield from _collector_reach(lab, marks)
+    yield from _loopback_probes(lab, marks, loopback_urls)
+
+
+def _collector_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Each host's Alloy reaches the Prometheus and Loki it sends to (own grants only)."""
+    if lab.tailnet is None or lab.tailnet.derive_grants:
+        return  # derived grants let each collector reach its stores
+    from blumeops.catalog.reach import collector_paths
+    from blumeops.tailnet.evaluate import UnknownTarget
+    from blumeops.tailnet.evaluate import check as acl_check
+    from blumeops.tailnet.policy import derive_policy
+
+    paths = collector_paths(lab)
+    policy = derive_policy(lab) if paths else None
+    for host, kind, device, port, url in paths:
+        assert policy is not None
+        try:
+            ok = acl_check(policy, host, f"{device}:{port}").allowed
+        except UnknownTarget:
+            continue
+        if not ok:
+            yield marks.diag(("hosts", host), "unreachable-scrape",
+                             f"Alloy on '{host}' sends to {kind} at {url}, but the tailnet "
+                             f"policy does not let '{host}' reach {device}:{port}; add a grant")
+
+
+def _loopback_probes(lab: Lab, marks: Marks, loopback_urls: Any) -> Iterator[Diagnostic]:
+    if not any(p is not None and p.command and any("://" in w for w in p.command)
+               for s in lab.services.values() for p in (s.health, s.readiness, s.liveness)):
+        return  # no probe names a URL: nothing to check
+    by_port: dict[int, list[tuple[str, str]]] = {}  # port -> (service, where it runs)
+    for name, svc in lab.services.items():
+        for port in svc.ports.values():
+            by_port.setdefault(port, []).append((name, svc.native or f"k8s:{name}"))
+    for name, svc in lab.services.items():
+        here = svc.native or f"k8s:{name}"  # a pod's loopback is its own
+        for probe in ("health", "readiness", "liveness"):
+            check_ = getattr(svc, probe)
+            if check_ is None or not check_.command:
+                continue
+            for url in loopback_urls(check_.command):
+                owners = by_port.get(url.port or 0, [])
+                if not owners or any(where == here for _, where in owners):
+                    continue
+                other, where = owners[0]
+                place = (f"host '{where}'" if not where.startswith("k8s:")
+                         else f"its own pod in cluster '{lab.services[other].kubernetes}'")
+                runs = (f"on host '{svc.native}'" if svc.native
+                        else f"in the pod of '{name}'")
+                yield marks.diag(("services", name, probe, "command"), "unreachable-probe",
+                                 f"{probe} probe of '{name}' runs {runs}, but {url.text} is "
+                                 f"service '{other}' on {place}: there, 127.0.0.1 is not it")

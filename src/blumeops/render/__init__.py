@@ -35,7 +35,7 @@ Renderer = Callable[[Lab, RenderContext], list[Resource]]
 RENDERERS = (
     "caddy", "tailscale", "native", "brew", "nixos", "mounts", "controller", "kubernetes",
     "argocd",
-    "prometheus", "alloy", "grafana", "borgmatic", "homepage", "docs",
+    "prometheus", "alloy", "grafana", "borgmatic", "homepage", "docs", "public",
 )
 
 

@@ -196,16 +196,6 @@ def _probe(health: Health, svc: Service) -> Doc | None:
     return {**action, "periodSeconds": 10, "timeoutSeconds": timeout}
 
 
-def _http_route_port(lab: Lab, svc: Service) -> str | None:
-    """The port the Tailscale ingress serves: the first http route's, if any."""
-    for key, route in svc.routes.items():
-        if route.protocol == "http" and route.port in svc.ports:
-            _, domain = split_route_key(key)
-            if domain in lab.domains:
-                return route.port
-    return None
-
-
 def _tcp_routed(lab: Lab, svc: Service) -> bool:
     return any(
         r.protocol == "tcp" and r.port in svc.ports and split_route_key(k)[1] in lab.domains
@@ -421,7 +411,7 @@ def _services(lab: Lab, name: str, svc: Service, ns: str, stateful: bool) -> Ite
     selector = {"app.kubernetes.io/name": k8s_name}
     if ports:
         meta = _meta(lab, k8s_name, k8s_name, ns)
-        if _tcp_routed(lab, svc) and _http_route_port(lab, svc) is None:
+        if _tcp_routed(lab, svc) and resolve.http_route_port(lab, svc) is None:
             # TCP routes: the Tailscale operator exposes the Service itself on the tailnet.
             meta["annotations"] = {
                 "tailscale.com/expose": "true",
@@ -438,7 +428,7 @@ def _services(lab: Lab, name: str, svc: Service, ns: str, stateful: bool) -> Ite
 
 
 def _ingress(lab: Lab, name: str, svc: Service, ns: str) -> Doc | None:
-    port = _http_route_port(lab, svc)
+    port = resolve.http_route_port(lab, svc)
     if port is None:
         return None
     k8s_name = resolve.kubernetes_name(name, svc)
@@ -671,7 +661,7 @@ def kubernetes_notes(lab: Lab) -> list[str]:
     for name, svc in lab.services.items():
         if svc.kubernetes is None:
             continue
-        if _tcp_routed(lab, svc) and _http_route_port(lab, svc) is not None:
+        if _tcp_routed(lab, svc) and resolve.http_route_port(lab, svc) is not None:
             notes.append(
                 f"service '{name}' has http and tcp routes: its Tailscale Ingress serves "
                 "only http(s), so its tcp routes are not exposed on the tailnet")

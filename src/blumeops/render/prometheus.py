@@ -71,12 +71,17 @@ def store_url(lab: Lab, name: str, *, cluster: str | None = None,
     return None
 
 
-def scrape_target(lab: Lab, name: str, svc: Service, port: int) -> tuple[str, str]:
-    """(host:port Prometheus scrapes, host label) for one service."""
+def scrape_target(lab: Lab, name: str, svc: Service, port: int) -> tuple[str, str, bool]:
+    """(host:port Prometheus scrapes, host label, over https) for one service."""
     if svc.native is not None:
-        return f"{resolve.host_address(lab, svc.native)}:{port}", svc.native
+        return f"{resolve.host_address(lab, svc.native)}:{port}", svc.native, False
     cluster = lab.clusters.get(svc.kubernetes or "")
-    return f"{in_cluster_host(name, svc)}:{port}", cluster.host if cluster else ""
+    home = lab.services.get(store_service(lab, "prometheus") or "")
+    if home is not None and home.kubernetes != svc.kubernetes:
+        via = resolve.ingress_scrape(lab, name, svc)
+        if via is not None:  # another cluster: its names resolve only there
+            return via, cluster.host if cluster else "", True
+    return f"{in_cluster_host(name, svc)}:{port}", cluster.host if cluster else "", False
 
 
 def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
@@ -94,14 +99,15 @@ def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
         # In a cluster, Prometheus reaches the Service, whose port may differ.
         port = (svc.ports[svc.metrics.port] if svc.native is not None
                 else resolve.cluster_port(svc, svc.metrics.port))
-        target, host = scrape_target(lab, name, svc, port)
+        target, host, https = scrape_target(lab, name, svc, port)
         labels = f"service: {q(name)}, runtime: {q(svc.runtime)}, host: {q(host)}"
         if svc.kubernetes is not None:
             labels += f", cluster: {q(svc.kubernetes)}"
         jobs.append(
             f"  - job_name: {q(name)}\n"
             f"    metrics_path: {q(svc.metrics.path)}\n"
-            f"    static_configs:\n"
+            + ("    scheme: https\n" if https else "")
+            + f"    static_configs:\n"
             f"      - targets: [{q(target)}]\n"
             f"        labels: {{{labels}}}"
         )

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blumeops.catalog.model import Lab, Service
+from blumeops.catalog.public import published_endpoints
+from blumeops.catalog.reach import collector_paths, scrape_paths
 from blumeops.catalog.resolve import ResolvedRoute, ingress_name, routes
 
 K8S_TAG = "tag:k8s"
@@ -268,6 +270,17 @@ def derive_policy(lab: Lab) -> Policy:
         for _, _, _, (host, _), ends in cross_dependencies(lab, devs, resolved):
             if ends:
                 _add(policy, [sel(host)], [sel(ends[0][0])], [f"tcp:{ends[0][1]}"], seen)
+        # The public proxy reaches what it publishes, and nothing more.
+        for device, ports in sorted(published_endpoints(lab).items()):
+            if lab.public is not None and lab.public.host in devs and device in devs:
+                _add(policy, [sel(lab.public.host)], [sel(device)],
+                     [f"tcp:{p}" for p in sorted(ports)], seen)
+        # Prometheus reaches the native services it scrapes on other hosts; each host's
+        # Alloy reaches the Prometheus and Loki it sends to.
+        paths = [*scrape_paths(lab), *((h, d, p) for h, _, d, p, _ in collector_paths(lab))]
+        for host, device, port in paths:
+            if host != device and host in devs and device in devs:
+                _add(policy, [sel(host)], [sel(device)], [f"tcp:{port}"], seen)
     for i, g in enumerate(tailnet.grants):
         if g.app is None:
             _add(policy, sels(g.src), sels(g.dst), g.ports, seen, i)
