@@ -121,6 +121,10 @@ REGISTRY: dict[str, dict[str, str]] = {
     # Unit managers through the adapter; applied once engine/spec.py drives them.
     "systemd": {"remote": "blumeops.drivers.managed:SystemdDriver"},
     "launchd": {"remote": "blumeops.drivers.managed:LaunchdDriver"},
+    # Reached through an API from this machine (engine/targets.py): clusters, the tailnet.
+    "k8s": {"local": "blumeops.drivers.k8s:KubeDriver"},
+    "argocd": {"local": "blumeops.drivers.k8s:ArgoDriver"},
+    "tailscale": {"local": "blumeops.drivers.tailscale:TailscaleDriver"},
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from blumeops.engine.resources import Resource
+from blumeops.engine.targets import ClusterSpec, TailnetSpec, target_specs
 
 # The render modules whose resources the local runtime applies.
 APPLIED_RENDERERS = ("native", "caddy")
@@ -92,6 +93,10 @@ class RuntimeSpec:
     desired: tuple[Resource, ...]
     catalog_hash: str = ""  # of the catalog files: what a sync without a commit applied
     hosts: dict[str, HostSpec] = field(default_factory=dict)  # every host blumeops applies
+    # Targets reached through an API from this machine (engine/targets.py).
+    clusters: dict[str, ClusterSpec] = field(default_factory=dict)
+    tailnet: TailnetSpec | None = None
+    deploy_by_hook: bool = False  # the controller writes deploy branches after each sync
 
     def host_of(self, resource_target: str) -> str:
         return resource_target.partition("@")[2]
@@ -139,6 +144,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
                          "drives it over SSH only, so its services are rendered, not run")
+    clusters, tailnet, target_desired = target_specs(lab, source, set(hosts))
     services = {}
     for name, svc in lab.services.items():
         probe = None
@@ -153,8 +159,10 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                                                                 None))
                 probe = ProbeSpec("http", port=svc.ports.get(port_name or ""),
                                   path=h.http or "/", timeout=h.timeout)
+        # A Kubernetes service's health comes from its cluster's session, named like it.
+        where = svc.native or (svc.kubernetes if svc.kubernetes in clusters else None)
         services[name] = ServiceSpec(
-            name=name, host=svc.native, local=svc.native in local,
+            name=name, host=where, local=svc.native in local,
             ports=dict(svc.ports), probe=probe, startsecs=svc.startsecs,
             depends_on=tuple(svc.depends_on),
             urls=tuple(service_url(r, lab) for r in service_routes(lab, name)),
@@ -174,10 +182,10 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                  r.protocol, path))
     desired = tuple(
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
-        if _applies_here(res, applied, managed, drivable))
+        if _applies_here(res, applied, managed, drivable)) + tuple(target_desired)
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
                        services, tuple(checks), tuple(notes), desired,
-                       catalog_digest(files) if files else "", hosts)
+                       catalog_digest(files) if files else "", hosts, clusters, tailnet)
 
 
 def _probe_address(lab: object, host: str | None, local: tuple[str, ...]) -> str:
