@@ -258,8 +258,9 @@ class KubeDelivery:
                                    namespace=o.namespace)
                 results.append(ItemResult(o.key, "delete", True, "pruned"))
             except ApiError as exc:
-                results.append(ItemResult(o.key, "delete", False,
-                                          str(exc.status.message or "")))
+                gone = exc.status.code == 404  # already gone (its namespace took it along)
+                results.append(ItemResult(o.key, "delete", gone, "already gone" if gone
+                                          else str(exc.status.message or "")))
         return results
 
     def _wait(self, wave: list[Manifest], timeout: float) -> None:

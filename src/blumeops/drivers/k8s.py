@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from blumeops.delivery.kubeapply import KubeDelivery
     from blumeops.engine.local import ServiceHealth
 
+_HTTP_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2")
 HOOK_NOTE = "written by the controller after each sync (see its `delivered` events)"
 
 
@@ -158,15 +159,17 @@ class KubeDriver(_ClusterDriver):
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """A call to the API server; an unreachable or unreadable cluster is Unknown."""
-        import httpx
-
         from blumeops.delivery.kubeapply import KubeError
 
         try:
             return fn(*args, **kwargs)
         except KubeError as exc:
             raise TargetUnavailable(str(exc)) from None
-        except (httpx.HTTPError, OSError) as exc:
+        except Exception as exc:
+            # lightkube's HTTP client (httpx2) failing to connect, time out, read.
+            if not isinstance(exc, OSError) and not any(
+                    c.__module__.partition(".")[0] in _HTTP_MODULES for c in type(exc).__mro__):
+                raise
             raise TargetUnavailable(f"cannot reach the API server of context "
                                     f"{self.cluster.context!r}: {exc or type(exc).__name__}"
                                     ) from None
@@ -218,7 +221,11 @@ class KubeDriver(_ClusterDriver):
         by_id = {r.id: m for r, m in self._manifests()}
         doomed = self.shared.get("doomed", {})
         wanted = [by_id[c.id] for c in changes if c.desired is not None and c.id in by_id]
-        gone = [doomed[c.id] for c in changes if c.desired is None and c.id in doomed]
+        from blumeops.delivery.kube import FIRST_KINDS
+
+        # Workloads before the Namespaces holding them (which would take them along).
+        gone = sorted((doomed[c.id] for c in changes if c.desired is None and c.id in doomed),
+                      key=lambda o: (o.kind in FIRST_KINDS, o.key))
         results = self._call(self.kube.apply_objects, wanted, gone)
         keys = {**{m.key: rid for rid, m in by_id.items()},
                 **{o.key: rid for rid, o in doomed.items()}}
