@@ -245,6 +245,10 @@ def test_stand_in_argocd_plan_is_the_deploy_branch_diff_and_status_reads_applica
     assert [(t["target"], t["name"], t["health"]) for t in data["targets"]] == [
         ("argocd@kind", "t-apps", "Healthy")]  # the app-of-apps: no service of its own
     assert data["health"] == "Degraded"
+    check = _cli(lab, state, "check")
+    assert check.exit_code == 1
+    assert "FAIL service web " in check.output and "Degraded (argocd)" in check.output
+    assert "ok   target  argocd@kind/t-apps" in check.output
     cluster.put(_application("web", "Healthy"))
     healthy = _cli(lab, state, "status")
     assert healthy.exit_code == 0, healthy.output

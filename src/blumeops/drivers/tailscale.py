@@ -95,9 +95,10 @@ class TailscaleDriver(ApiDriver):
 
         t = self.tailnet
         try:
+            failures = self._offline_failures()
             with self._client() as client:
                 result = apply_policy(client, self._desired(), self.ctx.state_dir, t.name,
-                                      enabled=t.push, offline_failures=list(t.offline_failures))
+                                      enabled=t.push, offline_failures=failures)
         except PushError as exc:
             return {c.id: str(exc) for c in changes}
         self.shared["plan"] = result.plan
@@ -108,6 +109,16 @@ class TailscaleDriver(ApiDriver):
             self.shared.pop("plan")
         self.ctx.notes.append(f"tailnet {t.name}: {result.result}: {result.message}")
         return {}
+
+    def _offline_failures(self) -> list[str]:
+        """The policy's own tests, run offline on the catalog (read again only to push)."""
+        from blumeops.catalog.loader import load_lab
+        from blumeops.tailnet.push import PushError, offline_tests_fail
+
+        result = load_lab(self.shared["lab_file"])
+        if result.lab is None:
+            raise PushError("the catalog no longer loads: plan again")
+        return offline_tests_fail(result.lab)
 
     def target_health(self) -> list[TargetHealth]:
         health, detail = self._plan().health()

@@ -60,7 +60,6 @@ class TailnetSpec:
     api_key: str | None = None
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = None
-    offline_failures: tuple[str, ...] = ()  # the policy's own tests, run offline
 
 
 @dataclass(frozen=True)
@@ -99,17 +98,15 @@ def target_specs(lab: Any, source: str, applied_hosts: set[str]
 
     assert isinstance(lab, Lab)
     clusters = {n: c for n, c in lab.clusters.items() if n not in applied_hosts}
+    specs = {name: ClusterSpec(name, c.context, c.delivery, c.repo_url, c.deploy_branch,
+                               c.path, _applications(lab, name))
+             for name, c in clusters.items()}
     renderers = [r for r, wanted in (
-        ("kubernetes", any(c.delivery == "apply" or c.deploy_branch for c in clusters.values())),
-        ("argocd", any(c.delivery == "argocd" for c in clusters.values())),
+        ("kubernetes", any(c.delivery == "apply" or c.deploys for c in specs.values())),
+        ("argocd", any(c.deploys for c in specs.values())),
         ("tailscale", lab.tailnet is not None)) if wanted]
     rendered = render_lab(lab, RenderContext(source=source), only=tuple(renderers)) \
         if renderers else []
-    specs: dict[str, ClusterSpec] = {}
-    for name, c in clusters.items():
-        apps = {r.name: r.service for r in rendered if r.target == f"argocd@{name}"}
-        specs[name] = ClusterSpec(name, c.context, c.delivery, c.repo_url, c.deploy_branch,
-                                  c.path, apps)
     def delivered(res: Resource) -> bool:
         kind, _, where = res.target.partition("@")
         spec = specs.get(where)
@@ -124,16 +121,24 @@ def target_specs(lab: Any, source: str, applied_hosts: set[str]
     if lab.tailnet is not None:
         t = lab.tailnet
         tailnet = TailnetSpec(t.name, t.push, t.api_key, t.oauth_client_id,
-                              t.oauth_client_secret, tuple(_offline_failures(lab)))
+                              t.oauth_client_secret)
     return specs, tailnet, desired
 
 
-def _offline_failures(lab: Any) -> list[str]:
-    from blumeops.tailnet.evaluate import run_tests
-    from blumeops.tailnet.policy import derive_policy
+def _applications(lab: Any, cluster: str) -> dict[str, str | None]:
+    """ArgoCD Application -> its service (None: the app-of-apps, the cluster-wide one), as
+    render/argocd.py names them, without rendering."""
+    from blumeops.render.argocd import _renders, cluster_app_name, root_app_name
+    from blumeops.render.kubernetes import cluster_services
 
-    return [f"{v.src} -> {v.dst}: expected {'accept' if v.expected else 'deny'} ({v.reason})"
-            for v in run_tests(derive_policy(lab)) if not v.passed]
+    spec = lab.clusters[cluster]
+    if not _renders(lab, cluster, spec):
+        return {}
+    apps: dict[str, str | None] = {n: n for n, _ in cluster_services(lab, cluster)}
+    if spec.secret_store is not None:
+        apps[cluster_app_name(lab)] = None
+    apps[root_app_name(lab)] = None
+    return apps
 
 
 # -- sessions ---------------------------------------------------------------------------------
