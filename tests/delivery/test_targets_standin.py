@@ -371,3 +371,24 @@ def test_runtime_spec_carries_targets_without_secret_values(tmp_path: Path) -> N
     assert targets == {"k8s@kind", "tailscale@example.ts.net"}
     assert pickle.loads(pickle.dumps(spec)) == spec
     copy.deepcopy(spec)
+
+
+def test_stand_in_one_plan_holds_cluster_and_tailnet_changes(
+        tmp_path: Path, cluster: KubeStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLUMEOPS_AGE_KEY", str(tmp_path / "keys" / "age.key"))
+    data = _lab(services=("api",))
+    data["tailnet"] = {"name": "example.ts.net", "api_key": "vault:tailscale/key"}
+    lab, state = _write(tmp_path / "lab", data), tmp_path / "state"
+    assert run("secret", "set", str(lab), "tailscale/key", "--value", TS_KEY).exit_code == 0
+    with tailscale_stand_in(TS_KEY) as api:
+        monkeypatch.setenv("BLUMEOPS_TAILSCALE_API", api.url)
+        plan = _cli(lab, state, "plan", "-o", "json")
+        assert plan.exit_code == 2, plan.output
+        changes = {c["id"]: c for c in json.loads(plan.stdout)["changes"]}
+        assert set(changes) == {"k8s@kind/Namespace/api", "k8s@kind/Deployment/api/api",
+                                "k8s@kind/Service/api/api",
+                                "tailscale@example.ts.net/policy/policy"}
+        policy = changes["tailscale@example.ts.net/policy/policy"]
+        assert policy["action"] == "update" and '"grants"' in policy["diff"]
+        assert api.posts == 0 and cluster.writes() == []
+        assert TS_KEY not in plan.output
