@@ -274,6 +274,8 @@ def test_stand_in_controller_api_and_metrics_carry_application_health(
             metrics = httpx.get(f"{server.url}/metrics").text
     finally:
         controller.stop()
+    # The deploy branch is the hook's (after each sync), not a change the sync failed on.
+    assert status["last_errors"] == [] and status["sync_state"] == "idle"
     services = {s["service"]: s["health"] for s in status["services"]}
     assert services == {"api": "Healthy", "web": "Progressing"}
     assert {"target": "argocd@kind", "name": "t-apps", "health": "Degraded",
