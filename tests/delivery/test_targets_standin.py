@@ -394,3 +394,18 @@ def test_stand_in_one_plan_holds_cluster_and_tailnet_changes(
         assert policy["action"] == "update" and '"grants"' in policy["diff"]
         assert api.posts == 0 and cluster.writes() == []
         assert TS_KEY not in plan.output
+
+
+def test_stand_in_an_answer_the_client_cannot_read_is_unknown_not_a_traceback(
+        tmp_path: Path, cluster: KubeStandIn) -> None:
+    lab, state = _write(tmp_path / "lab", _lab(services=("api",))), tmp_path / "state"
+    assert _cli(lab, state, "apply", "--yes").exit_code == 0
+    pod = yaml.safe_load(CRASHING_POD)  # the docs' excerpt: no `image`, which lightkube needs
+    pod["metadata"]["labels"].update(OWN)
+    cluster.put(pod)
+    r = _cli(lab, state, "status", "-o", "json")
+    assert r.exit_code == 1  # (catch_exceptions=False: a traceback would raise here)
+    data = json.loads(r.stdout)
+    [api] = data["services"]
+    assert api["health"] == "Unknown" and "ValidationError" in api["detail"]
+    assert data["targets"][0]["health"] == "Unknown"

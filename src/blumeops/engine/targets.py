@@ -80,6 +80,12 @@ class TargetUnavailable(Exception):
     """The target cannot be read or reached: it is Unknown, for this reason."""
 
 
+def _why(exc: Exception) -> str:
+    """A reason to show: ours as is; anything else from an API client with its type (a
+    cluster answering what its client cannot read must not end the plan)."""
+    return str(exc) if isinstance(exc, TargetUnavailable) else f"{type(exc).__name__}: {exc}"
+
+
 class ApiDriver(Driver):
     """A driver of a target reached through an API: no agent ops, plus its own health."""
 
@@ -163,8 +169,8 @@ class TargetSession(HostSession):
         try:
             for driver in self.ordered():
                 live.update(driver.observe([]))
-        except TargetUnavailable as exc:
-            self._mark_unknown(str(exc))
+        except Exception as exc:
+            self._mark_unknown(_why(exc))
         if self.unknown is not None:  # left out of the plan, not shown as creates
             return {r.id: Live("", skip=self.unknown)
                     for d in self.drivers.values() for r in d.resources}
@@ -178,8 +184,8 @@ class TargetSession(HostSession):
                 continue
             try:
                 errors.update(driver.apply(mine, secrets))
-            except TargetUnavailable as exc:
-                errors.update({c.id: str(exc) for c in mine})
+            except Exception as exc:
+                errors.update({c.id: _why(exc) for c in mine})
         return errors
 
     def health(self, services: Sequence[str],
@@ -193,8 +199,8 @@ class TargetSession(HostSession):
                 for driver in self.ordered():
                     if driver.manages_services:
                         out.update(driver.health(services, started))
-            except TargetUnavailable as exc:
-                self._mark_unknown(str(exc))
+            except Exception as exc:
+                self._mark_unknown(_why(exc))
         for name in services:
             if name not in out:
                 out[name] = ServiceHealth(name, Health.unknown,
@@ -209,8 +215,8 @@ class TargetSession(HostSession):
                 for driver in self.ordered():
                     if isinstance(driver, ApiDriver):
                         rows += driver.target_health()
-            except TargetUnavailable as exc:
-                self._mark_unknown(str(exc))
+            except Exception as exc:
+                self._mark_unknown(_why(exc))
         if self.unknown is not None:
             return [TargetHealth(sorted(self.targets)[-1], "(all)", Health.unknown,
                                  self.unknown)]
