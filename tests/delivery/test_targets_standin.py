@@ -216,6 +216,7 @@ def test_stand_in_argocd_plan_is_the_deploy_branch_diff_and_status_reads_applica
     assert git(origin, "branch", "--list") == ""  # nothing pushed by a plan
     applied = _cli(lab, state, "apply", "--yes")
     assert applied.exit_code == 0, applied.output
+    assert "note: kind: pushed " in applied.output  # the deploy commit, said
     [message] = branch_log(origin, "deploy")
     assert f"Source-Commit: {git(repo, 'rev-parse', 'HEAD')}" in message
     assert "rendered/argocd/kind/web.yaml" in branch_files(origin, "deploy")

@@ -229,11 +229,15 @@ def run_apply(s: Session, yes: bool, output: str, wait: float = 30.0) -> Any:
         if not click.confirm("Apply these changes?", default=False):
             click.echo("Nothing applied.", err=True)
             raise SystemExit(1)
+    shown = set(s.runtime.notes())
     report = do_apply(s.runtime, prepared, s.store, progress_printer(output), wait=wait)
     report.health = final_health(s.runtime)
     if output == "json":
         emit_json(report.as_dict())
     else:
+        for note in s.runtime.notes():  # what drivers said while applying (a deploy commit)
+            if note not in shown:
+                say(f"note: {note}", "dim")
         print_health(report.health)
         if report.failed:
             for who, error in report.failed.items():
