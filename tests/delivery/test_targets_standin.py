@@ -410,3 +410,15 @@ def test_stand_in_an_answer_the_client_cannot_read_is_unknown_not_a_traceback(
     [api] = data["services"]
     assert api["health"] == "Unknown" and "ValidationError" in api["detail"]
     assert data["targets"][0]["health"] == "Unknown"
+
+
+def test_stand_in_a_custom_kind_the_cluster_does_not_know_yet_is_a_create(
+        tmp_path: Path, cluster: KubeStandIn) -> None:
+    data = _lab(services=("api",))
+    data["services"]["api"]["objects"] = [{
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": "pg"}, "spec": {"instances": 1, "storage": {"size": "1Gi"}}}]
+    lab, state = _write(tmp_path / "lab", data), tmp_path / "state"
+    plan = _cli(lab, state, "plan")
+    assert plan.exit_code == 2, plan.output
+    assert "+ create k8s@kind/Cluster/api/pg" in plan.output and "Unknown" not in plan.output

@@ -177,7 +177,10 @@ class KubeDelivery:
         kinds = dict.fromkeys([*RENDERED_KINDS, *((m.api_version, m.kind) for m in desired)])
         out: list[LiveObject] = []
         for api_version, kind in kinds:
-            res = self._type(api_version, kind)
+            try:
+                res = self._type(api_version, kind)
+            except KubeError:  # a kind whose CRD is not installed yet: none of it exists
+                continue
             from lightkube import ALL_NS
             from lightkube.core.resource import NamespacedResource
 
