@@ -223,6 +223,9 @@ def test_stand_in_argocd_plan_is_the_deploy_branch_diff_and_status_reads_applica
     assert _cli(lab, state, "plan").exit_code == 0
 
     (repo / "lab.yaml").write_text(lab.read_text().replace("example/api:1.0", "example/api:1.1"))
+    dirty = _cli(lab, state, "apply", "--yes")  # a deploy commit must name its source
+    assert dirty.exit_code == 1 and "uncommitted changes" in dirty.output
+    assert len(branch_log(origin, "deploy")) == 1
     git(repo, "commit", "-q", "-am", "api 1.1")
     plan = _cli(lab, state, "plan")
     assert plan.exit_code == 2
