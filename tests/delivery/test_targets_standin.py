@@ -377,6 +377,14 @@ def test_runtime_spec_carries_targets_without_secret_values(tmp_path: Path) -> N
     assert targets == {"k8s@kind", "tailscale@example.ts.net"}
     assert pickle.loads(pickle.dumps(spec)) == spec
     copy.deepcopy(spec)
+    # A cluster named like a host blumeops applies: said, and left alone.
+    data["hosts"]["kind"] = {"role": "compute", "os": "linux", "local": True,
+                             "service_manager": "supervisor"}
+    result = load_lab(_write(tmp_path, data))
+    assert result.lab is not None, [str(d) for d in result.errors]
+    spec = runtime_spec(result.lab, "lab.yaml")
+    assert spec.clusters == {} and spec.services["api"].host is None
+    assert any("cluster 'kind' has the name of a host" in n for n in spec.notes)
 
 
 def test_stand_in_one_plan_holds_cluster_and_tailnet_changes(

@@ -144,7 +144,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
                          "drives it over SSH only, so its services are rendered, not run")
-    clusters, tailnet, target_desired = target_specs(lab, source, set(hosts))
+    clusters, tailnet, target_desired = target_specs(lab, source, set(hosts), notes)
     services = {}
     for name, svc in lab.services.items():
         probe = None

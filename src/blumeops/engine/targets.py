@@ -93,17 +93,19 @@ class ApiDriver(Driver):
         return []
 
 
-def target_specs(lab: Any, source: str, applied_hosts: set[str]
+def target_specs(lab: Any, source: str, applied_hosts: set[str], notes: list[str]
                  ) -> tuple[dict[str, ClusterSpec], TailnetSpec | None, list[Resource]]:
     """The lab's clusters and tailnet, and the resources blumeops delivers to them (pure).
 
-    A cluster named like a host blumeops applies is left out (their sessions would
-    share a name): rename one to have it planned."""
+    A cluster named like a host blumeops applies is left out, with a note (their
+    sessions would share a name): rename one to have it planned."""
     from blumeops.catalog.model import Lab
     from blumeops.render import RenderContext, render_lab
 
     assert isinstance(lab, Lab)
     clusters = {n: c for n, c in lab.clusters.items() if n not in applied_hosts}
+    notes += [f"cluster '{n}' has the name of a host blumeops applies: it is not planned "
+              "nor read; rename one" for n in lab.clusters if n in applied_hosts]
     specs = {name: ClusterSpec(name, c.context, c.delivery, c.repo_url, c.deploy_branch,
                                c.path, _applications(lab, name))
              for name, c in clusters.items()}
