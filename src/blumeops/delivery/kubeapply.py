@@ -57,6 +57,7 @@ class KubeChange:
     service: str | None
     diff: str
     error: str = ""  # the server refused its dry run: apply would fail the same way
+    api_version: str = ""  # of a delete: the version it was listed (and is deleted) by
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,7 +228,8 @@ class KubeDelivery:
         if prune:
             for o in prune_selection(self.observe(desired), desired, self.lab):
                 changes.append(KubeChange("delete", o.key, o.kind, o.name, o.namespace,
-                                          o.labels.get(NAME_LABEL), ""))
+                                          o.labels.get(NAME_LABEL), "",
+                                          api_version=o.api_version))
         return changes
 
     def apply(self, desired: list[Manifest], prune: bool = True,

@@ -189,9 +189,7 @@ class KubeDriver(_ClusterDriver):
                 rid = f"{self.target}/{c.kind}/{c.namespace + '/' if c.namespace else ''}{c.name}"
                 live[rid] = Live("", diff="", reason="no longer in the catalog (labelled as "
                                                      "this lab's: pruned)")
-                group = c.key.split("/", 1)[0]
-                doomed[rid] = LiveObject(self._api_version(group, c.kind), c.kind, c.name,
-                                         c.namespace, {})
+                doomed[rid] = LiveObject(c.api_version, c.kind, c.name, c.namespace, {})
             elif c.error:
                 live[ids[c.key]] = Live("", diff="", reason=c.error)
             elif c.action == "update":
@@ -202,18 +200,6 @@ class KubeDriver(_ClusterDriver):
                 live[ids[c.key]] = Live("", diff="")
         self.shared["doomed"] = doomed
         return live
-
-    def _api_version(self, group: str, kind: str) -> str:
-        """The apiVersion to delete a pruned object by (its kind as render makes it)."""
-        from blumeops.delivery.kubeapply import RENDERED_KINDS
-
-        for api_version, known in RENDERED_KINDS:
-            if known == kind and api_version.rpartition("/")[0] == group:
-                return api_version
-        for _, m in self._manifests():
-            if m.kind == kind and m.api_version.rpartition("/")[0] == group:
-                return m.api_version
-        return f"{group}/v1" if group else "v1"
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
         if self.cluster.delivery != "apply":
