@@ -38,6 +38,8 @@ HOOK_NOTE = "written by the controller after each sync (see its `delivered` even
 
 
 class _ClusterDriver(ApiDriver):
+    """What both drivers of a cluster need: its spec, what they share, its deploy branch."""
+
     @property
     def cluster(self) -> ClusterSpec:
         return self.ctx.spec.clusters[self.ctx.name]
