@@ -433,3 +433,46 @@ def test_stand_in_a_custom_kind_the_cluster_does_not_know_yet_is_a_create(
     plan = _cli(lab, state, "plan")
     assert plan.exit_code == 2, plan.output
     assert "+ create k8s@kind/Cluster/api/pg" in plan.output and "Unknown" not in plan.output
+
+
+def test_stand_in_controller_pushes_the_tailnet_and_waits_on_an_outside_edit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from blumeops.engine.controller import Controller, ControllerConfig
+
+    monkeypatch.setenv("BLUMEOPS_AGE_KEY", str(tmp_path / "keys" / "age.key"))
+    repo = tmp_path / "src"
+    lab = _tailnet_lab(repo, push=True)
+    assert run("secret", "set", str(lab), "tailscale/key", "--value", TS_KEY).exit_code == 0
+    git(repo, "init", "-q")
+    git(repo, "add", "lab.yaml")
+    git(repo, "commit", "-q", "-m", "the tailnet")
+    state = tmp_path / "state"
+    with tailscale_stand_in(TS_KEY) as api:
+        monkeypatch.setenv("BLUMEOPS_TAILSCALE_API", api.url)
+        # The first push to a tailnet is a person's choice, as on the command line.
+        assert _cli(lab, state, "tailnet", "push", "--overwrite").exit_code == 0
+        assert api.posts == 1
+        controller = Controller(ControllerConfig(source_url=str(repo), state_dir=state,
+                                                 interval=3600, vault_dir=repo))
+        try:
+            lab.write_text(lab.read_text().replace("tcp:22", "tcp:2222"))
+            git(repo, "commit", "-q", "-am", "ssh on 2222")
+            assert controller.tick()
+            assert api.posts == 2 and "tcp:2222" in api.text  # the loop pushed the commit
+            assert controller.status()["targets"][0]["health"] == "Healthy"
+
+            api.console_edit(api.text.replace('"tcp:2222"', '"tcp:2222", "tcp:80"'))
+            events = len(controller.events(500))
+            assert controller.heal() == 0  # nothing the loop may repair by itself
+            status = controller.status()
+            [policy] = status["targets"]
+            assert policy["health"] == "Degraded" and "edited since" in policy["detail"]
+            assert status["health"] == "Degraded"
+            assert api.posts == 2 and '"tcp:80"' in api.text  # their edit stands
+            new = controller.events(500)[: len(controller.events(500)) - events]
+            assert not [e for e in new if e["kind"] in ("failed", "drift")], new
+            metrics = controller.metrics.exposition().decode()
+            assert ('blumeops_target_health{health="Degraded",name="policy",'
+                    'target="tailscale@example.ts.net"} 1.0') in metrics
+        finally:
+            controller.stop()

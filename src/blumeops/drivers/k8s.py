@@ -76,7 +76,7 @@ class _ClusterDriver(ApiDriver):
     def _observe_branch(self) -> dict[str, Live]:
         """This driver's files on the deploy branch, by resource id; files blumeops owns
         there that the catalog no longer renders are deletes."""
-        if self.ctx.spec.deploy_by_hook:
+        if self.ctx.spec.controller:
             return {r.id: Live("", skip=HOOK_NOTE) for r in self.resources}
         target, _ = self._deploy()
         files = self._branch()

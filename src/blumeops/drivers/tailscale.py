@@ -80,6 +80,10 @@ class TailscaleDriver(ApiDriver):
         for res in self.resources:
             if plan.action == "unchanged":
                 out[res.id] = Live(res.body, diff="")
+            elif plan.action == "conflict" and self.ctx.spec.controller:
+                # The loop cannot choose for the user: the policy's health says Degraded,
+                # and nothing is retried (nor counted as drift) every pass.
+                out[res.id] = Live("", skip=f"{plan.reason} ({CHOOSE})")
             elif plan.action == "conflict":
                 # The edit made elsewhere first, then what pushing would do to it.
                 out[res.id] = Live("", diff=f"{plan.their_edit}{plan.diff}",

@@ -282,10 +282,11 @@ class Controller:
             if result.lab is None:
                 return None
             self._spec = runtime_spec(result.lab, result.path.name, result.files)
-        # Deploy branches are written by after_sync (delivery/hook.py), once per commit.
+        # Deploy branches are written by after_sync (delivery/hook.py), once per commit;
+        # what needs a person's choice (a tailnet policy edited elsewhere) waits for one.
         from dataclasses import replace
 
-        runtime = LocalRuntime(replace(self._spec, deploy_by_hook=True), lab_file,
+        runtime = LocalRuntime(replace(self._spec, controller=True), lab_file,
                                self.state_dir)
         if self.config.vault_dir is not None:
             runtime.secrets_dir = self.config.vault_dir

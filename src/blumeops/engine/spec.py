@@ -96,7 +96,9 @@ class RuntimeSpec:
     # Targets reached through an API from this machine (engine/targets.py).
     clusters: dict[str, ClusterSpec] = field(default_factory=dict)
     tailnet: TailnetSpec | None = None
-    deploy_by_hook: bool = False  # the controller writes deploy branches after each sync
+    # Run by the controller's loop: its hook writes deploy branches after each sync, and
+    # changes that wait for a person's choice are not retried on every pass.
+    controller: bool = False
 
     def host_of(self, resource_target: str) -> str:
         return resource_target.partition("@")[2]
