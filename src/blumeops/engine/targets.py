@@ -115,6 +115,7 @@ def target_specs(lab: Any, source: str, applied_hosts: set[str], notes: list[str
         ("tailscale", lab.tailnet is not None)) if wanted]
     rendered = render_lab(lab, RenderContext(source=source), only=tuple(renderers)) \
         if renderers else []
+
     def delivered(res: Resource) -> bool:
         kind, _, where = res.target.partition("@")
         spec = specs.get(where)
