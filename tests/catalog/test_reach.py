@@ -9,8 +9,12 @@ from typing import Any
 import yaml
 
 from blumeops.catalog.loader import load_lab
+from blumeops.catalog.reach import scrapes
+from blumeops.render import RenderContext
+from blumeops.render.prometheus import render
 from blumeops.tailnet.evaluate import check as acl_check
 from blumeops.tailnet.policy import derive_policy
+from conftest import EXAMPLES
 
 
 def lab(derive: bool) -> dict[str, Any]:
@@ -58,13 +62,7 @@ def test_without_derived_grants_both_are_reported(tmp_path: Path) -> None:
 def test_another_clusters_metrics_are_scraped_through_its_tailnet_ingress() -> None:
     """minikube's Prometheus cannot resolve k3s's in-cluster names: a routed k3s service
     is scraped at its ingress device over https, and the policy lets Prometheus's host
-    reach that device; an unrouted one is reported, not rendered as a dead target."""
-    from conftest import EXAMPLES
-
-    from blumeops.catalog.reach import scrapes
-    from blumeops.render import RenderContext
-    from blumeops.render.prometheus import render
-
+    reach that device."""
     result = load_lab(EXAMPLES / "blumeops" / "lab.yaml")
     assert result.ok and result.lab is not None
     example = result.lab

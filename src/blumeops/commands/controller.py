@@ -172,6 +172,12 @@ def controller_status(url: str, output: str) -> None:
 
     print_health([ServiceHealth(s["service"], Health(s["health"]), s["detail"], s["state"],
                                 s["pid"], tuple(s["urls"])) for s in data["services"]])
+    if data.get("targets"):
+        from blumeops.output import table
+
+        table(["TARGET", "NAME", "HEALTH", "DETAIL"],
+              [[t["target"], t["name"], t["health"], t["detail"][:120]]
+               for t in data["targets"]])
     for err in data.get("last_errors", []):
         where = f"{err['file']}:{err['line']}:{err['col']}: " if "file" in err else ""
         commit = f"{err['commit'][:12]} " if err.get("commit") else ""

@@ -106,6 +106,8 @@ def cluster_plan(lab: Path | None, name: str | None, no_prune: bool, output: str
                     continue
                 say(f"{marks[c.action]} {c.action} k8s@{n}/{c.kind}/"
                     f"{c.namespace + '/' if c.namespace else ''}{c.name}")
+                if c.error:
+                    say(f"    {c.error}", "red")
                 if c.diff:
                     click.echo(c.diff.rstrip("\n"))
         click.echo(f"Plan: {pending} change{'s' if pending != 1 else ''} in the cluster.")

@@ -229,11 +229,15 @@ def run_apply(s: Session, yes: bool, output: str, wait: float = 30.0) -> Any:
         if not click.confirm("Apply these changes?", default=False):
             click.echo("Nothing applied.", err=True)
             raise SystemExit(1)
+    shown = set(s.runtime.notes())
     report = do_apply(s.runtime, prepared, s.store, progress_printer(output), wait=wait)
     report.health = final_health(s.runtime)
     if output == "json":
         emit_json(report.as_dict())
     else:
+        for note in s.runtime.notes():  # what drivers said while applying (a deploy commit)
+            if note not in shown:
+                say(f"note: {note}", "dim")
         print_health(report.health)
         if report.failed:
             for who, error in report.failed.items():
@@ -457,8 +461,11 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
         controller_status(controller_url, output)
         return
 
+    from blumeops.engine.targets import target_health
+
     with session(lab, state_dir) as s:
         healths = final_health(s.runtime)
+        targets = target_health(s.runtime)  # clusters' Applications, the tailnet policy
         routes = route_checks(s.runtime)
         last: dict[str, str] = {}
         for event in reversed(s.store.events(limit=500)):
@@ -468,7 +475,7 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
     applied = {h for h in s.runtime.sessions}
     judged = [h.health for h in healths if s.spec.services[h.service].host in applied
               or s.spec.services[h.service].probed_here]
-    health = lab_health(judged, [r.ok for r in routes])
+    health = lab_health([*judged, *(t.health for t in targets)], [r.ok for r in routes])
     code = 0 if health is Health.healthy else 1
     if output == "json":
         emit_json({
@@ -479,6 +486,7 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
             "services": [{**h.as_dict(), "last_change": last.get(h.service)} for h in healths],
             "routes": [{"route": r.name, "health": "Healthy" if r.ok else "Degraded",
                         "detail": r.detail} for r in routes],
+            "targets": [t.as_dict() for t in targets],
         })
         raise SystemExit(code)
     print_health(healths, last)
@@ -487,6 +495,11 @@ def status(lab: Path | None, state_dir: Path | None, controller_url: str | None,
         table(["ROUTE", "HEALTH", "DETAIL"],
               [[r.name, "Healthy" if r.ok else "Degraded", r.detail[:120]] for r in routes],
               lambda col, value: HEALTH_STYLE.get(value) if col == 1 else None)
+    if targets:
+        click.echo()
+        table(["TARGET", "NAME", "HEALTH", "DETAIL"],
+              [[t.target, t.name, t.health.value, t.detail[:120]] for t in targets],
+              lambda col, value: HEALTH_STYLE.get(value) if col == 2 else None)
     click.echo(f"Lab {s.lab_name}: {health.value}")
     raise SystemExit(code)
 

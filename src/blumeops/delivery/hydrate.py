@@ -219,6 +219,32 @@ class Hydrator:
         return (self.cache_dir / REMOTE_REF).read_text().strip() if (
             self.cache_dir / REMOTE_REF).is_file() else self._rev(REMOTE_REF)
 
+    def owned_files(self, tip: str) -> dict[str, str]:
+        """Path -> text of the files blumeops owns on the branch at `tip` (what the
+        engine's plan compares the rendered files with)."""
+        owned = [d for d in self.target.owned if d]
+        listing = self._git(["ls-tree", "-r", "-z", tip, "--", *owned],
+                            what="cannot list the deploy branch").stdout
+        entries = [line.split("\t", 1) for line in listing.split("\0") if "\t" in line]
+        blobs = [(meta.split()[2], path) for meta, path in entries if meta.split()[1] == "blob"]
+        if not blobs:
+            return {}
+        cmd = [*_BASE, "--git-dir", str(self.cache_dir), "cat-file", "--batch"]
+        proc = subprocess.run(cmd, env=self._env, input="".join(f"{sha}\n" for sha, _ in blobs)
+                              .encode(), capture_output=True, timeout=LOCAL_TIMEOUT,
+                              check=False)
+        if proc.returncode != 0:
+            raise HydrateError(f"cannot read the deploy branch: {git_reason(proc.stderr.decode())}")
+        out: dict[str, str] = {}
+        data, at = proc.stdout, 0
+        for _, path in blobs:
+            header_end = data.index(b"\n", at)
+            size = int(data[at:header_end].split()[2])
+            start = header_end + 1
+            out[path] = data[start:start + size].decode(errors="replace")
+            at = start + size + 1
+        return out
+
     def _rev(self, ref: str) -> str:
         return self._git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
                          what=f"cannot read {ref}").stdout.strip()

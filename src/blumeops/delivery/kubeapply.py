@@ -56,6 +56,8 @@ class KubeChange:
     namespace: str | None
     service: str | None
     diff: str
+    error: str = ""  # the server refused its dry run: apply would fail the same way
+    api_version: str = ""  # of a delete: the version it was listed (and is deleted) by
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,7 +178,10 @@ class KubeDelivery:
         kinds = dict.fromkeys([*RENDERED_KINDS, *((m.api_version, m.kind) for m in desired)])
         out: list[LiveObject] = []
         for api_version, kind in kinds:
-            res = self._type(api_version, kind)
+            try:
+                res = self._type(api_version, kind)
+            except KubeError:  # a kind whose CRD is not installed yet: none of it exists
+                continue
             from lightkube import ALL_NS
             from lightkube.core.resource import NamespacedResource
 
@@ -209,9 +214,12 @@ class KubeDelivery:
             try:
                 dry = _to_dict(self.client.apply(self._obj(m), field_manager=FIELD_MANAGER,
                                                  force=True, dry_run=True))
-            except ApiError as exc:
-                raise KubeError(f"{m.kind}/{m.name}: the server refused it: "
-                                f"{exc.status.message}") from None
+            except ApiError as exc:  # this object only: the rest is still planned
+                changes.append(KubeChange("create" if live is None else "update", m.key,
+                                          m.kind, m.name, m.namespace, m.service, "",
+                                          f"the server refused its dry run: "
+                                          f"{exc.status.message}"))
+                continue
             diff = object_diff(live, dry, f"{m.kind}/{m.name}")
             action: Literal["create", "update", "unchanged"] = (
                 "create" if live is None else "update" if diff else "unchanged")
@@ -220,13 +228,21 @@ class KubeDelivery:
         if prune:
             for o in prune_selection(self.observe(desired), desired, self.lab):
                 changes.append(KubeChange("delete", o.key, o.kind, o.name, o.namespace,
-                                          o.labels.get(NAME_LABEL), ""))
+                                          o.labels.get(NAME_LABEL), "",
+                                          api_version=o.api_version))
         return changes
 
     def apply(self, desired: list[Manifest], prune: bool = True,
               wait: float = 0.0) -> list[ItemResult]:
         """Server-side apply in waves; optionally wait for each wave's services to be
         Healthy (up to `wait` seconds) before the next. One failure does not stop the rest."""
+        doomed = prune_selection(self.observe(desired), desired, self.lab) if prune else []
+        return self.apply_objects(desired, doomed, wait)
+
+    def apply_objects(self, desired: list[Manifest], doomed: list[LiveObject],
+                      wait: float = 0.0) -> list[ItemResult]:
+        """Apply these manifests in waves, then delete these objects (the engine's apply:
+        only what its plan changed)."""
         from lightkube.core.exceptions import ApiError
 
         results: list[ItemResult] = []
@@ -241,15 +257,15 @@ class KubeDelivery:
             self._generic_loaded = False  # CRDs applied in this wave are known next
             if wait > 0:
                 self._wait(wave, wait)
-        if prune:
-            for o in prune_selection(self.observe(desired), desired, self.lab):
-                try:
-                    self.client.delete(self._type(o.api_version, o.kind), o.name,
-                                       namespace=o.namespace)
-                    results.append(ItemResult(o.key, "delete", True, "pruned"))
-                except ApiError as exc:
-                    results.append(ItemResult(o.key, "delete", False,
-                                              str(exc.status.message or "")))
+        for o in doomed:
+            try:
+                self.client.delete(self._type(o.api_version, o.kind), o.name,
+                                   namespace=o.namespace)
+                results.append(ItemResult(o.key, "delete", True, "pruned"))
+            except ApiError as exc:
+                gone = exc.status.code == 404  # already gone (its namespace took it along)
+                results.append(ItemResult(o.key, "delete", gone, "already gone" if gone
+                                          else str(exc.status.message or "")))
         return results
 
     def _wait(self, wave: list[Manifest], timeout: float) -> None:

@@ -122,6 +122,10 @@ REGISTRY: dict[str, dict[str, str]] = {
     "systemd": {"remote": "blumeops.drivers.managed:SystemdDriver"},
     "launchd": {"remote": "blumeops.drivers.managed:LaunchdDriver"},
     "brew": {"remote": "blumeops.drivers.brew:BrewDriver"},
+    # Reached through an API from this machine (engine/targets.py): clusters, the tailnet.
+    "k8s": {"local": "blumeops.drivers.k8s:KubeDriver"},
+    "argocd": {"local": "blumeops.drivers.k8s:ArgoDriver"},
+    "tailscale": {"local": "blumeops.drivers.tailscale:TailscaleDriver"},
 }
 
 

@@ -48,8 +48,10 @@ def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
     for name, svc in runtime.spec.services.items():
         if name in remote_health:
             h = remote_health[name]
+            state = h.state or ("in cluster " + (svc.host or "") if svc.host in
+                                runtime.spec.clusters else "not running")
             out.append(CheckResult("service", name, h.health.value == "Healthy",
-                                   f"{h.detail} ({h.state or 'not running'})"))
+                                   f"{h.detail} ({state})"))
             continue
         if not svc.local:
             continue
@@ -59,4 +61,10 @@ def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
             continue
         ok, detail = runtime.probe(name)
         out.append(CheckResult("service", name, ok, detail))
+    # Clusters' and the tailnet's own health (an app-of-apps, the policy).
+    from blumeops.engine.targets import target_health
+
+    for t in target_health(runtime):
+        out.append(CheckResult("target", f"{t.target}/{t.name}", t.health.value == "Healthy",
+                               f"{t.health.value}: {t.detail}"))
     return out

@@ -62,6 +62,7 @@ class ControllerState:
     newest_seen_at: float | None = None
     rejected: str | None = None  # the last commit whose catalog was invalid
     drift: list[str] = field(default_factory=list)  # resources off the applied commit
+    targets: list[dict[str, Any]] = field(default_factory=list)  # clusters', the tailnet's
 
 
 class Controller:
@@ -281,7 +282,12 @@ class Controller:
             if result.lab is None:
                 return None
             self._spec = runtime_spec(result.lab, result.path.name, result.files)
-        runtime = LocalRuntime(self._spec, lab_file, self.state_dir)
+        # Deploy branches are written by after_sync (delivery/hook.py), once per commit;
+        # what needs a person's choice (a tailnet policy edited elsewhere) waits for one.
+        from dataclasses import replace
+
+        runtime = LocalRuntime(replace(self._spec, controller=True), lab_file,
+                               self.state_dir)
         if self.config.vault_dir is not None:
             runtime.secrets_dir = self.config.vault_dir
         return runtime
@@ -353,10 +359,15 @@ class Controller:
 
     def _record_health(self, healths: list[Any], runtime: Any) -> None:
         from blumeops.engine.health import worst
+        from blumeops.engine.targets import target_health
 
+        targets = target_health(runtime)  # ArgoCD's Applications, the tailnet policy
         self.state.services = [h.as_dict() for h in healths]
-        self.state.lab_health = worst([h.health for h in healths]).value
+        self.state.targets = [t.as_dict() for t in targets]
+        self.state.lab_health = worst([*(h.health for h in healths),
+                                       *(t.health for t in targets)]).value
         self.metrics.set_health({h.service: h.health.value for h in healths})
+        self.metrics.set_target_health({(t.target, t.name): t.health.value for t in targets})
         self._emit("health", services=self.state.services, lab_health=self.state.lab_health)
         # Each remote host, every pass: notifications turn the changes into one notice.
         down = runtime.unreachable()
@@ -376,7 +387,8 @@ class Controller:
             "in_sync": s.applied is not None and s.applied == s.newest,
             "sync_state": s.sync_state, "auto_sync": self.config.auto_sync and not s.paused,
             "paused": s.paused, "self_heal": self.config.self_heal, "prune": self.config.prune,
-            "health": s.lab_health, "services": s.services, "last_errors": s.last_errors,
+            "health": s.lab_health, "services": s.services, "targets": s.targets,
+            "last_errors": s.last_errors,
             "last_fetch_error": s.last_fetch_error, "drift": s.drift,
         }
 

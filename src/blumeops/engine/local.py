@@ -3,8 +3,7 @@
 `local` hosts are driven in-process (supervisord, Caddy and files under the state dir);
 hosts with `ssh:` through a HostSession each (engine/hosts.py), observed and applied in
 parallel. The engine (apply, health, check, the controller) asks this class, never a
-driver by name. Resources for other targets (Kubernetes, the tailnet) are rendered but
-not applied here.
+driver by name. Clusters and the tailnet join as sessions too (engine/targets.py).
 """
 
 from __future__ import annotations
@@ -130,6 +129,10 @@ class LocalRuntime:
                 proxy = any(r.target_kind == "caddy" for r in mine)
                 sessions[host.name] = remote_session(self.spec, host, self.state_dir,
                                                      self.lab_dir, mine, proxy)
+            if self.spec.clusters or self.spec.tailnet is not None:  # engine/targets.py
+                from blumeops.engine.targets import target_sessions
+
+                sessions.update(target_sessions(self, set(sessions)))
             self._sessions = sessions
         return self._sessions
 

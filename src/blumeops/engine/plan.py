@@ -24,6 +24,11 @@ class Live:
     body: str
     running: bool | None = None  # None: not a process
     state: str = ""  # driver's own word, e.g. FATAL
+    # Drivers that compare by themselves (a server-side dry run, an API's ETag) give the
+    # diff: "" for the same, else why and the diff to show. `skip`: not planned (why).
+    diff: str | None = None
+    reason: str = ""
+    skip: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,12 +105,19 @@ def make_plan(
             plan.changes.append(Change("create", res.id, res.kind, res.name, res.target,
                                        res.service, ("not present",), desired=res))
             continue
+        if current.skip:
+            continue
         reasons: list[str] = []
         diff = ""
-        old, new = normalise(res.kind, current.body), normalise(res.kind, res.body)
-        if old != new:
-            reasons.append("configuration differs")
-            diff = unified_diff(old, new, res.path)
+        if current.diff is not None:
+            if current.diff or current.reason:
+                reasons.append(current.reason or "configuration differs")
+                diff = current.diff
+        else:
+            old, new = normalise(res.kind, current.body), normalise(res.kind, res.body)
+            if old != new:
+                reasons.append("configuration differs")
+                diff = unified_diff(old, new, res.path)
         if want_fp.get(res.id, "") != have_fp.get(res.id, ""):
             reasons.append(f"secret values changed (fingerprint {want_fp.get(res.id, '')[:12]})")
         if current.running is False:
@@ -115,9 +127,12 @@ def make_plan(
                                    tuple(reasons), diff, res))
     wanted = {r.id for r in desired}
     for rid in sorted(set(live) - wanted):
+        if live[rid].skip:
+            continue
         target, kind, name = _split_id(rid)
         plan.changes.append(Change("delete", rid, kind, name, target, None,
-                                   ("no longer in the catalog",)))
+                                   (live[rid].reason or "no longer in the catalog",),
+                                   live[rid].diff or ""))
     return plan
 
 

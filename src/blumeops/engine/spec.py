@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from blumeops.engine.resources import Resource
+from blumeops.engine.targets import ClusterSpec, TailnetSpec, target_specs
 
 # The render modules whose resources the local runtime applies.
 APPLIED_RENDERERS = ("native", "caddy", "brew")
@@ -93,6 +94,12 @@ class RuntimeSpec:
     desired: tuple[Resource, ...]
     catalog_hash: str = ""  # of the catalog files: what a sync without a commit applied
     hosts: dict[str, HostSpec] = field(default_factory=dict)  # every host blumeops applies
+    # Targets reached through an API from this machine (engine/targets.py).
+    clusters: dict[str, ClusterSpec] = field(default_factory=dict)
+    tailnet: TailnetSpec | None = None
+    # Run by the controller's loop: its hook writes deploy branches after each sync, and
+    # changes that wait for a person's choice are not retried on every pass.
+    controller: bool = False
 
     def host_of(self, resource_target: str) -> str:
         return resource_target.partition("@")[2]
@@ -156,6 +163,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
                          "drives it over SSH only, so its services are rendered, not run")
+    clusters, tailnet, target_desired = target_specs(lab, source, set(hosts), notes)
     services = {}
     for name, svc in lab.services.items():
         # An appliance runs its services itself: blumeops probes them from here.
@@ -172,8 +180,10 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                                                                 None))
                 probe = ProbeSpec("http", port=svc.ports.get(port_name or ""),
                                   path=h.http or "/", timeout=h.timeout)
+        # A Kubernetes service's health comes from its cluster's session, named like it.
+        where = svc.native or (svc.kubernetes if svc.kubernetes in clusters else None)
         services[name] = ServiceSpec(
-            name=name, host=svc.native, local=svc.native in local,
+            name=name, host=where, local=svc.native in local,
             ports=dict(svc.ports), probe=probe, startsecs=svc.startsecs,
             depends_on=tuple(svc.depends_on),
             urls=tuple(service_url(r, lab) for r in service_routes(lab, name)),
@@ -195,10 +205,10 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                  r.protocol, path))
     desired = tuple(
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
-        if _applies_here(res, applied, managed, drivable, local))
+        if _applies_here(res, applied, managed, drivable, local)) + tuple(target_desired)
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
                        services, tuple(checks), tuple(notes), desired,
-                       catalog_digest(files) if files else "", hosts)
+                       catalog_digest(files) if files else "", hosts, clusters, tailnet)
 
 
 def _probe_address(lab: object, host: str | None, local: tuple[str, ...]) -> str:

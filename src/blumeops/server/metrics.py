@@ -32,7 +32,12 @@ class Metrics:
             "blumeops_service_health",
             "1 for each service's current health (label health), 0 for the others.",
             ["service", "health"], registry=r)
+        self.target_health = Gauge(
+            "blumeops_target_health",
+            "1 for the current health of each cluster Application or tailnet policy (label "
+            "health), 0 for the others.", ["target", "name", "health"], registry=r)
         self._services: set[str] = set()
+        self._targets: set[tuple[str, str]] = set()
 
     def set_health(self, healths: dict[str, str]) -> None:
         for gone in self._services - set(healths):
@@ -43,6 +48,18 @@ class Metrics:
                 self.service_health.labels(service=service, health=h).set(
                     1 if h == health else 0)
         self._services = set(healths)
+
+    def set_target_health(self, healths: dict[tuple[str, str], str]) -> None:
+        """(target, name) -> health word, for what is not a service: an app-of-apps,
+        the tailnet policy."""
+        for target, name in self._targets - set(healths):
+            for h in HEALTHS:
+                self.target_health.remove(target, name, h)
+        for (target, name), health in healths.items():
+            for h in HEALTHS:
+                self.target_health.labels(target=target, name=name, health=h).set(
+                    1 if h == health else 0)
+        self._targets = set(healths)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

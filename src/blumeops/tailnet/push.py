@@ -314,22 +314,34 @@ def rendered_policy(lab: Any) -> tuple[str, str] | None:
 
 def client_for(lab: Any, lab_dir: Path, base_url: str | None = None) -> TailscaleClient:
     """A client with the catalog's credentials (secret references resolved now)."""
+    tailnet = lab.tailnet
+    if tailnet is None:
+        return client_from_refs(None, None, None, lab_dir, base_url)
+    return client_from_refs(tailnet.api_key, tailnet.oauth_client_id,
+                            tailnet.oauth_client_secret, lab_dir, base_url)
+
+
+def client_from_refs(api_key: str | None, oauth_client_id: str | None,
+                     oauth_client_secret: str | None, lab_dir: Path,
+                     base_url: str | None = None) -> TailscaleClient:
+    """A client from the catalog's secret references, resolved now; without any, the
+    environment's TAILSCALE_API_KEY."""
     from blumeops.secrets.errors import SecretError
     from blumeops.secrets.resolve import resolve
 
-    tailnet = lab.tailnet
-    if tailnet is None or (tailnet.api_key is None and tailnet.oauth_client_secret is None):
+    if api_key is None and oauth_client_secret is None:
         if os.environ.get(KEY_ENV):  # a plan (or the live suite) without catalog credentials
             return TailscaleClient(os.environ[KEY_ENV], base_url)
         raise PushError("the catalog names no Tailscale credentials: set tailnet.api_key "
                         "(or oauth_client_id and oauth_client_secret) to a secret reference, "
                         f"or {KEY_ENV} in the environment")
     try:
-        if tailnet.api_key is not None:
-            key = resolve([("tailnet.api_key", tailnet.api_key)], lab_dir)["tailnet.api_key"]
+        if api_key is not None:
+            key = resolve([("tailnet.api_key", api_key)], lab_dir)["tailnet.api_key"]
             return TailscaleClient(key, base_url)
-        secret = resolve([("tailnet.oauth_client_secret", tailnet.oauth_client_secret)],
+        assert oauth_client_secret is not None and oauth_client_id is not None
+        secret = resolve([("tailnet.oauth_client_secret", oauth_client_secret)],
                          lab_dir)["tailnet.oauth_client_secret"]
     except SecretError as exc:
         raise PushError(str(exc)) from None
-    return TailscaleClient.with_oauth(tailnet.oauth_client_id, secret, base_url)
+    return TailscaleClient.with_oauth(oauth_client_id, secret, base_url)
