@@ -476,3 +476,17 @@ def test_stand_in_controller_pushes_the_tailnet_and_waits_on_an_outside_edit(
                     'target="tailscale@example.ts.net"} 1.0') in metrics
         finally:
             controller.stop()
+
+
+def test_a_delivered_clusters_applications_are_read_where_its_argocd_runs() -> None:
+    """k3s's Applications live in minikube's ArgoCD: its health is read there."""
+    from blumeops.catalog.loader import load_lab
+    from blumeops.engine.spec import runtime_spec
+    from conftest import EXAMPLES
+
+    result = load_lab(EXAMPLES / "blumeops" / "lab.yaml")
+    assert result.lab is not None
+    clusters = runtime_spec(result.lab, "lab.yaml").clusters
+    assert clusters["k3s"].context != clusters["minikube"].context
+    assert clusters["k3s"].argocd_context == clusters["minikube"].context
+    assert clusters["minikube"].argocd_context == clusters["minikube"].context

@@ -151,6 +151,19 @@ class KubeDriver(_ClusterDriver):
         kube: KubeDelivery = self.shared["kube"]
         return kube
 
+    def _argocd_kube(self) -> KubeDelivery:
+        """The cluster holding this cluster's Applications: its own, or the one whose
+        ArgoCD delivers it (`delivered_by`)."""
+        context = self.cluster.argocd_context or self.cluster.context
+        if context == self.cluster.context:
+            return self.kube
+        if "argokube" not in self.shared:
+            from blumeops.delivery.kubeapply import KubeDelivery
+
+            self.shared["argokube"] = KubeDelivery(self.ctx.spec.lab, context)
+        kube: KubeDelivery = self.shared["argokube"]
+        return kube
+
     def _manifests(self) -> list[tuple[Resource, Manifest]]:
         import yaml
 
@@ -227,7 +240,7 @@ class KubeDriver(_ClusterDriver):
 
     def _applications(self) -> dict[str, tuple[Health, str]]:
         if "apps" not in self.shared:
-            self.shared["apps"] = self._call(self.kube.applications)
+            self.shared["apps"] = self._call(self._argocd_kube().applications)
         apps: dict[str, tuple[Health, str]] = self.shared["apps"]
         return apps
 

@@ -40,6 +40,8 @@ class ClusterSpec:
     deploy_branch: str | None = None
     path: str = "rendered"
     apps: dict[str, str | None] = field(default_factory=dict)  # Application -> service
+    # Where its Applications live: the context of the cluster whose ArgoCD delivers it.
+    argocd_context: str | None = None
 
     @property
     def deploys(self) -> bool:
@@ -107,7 +109,9 @@ def target_specs(lab: Any, source: str, applied_hosts: set[str], notes: list[str
     notes += [f"cluster '{n}' has the name of a host blumeops applies: it is not planned "
               "nor read; rename one" for n in lab.clusters if n in applied_hosts]
     specs = {name: ClusterSpec(name, c.context, c.delivery, c.repo_url, c.deploy_branch,
-                               c.path, _applications(lab, name))
+                               c.path, _applications(lab, name),
+                               lab.clusters[c.delivered_by].context if c.delivered_by
+                               in lab.clusters else c.context)
              for name, c in clusters.items()}
     renderers = [r for r, wanted in (
         ("kubernetes", any(c.delivery == "apply" or c.deploys for c in specs.values())),
