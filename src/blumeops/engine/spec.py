@@ -135,6 +135,9 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                    and d.host in applied and d.host not in local and d.host}))
     notes = [] if applied else [
         "no host is marked `local: true` or has `ssh:`: nothing runs from this machine"]
+    if applied:
+        notes += [f"host {name} not planned: it has no `ssh:` and is not `local: true`, so "
+                  "blumeops does not reach it" for name in lab.hosts if name not in hosts]
     for host in applied:
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
