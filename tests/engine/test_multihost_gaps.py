@@ -152,7 +152,9 @@ def test_a_degraded_remote_service_shows_its_log_tail_with_secrets_masked(
     detail = str(crashy["detail"])
     assert crashy["health"] == "Degraded"
     log = multihost.remote_state("app") / "logs" / "crashy.log"
-    assert f"log: {log}: " in detail
+    # The log's path on app (as `~/...` when this run did not ask app for its home),
+    # then its last lines.
+    assert f"; log: ~/{log.relative_to(multihost.host('app').root)}: " in detail, detail
     assert "boom: cannot open the database" in detail and "token [redacted]" in detail
     assert canary in log.read_text()  # it is in the log on the host...
     for proc in (out, multihost.cli("status"), multihost.cli("status", "--output", "json")):

@@ -38,6 +38,7 @@ class RemoteFiles(Driver):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._index: dict[str, str] = {}  # resource name -> path on the host
+        self._asked: list[str] = []
 
     def _dest(self, res: Resource) -> str:
         svc = self.ctx.spec.services.get(res.service or "")
@@ -51,7 +52,10 @@ class RemoteFiles(Driver):
         return self.ctx.remote_path("files.json")
 
     def observe_ops(self) -> list[JSON]:
-        return [{"op": "observe", "paths": [self._dest(r) for r in self.resources]},
+        # The paths as asked ("~/..." until the host's facts give its home): the answer
+        # is keyed by them.
+        self._asked = [self._dest(r) for r in self.resources]
+        return [{"op": "observe", "paths": self._asked},
                 index_op(self.index_path(), stat=True)]
 
     def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
@@ -59,8 +63,8 @@ class RemoteFiles(Driver):
         written = answers[1] if len(answers) > 1 else {}
         self._index = parse_index(written)
         live = {}
-        for res in self.resources:
-            state = files.get(self._dest(res), {})
+        for res, path in zip(self.resources, self._asked, strict=True):
+            state = files.get(path, {})
             if not state.get("exists"):
                 continue
             same = state.get("sha256") == hashlib.sha256(res.body.encode()).hexdigest()
