@@ -812,9 +812,9 @@ def _secret_values(env_files: list[Any], files: list[Any]) -> list[str]:
                 values.append(handle.read())
         except OSError:
             continue
-    # Longest first, so a value holding another is masked whole (as secrets.redact does).
-    return sorted({v for v in values if v} | {v.strip() for v in values if v.strip()},
-                  key=len, reverse=True)
+    # Stripped (a secret file's trailing newline is not part of what a log shows), and
+    # longest first, so a value holding another is masked whole (as secrets.redact does).
+    return sorted({v.strip() for v in values if v.strip()}, key=len, reverse=True)
 
 
 def tail(req: dict[str, Any]) -> dict[str, Any]:
