@@ -136,16 +136,19 @@ def test_files_dropped_from_the_catalog_are_removed_from_the_remote_host(
 
 def test_a_degraded_remote_service_shows_its_log_tail_with_secrets_masked(
         multihost: MultiLab) -> None:
-    canary = "CANARY-log-tail-41c7-do-not-leak"
+    canary, key_canary = "CANARY-log-tail-41c7-do-not-leak", "CANARY-log-key-77e0-no-leak"
     multihost.run("secret", "set", str(multihost.lab), "multihost/crash-token", "--value",
                   canary, check=True)
+    multihost.run("secret", "set", str(multihost.lab), "multihost/crash-key", "--value",
+                  key_canary, check=True)
     edit(multihost, "  web:\n",
          "  crashy:\n    native: app\n"
          "    command: [python3, -c, \"import os, sys; print('token', "
-         "os.environ['CRASH_TOKEN']); print('boom: cannot open the database'); "
-         "sys.exit(3)\"]\n"
+         "os.environ['CRASH_TOKEN']); print('key', open('crash.key').read()); "
+         "print('boom: cannot open the database'); sys.exit(3)\"]\n"
          "    ports: {http: 18222}\n    health: {http: /}\n"
-         "    secrets: {CRASH_TOKEN: \"vault:multihost/crash-token\"}\n"
+         "    secrets:\n      CRASH_TOKEN: \"vault:multihost/crash-token\"\n"
+         "      CRASH_KEY: {ref: \"vault:multihost/crash-key\", file: crash.key}\n"
          "  web:\n")
     out = multihost.cli("apply", "--yes")
     assert "crashy" in out.stderr, out.stdout + out.stderr
@@ -159,9 +162,12 @@ def test_a_degraded_remote_service_shows_its_log_tail_with_secrets_masked(
     # The log's path on app (as `~/...` when this run did not ask app for its home),
     # then its last lines.
     assert f"; log: ~/{log.relative_to(multihost.host('app').root)}: " in detail, detail
-    assert "boom: cannot open the database" in detail and "token [redacted]" in detail
-    assert canary in log.read_text()  # it is in the log on the host...
-    for proc in (out, multihost.cli("status"), multihost.cli("status", "--output", "json")):
-        assert canary not in proc.stdout + proc.stderr  # ...and nowhere it is shown
-    for db in multihost.state.glob("state.db*"):
-        assert canary.encode() not in db.read_bytes()
+    assert "boom: cannot open the database" in detail
+    assert "token [redacted]" in detail and "key [redacted]" in detail
+    for value in (canary, key_canary):
+        assert value in log.read_text()  # in the log on the host...
+        for proc in (out, multihost.cli("status"),
+                     multihost.cli("status", "--output", "json")):
+            assert value not in proc.stdout + proc.stderr  # ...and nowhere it is shown
+        for db in multihost.state.glob("state.db*"):
+            assert value.encode() not in db.read_bytes()

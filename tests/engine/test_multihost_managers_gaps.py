@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_multihost_managers import UnitLab, needs_sshd, units_fixture  # noqa: F401
@@ -80,3 +81,25 @@ def test_unit_hosts_get_file_secrets_as_0600_files_and_run_health_commands(
     assert not key.exists()
     assert 'API_KEY="' in (linbox / "secrets" / "api.env").read_text()
     assert status(units)["api"] == ("Degraded", "exit 1 on linbox")
+
+
+def test_a_degraded_unit_names_its_log_and_launchd_shows_the_tail(units: UnitLab) -> None:
+    """launchd writes the job's output to the plist's StandardOutPath: its last lines are
+    shown; systemd keeps it in the journal: the command to read it is named."""
+    write(units, '"vault:units/api-token"')
+    for host, label in (("linbox", "blumeops-api.service"), ("mac", "me.blumeops.agent")):
+        (units.doubles[host] / "config.json").write_text(json.dumps({"failing": [label]}))
+    units.cli("apply", "--yes")
+    log = Path("/usr/local/var/blumeops/logs/agent.log")  # the renderer's, on the "Mac"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(f"line {i}\n" for i in range(1, 26)))
+    try:
+        got = status(units)
+    finally:
+        log.unlink()
+    health, detail = got["agent"]
+    assert health == "Degraded" and detail.startswith("exited 1 on mac"), detail
+    assert detail.endswith(f"; log: {log}: " + " | ".join(f"line {i}" for i in range(6, 26)))
+    health, detail = got["api"]
+    assert health == "Degraded" and detail.startswith("failed on linbox"), detail
+    assert detail.endswith("; log: journalctl --user-unit blumeops-api.service"), detail

@@ -64,12 +64,16 @@ def test_tail_returns_the_last_lines_with_the_services_secrets_masked(
     env.write_text(json.dumps({"TOKEN": "tok-123", "LONG": "tok-123-and-more"}))
     key = tmp_path / "svc.key"
     key.write_text("file-secret\n")
+    other = tmp_path / "other.key"
+    other.write_text("line")  # another service's secret: not this log's to mask
+    index = tmp_path / "files.json"
+    index.write_text(json.dumps({"svc:KEY": str(key), "other:KEY": str(other)}))
     log = tmp_path / "svc.log"
     log.write_text("".join(f"line {i}\n" for i in range(100))
                    + "auth tok-123-and-more then tok-123 and file-secret\nlast\n")
     got = local.call({"op": "tail", "paths": [str(log), str(tmp_path / "none.log")],
                       "bytes": 4096, "lines": 3, "redact_env": [str(env)],
-                      "redact_files": [str(key)]})
+                      "redact_index": [str(index), "svc:"]})
     assert got == {"tails": {
         str(log): "line 99\nauth [redacted] then [redacted] and [redacted]\nlast",
         str(tmp_path / "none.log"): None}}

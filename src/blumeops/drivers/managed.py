@@ -359,6 +359,7 @@ class UnitDriver(Driver):
             self._states = states
         out = {}
         where = f"on {self.ctx.name}"
+        degraded: list[str] = []
         for name in mine:
             svc = self.ctx.spec.services[name]
             st = states.get(name)
@@ -372,6 +373,8 @@ class UnitDriver(Driver):
                     name, Health.progressing if word in PROGRESSING else Health.degraded,
                     f"{word} {where}" + (f": {st.detail}" if st.detail else ""), word, pid,
                     svc.urls)
+                if out[name].health is Health.degraded:
+                    degraded.append(name)
                 continue
             probe = probed.get(name)
             if probe is None:
@@ -388,7 +391,14 @@ class UnitDriver(Driver):
                     name, Health.progressing if young else Health.degraded,
                     f"{probe.get('detail') or probe.get('message')} {where}", word, pid,
                     svc.urls)
+        if degraded:
+            out.update(self._with_logs({n: out[n] for n in degraded}))
         return out
+
+    def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
+        """A Degraded unit's log, named (and its last lines, where the manager writes a
+        file), as the supervisor drivers show it."""
+        return healths
 
     def pids(self) -> dict[str, int | None]:
         return {n: st.pid for n, st in self._states.items()}
@@ -441,6 +451,14 @@ class SystemdDriver(UnitDriver):
         owner: str | None = self.manager._owner(text)
         return owner
 
+    def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
+        """systemd keeps a unit's output in the journal, not a file: name the command."""
+        from dataclasses import replace
+
+        flag = "--user-unit" if self.manager.user_mode else "-u"
+        return {n: replace(h, detail=f"{h.detail}; log: journalctl {flag} "
+                                     f"{self.manager.unit(n)}") for n, h in healths.items()}
+
     def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
         if not names:
             return lambda result: {}
@@ -473,6 +491,25 @@ class LaunchdDriver(UnitDriver):
         from blumeops.render.launchd import LAB_DIR
 
         return LAB_DIR
+
+    def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
+        """The job's log file (the plist's StandardOutPath): its last lines, one round
+        trip for all, the job's secret values masked on the host."""
+        from dataclasses import replace
+
+        from blumeops.drivers.remote_services import log_hint, tail_op
+        from blumeops.render.launchd import STATE_DIR
+
+        logs = {n: f"{STATE_DIR}/logs/{n}.log" for n in healths}
+        ops = [tail_op(logs[n], n, f"{STATE_DIR}/secrets/{n}.env", self.ctx.remote_path())
+               for n in healths]
+        results = self.transport.call({"op": "batch", "ops": ops})["results"]
+        out = {}
+        for (name, health), answer in zip(healths.items(), results, strict=True):
+            text = (answer.get("tails") or {}).get(logs[name])
+            out[name] = replace(health, detail=f"{health.detail}; log: {logs[name]}: "
+                                               f"{log_hint(text)}")
+        return out
 
     def _owner(self, text: str) -> str | None:
         if self.manager.domain != "system":

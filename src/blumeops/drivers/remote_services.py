@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from blumeops.transports.types import FileWrite
@@ -126,11 +126,12 @@ class SecretFiles:
                          secret=True)
 
 
-def tail_op(logs: Sequence[str], redact_env: Sequence[str] = (),
-            redact_files: Sequence[str] = ()) -> JSON:
-    """The last lines of these logs, the service's secret values masked on the host."""
-    return {"op": "tail", "paths": list(logs), "bytes": TAIL_BYTES, "lines": TAIL_LINES,
-            "redact_env": list(redact_env), "redact_files": list(redact_files)}
+def tail_op(log: str, service: str, env_file: str, state: str) -> JSON:
+    """The last lines of a service's log, its secret values masked on the host: those of
+    its JSON env file and of the file secrets the host's index (under `state`) lists."""
+    return {"op": "tail", "paths": [log], "bytes": TAIL_BYTES, "lines": TAIL_LINES,
+            "redact_env": [env_file],
+            "redact_index": [secret_index_path(state), f"{service}:"]}
 
 
 def log_hint(text: str | None) -> str:

@@ -357,10 +357,8 @@ class RemoteSupervisor(Driver):
         shows them: one round trip for all, each service's own secrets masked on the host."""
         from dataclasses import replace
 
-        ops = [tail_op([self.path("logs", f"{n}.log")],
-                       redact_env=[self.path("secrets", f"{n}.env")],
-                       redact_files=[p for k, p in self._secret_files.items()
-                                     if k.startswith(f"{n}:")]) for n in healths]
+        ops = [tail_op(self.path("logs", f"{n}.log"), n, self.path("secrets", f"{n}.env"),
+                       self.path()) for n in healths]
         results = transport.call({"op": "batch", "ops": ops})["results"]
         out = {}
         for (name, health), answer in zip(healths.items(), results, strict=True):

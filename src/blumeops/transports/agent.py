@@ -71,10 +71,11 @@ it keeps beside them; ``{}`` when missing or unreadable) and, with ``stat``, the
 of each listed file: what was written earlier and is still there, in one op.
 
 ``{"op": "tail", "paths": [P...], "bytes": N, "lines": L, "redact_env": [P...],
-"redact_files": [P...]}`` -> ``{"tails": {P: TEXT | null}}``: the last L lines (read
-from the last N bytes) of each log. The values in the JSON env files ``redact_env``
-and the files ``redact_files`` (a service's secrets) are masked on the host before the
-text is sent back: secret values never leave the host this way.
+"redact_files": [P...], "redact_index": [INDEX, PREFIX] | null}`` -> ``{"tails": {P:
+TEXT | null}}``: the last L lines (read from the last N bytes) of each log. The values
+in the JSON env files ``redact_env``, the files ``redact_files`` and the files an index
+(see ``index``) lists under keys starting with PREFIX (a service's secrets) are masked
+on the host before the text is sent back: secret values never leave the host this way.
 
 ``{"op": "spawn", "argv": [...], "env": {K: V}, "cwd": P | null, "log": P}`` ->
 ``{"pid": N}``: start a long-running process in its own session, output appended to
@@ -820,7 +821,12 @@ def _secret_values(env_files: list[Any], files: list[Any]) -> list[str]:
 def tail(req: dict[str, Any]) -> dict[str, Any]:
     size = max(0, min(int(req.get("bytes", 4096)), 1 << 20))
     lines = max(0, int(req.get("lines", 20)))
-    secrets = _secret_values(list(req.get("redact_env", [])), list(req.get("redact_files", [])))
+    files = list(req.get("redact_files", []))
+    if req.get("redact_index"):
+        where, prefix = req["redact_index"]
+        entries = index({"path": where})["entries"]
+        files += [p for k, p in entries.items() if k.startswith(str(prefix))]
+    secrets = _secret_values(list(req.get("redact_env", [])), files)
     out: dict[str, Any] = {}
     for raw in req.get("paths", []):
         try:
