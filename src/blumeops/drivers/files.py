@@ -5,7 +5,8 @@ file; files of a service with secrets get mode 0600. Relative paths resolve agai
 service's working directory (the lab directory by default) and must stay inside the lab
 directory, symlinks resolved: `validate` refuses such catalogs, and this driver refuses
 again (defence in depth) rather than write anywhere else. What was written is listed in
-STATE/files.json so files dropped from the catalog can be removed.
+STATE/files.json so files dropped from the catalog can be removed. (Hosts reached over
+SSH: drivers/remote_files.py.)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The supervisor driver (remote_supervisor.py) and the unit managers' adapter (managed.py)
 run services on a host blumeops reaches over a transport. Both probe each service on its
 host (HTTP, TCP, or a health command run there), deliver a service's file secrets as
-0600 files next to its working directory, and show a Degraded service's last log lines.
+0600 files in its working directory, and show a Degraded service's last log lines.
 These are the agent requests and the bookkeeping for that, in one place.
 
 File secrets (`secrets: {X: {ref, file: PATH}}`): the value is written to PATH under the
@@ -58,9 +58,9 @@ def workdir(lab_dir: str, svc: ServiceSpec | None) -> str:
 
 def split_secrets(svc: ServiceSpec, values: Mapping[str, str]
                   ) -> tuple[dict[str, str], dict[str, str]]:
-    """(environment values, {declared file path: value}) of one service's secrets."""
+    """(environment values, file secrets' values) of one service's secrets, by name."""
     env = {k: v for k, v in values.items() if k not in svc.secret_files}
-    files = {svc.secret_files[k]: v for k, v in values.items() if k in svc.secret_files}
+    files = {k: v for k, v in values.items() if k in svc.secret_files}
     return env, files
 
 
@@ -94,16 +94,12 @@ class SecretFiles:
         index, so `removes` deletes its old file."""
         env, files = split_secrets(svc, {str(k): str(v) for k, v in values.items()})
         base = workdir(lab_dir, svc)
-        keep = {f"{service}:{name}" for name in svc.secret_files if svc.secret_files[name]
-                in files}
+        keep = {f"{service}:{name}" for name in files}
         for key in [k for k in self.after if k.startswith(f"{service}:") and k not in keep]:
             del self.after[key]
-        for name, declared in svc.secret_files.items():
-            if declared not in files:
-                continue
-            path = posixpath.normpath(posixpath.join(base, declared))
-            self.writes.append(FileWrite(path, files[declared].encode(), secret=True,
-                                         owner=owner))
+        for name, value in sorted(files.items()):
+            path = posixpath.normpath(posixpath.join(base, svc.secret_files[name]))
+            self.writes.append(FileWrite(path, value.encode(), secret=True, owner=owner))
             self.after[f"{service}:{name}"] = path
         return env
 
