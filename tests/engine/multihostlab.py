@@ -1,5 +1,9 @@
-"""examples/multihost on three real test hosts: sshd on 127.0.1.21 (gate), .22 (app) and
-.23 (data), each with python3 3.9 and this venv's supervisord and caddy on its PATH.
+"""examples/multihost on three real test hosts: one sshd each for gate, app and data,
+each with python3 3.9 and this venv's supervisord and caddy on its PATH.
+
+The example's addresses (127.0.1.21-23) are overlaid with three loopback addresses
+picked per run (127.0.1.100-249) on which none of the lab's ports is taken, so two runs
+side by side, or processes an interrupted run left behind, do not collide.
 
 The CLI runs as a user would, with a private ssh config (BLUMEOPS_SSH_CONFIG) and a
 private age key; teardown runs `blumeops down` and fails the test if any process of the
@@ -9,6 +13,7 @@ lab is left behind on any host.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,11 +31,37 @@ from demolab import lab_pids, reap
 from sshhost import SshHost, SshLab, needs_sshd
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-ADDRESSES = {"gate": "127.0.1.21", "app": "127.0.1.22", "data": "127.0.1.23"}
-PROXY = ("127.0.1.21", 8080)
+# The example's own addresses, replaced in the test's copy of lab.yaml.
+EXAMPLE_ADDRESSES = {"gate": "127.0.1.21", "app": "127.0.1.22", "data": "127.0.1.23"}
+PROXY_PORT = 8080
+# Every port the lab listens on (Caddy, status, web, store, the gaps tests' extras).
+LAB_PORTS = (PROXY_PORT, 18211, 18221, 18222, 18231)
 TOKEN = "multihost-store-token"
 
-__all__ = ["ADDRESSES", "PROXY", "MultiLab", "multihost_fixture", "needs_sshd"]
+__all__ = ["MultiLab", "multihost_fixture", "needs_sshd", "pick_addresses"]
+
+
+def _free(address: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_addresses(names: tuple[str, ...] = ("gate", "app", "data")) -> dict[str, str]:
+    """One loopback address per host on which every port of the lab is free: random, so
+    concurrent runs rarely try the same, and checked, so leftovers are stepped around."""
+    import random
+
+    candidates = [f"127.0.1.{n}" for n in range(100, 250)]
+    random.shuffle(candidates)
+    chosen = [a for a in candidates if all(_free(a, p) for p in LAB_PORTS)][:len(names)]
+    assert len(chosen) == len(names), "no free loopback addresses left in 127.0.1.100-249"
+    return dict(zip(names, chosen, strict=True))
 
 
 @dataclass
@@ -38,6 +69,7 @@ class MultiLab:
     ssh: SshLab
     root: Path
     env: dict[str, str]
+    addresses: dict[str, str]
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -76,7 +108,7 @@ class MultiLab:
 
     def get(self, name: str, path: str = "/") -> httpx.Response:
         """Through gate's Caddy, as a browser sends it."""
-        return httpx.get(f"http://{PROXY[0]}:{PROXY[1]}{path}",
+        return httpx.get(f"http://{self.addresses['gate']}:{PROXY_PORT}{path}",
                          headers={"Host": f"{name}.mh.localhost"}, timeout=5)
 
 
@@ -86,17 +118,24 @@ def multihost_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mult
 
     ssh = SshLab(Path(tempfile.mkdtemp(prefix="bo-mh-", dir="/tmp")))
     ssh.setup()
-    for name, address in ADDRESSES.items():
+    addresses = pick_addresses()
+    for name, address in addresses.items():
         ssh.add_host(name, address=address, tools=("supervisord", "caddy"))
     root = ssh.dir / "ctl"
     root.mkdir()
     shutil.copytree(EXAMPLES / "multihost", root / "lab",
                     ignore=shutil.ignore_patterns("vault.age", "vault.recipients", "*.sh"))
+    catalog = root / "lab" / "lab.yaml"
+    text = catalog.read_text()
+    assert all(a in text for a in EXAMPLE_ADDRESSES.values())
+    swap = {a: addresses[n] for n, a in EXAMPLE_ADDRESSES.items()}
+    # One pass, whole addresses only: a picked address may hold an example's as a prefix.
+    catalog.write_text(re.sub(r"\b127\.0\.1\.\d+\b", lambda m: swap.get(m[0], m[0]), text))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLUMEOPS_")}
     env["BLUMEOPS_AGE_KEY"] = str(root / "age.key")
     env["XDG_CACHE_HOME"] = str(root / "cache")
     env["BLUMEOPS_SSH_CONFIG"] = str(ssh.ssh_config)
-    lab = MultiLab(ssh, root, env)
+    lab = MultiLab(ssh, root, env, addresses)
     lab.run("secret", "set", str(lab.lab), "multihost/store-token", input=TOKEN + "\n",
             check=True)
     try:

@@ -1,6 +1,7 @@
 """examples/multihost applied for real over SSH: three sshd hosts (gate, app, data) on
-127.0.1.21-23, blumeops's own supervisord on each, Caddy on gate routing to services on
-app and data, and `store` on data holding a secret."""
+loopback addresses picked per run (multihostlab.py), blumeops's own supervisord on each,
+Caddy on gate routing to services on app and data, and `store` on data holding a
+secret."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ class Driver(ABC):
 # kind -> {"local": "module:Class", "remote": "module:Class"}
 REGISTRY: dict[str, dict[str, str]] = {
     "files": {"local": "blumeops.drivers.files:LocalFiles",
-              "remote": "blumeops.drivers.files:RemoteFiles"},
+              "remote": "blumeops.drivers.remote_files:RemoteFiles"},
     "caddy": {"local": "blumeops.drivers.caddy:LocalCaddy",
               "remote": "blumeops.drivers.remote_caddy:RemoteCaddy"},
     "supervisor": {"local": "blumeops.drivers.supervisor:LocalSupervisor",

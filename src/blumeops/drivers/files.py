@@ -5,7 +5,8 @@ file; files of a service with secrets get mode 0600. Relative paths resolve agai
 service's working directory (the lab directory by default) and must stay inside the lab
 directory, symlinks resolved: `validate` refuses such catalogs, and this driver refuses
 again (defence in depth) rather than write anywhere else. What was written is listed in
-STATE/files.json so files dropped from the catalog can be removed.
+STATE/files.json so files dropped from the catalog can be removed. (Hosts reached over
+SSH: drivers/remote_files.py.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING
 from blumeops.catalog.paths import inside
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.engine.plan import Change, Live
-from blumeops.engine.resources import Resource
 from blumeops.fileio import write_atomic
 
 if TYPE_CHECKING:
@@ -114,50 +114,3 @@ class LocalFiles(Driver):
         errors = runtime.files.apply(write, remove)
         return {c.id: errors[c.name] for c in changes if c.name in errors}
 
-
-class RemoteFiles(Driver):
-    """`files@HOST` over a transport: each file by hash in the observe round trip, all
-    writes in one atomic batch. Relative paths land under the host's lab dir
-    (STATE/lab/WORKDIR); files of a service with secrets are 0600."""
-
-    kind = "files"
-    order = 10
-
-    def _dest(self, res: Resource) -> str:
-        svc = self.ctx.spec.services.get(res.service or "")
-        dest = res.meta.get("dest", res.name)
-        if dest.startswith("/"):
-            return dest
-        base = ["lab", *([svc.workdir] if svc and svc.workdir else [])]
-        return self.ctx.remote_path(*base, dest)
-
-    def observe_ops(self) -> list[JSON]:
-        return [{"op": "observe", "paths": [self._dest(r) for r in self.resources]}]
-
-    def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
-        import hashlib
-
-        files = answers[0].get("files", {}) if answers else {}
-        live = {}
-        for res in self.resources:
-            state = files.get(self._dest(res), {})
-            if not state.get("exists"):
-                continue
-            same = state.get("sha256") == hashlib.sha256(res.body.encode()).hexdigest()
-            live[res.id] = Live(res.body if same else "(differs on the host)")
-        return live
-
-    def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
-        from blumeops.transports.types import FileBatch, FileWrite
-
-        assert self.ctx.transport is not None
-        writes = []
-        for c in changes:
-            if c.desired is None:
-                continue  # not tracked on the host: removed files stay (see README)
-            svc = self.ctx.spec.services.get(c.desired.service or "")
-            writes.append(FileWrite(self._dest(c.desired), c.desired.body.encode(),
-                                    secret=bool(svc and svc.has_secrets)))
-        if writes:
-            self.ctx.transport.put_files(FileBatch(writes))
-        return {}

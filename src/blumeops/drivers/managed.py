@@ -28,6 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.remote_services import (
+    SecretFiles,
+    index_op,
+    parse_index,
+    probe_op,
+    secret_index_path,
+    workdir,
+)
 from blumeops.drivers.units import Batch, BatchResult, UnitState
 from blumeops.engine.health import Health
 from blumeops.engine.plan import Change, Live
@@ -67,6 +75,8 @@ class UnitDriver(Driver):
         self._pending: tuple[Batch, Parser, list[str], int] | None = None
         self._states: dict[str, UnitState] = {}
         self._probes: dict[str, JSON] | None = None  # from the observe trip, until used
+        # File secrets written on the host ("SERVICE:NAME" -> path); None: not read yet.
+        self._secret_files: dict[str, str] | None = None
 
     # -- the manager -----------------------------------------------------------------
 
@@ -152,16 +162,17 @@ class UnitDriver(Driver):
         return sorted(n for n, s in self.ctx.spec.services.items() if s.host == self.ctx.name
                       and n in self.units())
 
+    def lab_dir(self) -> str:
+        """Where the manager's units run relative commands and workdirs (as rendered)."""
+        raise NotImplementedError
+
     def _probe_ops(self, names: Sequence[str]) -> dict[str, JSON]:
         ops = {}
         for name in names:
             svc = self.ctx.spec.services.get(name)
-            if svc is None or svc.probe is None or svc.probe.kind == "command" \
-                    or not svc.probe.port:
-                continue
-            ops[name] = {"op": "probe", "kind": svc.probe.kind, "host": svc.address,
-                         "port": svc.probe.port, "path": svc.probe.path,
-                         "timeout": svc.probe.timeout}
+            op = probe_op(svc, workdir(self.lab_dir(), svc)) if svc is not None else None
+            if op is not None:
+                ops[name] = op
         return ops
 
     def _batch(self, names: list[str], probes: Mapping[str, JSON]
@@ -177,7 +188,8 @@ class UnitDriver(Driver):
     def observe_ops(self) -> list[JSON]:
         if self._mode is None:
             return []  # first contact: the manager observes once the facts are known
-        ops: list[JSON] = [{"op": "list", "dir": self._unit_dir(), "suffix": self.suffix}]
+        ops: list[JSON] = [{"op": "list", "dir": self._unit_dir(), "suffix": self.suffix},
+                           index_op(self._index_path())]
         names = sorted(self.units())
         batch, parse, first = self._batch(names, self._probe_ops(self._hosted()))
         self._pending = (batch, parse, names, first)
@@ -199,7 +211,8 @@ class UnitDriver(Driver):
         if self._pending is not None:
             batch, parse, names, first = self._pending
             self._pending = None
-            result = BatchResult(batch, list(answers[1:]))
+            self._secret_files = parse_index(answers[1])
+            result = BatchResult(batch, list(answers[2:]))
             self._states = parse(result)
             self._probes = dict(zip(self._probe_ops(self._hosted()),
                                     result.results[first:], strict=True))
@@ -266,6 +279,9 @@ class UnitDriver(Driver):
             r.startswith(("not running", "secret")) for r in c.reasons)]
         remove = [c.name for c in changes if c.desired is None]
         values = {c.name: dict(secrets[c.id]) for c in changes if c.id in secrets}
+        problem = self._deliver_secret_files(upsert, remove, values)
+        if problem:
+            return {c.id: problem for c in changes}
         errors = self.manager.apply(upsert, restart, remove, secrets=values)
         units = self.units()
         declared = dict(self._declared)
@@ -280,6 +296,53 @@ class UnitDriver(Driver):
             self._save()
         ids = {c.name: c.id for c in changes}
         return {ids.get(name, name): str(error) for name, error in errors.items()}
+
+    def _index_path(self) -> str:
+        return secret_index_path(self.ctx.remote_path())
+
+    def _owner(self, text: str) -> str | None:
+        """Who the unit runs as, when it says (system units): owns its secret files."""
+        return None
+
+    def _deliver_secret_files(self, upsert: Mapping[str, str], remove: Sequence[str],
+                              values: dict[str, dict[str, str]]) -> str | None:
+        """Write the file secrets (`file:`) of these units before the manager (re)starts
+        them, and remove those no longer declared: one put, only when there are any.
+        `values` keeps only what goes to the units' environment. An error sentence, or
+        None."""
+        from blumeops.drivers.units import expand_home
+        from blumeops.transports.exceptions import RemoteError
+        from blumeops.transports.types import FileBatch
+
+        spec = self.ctx.spec.services
+        known = {k.partition(":")[0] for k in self._secret_files or {}}
+        if not (any(n in spec and spec[n].secret_files for n in upsert)
+                or known & {*upsert, *remove}
+                or (remove and self._secret_files is None)):
+            return None
+        if self._secret_files is None:
+            self._secret_files = parse_index(self.transport.call(index_op(self._index_path())))
+        files = SecretFiles(self._secret_files)
+        lab = self.lab_dir()
+        for name in remove:
+            files.forget(name)
+        for name, text in upsert.items():
+            svc = spec.get(name)
+            if svc is not None and (name in values or name in known):
+                env = files.deliver(name, svc, lab, values.get(name, {}), self._owner(text))
+                if name in values:
+                    values[name] = env
+        if not (files.writes or files.changed):
+            return None
+        home = (self.ctx.facts.home if self.ctx.facts else "") or self.ctx.home
+        writes = [*files.writes, files.index_write(self._index_path())]
+        try:
+            self.transport.put_files(FileBatch(writes, files.removes,
+                                               root=expand_home(lab, home)))
+        except RemoteError as exc:
+            return f"cannot write its secret files: {exc.message}"
+        self._secret_files = files.after
+        return None
 
     # -- health ----------------------------------------------------------------------
 
@@ -296,6 +359,7 @@ class UnitDriver(Driver):
             self._states = states
         out = {}
         where = f"on {self.ctx.name}"
+        degraded: list[str] = []
         for name in mine:
             svc = self.ctx.spec.services[name]
             st = states.get(name)
@@ -309,6 +373,8 @@ class UnitDriver(Driver):
                     name, Health.progressing if word in PROGRESSING else Health.degraded,
                     f"{word} {where}" + (f": {st.detail}" if st.detail else ""), word, pid,
                     svc.urls)
+                if out[name].health is Health.degraded:
+                    degraded.append(name)
                 continue
             probe = probed.get(name)
             if probe is None:
@@ -325,7 +391,14 @@ class UnitDriver(Driver):
                     name, Health.progressing if young else Health.degraded,
                     f"{probe.get('detail') or probe.get('message')} {where}", word, pid,
                     svc.urls)
+        if degraded:
+            out.update(self._with_logs({n: out[n] for n in degraded}))
         return out
+
+    def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
+        """A Degraded unit's log, named (and its last lines, where the manager writes a
+        file), as the supervisor drivers show it."""
+        return healths
 
     def pids(self) -> dict[str, int | None]:
         return {n: st.pid for n, st in self._states.items()}
@@ -344,6 +417,7 @@ class UnitDriver(Driver):
             if name not in errors:
                 self._declared.pop(name, None)
         self._save()
+        self._deliver_secret_files({}, names, {})
         return [f"{self.ctx.name}: {n}" for n in names if n not in errors]
 
 
@@ -366,6 +440,24 @@ class SystemdDriver(UnitDriver):
 
     def _unit_dir(self) -> str:
         return str(self.manager.unit_dir)
+
+    def lab_dir(self) -> str:
+        from blumeops.drivers.systemd import expand
+        from blumeops.render.systemd import LAB_DIR
+
+        return expand(LAB_DIR, self.manager.state_root)
+
+    def _owner(self, text: str) -> str | None:
+        owner: str | None = self.manager._owner(text)
+        return owner
+
+    def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
+        """systemd keeps a unit's output in the journal, not a file: name the command."""
+        from dataclasses import replace
+
+        flag = "--user-unit" if self.manager.user_mode else "-u"
+        return {n: replace(h, detail=f"{h.detail}; log: journalctl {flag} "
+                                     f"{self.manager.unit(n)}") for n, h in healths.items()}
 
     def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
         if not names:
@@ -394,6 +486,41 @@ class LaunchdDriver(UnitDriver):
 
     def _unit_dir(self) -> str:
         return str(self.manager.plist_dir)
+
+    def lab_dir(self) -> str:
+        from blumeops.render.launchd import LAB_DIR
+
+        return LAB_DIR
+
+    def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
+        """The job's log file (the plist's StandardOutPath): its last lines, one round
+        trip for all, the job's secret values masked on the host."""
+        from dataclasses import replace
+
+        from blumeops.drivers.remote_services import log_hint, tail_op
+        from blumeops.render.launchd import STATE_DIR
+
+        logs = {n: f"{STATE_DIR}/logs/{n}.log" for n in healths}
+        ops = [tail_op(logs[n], n, f"{STATE_DIR}/secrets/{n}.env", self.ctx.remote_path())
+               for n in healths]
+        results = self.transport.call({"op": "batch", "ops": ops})["results"]
+        out = {}
+        for (name, health), answer in zip(healths.items(), results, strict=True):
+            text = (answer.get("tails") or {}).get(logs[name])
+            out[name] = replace(health, detail=f"{health.detail}; log: {logs[name]}: "
+                                               f"{log_hint(text)}")
+        return out
+
+    def _owner(self, text: str) -> str | None:
+        if self.manager.domain != "system":
+            return None
+        import plistlib
+
+        try:
+            owner = plistlib.loads(text.encode()).get("UserName")
+        except Exception:  # a bad plist is refused by the manager itself
+            return None
+        return str(owner) if owner else None
 
     def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
         if not names:

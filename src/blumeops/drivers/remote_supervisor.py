@@ -7,16 +7,21 @@ The layout on the host mirrors the local one, under the lab's state dir there
     STATE/supervisor/supervisord.conf   includes programs/*.conf
     STATE/supervisor/programs/NAME.conf one per service, the rendered bytes
     STATE/secrets/NAME.env              resolved secret values, JSON, 0600 (stdin only)
+    STATE/secrets/files.json            the file secrets written (paths, never values)
     STATE/logs/NAME.log                 each program's output
     STATE/lib/blumeops/secrets/exec.py  the stdlib wrapper that reads NAME.env at start
     STATE/bin/python                    python3 with that wrapper on its path
     STATE/lab/                          the lab dir of programs on this host
 
 Round trips: observe is one (in the host's batch: program hashes, supervisord's process
-table, each service's probe), plus one to fetch a program file only when its hash
-differs (for a readable diff). Apply is two: files + `reloadConfig` in one batch, then
-the process-group calls; plus one to start supervisord the first time. Secret values
-travel only inside put_files' blobs (stdin), never in argv.
+table, the file-secret index, each service's probe, a health command included), plus
+one to fetch a program file only when its hash differs (for a readable diff). Apply is
+two: files + `reloadConfig` in one batch, then the process-group calls; plus one to
+start supervisord the first time. Secret values travel only inside put_files' blobs
+(stdin), never in argv: environment secrets in STATE/secrets/NAME.env, file secrets
+(`file:`) as 0600 files in the service's working directory (drivers/remote_services.py).
+A Degraded service's health names its log and shows its last lines (one more round trip,
+only then), the service's secret values masked on the host.
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.remote_services import (
+    SecretFiles,
+    index_op,
+    log_hint,
+    parse_index,
+    probe_op,
+    secret_index_path,
+    tail_op,
+    workdir,
+)
 from blumeops.engine.health import Health
 from blumeops.engine.plan import Change, Live
 from blumeops.transports.types import FileBatch, FileWrite
@@ -75,6 +90,7 @@ class RemoteSupervisor(Driver):
         # Probe answers from the observe round trip: the health table after a no-op
         # apply uses them instead of asking again. Cleared by apply and by each use.
         self._observed: list[JSON] | None = None
+        self._secret_files: dict[str, str] = {}  # "SERVICE:NAME" -> path, from the host
 
     # -- paths -----------------------------------------------------------------------
 
@@ -94,13 +110,11 @@ class RemoteSupervisor(Driver):
     def _probe_ops(self, services: Sequence[str]) -> tuple[list[str], list[JSON]]:
         names, ops = [], []
         for name in services:
-            probe = self.ctx.spec.services[name].probe
-            if probe is None or probe.kind == "command" or not probe.port:
-                continue
-            names.append(name)
-            ops.append({"op": "probe", "kind": probe.kind, "port": probe.port,
-                        "host": self.ctx.spec.services[name].address, "path": probe.path,
-                        "timeout": probe.timeout})
+            svc = self.ctx.spec.services[name]
+            op = probe_op(svc, workdir(self.path("lab"), svc))
+            if op is not None:
+                names.append(name)
+                ops.append(op)
         return names, ops
 
     # -- observe ---------------------------------------------------------------------
@@ -110,6 +124,7 @@ class RemoteSupervisor(Driver):
         return [{"op": "list", "dir": self.path("supervisor", "programs"), "suffix": ".conf"},
                 {"op": "xmlrpc", "socket": self.socket,
                  "calls": [["supervisor.getAllProcessInfo", []]]},
+                index_op(secret_index_path(self.path())),
                 *probes]
 
     def _parse_status(self, answer: JSON) -> None:
@@ -124,7 +139,8 @@ class RemoteSupervisor(Driver):
     def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
         programs: dict[str, str] = dict(answers[0].get("files", {}))
         self._parse_status(answers[1])
-        self._observed = list(answers[1:])
+        self._secret_files = parse_index(answers[2])
+        self._observed = [answers[1], *answers[3:]]
         desired = {r.name: r for r in self.resources}
         differs = [n for n, sha in programs.items() if n not in desired
                    or sha != hashlib.sha256(desired[n].body.encode()).hexdigest()]
@@ -209,25 +225,36 @@ class RemoteSupervisor(Driver):
         writes: list[FileWrite] = []
         removes: list[str] = []
         restart: list[str] = []
+        files = SecretFiles(self._secret_files)
         for c in changes:
             if c.desired is None:
                 removes += [self.program_path(c.name), self.path("secrets", f"{c.name}.env")]
+                files.forget(c.name)
                 continue
             writes.append(FileWrite(self.program_path(c.name), c.desired.body.encode()))
-            values = secrets.get(c.id)
-            if values:
+            svc = self.ctx.spec.services.get(c.name)
+            values = dict(secrets.get(c.id) or {})
+            if svc is not None:
+                values = files.deliver(c.name, svc, self.path("lab"), values)
+            if values or c.desired.secret_refs:
+                # The wrapper reads this file even when every secret is a file: {} then.
                 data = json.dumps({str(k): str(v) for k, v in values.items()}, sort_keys=True)
                 writes.append(FileWrite(self.path("secrets", f"{c.name}.env"), data.encode(),
                                         secret=True))
             if c.action == "update" and any(r.startswith(("not running", "secret"))
                                             for r in c.reasons):
                 restart.append(c.name)
+        writes += files.writes
+        removes += files.removes
+        if files.changed:
+            writes.append(files.index_write(secret_index_path(self.path())))
         from blumeops.transports.base import put_request
 
         put, blobs = put_request(FileBatch(writes, removes, root=self.path()))
         reload = {"op": "xmlrpc", "socket": self.socket,
                   "calls": [["supervisor.reloadConfig", []]]}
         answer = transport.call({"op": "batch", "ops": [put, reload]}, blobs)["results"][1]
+        self._secret_files = files.after
         first = (answer.get("results") or [{}])[0]
         if "value" not in first:
             why = first.get("fault") or answer.get("down") or "no answer"
@@ -282,6 +309,7 @@ class RemoteSupervisor(Driver):
         probed = {n: r for n, r in zip(names, results[1:], strict=True)}
         out = {}
         log = self.path("logs")
+        degraded: list[str] = []
         for name in services:
             svc = self.ctx.spec.services[name]
             st = self._status.get(name)
@@ -302,6 +330,7 @@ class RemoteSupervisor(Driver):
                 out[name] = ServiceHealth(name, Health.degraded,
                                           f"{state} {where}: {why}; log: {log}/{name}.log",
                                           state, pid, svc.urls)
+                degraded.append(name)
                 continue
             probe = probed.get(name)
             if probe is None:
@@ -318,6 +347,23 @@ class RemoteSupervisor(Driver):
             out[name] = ServiceHealth(name, Health.progressing if young else Health.degraded,
                                       f"{probe.get('detail') or probe.get('message')} {where}",
                                       state, pid, svc.urls)
+        if degraded:
+            out.update(self._with_log_tails(transport, {n: out[n] for n in degraded}))
+        return out
+
+    def _with_log_tails(self, transport: Any, healths: dict[str, ServiceHealth]
+                        ) -> dict[str, ServiceHealth]:
+        """Each Degraded service's last log lines after its log path, as the local driver
+        shows them: one round trip for all, each service's own secrets masked on the host."""
+        from dataclasses import replace
+
+        ops = [tail_op(self.path("logs", f"{n}.log"), n, self.path("secrets", f"{n}.env"),
+                       self.path()) for n in healths]
+        results = transport.call({"op": "batch", "ops": ops})["results"]
+        out = {}
+        for (name, health), answer in zip(healths.items(), results, strict=True):
+            text = (answer.get("tails") or {}).get(self.path("logs", f"{name}.log"))
+            out[name] = replace(health, detail=f"{health.detail}: {log_hint(text)}")
         return out
 
     def pids(self) -> dict[str, int | None]:
@@ -343,6 +389,7 @@ class RemoteSupervisor(Driver):
             {"op": "observe"}, stop,
             {"op": "list", "dir": self.path("supervisor", "programs"), "suffix": ".conf"},
             {"op": "list", "dir": self.path("secrets"), "suffix": ".env"},
+            index_op(secret_index_path(self.path())),
         ]})["results"]
         self.ctx.home = parse_facts(results[0]["facts"]).home
         answer = results[1]
@@ -353,6 +400,9 @@ class RemoteSupervisor(Driver):
             stopped.append(f"{self.ctx.name}: supervisord")
         removes = [self.program_path(n) for n in results[2].get("files", {})]
         removes += [self.path("secrets", f"{n}.env") for n in results[3].get("files", {})]
+        written = parse_index(results[4])
+        if written:
+            removes += [*sorted(set(written.values())), secret_index_path(self.path())]
         if removes:
             transport.put_files(FileBatch(removes=removes, root=self.path()))
         return stopped

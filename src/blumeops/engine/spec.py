@@ -159,6 +159,10 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
         if svc.brew is not None and svc.native in local:
             notes.append(f"service '{name}' is a brew formula on this machine: blumeops "
                          "drives `brew services` over SSH only, so it is rendered, not run")
+    if applied:
+        notes += [f"host {name} not planned: it has no `ssh:` and is not `local: true`, so "
+                  "blumeops does not reach it" for name, h in lab.hosts.items()
+                  if name not in hosts and h.managed and not h.ssh and not h.local]
     for host in applied:
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "

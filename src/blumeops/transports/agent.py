@@ -40,8 +40,8 @@ Requests (``"v": 1`` in each top-level request):
 
 ``{"op": "batch", "ops": [REQUEST...]}`` -> ``{"results": [RESULT...]}``: several
 requests in one round trip; blobs are consumed in op order. A read-only sub-request
-(observe, list, read, xmlrpc, probe, spawn) that fails answers ``{"error": CODE,
-"message": TEXT}`` in its place; the others still run.
+(observe, list, read, xmlrpc, probe, spawn, tail, index) that fails answers ``{"error":
+CODE, "message": TEXT}`` in its place; the others still run.
 
 ``{"op": "list", "dir": P, "suffix": S}`` -> ``{"files": {NAME: SHA256}}``: the regular
 files in P whose names end with S (NAME without S), hashed; ``{}`` when P is missing.
@@ -61,7 +61,21 @@ is never opened on the network.
 
 ``{"op": "probe", "kind": "http" | "tcp", "host": ADDR, "port": N, "path": PATH,
 "timeout": S}`` -> ``{"ok", "detail"}``: a health probe run on the host, where the
-service lives.
+service lives. ``{"op": "probe", "kind": "command", "argv": [...], "cwd": P | null,
+"timeout": S}`` runs a health command there (no shell; argv travels in the request,
+never on a command line): ok when it exits 0; a timeout kills it and is not ok.
+
+``{"op": "index", "path": P, "stat": BOOL}`` -> ``{"entries": {KEY: PATH},
+"files": {PATH: STATE}}``: an index of files blumeops wrote on the host (a JSON object
+it keeps beside them; ``{}`` when missing or unreadable) and, with ``stat``, the state
+of each listed file: what was written earlier and is still there, in one op.
+
+``{"op": "tail", "paths": [P...], "bytes": N, "lines": L, "redact_env": [P...],
+"redact_files": [P...], "redact_index": [INDEX, PREFIX] | null}`` -> ``{"tails": {P:
+TEXT | null}}``: the last L lines (read from the last N bytes) of each log. The values
+in the JSON env files ``redact_env``, the files ``redact_files`` and the files an index
+(see ``index``) lists under keys starting with PREFIX (a service's secrets) are masked
+on the host before the text is sent back: secret values never leave the host this way.
 
 ``{"op": "spawn", "argv": [...], "env": {K: V}, "cwd": P | null, "log": P}`` ->
 ``{"pid": N}``: start a long-running process in its own session, output appended to
@@ -379,7 +393,7 @@ def _fsync_dir(directory: str) -> None:
 def put(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
     files = [(_path(f["path"]), int(f["size"]), int(f["mode"]) & 0o7777, f.get("owner"))
              for f in req.get("files", [])]
-    root = req.get("root")
+    root = _path(req["root"]) if req.get("root") else None  # "~/..." as the SSH user's
     removes = [_check_removal(raw, root) for raw in req.get("removes", [])]
     dirs = sorted({os.path.dirname(p) for p, _, _, _ in files} | {os.path.dirname(p)
                                                                   for p in removes})
@@ -727,8 +741,10 @@ def http_unix(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
 
 
 def probe(req: dict[str, Any]) -> dict[str, Any]:
-    host, port = str(req["host"]), int(req["port"])
     timeout = float(req.get("timeout", 2.0))
+    if req.get("kind") == "command":
+        return _probe_command(req, timeout)
+    host, port = str(req["host"]), int(req["port"])
     if req.get("kind") == "tcp":
         ok = _port_open(host, port, timeout)
         return {"ok": ok, "detail": f"tcp {host}:{port} {'open' if ok else 'closed'}"}
@@ -738,6 +754,97 @@ def probe(req: dict[str, Any]) -> dict[str, Any]:
     except OSError as exc:
         return {"ok": False, "detail": f"GET http://{host}:{port}{path}: {exc}"}
     return {"ok": 200 <= status < 400, "detail": f"GET {path} -> {status}"}
+
+
+def _probe_command(req: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """A health command, as the local probe runs it: exit 0 is healthy. Its output is
+    not sent back (it reaches status and the state DB): only the exit status."""
+    import subprocess
+
+    argv = req.get("argv")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise AgentError("bad-request", "a command probe needs argv: a list of strings")
+    cwd = os.path.expanduser(str(req["cwd"])) if req.get("cwd") else None
+    if cwd is not None and not os.path.isdir(cwd):
+        cwd = None  # not applied yet: run from the SSH user's home
+    try:
+        proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=timeout, start_new_session=True)
+    except FileNotFoundError:
+        return {"ok": False, "detail": f"command not found: {argv[0]}"}
+    except PermissionError:
+        return {"ok": False, "detail": f"command not executable: {argv[0]}"}
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "detail": f"command timed out after {timeout:g}s"}
+    return {"ok": proc.returncode == 0, "detail": f"exit {proc.returncode}"}
+
+
+def index(req: dict[str, Any]) -> dict[str, Any]:
+    entries: dict[str, str] = {}
+    try:
+        with open(_path(req["path"]), encoding="utf-8") as handle:
+            data = json.load(handle)
+        if isinstance(data, dict):
+            entries = {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+    except (OSError, ValueError):
+        pass
+    files = ({p: file_state(_path(p)) for p in sorted(set(entries.values()))}
+             if req.get("stat") else {})
+    return {"entries": entries, "files": files}
+
+
+MASK = "[redacted]"
+
+
+def _secret_values(env_files: list[Any], files: list[Any]) -> list[str]:
+    values: list[str] = []
+    for raw in env_files:
+        try:
+            with open(_path(raw), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            values += [str(v) for v in data.values()]
+    for raw in files:
+        try:
+            with open(_path(raw), encoding="utf-8", errors="replace") as handle:
+                values.append(handle.read())
+        except OSError:
+            continue
+    # Stripped (a secret file's trailing newline is not part of what a log shows), and
+    # longest first, so a value holding another is masked whole (as secrets.redact does).
+    return sorted({v.strip() for v in values if v.strip()}, key=len, reverse=True)
+
+
+def tail(req: dict[str, Any]) -> dict[str, Any]:
+    size = max(0, min(int(req.get("bytes", 4096)), 1 << 20))
+    lines = max(0, int(req.get("lines", 20)))
+    files = list(req.get("redact_files", []))
+    if req.get("redact_index"):
+        where, prefix = req["redact_index"]
+        entries = index({"path": where})["entries"]
+        files += [p for k, p in entries.items() if k.startswith(str(prefix))]
+    secrets = _secret_values(list(req.get("redact_env", [])), files)
+    out: dict[str, Any] = {}
+    for raw in req.get("paths", []):
+        try:
+            with open(_path(raw), "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                end = handle.tell()
+                handle.seek(max(0, end - size))
+                data = handle.read(size)
+        except OSError:
+            out[raw] = None
+            continue
+        text = data.decode("utf-8", "replace")
+        if end > size:
+            text = text.partition("\n")[2]  # the first line is cut: drop it
+        for value in secrets:
+            text = text.replace(value, MASK)
+        out[raw] = "\n".join(text.splitlines()[-lines:] if lines else [])
+    return {"tails": out}
 
 
 def _http_status(host: str, port: int, path: str, timeout: float) -> int:
@@ -805,6 +912,7 @@ def handle(req: dict[str, Any], blobs: Blobs) -> Any:
 
 SIMPLE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "list": list_dir, "read": read, "xmlrpc": xmlrpc, "probe": probe, "spawn": spawn,
+    "tail": tail, "index": index,
 }
 
 

@@ -1,0 +1,108 @@
+"""`files@HOST` over a transport: a native service's `files:` on a remote host.
+
+Each file is checked by hash in the host's observe round trip and all writes go in one
+atomic batch (temp file + rename on the host). Relative paths land under the host's lab
+dir (STATE/lab/WORKDIR); files of a service with secrets are 0600.
+
+What blumeops wrote is listed on the host in STATE/files.json (resource name -> path),
+updated in the same batch as the files. A file dropped from the catalog is found there,
+shown by `plan` as a delete, and removed by `apply` - only files that index names, and
+only under the host's lab dir (the agent refuses a removal that resolves outside it), so
+a file blumeops did not write is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.remote_services import index_op, parse_index
+from blumeops.engine.plan import Change, Live
+from blumeops.engine.resources import Resource
+from blumeops.transports.types import FileBatch, FileWrite
+
+if TYPE_CHECKING:
+    from blumeops.transports.types import JSON
+
+# What a file blumeops wrote and the catalog no longer declares shows as, in a plan.
+GONE = "(written by blumeops; no longer in the catalog)\n"
+
+
+class RemoteFiles(Driver):
+    kind = "files"
+    order = 10
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._index: dict[str, str] = {}  # resource name -> path on the host
+        self._asked: list[str] = []
+
+    def _dest(self, res: Resource) -> str:
+        svc = self.ctx.spec.services.get(res.service or "")
+        dest = res.meta.get("dest", res.name)
+        if dest.startswith("/"):
+            return dest
+        base = ["lab", *([svc.workdir] if svc and svc.workdir else [])]
+        return self.ctx.remote_path(*base, dest)
+
+    def index_path(self) -> str:
+        return self.ctx.remote_path("files.json")
+
+    def observe_ops(self) -> list[JSON]:
+        # The paths as asked ("~/..." until the host's facts give its home): the answer
+        # is keyed by them.
+        self._asked = [self._dest(r) for r in self.resources]
+        return [{"op": "observe", "paths": self._asked},
+                index_op(self.index_path(), stat=True)]
+
+    def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
+        files = answers[0].get("files", {}) if answers else {}
+        written = answers[1] if len(answers) > 1 else {}
+        self._index = parse_index(written)
+        live = {}
+        for res, path in zip(self.resources, self._asked, strict=True):
+            state = files.get(path, {})
+            if not state.get("exists"):
+                continue
+            same = state.get("sha256") == hashlib.sha256(res.body.encode()).hexdigest()
+            live[res.id] = Live(res.body if same else "(differs on the host)")
+        desired = {r.name for r in self.resources}
+        states = written.get("files", {}) if isinstance(written, dict) else {}
+        for name, path in self._index.items():
+            if name not in desired and states.get(path, {}).get("kind") == "file":
+                live[f"{self.target}/file/{name}"] = Live(GONE)
+        return live
+
+    def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        from blumeops.transports.exceptions import RemoteError
+
+        assert self.ctx.transport is not None
+        index = dict(self._index)
+        writes: list[FileWrite] = []
+        removes: list[str] = []
+        for c in changes:
+            if c.desired is None:
+                path = index.pop(c.name, None)
+                if path:
+                    removes.append(path)
+                continue
+            svc = self.ctx.spec.services.get(c.desired.service or "")
+            path = self._dest(c.desired)
+            writes.append(FileWrite(path, c.desired.body.encode(),
+                                    secret=bool(svc and svc.has_secrets)))
+            index[c.name] = path
+        if not (writes or removes):
+            return {}
+        if index != self._index:
+            writes.append(FileWrite(self.index_path(), json.dumps(
+                index, indent=2, sort_keys=True).encode(), mode=0o600))
+        try:
+            self.ctx.transport.put_files(FileBatch(writes, removes,
+                                                   root=self.ctx.remote_path("lab")))
+        except RemoteError as exc:
+            return {c.id: exc.message for c in changes}
+        self._index = index
+        return {}
