@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from blumeops.engine.health import Health
 from blumeops.engine.jobs import judge
 from blumeops.engine.spec import JobSpec
 
-T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DAILY = JobSpec(cron="15 3 * * *")
 HOURLY = JobSpec(every=3600)
 

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demolab import DemoLab, reap
 
 from blumeops.scheduler import read_state
-
-from demolab import DemoLab, reap
 
 pytestmark = pytest.mark.slow
 
