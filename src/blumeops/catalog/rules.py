@@ -818,6 +818,14 @@ def backup_repositories(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              f"repository label '{repo.label}' is used twice (the first "
                              f"repository is labelled by 'to': '{backups.to}')")
         labels.add(repo.label)
+    version = tuple(int(p) for p in backups.borgmatic.split("."))
+    if version < (1, 7, 9):  # borgmatic's SQLite hook came in 1.7.9
+        for name, svc in lab.services.items():
+            for i, dump in enumerate(svc.backup_databases):
+                if dump.kind == "sqlite":
+                    yield marks.diag(("services", name, "backup_databases", i), "backup-dump",
+                                     f"borgmatic {backups.borgmatic} (backups.borgmatic) has "
+                                     "no SQLite hook: it came in 1.7.9")
     if backups.job is not None:
         job = lab.services.get(backups.job)
         if job is None:

@@ -2,7 +2,8 @@
 
 Generated from the model, then widened where the model accepts shorthands before
 validation (`tls: off`, `routes: {www.ops: http}`, `secrets: {X: "vault:..."}`,
-numbers in `environment`), so an editor never flags a catalog blumeops accepts.
+numbers in `environment`, `schedule: "15 3 * * *"`), so an editor never flags a
+catalog blumeops accepts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def catalog_schema() -> dict[str, Any]:
         "anyOf": [{"type": "string", "description": "vault:NAME or op://VAULT/ITEM/FIELD"},
                   {"$ref": "#/$defs/SecretRef"}]}
     service["environment"]["additionalProperties"] = {"type": ["string", "number", "boolean"]}
+    service["schedule"] = {
+        "anyOf": [{"type": "string", "description": "a cron expression, or an interval (1h)"},
+                  {"$ref": "#/$defs/Schedule"}, {"type": "null"}],
+        "description": service["schedule"].get("description", "")}
     data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     data["title"] = "BlumeOps lab catalog"
     return data

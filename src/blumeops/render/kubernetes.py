@@ -52,7 +52,8 @@ CLUSTER_SCOPED = frozenset({
 # --- YAML ---------------------------------------------------------------------------
 
 # Words joined by ':' or one space (1Password item names such as "Web (prod)").
-_PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=,()-]*([: ][A-Za-z0-9_./@+=,()-]+)*$")
+# `*` only past the first character (a cron schedule): leading, it would be an alias.
+_PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=,()*-]*([: ][A-Za-z0-9_./@+=,()*-]+)*$")
 _RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
 # Characters YAML will not read raw (non-printables, and line breaks beyond \n).
