@@ -58,6 +58,17 @@ def test_running_is_progressing_even_when_late() -> None:
     assert judge(HOURLY, busy, at(hours=5))[0] is Health.progressing
 
 
+def test_a_run_that_hangs_past_max_age_is_degraded() -> None:
+    job = JobSpec(cron="15 3 * * *", max_age=26 * 3600)
+    hung = record(last_start=at(hours=15, minutes=15), running=True,
+                  last_success=at(hours=-9))
+    assert judge(job, hung, at(hours=16))[0] is Health.progressing
+    health, detail = judge(job, hung, at(hours=17, minutes=1))
+    assert health is Health.degraded
+    assert detail == ("running since 2026-11-28T03:15:00+00:00, and no successful run "
+                      "since 2026-11-27T03:00:00+00:00")
+
+
 def test_interval_grace_and_overdue() -> None:
     ran = record(last_start=at(minutes=0), exit_code=0, last_success=at(minutes=0))
     # Due at +60 min, grace = the period capped at 10 minutes.

@@ -835,3 +835,9 @@ def backup_repositories(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             yield marks.diag(("backups", "job"), "backup-job",
                              f"backups.job '{backups.job}' must be a native service with a "
                              "'schedule': the job that runs borgmatic")
+        elif job.schedule.max_age is None:
+            yield marks.diag(("services", backups.job, "schedule"), "backup-age",
+                             f"backup job '{backups.job}' has no 'max_age': a backup that "
+                             "hangs would show Progressing for ever (e.g. max_age: 26h "
+                             "for a daily one)",
+                             "warning")

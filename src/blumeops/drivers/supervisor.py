@@ -630,7 +630,10 @@ class LocalSupervisor(Driver):
         return {n: runtime.health(n, status, started.get(n)) for n in services}
 
     def pids(self) -> dict[str, int | None]:
-        return {name: st.pid for name, st in self.ctx.runtime.program_status().items()}
+        # A job gets a new pid every run: that is its schedule, not a restart.
+        services = self.ctx.runtime.spec.services
+        return {name: st.pid for name, st in self.ctx.runtime.program_status().items()
+                if getattr(services.get(name), "job", None) is None}
 
 
 def _taken_ports(runtime: Any, name: str, status: dict[str, ProgramStatus]) -> list[int]:

@@ -3,8 +3,8 @@
 A job is never kept running, so a probe cannot tell whether it works; its record can
 (STATE/jobs/state.json, written by blumeops-scheduler). The words:
 
-- Progressing: a run is going on, or the scheduler has not registered the job yet
-  (just applied);
+- Progressing: a run is going on (unless `max_age` passed: a hung run is Degraded), or
+  the scheduler has not registered the job yet (just applied);
 - Healthy: the last run exited 0 and the job is not overdue, or it has not run yet and
   its first time has not passed (a daily backup applied at noon is not a failure until
   tomorrow; the detail says when it first runs);
@@ -71,8 +71,15 @@ def judge(job: JobSpec, record: dict[str, Any] | None, at: datetime) -> tuple[He
     since = _time(record["scheduled_since"])
     assert since is not None
     last = _time(record.get("last_start"))
+    success = _time(record.get("last_success"))
+    stale = job.max_age is not None and (success or since) < at - timedelta(
+        seconds=job.max_age)
     if record.get("running"):
-        return Health.progressing, f"running since {last.isoformat() if last else '?'}"
+        running = f"running since {last.isoformat(timespec='seconds') if last else '?'}"
+        if stale:  # a run that hangs: the archive it should write is overdue
+            return Health.degraded, (f"{running}, and no successful run since "
+                                     f"{(success or since).isoformat(timespec='seconds')}")
+        return Health.progressing, running
     code = record.get("exit_code")
     output = " | ".join(str(record.get("output") or "").strip().splitlines()[-5:])
     if last is not None and code != 0:
@@ -85,8 +92,7 @@ def judge(job: JobSpec, record: dict[str, Any] | None, at: datetime) -> tuple[He
     if at > due + timedelta(seconds=grace_seconds(job, at)):
         return Health.degraded, (f"overdue: due at {due.isoformat(timespec='seconds')}, "
                                  "no run since" + (" it was scheduled" if last is None else ""))
-    success = _time(record.get("last_success"))
-    if job.max_age is not None and (success or since) < at - timedelta(seconds=job.max_age):
+    if stale:
         return Health.degraded, ("no successful run since "
                                  f"{(success or since).isoformat(timespec='seconds')} "
                                  f"(max_age {job.max_age}s)")
