@@ -128,9 +128,9 @@ class Scheduler:
         record = self.records[name]
         log = self.supervisor.logs_dir / f"{name}.log"
         try:
-            self.offsets[name] = log.stat().st_size
+            offset = log.stat().st_size
         except OSError:
-            self.offsets[name] = 0
+            offset = 0
         try:
             self.supervisor.rpc.supervisor.startProcess(name, False)
         except Exception as exc:  # xmlrpc Fault (ALREADY_STARTED, BAD_NAME) or socket
@@ -141,6 +141,7 @@ class Scheduler:
             record.update(last_start=at.isoformat(), last_end=at.isoformat(), running=False,
                           exit_code=None, output=f"could not start: {text}")
             return
+        self.offsets[name] = offset  # this run's output starts here
         record.update(last_start=at.isoformat(), running=True, last_end=None,
                       exit_code=None, output="")
 
