@@ -99,6 +99,11 @@ def test_jobs_run_are_recorded_fail_and_stop(lab: DemoLab) -> None:
     assert services["blumeops-scheduler"]["health"] == "Healthy"
     text = lab.cli("status").stdout
     assert "LAST RUN" in text and "NEXT RUN" in text and "EXIT" in text
+    # `check` judges a job by its last run, not by a process that is not meant to run.
+    checked = lab.cli("check")
+    assert checked.returncode == 1
+    assert any(line.startswith("FAIL job") and "boom" in line and "exit 3" in line
+               for line in checked.stdout.splitlines()), checked.stdout
 
     # Between runs a job is EXITED, which is as desired: nothing to change.
     plan = lab.cli("plan")
@@ -116,9 +121,13 @@ def test_jobs_run_are_recorded_fail_and_stop(lab: DemoLab) -> None:
     count = len(runs.read_text().split())
     wait_for(lambda: len(runs.read_text().split()) >= count + 2)
     assert (boom_log.stat().st_size if boom_log.exists() else 0) == size
-    code, services = wait_for(lambda: (s := status(lab))[0] == 0 and s)
+    code, services = wait_for(lambda: (st := status(lab))[0] == 0 and st)
     assert "boom" not in services
     assert services["tick"]["job"]["exit_code"] == 0
+    checked = lab.cli("check")
+    assert checked.returncode == 0, checked.stdout
+    assert any(line.startswith("ok   job") and "tick" in line
+               for line in checked.stdout.splitlines()), checked.stdout
 
 
 def test_a_job_is_not_started_by_apply(lab: DemoLab) -> None:
