@@ -212,3 +212,14 @@ def test_services_without_jobs_render_no_scheduler(demo_lab: Lab) -> None:
     assert all(r.name != "blumeops-scheduler" for r in native.render(demo_lab,
                                                                      RenderContext()))
     assert supervisor.SCHEDULER == "blumeops-scheduler"
+
+
+def test_docs_say_when_a_job_runs(blumeops_lab: Lab) -> None:
+    from blumeops.render import docs
+
+    pages = {r.path: r.body for r in docs.render(blumeops_lab, RenderContext())}
+    page = pages["docs/services/borgmatic.md"]
+    assert ("| Schedule | a job: cron `15 3 * * *` (host's local time), last success at "
+            "most 26h old |") in page
+    assert "The result and age of its last run" in page
+    assert "| Schedule |" not in pages["docs/services/forgejo.md"]
