@@ -127,3 +127,36 @@ def test_intervals_as_kubernetes_cron() -> None:
     assert as_kubernetes(86400) == "0 0 * * *"
     assert as_kubernetes(90) is None and as_kubernetes(7 * 60) is None
     assert as_kubernetes(5 * 3600) is None
+
+
+def test_backup_job_health_becomes_backup_notices() -> None:
+    """The controller turns the backup job's health into backup-* steps; the notify
+    rules make one notice per change of them."""
+    from blumeops.engine.jobs import backup_events
+    from blumeops.engine.local import ServiceHealth
+    from blumeops.engine.spec import ServiceSpec
+    from blumeops.notify.rules import Rules
+
+    services = {"borgmatic": ServiceSpec("borgmatic", "box", True,
+                                         job=JobSpec(cron="15 3 * * *", backup=True)),
+                "speedtest": ServiceSpec("speedtest", "box", True, job=JobSpec(every=60))}
+
+    def events(word: Health, detail: str, name: str = "borgmatic") -> list[tuple[str, ...]]:
+        return [e[:2] for e in backup_events([ServiceHealth(name, word, detail)], services)]
+
+    assert events(Health.degraded, "last run 2026-11-28T03:15:00: exit 2") == [
+        ("backup-failed", "borgmatic")]
+    assert events(Health.degraded, "overdue: due at 2026-11-28T03:15:00, no run since") == [
+        ("backup-overdue", "borgmatic")]
+    assert events(Health.degraded, "running since X, and no successful run since Y") == [
+        ("backup-overdue", "borgmatic")]
+    assert events(Health.healthy, "last run ...: exit 0") == [("backup-ok", "borgmatic")]
+    assert events(Health.progressing, "running since X") == []
+    assert events(Health.degraded, "exit 1", name="speedtest") == []  # not the backup job
+
+    rules = Rules()
+    [notice] = rules.step("backup-failed", {"job": "borgmatic", "detail": "exit 2"}, 0.0)
+    assert (notice.event, notice.title) == ("backup-failed", "backup borgmatic failed")
+    assert rules.step("backup-failed", {"job": "borgmatic", "detail": "exit 2"}, 10.0) == []
+    [ok] = rules.step("backup-ok", {"job": "borgmatic"}, 20.0)
+    assert ok.title == "backup borgmatic is fine again"

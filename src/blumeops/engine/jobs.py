@@ -143,3 +143,21 @@ def scheduler_health(name: str, status: dict[str, ProgramStatus], state_dir: Pat
                              f"; log: logs/{name}.log", st.state, st.pid)
     jobs = read_state(state_dir)
     return ServiceHealth(name, Health.healthy, f"running {len(jobs)} jobs", st.state, st.pid)
+
+
+def backup_events(healths: list[ServiceHealth], services: dict[str, ServiceSpec]
+                  ) -> list[tuple[str, str, str]]:
+    """(event, job, detail) for the backup job's health: `backup-failed` when its last run
+    failed, `backup-overdue` when it did not run in time or its archive is too old,
+    `backup-ok` when Healthy (the notify rules turn changes into one notice each)."""
+    out = []
+    for h in healths:
+        spec = services.get(h.service)
+        if spec is None or spec.job is None or not spec.job.backup:
+            continue
+        if h.health is Health.healthy:
+            out.append(("backup-ok", h.service, h.detail))
+        elif h.health is Health.degraded:
+            late = h.detail.startswith("overdue") or "no successful run since" in h.detail
+            out.append(("backup-overdue" if late else "backup-failed", h.service, h.detail))
+    return out

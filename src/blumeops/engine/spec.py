@@ -61,6 +61,7 @@ class JobSpec:
     every: int | None = None  # seconds
     grace: int | None = None  # seconds a run may start late; None: the period, <= 10 min
     max_age: int | None = None  # seconds the last success may be old; None: no limit
+    backup: bool = False  # the lab's backup job (backups.job): its health is the backups'
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
             urls=tuple(service_url(r, lab) for r in service_routes(lab, name)),
             workdir=svc.workdir, has_secrets=bool(svc.secrets),
             secret_files={k: v.file for k, v in svc.secrets.items() if v.file},
-            address=_probe_address(lab, svc.native, local), job=_job(svc))
+            address=_probe_address(lab, svc.native, local),
+            job=_job(svc, lab.backups is not None and lab.backups.job == name))
     _add_scheduler(lab, services, supervised[0] if supervised else None, notes)
     checks = []
     for r in routes(lab):
@@ -224,7 +226,7 @@ def _applies_here(res: Resource, applied: tuple[str, ...], managed: dict[str, st
     return True
 
 
-def _job(svc: object) -> JobSpec | None:
+def _job(svc: object, backup: bool = False) -> JobSpec | None:
     from blumeops.catalog.model import Service
     from blumeops.catalog.schedule import parse_duration
 
@@ -234,7 +236,7 @@ def _job(svc: object) -> JobSpec | None:
         return None
     return JobSpec(sched.cron, sched.every_seconds,
                    parse_duration(sched.grace) if sched.grace else None,
-                   parse_duration(sched.max_age) if sched.max_age else None)
+                   parse_duration(sched.max_age) if sched.max_age else None, backup)
 
 
 def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | None,
