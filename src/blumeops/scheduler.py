@@ -149,11 +149,14 @@ class Scheduler:
         record = self.records[name]
         state = info.get("statename", "UNKNOWN")
         code: int | None = info.get("exitstatus")
-        if state == "FATAL":
+        if state in ("FATAL", "BACKOFF"):
             code = None  # it could not be started (spawnerr says why)
+        if state == "BACKOFF":  # supervisord would retry the spawn: this run failed
+            with contextlib.suppress(Exception):
+                self.supervisor.rpc.supervisor.stopProcess(name, False)
         ended = now()  # within a tick of its exit (supervisord keeps whole seconds)
         output = self._output(name)
-        if state == "FATAL" and info.get("spawnerr"):
+        if state in ("FATAL", "BACKOFF") and info.get("spawnerr"):
             output = f"could not start: {info['spawnerr']}\n{output}".strip()
         if state == "STOPPED":
             output = f"stopped before it finished\n{output}".strip()

@@ -177,8 +177,7 @@ def job_columns(job: Any) -> list[str]:
     """LAST RUN, NEXT RUN and EXIT of a scheduled job ('-' for other services)."""
     if job is None:
         return ["-", "-", "-"]
-    code = "running" if job.running else ("-" if job.exit_code is None and not job.last_run
-                                          else str(job.exit_code))
+    code = "running" if job.running else "-" if job.exit_code is None else str(job.exit_code)
     return [(job.last_run or "never")[:19], (job.next_run or "-")[:19], code]
 
 
