@@ -792,6 +792,11 @@ def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              f"a Kubernetes CronJob runs on cron minutes: 'every: "
                              f"{svc.schedule.every}' cannot be said that way; use a 'cron' "
                              "expression or an interval that divides an hour or a day")
+        for vol, storage in svc.storage.items():
+            if svc.kubernetes is not None and storage.per_pod:
+                yield marks.diag((*at, "storage", vol, "per_pod"), "job",
+                                 f"a CronJob has no per-pod volumes: make '{vol}' of "
+                                 f"'{name}' a shared claim (drop per_pod)")
         if svc.kubernetes is not None and svc.replicas != 1:
             yield marks.diag((*at, "replicas"), "job",
                              f"a Kubernetes job runs one pod per run; drop 'replicas' "
