@@ -34,6 +34,11 @@ tools:
 	@test -x /usr/sbin/nginx || { echo "installing nginx (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	  systemctl disable --now nginx >/dev/null 2>&1 || true; }
+	@# borgmatic 2 (PyPI) validates rendered configs in the current format; its own venv,
+	@# like the benchmark peers', so its pins never mix with ours. Debian's 1.7 stays for the
+	@# old sectioned format.
+	@test -x .venv-borgmatic/bin/borgmatic || { echo "installing borgmatic 2 (.venv-borgmatic)"; \
+	  $(PY) -m venv .venv-borgmatic && .venv-borgmatic/bin/pip install -q 'borgmatic>=2.1,<2.2'; }
 	@# The dashboard's browser tests drive Debian's headless Chromium (playwright, no download).
 	@test -x /usr/bin/chromium || { echo "installing chromium (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
@@ -74,4 +79,4 @@ bench-peers: $(STAMP)
 	$(BIN)/python bench/run.py --peers
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-borgmatic .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ from conftest import check_golden_tree, load_data
 
 # Kinds kubernetes_validate has schemas for; CRDs (ExternalSecret, ...) are checked by golden.
 CORE_KINDS = {"Namespace", "Deployment", "StatefulSet", "DaemonSet", "Service",
-              "PersistentVolumeClaim", "Ingress"}
+              "PersistentVolumeClaim", "Ingress", "CronJob"}
 
 
 def schema_version(version: str) -> str:

@@ -239,7 +239,7 @@ def test_launchd_plists_round_trip(blumeops_lab: Lab) -> None:
     assert sorted(plists) == sorted(
         ["native/indri/launchd/homebrew.mxcl.forgejo.plist"]
         + [f"native/indri/launchd/me.blumeops.{n}.plist"
-           for n in ("caddy", "zot", "jellyfin", "borgmatic", "alloy")])
+           for n in ("caddy", "zot", "jellyfin", "borgmatic", "alloy", "speedtest")])
     forgejo = plistlib.loads(out["native/indri/launchd/homebrew.mxcl.forgejo.plist"].body.encode())
     assert forgejo["Label"] == "homebrew.mxcl.forgejo"
     argv = forgejo["ProgramArguments"]
@@ -368,7 +368,8 @@ def test_file_paths_cannot_leave_the_render_dir() -> None:
 
 def test_only_native_services(blumeops_lab: Lab) -> None:
     services = {r.service for r in native.render(blumeops_lab, RenderContext())}
-    assert services == {"caddy", "forgejo", "zot", "jellyfin", "borgmatic", "alloy"}
+    assert services == {"caddy", "forgejo", "zot", "jellyfin", "borgmatic", "alloy",
+                        "speedtest"}
 
 
 def test_declared_unit_names_are_kept(tmp_path: Path) -> None:

@@ -655,6 +655,79 @@ class Names(Strict):
         return value
 
 
+class Schedule(Strict):
+    """When a job runs: a cron expression (host's local time) or an interval.
+
+    A service with a schedule is a job: started at its times and left to finish, never
+    kept running. Its health is the result and age of its last run (README, "Scheduled
+    jobs and backups").
+    """
+
+    cron: str | None = Field(default=None, description="five fields, e.g. '15 3 * * *', "
+                                                        "or @daily/@hourly/...")
+    every: str | None = Field(default=None, description="interval: 30s, 5m, 1h, 1d, 1w")
+    grace: str | None = Field(default=None, description="how late a run may start before "
+                                                        "the job is overdue (default: the "
+                                                        "period, at most 10m)")
+    max_age: str | None = Field(default=None, description="the last successful run must be "
+                                                          "newer than this (e.g. 26h)")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from blumeops.catalog.schedule import parse_cron
+
+            parse_cron(value)
+        return value
+
+    @field_validator("every", "grace", "max_age")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from blumeops.catalog.schedule import parse_duration
+
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> Schedule:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule needs exactly one of 'cron' or 'every'")
+        return self
+
+    @property
+    def every_seconds(self) -> int | None:
+        from blumeops.catalog.schedule import parse_duration
+
+        return None if self.every is None else parse_duration(self.every)
+
+
+class DatabaseDump(Strict):
+    """A database borgmatic dumps before the archive (its hook streams the dump in).
+
+    PostgreSQL reads its password from the backup job's environment (`PGPASSWORD`, a
+    secret of that job) or `~/.pgpass`: never from the rendered config.
+    """
+
+    kind: Literal["postgresql", "sqlite"]
+    name: str = Field(min_length=1, description="database name (a label, for sqlite)")
+    path: str | None = Field(default=None, description="sqlite: the database file")
+    hostname: str | None = Field(default=None, description="postgresql: default 127.0.0.1")
+    port: Port | None = None
+    username: str | None = None
+
+    @model_validator(mode="after")
+    def _fields(self) -> DatabaseDump:
+        if self.kind == "sqlite" and self.path is None:
+            raise ValueError("a sqlite dump needs 'path': the database file")
+        if self.kind == "sqlite" and (self.hostname or self.port or self.username):
+            raise ValueError("'hostname', 'port' and 'username' are for postgresql dumps")
+        if self.kind == "postgresql" and self.path is not None:
+            raise ValueError("'path' is for sqlite dumps")
+        return self
+
+
 def _env_strings(value: Any) -> Any:
     # Environment values are strings to the process; let users write `PORT: 8080`.
     if isinstance(value, dict):
@@ -719,6 +792,21 @@ class Service(Strict):
                                   "'command')")
     public: bool = Field(default=False,
                          description="publish every HTTP route through the `public:` proxy")
+    # jobs and backups
+    schedule: Schedule | None = Field(
+        default=None, description="run as a job at these times instead of kept running")
+    backup_databases: list[DatabaseDump] = Field(
+        default_factory=list, description="databases the backup dumps before its archive")
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule_shorthand(cls, value: Any) -> Any:
+        # `schedule: "15 3 * * *"` or `schedule: 1h`.
+        if isinstance(value, str):
+            from blumeops.catalog.schedule import DURATION
+
+            return {"every": value} if DURATION.match(value) else {"cron": value}
+        return value
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -754,10 +842,60 @@ class Service(Strict):
         """Its workload comes from a chart or manifests, not from blumeops."""
         return self.helm is not None or self.manifests is not None
 
+    @property
+    def is_job(self) -> bool:
+        """Run on a schedule and left to finish, not kept running."""
+        return self.schedule is not None
+
+
+class Repository(Strict):
+    """One borg repository: on a catalog host (`host` + `path`) or anywhere (`url`)."""
+
+    label: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    host: str | None = Field(default=None, description="catalog host holding it")
+    path: str | None = Field(default=None, description="repository root on that host")
+    url: str | None = Field(default=None, description="ssh://USER@HOST[:PORT]/PATH of an "
+                                                      "offsite repository")
+
+    @model_validator(mode="after")
+    def _where(self) -> Repository:
+        if (self.host is None) == (self.url is None):
+            raise ValueError("a repository needs exactly one of 'host' (with 'path') or 'url'")
+        if self.url is not None and (self.path is not None
+                                     or not re.match(r"^ssh://[^\s@/]+@?[^\s/]*/\S+$",
+                                                     self.url)):
+            raise ValueError(f"an offsite repository is ssh://[USER@]HOST[:PORT]/PATH "
+                             f"(no 'path'), got {self.url!r}")
+        return self
+
+
+class Retention(Strict):
+    """How many archives borg prune keeps."""
+
+    daily: int = Field(default=7, ge=0)
+    weekly: int = Field(default=4, ge=0)
+    monthly: int = Field(default=6, ge=0)
+    yearly: int = Field(default=0, ge=0)
+
 
 class Backups(Strict):
     to: str = Field(description="storage host the backups go to")
     path: str = Field(default="/backups/borg", description="repository root on that host")
+    repositories: list[Repository] = Field(
+        default_factory=list, description="further repositories (e.g. offsite); the first, "
+                                          "labelled by `to`, is always `to`:`path`")
+    retention: Retention = Field(default_factory=Retention)
+    job: str | None = Field(default=None, description="the scheduled service that runs "
+                                                      "borgmatic: its health is the backups'")
+    borgmatic: str = Field(default="2.0", pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$",
+                           description="borgmatic version the hosts run; before 1.8 the "
+                                       "old sectioned format is rendered")
+
+    @property
+    def sectioned(self) -> bool:
+        """borgmatic before 1.8 reads only the sectioned format."""
+        major, minor = (int(p) for p in self.borgmatic.split(".")[:2])
+        return (major, minor) < (1, 8)
 
 
 class ControllerSpec(Strict):

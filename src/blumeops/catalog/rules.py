@@ -320,7 +320,8 @@ def secrets_and_backups(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                 yield marks.diag(("services", name, "secrets", key), "secret-ref",
                                  f"secret '{key}' must be a reference ('vault:NAME' or "
                                  "'op://VAULT/ITEM/FIELD'), never a value")
-        if svc.backup and lab.backups is None and len(storage) != 1:
+        if (svc.backup or svc.backup_databases) and lab.backups is None \
+                and len(storage) != 1:
             yield marks.diag(("services", name, "backup"), "backup-target",
                              "service declares backup paths but the lab has no 'backups: "
                              "{to: HOST}' and no single storage host to default to")
@@ -330,7 +331,7 @@ def secrets_and_backups(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 def advice(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Warnings: what works today but will hurt at 11 pm."""
     for name, svc in lab.services.items():
-        if svc.health is None:
+        if svc.health is None and svc.schedule is None:  # a job's health is its last run
             yield marks.diag(("services", name), "no-health",
                              f"service '{name}' has no health probe; its health stays Unknown",
                              "warning")
@@ -1383,3 +1384,96 @@ def _loopback_probes(lab: Lab, marks: Marks, loopback_urls: Any) -> Iterator[Dia
                 yield marks.diag(("services", name, probe, "command"), "unreachable-probe",
                                  f"{probe} probe of '{name}' runs {runs}, but {url.text} is "
                                  f"service '{other}' on {place}: there, 127.0.0.1 is not it")
+
+
+# --- scheduled jobs and backups -------------------------------------------------------------
+
+_NOT_FOR_JOBS = ("routes", "health", "metrics", "helm", "manifests", "workload", "sidecars",
+                 "readiness", "liveness", "service_ports", "udp")
+
+
+@rule
+def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """A job runs at its times and exits: nothing may route to it, wait on it or probe it."""
+    from blumeops.catalog.schedule import SCHEDULER, as_kubernetes
+
+    scheduled = {n for n, s in lab.services.items() if s.schedule is not None}
+    for name, svc in lab.services.items():
+        at = ("services", name)
+        for i, dep in enumerate(svc.depends_on):
+            if dep in scheduled:
+                yield marks.diag((*at, "depends_on", i), "job",
+                                 f"'{name}' depends on '{dep}', a scheduled job: a job is "
+                                 "never kept running, so nothing can wait for it")
+        if svc.schedule is None:
+            if name == SCHEDULER and svc.native is not None:
+                yield marks.diag(at, "job", f"'{SCHEDULER}' is the name of blumeops' own "
+                                            "job scheduler; rename this service")
+            continue
+        for field in _NOT_FOR_JOBS:
+            value = getattr(svc, field)
+            if value:
+                why = ("its health is the result and age of its last run"
+                       if field == "health" else "a job is not kept running")
+                yield marks.diag((*at, field), "job",
+                                 f"'{field}' is not for a scheduled job ('{name}'): {why}")
+        every = svc.schedule.every_seconds
+        if svc.kubernetes is not None and every is not None and as_kubernetes(every) is None:
+            yield marks.diag((*at, "schedule", "every"), "job",
+                             f"a Kubernetes CronJob runs on cron minutes: 'every: "
+                             f"{svc.schedule.every}' cannot be said that way; use a 'cron' "
+                             "expression or an interval that divides an hour or a day")
+        for vol, storage in svc.storage.items():
+            if svc.kubernetes is not None and storage.per_pod:
+                yield marks.diag((*at, "storage", vol, "per_pod"), "job",
+                                 f"a CronJob has no per-pod volumes: make '{vol}' of "
+                                 f"'{name}' a shared claim (drop per_pod)")
+        if svc.kubernetes is not None and svc.replicas != 1:
+            yield marks.diag((*at, "replicas"), "job",
+                             f"a Kubernetes job runs one pod per run; drop 'replicas' "
+                             f"from '{name}'")
+
+
+@rule
+def backup_repositories(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """Repositories live on declared hosts, labels are unique, the job is a native job."""
+    backups = lab.backups
+    if backups is None:
+        return
+    labels = {backups.to}
+    for i, repo in enumerate(backups.repositories):
+        at = ("backups", "repositories", i)
+        if repo.host is not None and repo.host not in lab.hosts:
+            yield marks.diag((*at, "host"), "unknown-reference",
+                             "backup repository " + _unknown("host", repo.host, lab.hosts))
+        if repo.host is not None and repo.path is None:
+            yield marks.diag(at, "backup-repository",
+                             f"repository '{repo.label}' on host '{repo.host}' needs 'path'")
+        if repo.label in labels:
+            yield marks.diag((*at, "label"), "backup-repository",
+                             f"repository label '{repo.label}' is used twice (the first "
+                             f"repository is labelled by 'to': '{backups.to}')")
+        labels.add(repo.label)
+    version = tuple(int(p) for p in backups.borgmatic.split("."))
+    if version < (1, 7, 9):  # borgmatic's SQLite hook came in 1.7.9
+        for name, svc in lab.services.items():
+            for i, dump in enumerate(svc.backup_databases):
+                if dump.kind == "sqlite":
+                    yield marks.diag(("services", name, "backup_databases", i), "backup-dump",
+                                     f"borgmatic {backups.borgmatic} (backups.borgmatic) has "
+                                     "no SQLite hook: it came in 1.7.9")
+    if backups.job is not None:
+        job = lab.services.get(backups.job)
+        if job is None:
+            yield marks.diag(("backups", "job"), "unknown-reference",
+                             _unknown("service", backups.job, lab.services))
+        elif job.schedule is None or job.native is None:
+            yield marks.diag(("backups", "job"), "backup-job",
+                             f"backups.job '{backups.job}' must be a native service with a "
+                             "'schedule': the job that runs borgmatic")
+        elif job.schedule.max_age is None:
+            yield marks.diag(("services", backups.job, "schedule"), "backup-age",
+                             f"backup job '{backups.job}' has no 'max_age': a backup that "
+                             "hangs would show Progressing for ever (e.g. max_age: 26h "
+                             "for a daily one)",
+                             "warning")

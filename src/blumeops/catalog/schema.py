@@ -2,8 +2,8 @@
 
 Generated from the model, then widened where the model accepts shorthands before
 validation (`tls: off`, `routes: {www.ops: http}`, `secrets: {X: "vault:..."}`,
-numbers in `environment`, one `public.address`), so an editor never flags a catalog
-blumeops accepts.
+numbers in `environment`, one `public.address`, `schedule: "15 3 * * *"`), so an
+editor never flags a catalog blumeops accepts.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ def catalog_schema() -> dict[str, Any]:
     defs["Public"]["properties"]["address"] = {
         "anyOf": [{"type": "string"}, defs["Public"]["properties"]["address"]],
         "description": defs["Public"]["properties"]["address"]["description"]}
+    service["schedule"] = {
+        "anyOf": [{"type": "string", "description": "a cron expression, or an interval (1h)"},
+                  {"$ref": "#/$defs/Schedule"}, {"type": "null"}],
+        "description": service["schedule"].get("description", "")}
     data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     data["title"] = "BlumeOps lab catalog"
     return data

@@ -156,16 +156,29 @@ def print_plan(plan: Any, notes: list[str]) -> None:
 
 def print_health(healths: list[Any], last_change: dict[str, str] | None = None) -> None:
     headers = ["SERVICE", "HEALTH", "HOST", "STATE", "URL", "DETAIL"]
+    jobs = any(getattr(h, "job", None) is not None for h in healths)
+    if jobs:
+        headers += ["LAST RUN", "NEXT RUN", "EXIT"]
     if last_change is not None:
         headers.append("LAST CHANGE")
     rows = []
     for h in healths:
         row = [h.service, h.health.value, getattr(h, "host", "") or "-", h.state or "-",
                "\n".join(h.urls) or "-", h.detail[:120]]
+        if jobs:
+            row += job_columns(getattr(h, "job", None))
         if last_change is not None:
             row.append(last_change.get(h.service, "-"))
         rows.append(row)
     table(headers, rows, lambda col, value: HEALTH_STYLE.get(value) if col == 1 else None)
+
+
+def job_columns(job: Any) -> list[str]:
+    """LAST RUN, NEXT RUN and EXIT of a scheduled job ('-' for other services)."""
+    if job is None:
+        return ["-", "-", "-"]
+    code = "running" if job.running else "-" if job.exit_code is None else str(job.exit_code)
+    return [(job.last_run or "never")[:19], (job.next_run or "-")[:19], code]
 
 
 def progress_printer(output: str) -> Callable[[str, str], None]:

@@ -365,6 +365,13 @@ class SupervisorDriver:
 
     # -- apply -------------------------------------------------------------------------
 
+    def is_job(self, name: str) -> bool:
+        """A scheduled job's program (rendered `autostart=false`): never started here."""
+        try:
+            return is_job_program(self.program_path(name).read_text())
+        except OSError:
+            return False
+
     def program_path(self, name: str) -> Path:
         return self.programs_dir / f"{name}.conf"
 
@@ -429,8 +436,10 @@ class SupervisorDriver:
             self._call(result, name, "removeProcessGroup", name)
         for name in [*added, *changed]:
             # Start without waiting for startsecs so independent services start together.
-            if self._call(result, name, "addProcessGroup", name):
+            # A job is only added: blumeops-scheduler starts it at its times.
+            if self._call(result, name, "addProcessGroup", name) and not self.is_job(name):
                 self._call(result, name, "startProcessGroup", name, False)
+        restart_only = [n for n in restart_only if not self.is_job(n)]
         for name in restart_only:
             if self._call(result, name, "startProcessGroup", name, False):
                 result.restarted.append(name)
@@ -539,6 +548,11 @@ class SupervisorDriver:
         write_atomic(path, text)
 
 
+def is_job_program(body: str) -> bool:
+    """Jobs are the programs supervisord does not start by itself (render/supervisor.py)."""
+    return "\nautostart=false\n" in body
+
+
 def restart_reasons(change: Change) -> bool:
     """A service reads its secrets only at start: new values (a file secret's too) or a
     stopped process mean a restart even when its program is unchanged."""
@@ -564,7 +578,9 @@ class LocalSupervisor(Driver):
         for name, body in programs.items():
             st = status.get(name)
             state = st.state if st else "not loaded"
-            running = st is not None and st.state in ("RUNNING", "STARTING")
+            running: bool | None = st is not None and st.state in ("RUNNING", "STARTING")
+            if is_job_program(body):
+                running = None  # a job is not kept running: between runs it is EXITED
             live[f"supervisor@{host}/program/{name}"] = Live(body, running, state)
         return live
 
@@ -614,7 +630,10 @@ class LocalSupervisor(Driver):
         return {n: runtime.health(n, status, started.get(n)) for n in services}
 
     def pids(self) -> dict[str, int | None]:
-        return {name: st.pid for name, st in self.ctx.runtime.program_status().items()}
+        # A job gets a new pid every run: that is its schedule, not a restart.
+        services = self.ctx.runtime.spec.services
+        return {name: st.pid for name, st in self.ctx.runtime.program_status().items()
+                if getattr(services.get(name), "job", None) is None}
 
 
 def _taken_ports(runtime: Any, name: str, status: dict[str, ProgramStatus]) -> list[int]:

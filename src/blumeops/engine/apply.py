@@ -175,7 +175,9 @@ def _apply(runtime: LocalRuntime, prepared: Prepared, store: Store, report: Appl
                     continue
             ready.append(change)
             if change.desired is not None and _is_program(runtime, change):
-                say(change.name, {"create": "starting", "update": "updating"}[change.action])
+                job = services.get(change.name, _NO_SERVICE).job is not None
+                say(change.name, "scheduling" if job else
+                    {"create": "starting", "update": "updating"}[change.action])
         errors = runtime.apply_changes(ready, prepared.secrets, say)
         now = time.monotonic()
         programs: list[Change] = []

@@ -43,7 +43,8 @@ def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
     status = runtime.program_status()
     # Services on other hosts are probed there, through the host's transport.
     remote = [n for n, svc in runtime.spec.services.items()
-              if not svc.local and (svc.host in runtime.sessions or svc.probed_here)]
+              if not svc.local and (svc.host in runtime.sessions or svc.probed_here)
+              and svc.job is None]
     remote_health = runtime.service_health(remote, {}) if remote else {}
     for name, svc in runtime.spec.services.items():
         if name in remote_health:
@@ -54,6 +55,10 @@ def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
                                    f"{h.detail} ({state})"))
             continue
         if not svc.local:
+            continue
+        if svc.job is not None:  # not kept running: its last run is what to check
+            job = runtime.health(name, status)
+            out.append(CheckResult("job", name, job.health.value == "Healthy", job.detail))
             continue
         st = status.get(name)
         if st is None or st.state != "RUNNING":

@@ -369,6 +369,10 @@ class Controller:
         self.metrics.set_health({h.service: h.health.value for h in healths})
         self.metrics.set_target_health({(t.target, t.name): t.health.value for t in targets})
         self._emit("health", services=self.state.services, lab_health=self.state.lab_health)
+        from blumeops.engine.jobs import backup_events
+
+        for kind, job, detail in backup_events(healths, runtime.spec.services):
+            self._emit(kind, job=job, detail=detail)
         # Each remote host, every pass: notifications turn the changes into one notice.
         down = runtime.unreachable()
         for session in runtime.unique_sessions():

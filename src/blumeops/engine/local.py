@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blumeops.catalog.schedule import SCHEDULER
 from blumeops.engine.health import Health, probe_command, probe_http, probe_tcp
 from blumeops.engine.plan import Live
 from blumeops.engine.resources import Resource
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from blumeops.drivers.files import FilesDriver
     from blumeops.drivers.supervisor import ProgramStatus, SupervisorDriver
     from blumeops.engine.hosts import HostSession
+    from blumeops.engine.jobs import JobRun
     from blumeops.engine.plan import Change
 
 
@@ -36,11 +38,15 @@ class ServiceHealth:
     pid: int | None = None
     urls: tuple[str, ...] = ()
     host: str = ""
+    job: JobRun | None = None  # a scheduled job's last and next run (engine/jobs.py)
 
     def as_dict(self) -> dict[str, object]:
-        return {"service": self.service, "health": self.health.value, "detail": self.detail,
-                "state": self.state, "pid": self.pid, "urls": list(self.urls),
-                "host": self.host}
+        out: dict[str, object] = {
+            "service": self.service, "health": self.health.value, "detail": self.detail,
+            "state": self.state, "pid": self.pid, "urls": list(self.urls), "host": self.host}
+        if self.job is not None:
+            out["job"] = self.job.as_dict()
+        return out
 
 
 class LocalRuntime:
@@ -190,7 +196,11 @@ class LocalRuntime:
         for name in names:
             svc = self.spec.services[name]
             session = self.sessions.get(svc.host or "")
-            if session is None and svc.probed_here:
+            if (svc.job is not None and not svc.local
+                    and svc.host not in self.spec.clusters):
+                out[name] = ServiceHealth(name, Health.unknown, "job rendered, not applied: "
+                                          "blumeops runs jobs only on this machine so far")
+            elif session is None and svc.probed_here:
                 out[name] = self.probe_from_here(name)
             elif session is None:
                 out[name] = ServiceHealth(name, Health.unknown, "not run by blumeops "
@@ -257,6 +267,11 @@ class LocalRuntime:
         if not svc.local:
             return ServiceHealth(service, Health.unknown, "not run on this machine", urls=urls)
         status = self.program_status() if status is None else status
+        if svc.job is not None or service == SCHEDULER:
+            from blumeops.engine import jobs
+
+            return (jobs.scheduler_health(service, status, self.state_dir) if svc.job is None
+                    else jobs.job_health(service, svc, self.state_dir, status))
         st = status.get(service)
         if st is None:
             return ServiceHealth(service, Health.missing, "not running under supervisord",

@@ -55,6 +55,17 @@ class HostSpec:
 
 
 @dataclass(frozen=True)
+class JobSpec:
+    """A scheduled service's schedule, as the scheduler and job health read it."""
+
+    cron: str | None = None
+    every: int | None = None  # seconds
+    grace: int | None = None  # seconds a run may start late; None: the period, <= 10 min
+    max_age: int | None = None  # seconds the last success may be old; None: no limit
+    backup: bool = False  # the lab's backup job (backups.job): its health is the backups'
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     host: str | None  # native host; None for Kubernetes services
@@ -69,6 +80,7 @@ class ServiceSpec:
     secret_files: dict[str, str] = field(default_factory=dict)  # NAME -> declared path
     address: str = "127.0.0.1"  # where its probe connects, on its host
     probed_here: bool = False  # on a host blumeops does not manage: probed from this machine
+    job: JobSpec | None = None  # scheduled: run at its times, never kept running
 
 
 @dataclass(frozen=True)
@@ -195,7 +207,9 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
             secret_files={k: v.file for k, v in svc.secrets.items() if v.file},
             address=(host_address(lab, svc.native or "") if from_here
                      else _probe_address(lab, svc.native, local)),
-            probed_here=from_here)
+            probed_here=from_here,
+            job=_job(svc, lab.backups is not None and lab.backups.job == name))
+    _add_scheduler(lab, services, supervised[0] if supervised else None, notes)
     checks = []
     for r in routes(lab):
         if r.proxy != "caddy" or r.proxy_host not in (*proxies, *remote_proxies):
@@ -209,7 +223,8 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                  r.protocol, path))
     desired = tuple(
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
-        if _applies_here(res, applied, managed, drivable, local)) + tuple(target_desired)
+        if _applies_here(res, applied, managed, drivable, local)
+        and not _remote_job(res, services, local)) + tuple(target_desired)
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
                        services, tuple(checks), tuple(notes), desired,
                        catalog_digest(files) if files else "", hosts, clusters, tailnet)
@@ -246,3 +261,39 @@ def _applies_here(res: Resource, applied: tuple[str, ...], managed: dict[str, st
     if target == "brew":
         return host not in local  # `brew services` is driven over SSH only
     return True
+
+
+def _job(svc: object, backup: bool = False) -> JobSpec | None:
+    from blumeops.catalog.model import Service
+    from blumeops.catalog.schedule import parse_duration
+
+    assert isinstance(svc, Service)
+    sched = svc.schedule
+    if sched is None:
+        return None
+    return JobSpec(sched.cron, sched.every_seconds,
+                   parse_duration(sched.grace) if sched.grace else None,
+                   parse_duration(sched.max_age) if sched.max_age else None, backup)
+
+
+def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | None,
+                   notes: list[str]) -> None:
+    """The local supervisor host's jobs run under blumeops-scheduler, a program blumeops
+    adds: it is a service of the runtime (started, watched, stopped), not of the catalog.
+    Jobs elsewhere are rendered only (yet): say so."""
+    from blumeops.catalog.schedule import SCHEDULER
+
+    jobs = [s for s in services.values() if s.job is not None and s.host is not None]
+    if host is not None and any(s.host == host for s in jobs):
+        services[SCHEDULER] = ServiceSpec(SCHEDULER, host, True, startsecs=1)
+    for svc in jobs:
+        if svc.host != host:
+            notes.append(f"job '{svc.name}' on {svc.host}: rendered, not applied (blumeops "
+                         "runs jobs only on this machine's supervisord so far)")
+
+
+def _remote_job(res: Resource, services: dict[str, ServiceSpec], local: tuple[str, ...]
+                ) -> bool:
+    """A job's resource on a host other than the local supervisor's: not applied yet."""
+    svc = services.get(res.service or "")
+    return svc is not None and svc.job is not None and not svc.local

@@ -2,10 +2,14 @@
 
 Renders `borgmatic/HOST.yaml` for every host whose native services have `backup` paths.
 
-Format: the sectioned layout (`location`, `storage`, `retention`, `consistency`) with
-repositories as plain strings. It is what borgmatic 1.7 (Debian's) validates, and 1.8+
-still reads it (with a deprecation note), so one file works on both; the repository
-label the newer format allows is given as a comment.
+Format: the one borgmatic 1.8 and later read (flat options; repositories as `path` and
+`label`), accepted by borgmatic 2's validator without a deprecation warning. A catalog
+that pins an older borgmatic (`backups.borgmatic: "1.7"`) gets the old sectioned layout
+(`location`, `storage`, `retention`, `consistency`, `hooks`), labels as comments.
+Several repositories (the `to` host first, then `backups.repositories`, e.g. an offsite
+one), retention from `backups.retention`, and database dumps (`backup_databases` of the
+services on that host, or of the Kubernetes services of a cluster it hosts) that
+borgmatic streams into the archive before it is written.
 
 Paths:
 - an absolute backup path is used as is;
@@ -28,13 +32,12 @@ import posixpath
 from json import dumps as q
 
 from blumeops.catalog import resolve
-from blumeops.catalog.model import Lab, Role, Service
+from blumeops.catalog.model import Backups, DatabaseDump, Lab, Retention, Role, Service
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
 
 LAB_DIR = "${BLUMEOPS_LAB_DIR}"
 PASSPHRASE_ENV = "BORG_PASSPHRASE"
-RETENTION = (("keep_daily", 7), ("keep_weekly", 4), ("keep_monthly", 6))
 CHECKS = (("repository", "2 weeks"), ("archives", "4 weeks"))
 
 
@@ -83,27 +86,137 @@ def sources_by_host(lab: Lab) -> dict[str, list[tuple[str, str]]]:
             for host, paths in sorted(out.items())}
 
 
-def render_host(lab: Lab, ctx: RenderContext, host: str,
-                sources: list[tuple[str, str]], to: str, root: str) -> str:
+def dump_host(lab: Lab, svc: Service) -> str | None:
+    """Where a service's databases are dumped from: its host, or its cluster's host."""
+    if svc.native is not None:
+        return svc.native
+    cluster = lab.clusters.get(svc.kubernetes or "")
+    return cluster.host if cluster is not None else None
+
+
+def dumps_by_host(lab: Lab) -> dict[str, list[tuple[str, DatabaseDump, str]]]:
+    """Host -> (service, dump, sqlite path made absolute) of the databases dumped there."""
+    out: dict[str, list[tuple[str, DatabaseDump, str]]] = {}
+    for name, svc in lab.services.items():
+        host = dump_host(lab, svc)
+        if host is None:
+            continue
+        for dump in svc.backup_databases:
+            path = source_path(dump.path, svc) if dump.path is not None else ""
+            out.setdefault(host, []).append((name, dump, path))
+    return out
+
+
+def repositories(lab: Lab, host: str, backups: Backups | None, to: str, root: str
+                 ) -> list[tuple[str, str]]:
+    """(path, label) of every repository HOST's archives go to: `to` first, then the
+    declared ones (a repository per host under each root)."""
+    out = [(repository(lab, host, to, root), to)]
+    for repo in backups.repositories if backups is not None else []:
+        if repo.url is not None:
+            out.append((f"{repo.url.rstrip('/')}/{host}", repo.label))
+        elif repo.host is not None:
+            out.append((repository(lab, host, repo.host, repo.path or root), repo.label))
+    return out
+
+
+def _dump_entries(dumps: list[tuple[str, DatabaseDump, str]], kind: str) -> list[str]:
+    lines: list[str] = []
+    for service, dump, path in dumps:
+        if dump.kind != kind:
+            continue
+        lines.append(f"  - name: {q(dump.name)}  # {service}")
+        if kind == "sqlite":
+            lines.append(f"    path: {q(path)}")
+            continue
+        lines.append(f"    hostname: {q(dump.hostname or '127.0.0.1')}")
+        if dump.port is not None:
+            lines.append(f"    port: {dump.port}")
+        if dump.username is not None:
+            lines.append(f"    username: {q(dump.username)}")
+    return lines
+
+
+def _job_note(lab: Lab) -> list[str]:
+    job = lab.backups.job if lab.backups is not None else None
+    svc = lab.services.get(job or "")
+    if svc is None or svc.schedule is None:
+        return []
+    when = svc.schedule.cron or f"every {svc.schedule.every}"
+    return [f"# Run by the job '{job}' on {svc.native} ({when}); its health says whether the "
+            "last archive is recent."]
+
+
+def render_host(lab: Lab, ctx: RenderContext, host: str, sources: list[tuple[str, str]],
+                to: str, root: str,
+                dumps: list[tuple[str, DatabaseDump, str]] | None = None) -> str:
+    """The borgmatic 1.8+ format (flat options, labelled repositories), or the sectioned
+    one when the catalog pins a borgmatic before 1.8."""
+    backups = lab.backups
+    repos = repositories(lab, host, backups, to, root)
+    retention = backups.retention if backups is not None else Retention()
+    keeps = [(f"keep_{k}", getattr(retention, k))
+             for k in ("daily", "weekly", "monthly", "yearly") if getattr(retention, k)]
+    dumps = dumps or []
+    if backups is not None and backups.sectioned:
+        return _sectioned(ctx, host, sources, repos, keeps, dumps, lab, backups.borgmatic)
+    where = " and ".join(label for _, label in repos)
     lines = [
         ctx.header("#").rstrip("\n"),
-        f"# Backups of {host} to {to}. Sectioned format: borgmatic 1.7 and later read it.",
+        f"# Backups of {host} to {where}. borgmatic 1.8+ format (flat options).",
+        *_job_note(lab),
+    ]
+    if sources:  # a host that only dumps databases needs none (borgmatic 1.8+)
+        lines.append("source_directories:")
+        lines += [f"  - {q(path)}  # {service}" for path, service in sources]
+    lines.append("repositories:")
+    for path, label in repos:
+        lines += [f"  - path: {q(path)}", f"    label: {q(label)}"]
+    lines += [
+        f"encryption_passcommand: {q('printenv ' + PASSPHRASE_ENV)}",
+        f"archive_name_format: {q('{hostname}-{now:%Y-%m-%dT%H:%M:%S}')}",
+    ]
+    lines += [f"{key}: {value}" for key, value in keeps]
+    lines.append("checks:")
+    for name, frequency in CHECKS:
+        lines += [f"  - name: {name}", f"    frequency: {q(frequency)}"]
+    for kind in ("postgresql", "sqlite"):
+        entries = _dump_entries(dumps, kind)
+        if entries:
+            lines += [f"{kind}_databases:", *entries]
+    return "\n".join(lines) + "\n"
+
+
+def _sectioned(ctx: RenderContext, host: str, sources: list[tuple[str, str]],
+               repos: list[tuple[str, str]], keeps: list[tuple[str, int]],
+               dumps: list[tuple[str, DatabaseDump, str]], lab: Lab, version: str) -> str:
+    """borgmatic before 1.8 (Debian 12 ships 1.7): sections, repositories as strings."""
+    lines = [
+        ctx.header("#").rstrip("\n"),
+        f"# Backups of {host}. Sectioned format: the catalog pins borgmatic {version}.",
+        *_job_note(lab),
         "location:",
         "  source_directories:",
     ]
     lines += [f"    - {q(path)}  # {service}" for path, service in sources]
+    lines.append("  repositories:")
+    lines += [f"    - {q(path)}  # label: {label}" for path, label in repos]
     lines += [
-        "  repositories:",
-        f"    - {q(repository(lab, host, to, root))}  # label: {to}",
         "storage:",
         f"  encryption_passcommand: {q('printenv ' + PASSPHRASE_ENV)}",
         f"  archive_name_format: {q('{hostname}-{now:%Y-%m-%dT%H:%M:%S}')}",
         "retention:",
     ]
-    lines += [f"  {key}: {value}" for key, value in RETENTION]
+    lines += [f"  {key}: {value}" for key, value in keeps]
     lines += ["consistency:", "  checks:"]
     for name, frequency in CHECKS:
         lines += [f"    - name: {name}", f"      frequency: {q(frequency)}"]
+    hooks = [(kind, _dump_entries(dumps, kind)) for kind in ("postgresql", "sqlite")]
+    if any(entries for _, entries in hooks):
+        lines.append("hooks:")
+        for kind, entries in hooks:
+            if entries:
+                lines += [f"  {kind}_databases:", *("  " + e for e in entries)]
     return "\n".join(lines) + "\n"
 
 
@@ -112,10 +225,13 @@ def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
     if target is None:
         return []  # the catalog rules already reported "backup-target"
     to, root = target
+    sources = sources_by_host(lab)
+    dumps = dumps_by_host(lab)
     resources = []
-    for host, sources in sources_by_host(lab).items():
+    for host in sorted(set(sources) | set(dumps)):
         path = f"borgmatic/{host}.yaml"
         resources.append(Resource(
             target="files@lab", kind="artifact", name=path, path=path,
-            body=render_host(lab, ctx, host, sources, to, root)))
+            body=render_host(lab, ctx, host, sources.get(host, []), to, root,
+                             dumps.get(host, []))))
     return resources

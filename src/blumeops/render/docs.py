@@ -104,6 +104,12 @@ def service_page(lab: Lab, ctx: RenderContext, name: str, ix: Index,
         facts.append(("Command", "`" + " ".join(svc.command) + "`"))
     if svc.ports:
         facts.append(("Ports", ", ".join(f"{p} `{n}`" for n, p in svc.ports.items())))
+    if svc.schedule is not None:
+        when = (f"cron `{svc.schedule.cron}` (host's local time)" if svc.schedule.cron
+                else f"every {svc.schedule.every}")
+        facts.append(("Schedule", f"a job: {when}"
+                      + (f", last success at most {svc.schedule.max_age} old"
+                         if svc.schedule.max_age else "")))
     body += table(["", ""], facts)
 
     routes = ix.by_service.get(name, [])
@@ -119,7 +125,10 @@ def service_page(lab: Lab, ctx: RenderContext, name: str, ix: Index,
 
     body += ["## Health", ""]
     health = svc.health
-    if health is None:
+    if svc.schedule is not None:
+        body += ["The result and age of its last run (`blumeops status` shows last run, "
+                 "next run and exit code).", ""]
+    elif health is None:
         body += ["No probe declared: health is Unknown.", ""]
     elif health.http is not None:
         port = f"port `{health.port}`" if health.port else "the first port"

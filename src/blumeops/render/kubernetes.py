@@ -61,7 +61,8 @@ CLUSTER_SCOPED = frozenset({
 # --- YAML ---------------------------------------------------------------------------
 
 # Words joined by ':' or one space (1Password item names such as "Web (prod)").
-_PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=,()-]*([: ][A-Za-z0-9_./@+=,()-]+)*$")
+# `*` only past the first character (a cron schedule): leading, it would be an alias.
+_PLAIN = re.compile(r"^-*[A-Za-z0-9_./][A-Za-z0-9_./@+=,()*-]*([: ][A-Za-z0-9_./@+=,()*-]+)*$")
 _RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
 # Characters YAML will not read raw (non-printables, and line breaks beyond \n).
@@ -401,6 +402,30 @@ def _workload(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> D
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": spec}
 
 
+def _cron_job(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> Doc:
+    """A scheduled service: a CronJob whose pods run to completion, one run at a time."""
+    from blumeops.catalog.schedule import MACROS, as_kubernetes
+
+    assert svc.schedule is not None
+    k8s_name = resolve.kubernetes_name(name, svc)
+    every = svc.schedule.every_seconds
+    cron = svc.schedule.cron or ""
+    schedule = (as_kubernetes(every) or "") if every is not None else MACROS.get(cron, cron)
+    template = _pod_template(lab, name, svc, secret_name)
+    template["spec"]["restartPolicy"] = "OnFailure"
+    return {
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": _meta(lab, k8s_name, k8s_name, ns),
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",  # a run still going skips the next, as blumeops' does
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {"backoffLimit": 0, "template": template}},
+        },
+    }
+
+
 def _services(lab: Lab, name: str, svc: Service, ns: str, stateful: bool) -> Iterator[Doc]:
     k8s_name = resolve.kubernetes_name(name, svc)
     ports = [
@@ -566,7 +591,9 @@ def manifests(lab: Lab, name: str, svc: Service, own_namespace: bool) -> list[Do
                 docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                              "metadata": _meta(lab, k8s_name, f"{k8s_name}-{vol}", ns),
                              "spec": _claim_spec(s.size, s.storage_class)})
-        if svc.image:
+        if svc.image and svc.schedule is not None:
+            docs.append(_cron_job(lab, name, svc, ns, secret_name))
+        elif svc.image:
             workload = _workload(lab, name, svc, ns, secret_name)
             docs.append(workload)
             docs.extend(_services(lab, name, svc, ns, workload["kind"] == "StatefulSet"))

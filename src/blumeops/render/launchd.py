@@ -45,9 +45,42 @@ def plist_data(name: str, svc: Service) -> dict[str, object]:
         "StandardOutPath": log,
         "StandardErrorPath": log,
     }
+    if svc.schedule is not None:
+        # A job: launchd starts it at its times and lets it exit (no KeepAlive).
+        del data["KeepAlive"]
+        data["RunAtLoad"] = False
+        every = svc.schedule.every_seconds
+        if every is not None:
+            data["StartInterval"] = every
+        else:
+            data["StartCalendarInterval"] = calendar(svc.schedule.cron or "")
     if svc.environment:
         data["EnvironmentVariables"] = dict(sorted(svc.environment.items()))
     return data
+
+
+# More entries than this make a plist nobody can read: validate says to simplify.
+MAX_CALENDAR = 500
+
+
+def calendar(expression: str) -> list[dict[str, int]]:
+    """A cron expression as launchd's StartCalendarInterval: one dict per combination of
+    the restricted fields (launchd has no ranges or steps; an omitted key is a wildcard).
+
+    When day-of-month and day-of-week are both restricted, a dict holds both, and launchd
+    starts the job when either matches: cron's rule.
+    """
+    from itertools import product
+
+    from blumeops.catalog import schedule as cs
+
+    cron = cs.parse_cron(expression)
+    fields = [("Minute", cron.minutes, cs.ALL_MINUTES), ("Hour", cron.hours, cs.ALL_HOURS),
+              ("Day", cron.days, cs.ALL_DAYS), ("Month", cron.months, cs.ALL_MONTHS),
+              ("Weekday", cron.weekdays, cs.ALL_WEEKDAYS)]
+    keys = [(key, sorted(values)) for key, values, full in fields if values != full]
+    return [dict(zip([k for k, _ in keys], combo, strict=True))
+            for combo in product(*(values for _, values in keys))]
 
 
 def plist(name: str, svc: Service, host: str) -> Resource:

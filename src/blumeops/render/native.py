@@ -46,6 +46,7 @@ def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
     from blumeops.render import launchd, supervisor, systemd
 
     out: list[Resource] = []
+    jobs: dict[str, dict[str, Service]] = {}  # supervisor host -> its jobs
     for name, svc in lab.services.items():
         host = svc.native
         if host is None or host not in lab.hosts:
@@ -55,9 +56,15 @@ def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
             pass  # nothing to run (the rules report it); its files still render
         elif manager is ServiceManager.supervisor:
             out.append(supervisor.program(name, svc, host, ctx))
+            if svc.schedule is not None:
+                jobs.setdefault(host, {})[name] = svc
         elif manager is ServiceManager.launchd:
             out.append(launchd.plist(name, svc, host))
         elif manager is ServiceManager.systemd:
             out.append(systemd.unit(name, svc, host, ctx, lab))
+            if svc.schedule is not None:
+                out.append(systemd.timer(name, svc, host, ctx))
         out.extend(_files(lab, name, svc, host))
+    for host, table in jobs.items():
+        out.append(supervisor.scheduler_program(host, table, ctx))
     return out

@@ -14,6 +14,7 @@ import re
 import shlex
 
 from blumeops.catalog.model import Service
+from blumeops.catalog.schedule import SCHEDULER
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.render.native import one_line, secret_refs
@@ -104,10 +105,21 @@ def program_text(name: str, svc: Service, ctx: RenderContext) -> str:
              if (q := env_value(v)) is not None]
     if plain:
         lines.append("environment=" + ",".join(plain))
+    if svc.schedule is not None:
+        # A job: supervisord keeps it stopped; blumeops-scheduler starts it at its times.
+        lines += [
+            f"; job: {schedule_words(svc)} (started by {SCHEDULER})",
+            "autostart=false",
+            "autorestart=false",
+            "startsecs=0",
+        ]
+    else:
+        lines += [
+            "autostart=true",
+            "autorestart=true",
+            f"startsecs={svc.startsecs}",
+        ]
     lines += [
-        "autostart=true",
-        "autorestart=true",
-        f"startsecs={svc.startsecs}",
         "stopasgroup=true",
         "killasgroup=true",
         "redirect_stderr=true",
@@ -122,3 +134,53 @@ def program(name: str, svc: Service, host: str, ctx: RenderContext) -> Resource:
         f"native/{host}/supervisor/{name}.conf", service=name,
         depends_on=tuple(svc.depends_on), secret_refs=secret_refs(svc),
     )
+
+
+def schedule_words(svc: Service) -> str:
+    """The schedule as one readable phrase: 'cron 15 3 * * *' or 'every 1h'."""
+    assert svc.schedule is not None
+    return (f"cron {svc.schedule.cron}" if svc.schedule.cron is not None
+            else f"every {svc.schedule.every}")
+
+
+def job_table(jobs: dict[str, Service]) -> str:
+    """The scheduler's job table: JSON, one entry per job, sorted (scheduler.py reads it)."""
+    import json
+
+    table = []
+    for name, svc in sorted(jobs.items()):
+        assert svc.schedule is not None
+        row: dict[str, object] = {"name": name}
+        if svc.schedule.cron is not None:
+            row["cron"] = svc.schedule.cron
+        else:
+            row["every"] = svc.schedule.every_seconds
+        table.append(row)
+    return json.dumps(table, separators=(",", ":"), sort_keys=True)
+
+
+def scheduler_program(host: str, jobs: dict[str, Service], ctx: RenderContext) -> Resource:
+    """supervisord has no scheduler: this program is one (`python -m blumeops.scheduler`).
+
+    The job table is its argument, so a changed table is a changed program that the plan
+    shows and apply restarts; runs are recorded in STATE/jobs/state.json.
+    """
+    lines = [
+        ctx.header(";").rstrip("\n"),
+        "; Runs the jobs of this host at their times: " + ", ".join(
+            f"{name} ({schedule_words(svc)})" for name, svc in sorted(jobs.items())),
+        f"[program:{SCHEDULER}]",
+        f"command={_sq(PYTHON)} -m blumeops.scheduler --state-dir {_sq(STATE)} "
+        f"--table {shlex.quote(esc(job_table(jobs)))}",
+        f"directory={LAB}",
+        "autostart=true",
+        "autorestart=true",
+        "startsecs=1",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "redirect_stderr=true",
+        f"stdout_logfile={STATE}/logs/{SCHEDULER}.log",
+    ]
+    return Resource(f"supervisor@{host}", "program", SCHEDULER, "\n".join(lines) + "\n",
+                    f"native/{host}/supervisor/{SCHEDULER}.conf", service=SCHEDULER,
+                    meta={"scheduler": "true"})

@@ -76,6 +76,7 @@ def unit_text(name: str, svc: Service, ctx: RenderContext, lab: Lab | None = Non
     others = lab.services if lab is not None else {}
     deps = " ".join(unit_name(d, others.get(d)) for d in svc.depends_on)
     after = "network-online.target" + (f" {deps}" if deps else "")
+    job = svc.schedule is not None
     lines = [
         ctx.header("#").rstrip("\n"),
         "[Unit]",
@@ -84,7 +85,8 @@ def unit_text(name: str, svc: Service, ctx: RenderContext, lab: Lab | None = Non
         f"Wants={after}",
         "",
         "[Service]",
-        "Type=simple",
+        # A job runs to its end when its timer starts it.
+        "Type=oneshot" if job else "Type=simple",
         f"ExecStart={exec_start(name, svc)}",
         f"WorkingDirectory={_resolve(svc.workdir) if svc.workdir else LAB_DIR}",
     ]
@@ -93,6 +95,10 @@ def unit_text(name: str, svc: Service, ctx: RenderContext, lab: Lab | None = Non
         lines.append("# secrets (values delivered at apply, never here): "
                      + ", ".join(sorted(svc.secrets)))
         lines.append(f"EnvironmentFile={env_file(name)}")
+    if job:
+        # No [Install]: its timer (blumeops-NAME.timer) is what is enabled.
+        lines.append("KillMode=control-group")
+        return "\n".join(lines) + "\n"
     lines += [
         "Restart=on-failure",
         "RestartSec=1",
@@ -103,6 +109,67 @@ def unit_text(name: str, svc: Service, ctx: RenderContext, lab: Lab | None = Non
         "WantedBy=multi-user.target default.target",
     ]
     return "\n".join(lines) + "\n"
+
+
+_DOW = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+def _values(values: frozenset[int], full: frozenset[int], width: int = 2) -> str:
+    return "*" if values == full else ",".join(f"{v:0{width}d}" for v in sorted(values))
+
+
+def on_calendar(expression: str) -> list[str]:
+    """A cron expression as OnCalendar= values (several are a union, like cron's
+    day-of-month OR day-of-week)."""
+    from blumeops.catalog import schedule as cs
+
+    cron = cs.parse_cron(expression)
+    time = f"{_values(cron.hours, cs.ALL_HOURS)}:{_values(cron.minutes, cs.ALL_MINUTES)}:00"
+    month = _values(cron.months, cs.ALL_MONTHS)
+    days = _values(cron.days, cs.ALL_DAYS)
+    weekdays = ",".join(_DOW[d] for d in sorted(cron.weekdays))
+    by_weekday = f"{weekdays} *-{month}-* {time}"
+    if cron.day_or:
+        return [by_weekday, f"*-{month}-{days} {time}"]
+    if cron.weekdays != cs.ALL_WEEKDAYS:
+        return [by_weekday]
+    return [f"*-{month}-{days} {time}"]
+
+
+def timer_name(service: str, svc: Service | None = None) -> str:
+    """The job's timer: its service unit's name with .timer."""
+    return unit_name(service, svc).removesuffix(".service") + ".timer"
+
+
+def timer_text(name: str, svc: Service, ctx: RenderContext) -> str:
+    """The timer that starts a job's oneshot service at its times."""
+    assert svc.schedule is not None
+    lines = [
+        ctx.header("#").rstrip("\n"),
+        "[Unit]",
+        f"Description=Schedule of {spec(one_line(svc.description) or name)} (blumeops)",
+        "",
+        "[Timer]",
+    ]
+    every = svc.schedule.every_seconds
+    if every is not None:
+        lines += [f"OnActiveSec={every}s", f"OnUnitActiveSec={every}s"]
+    else:
+        lines += [f"OnCalendar={when}" for when in on_calendar(svc.schedule.cron or "")]
+        lines.append("Persistent=true")  # a run missed while the host was off runs at boot
+    lines += [
+        "AccuracySec=1s",
+        f"Unit={unit_name(name, svc)}",
+        "",
+        "[Install]",
+        "WantedBy=timers.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def timer(name: str, svc: Service, host: str, ctx: RenderContext) -> Resource:
+    return Resource(f"systemd@{host}", "timer", name, timer_text(name, svc, ctx),
+                    f"native/{host}/systemd/{timer_name(name, svc)}", service=name)
 
 
 def unit(name: str, svc: Service, host: str, ctx: RenderContext,

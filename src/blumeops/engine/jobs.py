@@ -1,0 +1,163 @@
+"""Health of scheduled jobs: the result and the age of the last run.
+
+A job is never kept running, so a probe cannot tell whether it works; its record can
+(STATE/jobs/state.json, written by blumeops-scheduler). The words:
+
+- Progressing: a run is going on (unless `max_age` passed: a hung run is Degraded), or
+  the scheduler has not registered the job yet (just applied);
+- Healthy: the last run exited 0 and the job is not overdue, or it has not run yet and
+  its first time has not passed (a daily backup applied at noon is not a failure until
+  tomorrow; the detail says when it first runs);
+- Degraded: the last run exited non-zero (or could not start); or it is overdue (its
+  next time passed more than `grace` ago, default the period, at most 10 minutes, with
+  no run); or its last success is older than `max_age`;
+- Missing: the job's program or the scheduler is not loaded in supervisord.
+
+`status` shows the last run, the next run and the exit code beside the health.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from blumeops.engine.health import Health
+
+if TYPE_CHECKING:
+    from blumeops.drivers.supervisor import ProgramStatus
+    from blumeops.engine.local import ServiceHealth
+    from blumeops.engine.spec import JobSpec, ServiceSpec
+
+MAX_GRACE = 600  # seconds: the default grace is the period, at most this
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """What `status` shows of a job beside its health."""
+
+    last_run: str | None  # ISO time the last run started
+    next_run: str | None
+    exit_code: int | None
+    running: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {"last_run": self.last_run, "next_run": self.next_run,
+                "exit_code": self.exit_code, "running": self.running}
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def grace_seconds(job: JobSpec, around: datetime) -> int:
+    from blumeops.catalog.schedule import period
+
+    if job.grace is not None:
+        return job.grace
+    return min(period(job.cron, job.every, around), MAX_GRACE)
+
+
+def judge(job: JobSpec, record: dict[str, Any] | None, at: datetime) -> tuple[Health, str]:
+    """The job's health from its record at time `at` (pure: tests give their own clock)."""
+    from blumeops.catalog.schedule import next_run
+
+    if record is None or _time(record.get("scheduled_since")) is None:
+        return Health.progressing, "waiting for the scheduler to take it"
+    since = _time(record["scheduled_since"])
+    assert since is not None
+    last = _time(record.get("last_start"))
+    success = _time(record.get("last_success"))
+    stale = job.max_age is not None and (success or since) < at - timedelta(
+        seconds=job.max_age)
+    if record.get("running"):
+        running = f"running since {last.isoformat(timespec='seconds') if last else '?'}"
+        if stale:  # a run that hangs: the archive it should write is overdue
+            return Health.degraded, (f"{running}, and no successful run since "
+                                     f"{(success or since).isoformat(timespec='seconds')}")
+        return Health.progressing, running
+    code = record.get("exit_code")
+    output = " | ".join(str(record.get("output") or "").strip().splitlines()[-5:])
+    if last is not None and code != 0:
+        what = f"exit {code}" if code is not None else "did not run to its end"
+        return Health.degraded, (f"last run {last.isoformat(timespec='seconds')}: {what}"
+                                 + (f"; output: {output}" if output else ""))
+    # When the job should have started again after its last run (or first, after it was
+    # scheduled): past that by more than the grace, it is overdue.
+    due = next_run(job.cron, job.every, last or since)
+    if at > due + timedelta(seconds=grace_seconds(job, at)):
+        return Health.degraded, (f"overdue: due at {due.isoformat(timespec='seconds')}, "
+                                 "no run since" + (" it was scheduled" if last is None else ""))
+    if stale:
+        return Health.degraded, ("no successful run since "
+                                 f"{(success or since).isoformat(timespec='seconds')} "
+                                 f"(max_age {job.max_age}s)")
+    if last is None:
+        return Health.healthy, f"no run yet; first at {due.isoformat(timespec='seconds')}"
+    return Health.healthy, f"last run {last.isoformat(timespec='seconds')}: exit 0"
+
+
+def job_health(name: str, svc: ServiceSpec, state_dir: Path,
+               status: dict[str, ProgramStatus]) -> ServiceHealth:
+    """A local supervisor job's health (see the module docstring)."""
+    from blumeops.catalog.schedule import SCHEDULER
+    from blumeops.engine.local import ServiceHealth
+    from blumeops.scheduler import read_state
+
+    assert svc.job is not None
+    st = status.get(name)
+    record = read_state(state_dir).get(name)
+    run = JobRun((record or {}).get("last_start"), (record or {}).get("next_run"),
+                 (record or {}).get("exit_code"), bool((record or {}).get("running")))
+    state = st.state if st is not None else ""
+    if st is None:
+        return ServiceHealth(name, Health.missing, "job not loaded in supervisord", job=run)
+    sched = status.get(SCHEDULER)
+    if sched is None or sched.state not in ("RUNNING", "STARTING"):
+        word = sched.state if sched is not None else "not loaded"
+        return ServiceHealth(name, Health.missing, f"{SCHEDULER} is {word}: nothing starts "
+                                                   "this job", state, st.pid, job=run)
+    health, detail = judge(svc.job, record, datetime.now().astimezone())
+    if st.state in ("RUNNING", "STARTING") and health is not Health.progressing:
+        health, detail = Health.progressing, "running"
+    return ServiceHealth(name, health, detail, state, st.pid, job=run)
+
+
+def scheduler_health(name: str, status: dict[str, ProgramStatus], state_dir: Path
+                     ) -> ServiceHealth:
+    """blumeops-scheduler is Healthy while supervisord runs it."""
+    from blumeops.engine.local import ServiceHealth
+    from blumeops.scheduler import read_state
+
+    st = status.get(name)
+    if st is None:
+        return ServiceHealth(name, Health.missing, "not running under supervisord")
+    if st.state == "STARTING":
+        return ServiceHealth(name, Health.progressing, "starting", st.state, st.pid)
+    if st.state != "RUNNING":
+        return ServiceHealth(name, Health.degraded, f"{st.state}: {st.spawnerr or st.description}"
+                             f"; log: logs/{name}.log", st.state, st.pid)
+    jobs = read_state(state_dir)
+    return ServiceHealth(name, Health.healthy, f"running {len(jobs)} jobs", st.state, st.pid)
+
+
+def backup_events(healths: list[ServiceHealth], services: dict[str, ServiceSpec]
+                  ) -> list[tuple[str, str, str]]:
+    """(event, job, detail) for the backup job's health: `backup-failed` when its last run
+    failed, `backup-overdue` when it did not run in time or its archive is too old,
+    `backup-ok` when Healthy (the notify rules turn changes into one notice each)."""
+    out = []
+    for h in healths:
+        spec = services.get(h.service)
+        if spec is None or spec.job is None or not spec.job.backup:
+            continue
+        if h.health is Health.healthy:
+            out.append(("backup-ok", h.service, h.detail))
+        elif h.health is Health.degraded:
+            late = h.detail.startswith("overdue") or "no successful run since" in h.detail
+            out.append(("backup-overdue" if late else "backup-failed", h.service, h.detail))
+    return out

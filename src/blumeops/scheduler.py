@@ -1,0 +1,226 @@
+"""blumeops-scheduler: runs a supervisor host's jobs at their times (supervisord has none).
+
+It runs as one supervisord program (render/supervisor.py `scheduler_program`), with the
+job table as its argument. Each job is a supervisord program of its own that supervisord
+never starts by itself (`autostart=false`), so its secrets wrapper, environment, log and
+process group are supervisord's as for any service. At a job's time the scheduler asks
+supervisord to start it (XML-RPC on the lab's private socket), watches it until it exits,
+and records the run in STATE/jobs/state.json (0600):
+
+    {"jobs": {"NAME": {"scheduled_since", "next_run", "running", "last_start", "last_end",
+                       "exit_code", "output", "last_success", "skipped"}}}
+
+Times are ISO 8601 with the host's offset; a cron expression is read in the host's local
+time. A run still going at the next time skips that time (recorded in `skipped`), as a
+Kubernetes CronJob with `concurrencyPolicy: Forbid` does. Jobs that leave the table are
+dropped from the state file; supervisord removes their programs.
+
+    python -m blumeops.scheduler --state-dir STATE --table '[{"name": ..., "cron": ...}]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from blumeops.catalog.schedule import next_run
+
+TICK = 0.2  # seconds between looks while a job runs
+OUTPUT_LINES = 20  # tail of a run's output kept in the state file
+FINISHED = {"EXITED", "FATAL", "STOPPED", "BACKOFF", "UNKNOWN"}
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    cron: str | None
+    every: int | None
+
+
+def now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def parse_table(text: str) -> list[Job]:
+    rows = json.loads(text)
+    return [Job(str(r["name"]), r.get("cron"), r.get("every")) for r in rows]
+
+
+def state_path(state_dir: Path) -> Path:
+    return state_dir / "jobs" / "state.json"
+
+
+def read_state(state_dir: Path) -> dict[str, dict[str, Any]]:
+    """The recorded runs, job -> record ({} when there is none or it is unreadable)."""
+    try:
+        data = json.loads(state_path(state_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    return jobs if isinstance(jobs, dict) else {}
+
+
+class Scheduler:
+    """The loop: start due jobs, watch running ones, record every run."""
+
+    def __init__(self, state_dir: Path, lab_dir: Path, jobs: list[Job]) -> None:
+        from blumeops.drivers.supervisor import SupervisorDriver
+
+        self.state_dir = state_dir
+        self.jobs = {job.name: job for job in jobs}
+        self.supervisor = SupervisorDriver(state_dir, lab_dir)
+        self.offsets: dict[str, int] = {}  # log size at a run's start: its output follows
+        started = now()
+        old = read_state(state_dir)
+        self.records: dict[str, dict[str, Any]] = {}
+        for job in jobs:
+            record = dict(old.get(job.name, {}))
+            record.setdefault("scheduled_since", started.isoformat())
+            record.setdefault("skipped", 0)
+            self.records[job.name] = record
+        self.due = {job.name: self._first_due(job, started) for job in jobs}
+
+    def _first_due(self, job: Job, started: datetime) -> datetime:
+        """A cron job's next time; an interval job one interval after its last start (at
+        once when that passed while the scheduler was down), else after this start."""
+        last = self.records[job.name].get("last_start")
+        if job.every is not None and last:
+            return max(next_run(None, job.every, datetime.fromisoformat(last)), started)
+        return next_run(job.cron, job.every, started)
+
+    # -- records -----------------------------------------------------------------------
+
+    def save(self) -> None:
+        from blumeops.fileio import write_atomic
+
+        for name, record in self.records.items():
+            record["next_run"] = self.due[name].isoformat()
+        path = state_path(self.state_dir)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"jobs": self.records}, indent=1, sort_keys=True), 0o600)
+
+    def _output(self, name: str) -> str:
+        """The run's output (its log since the start), last lines, its secrets masked."""
+        from blumeops.fileio import tail_since
+        from blumeops.secrets.envfile import EnvFileError, read_env_file
+        from blumeops.secrets.redact import Redactor
+
+        text = tail_since(self.supervisor.logs_dir / f"{name}.log", self.offsets.get(name, 0),
+                          OUTPUT_LINES)
+        lines = text.strip().splitlines()
+        values: list[str] = []
+        with contextlib.suppress(EnvFileError):
+            values = list(read_env_file(self.supervisor.env_path(name)).values())
+        return Redactor(values)("\n".join(lines))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def start(self, name: str, at: datetime) -> None:
+        record = self.records[name]
+        log = self.supervisor.logs_dir / f"{name}.log"
+        try:
+            offset = log.stat().st_size
+        except OSError:
+            offset = 0
+        try:
+            self.supervisor.rpc.supervisor.startProcess(name, False)
+        except Exception as exc:  # xmlrpc Fault (ALREADY_STARTED, BAD_NAME) or socket
+            text = getattr(exc, "faultString", None) or str(exc)
+            if "ALREADY_STARTED" in text:
+                record["skipped"] = int(record.get("skipped", 0)) + 1
+                return
+            record.update(last_start=at.isoformat(), last_end=at.isoformat(), running=False,
+                          exit_code=None, output=f"could not start: {text}")
+            return
+        self.offsets[name] = offset  # this run's output starts here
+        record.update(last_start=at.isoformat(), running=True, last_end=None,
+                      exit_code=None, output="")
+
+    def finish(self, name: str, info: dict[str, Any]) -> None:
+        record = self.records[name]
+        state = info.get("statename", "UNKNOWN")
+        code: int | None = info.get("exitstatus")
+        if state in ("FATAL", "BACKOFF"):
+            code = None  # it could not be started (spawnerr says why)
+        if state == "BACKOFF":  # supervisord would retry the spawn: this run failed
+            with contextlib.suppress(Exception):
+                self.supervisor.rpc.supervisor.stopProcess(name, False)
+        ended = now()  # within a tick of its exit (supervisord keeps whole seconds)
+        output = self._output(name)
+        if state in ("FATAL", "BACKOFF") and info.get("spawnerr"):
+            output = f"could not start: {info['spawnerr']}\n{output}".strip()
+        if state == "STOPPED":
+            output = f"stopped before it finished\n{output}".strip()
+            code = None
+        record.update(running=False, last_end=ended.isoformat(), exit_code=code, output=output,
+                      last_state=state)
+        if code == 0:
+            record["last_success"] = record.get("last_start")
+
+    def tick(self) -> float:
+        """One look: finish, start, record. Returns seconds until the next look."""
+        changed = False
+        running = [n for n, r in self.records.items() if r.get("running")]
+        if running:
+            try:
+                infos = {i["name"]: i for i in self.supervisor.rpc.supervisor.getAllProcessInfo()}
+            except Exception:  # supervisord busy or restarting: look again shortly
+                self.supervisor._proxy = None
+                return 1.0
+            for name in running:
+                info = infos.get(name)
+                if info is None or info["statename"] in FINISHED:
+                    self.finish(name, info or {"statename": "UNKNOWN", "exitstatus": None})
+                    changed = True
+        at = now()
+        for name, due in sorted(self.due.items()):
+            if due <= at:
+                self.start(name, at)
+                job = self.jobs[name]
+                self.due[name] = next_run(job.cron, job.every, at)  # missed times: skipped
+                changed = True
+        if changed:
+            self.save()
+        wait = min((d - now()).total_seconds() for d in self.due.values()) if self.due else 60
+        if any(r.get("running") for r in self.records.values()):
+            wait = min(wait, TICK)
+        return max(0.05, min(wait, 60.0))
+
+    def run(self) -> None:
+        self.save()
+        while True:
+            time.sleep(self.tick())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m blumeops.scheduler",
+                                     description="Run a host's jobs at their times.")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--table", required=True, help="the job table, JSON")
+    args = parser.parse_args(argv)
+    lab_dir = Path(os.environ.get("BLUMEOPS_LAB_DIR", "."))
+    scheduler = Scheduler(args.state_dir, lab_dir, parse_table(args.table))
+
+    def stop(_signum: int, _frame: object) -> None:
+        # Jobs are supervisord's programs: one running goes on; the next scheduler sees it.
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"blumeops-scheduler: {len(scheduler.jobs)} jobs: "
+          + ", ".join(sorted(scheduler.jobs)), flush=True)
+    scheduler.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

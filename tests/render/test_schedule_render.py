@@ -1,0 +1,225 @@
+"""Scheduled jobs rendered for every target, each read back by the target's own checker.
+
+- launchd: plistlib; StartCalendarInterval, matched the way launchd documents it (an
+  omitted key is a wildcard; Day and Weekday together match when either does), fires at
+  exactly cronsim's times over two weeks; no KeepAlive.
+- systemd: `systemd-analyze verify` on the oneshot service and its timer, and
+  `systemd-analyze calendar` on every OnCalendar= gives cronsim's next times.
+- Kubernetes: a CronJob, strictly schema-valid (kubernetes-validate).
+- supervisord: its own ServerOptions reads a job program that never starts itself and
+  the scheduler program with its job table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import plistlib
+import shlex
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from systemd_check import systemd_analyze, verify_clean
+from test_injection import supervisor_programs
+
+from blumeops.catalog.model import Lab
+from blumeops.catalog.schedule import next_run
+from blumeops.render import RenderContext, kubernetes, launchd, native, supervisor, systemd
+from conftest import check_golden, load_data
+
+CRONS = ["15 3 * * *", "*/20 9-17 * * 1-5", "0 0 1,15 * SUN", "30 4 * 1,7 *", "@weekly",
+         "0 */6 * * *", "5 0 * * 0,6"]
+
+
+def job_lab(tmp_path: Path, os_name: str, manager: str, schedules: dict[str, Any],
+            commands: dict[str, list[str]] | None = None) -> Lab:
+    tmp_path.mkdir(exist_ok=True)
+    services = {name: {"native": "h", "command": (commands or {}).get(name, ["/usr/bin/true"]),
+                       "schedule": sched, "description": f"job {name}"}
+                for name, sched in schedules.items()}
+    result = load_data(tmp_path, {
+        "lab": "j", "hosts": {"h": {"role": "compute", "os": os_name,
+                                    "service_manager": manager, "local": True}},
+        "services": services})
+    assert result.lab is not None, [str(d) for d in result.diagnostics]
+    return result.lab
+
+
+# --- launchd ---------------------------------------------------------------------------
+
+
+def launchd_fires(entries: list[dict[str, int]], t: datetime) -> bool:
+    """Whether launchd starts the job at minute `t` (launchd.plist(5))."""
+    weekday = (t.weekday() + 1) % 7  # launchd/cron: 0 = Sunday
+    for entry in entries or [{}]:
+        if any(entry.get(k, v) != v for k, v in (("Minute", t.minute), ("Hour", t.hour),
+                                                  ("Month", t.month))):
+            continue
+        day, wday = entry.get("Day"), entry.get("Weekday")
+        day_ok = day is None or day == t.day
+        wday_ok = wday is None or wday % 7 == weekday
+        if (day_ok or wday_ok) if day is not None and wday is not None else (day_ok and
+                                                                              wday_ok):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("cron", CRONS)
+def test_launchd_calendar_fires_when_cron_does(cron: str) -> None:
+    entries = launchd.calendar(cron)
+    start = datetime(2026, 1, 1)
+    expected = set()
+    t = start
+    while (t := next_run(cron, None, t)) < start + timedelta(days=40):
+        expected.add(t)
+    fired = {start + timedelta(minutes=m) for m in range(1, 40 * 1440)
+             if launchd_fires(entries, start + timedelta(minutes=m))}
+    assert fired == expected
+    assert expected
+
+
+def test_launchd_job_plist(tmp_path: Path) -> None:
+    lab = job_lab(tmp_path, "macos", "launchd", {"nightly": "15 3 * * *",
+                                                 "often": {"every": "90s"}})
+    plists = {r.name: plistlib.loads(r.body.encode())
+              for r in native.render(lab, RenderContext()) if r.kind == "plist"}
+    nightly, often = plists["nightly"], plists["often"]
+    for data in (nightly, often):
+        assert "KeepAlive" not in data  # started at its times, left to exit
+        assert data["RunAtLoad"] is False
+    assert nightly["StartCalendarInterval"] == [{"Minute": 15, "Hour": 3}]
+    assert "StartInterval" not in nightly
+    assert often["StartInterval"] == 90 and "StartCalendarInterval" not in often
+
+
+# --- systemd ---------------------------------------------------------------------------
+
+
+def systemd_next(spec: str, base: datetime, n: int) -> list[datetime]:
+    proc = subprocess.run(
+        [systemd_analyze(), "calendar", f"--iterations={n}",
+         f"--base-time={base.strftime('%Y-%m-%d %H:%M:%S')} UTC", spec],
+        capture_output=True, text=True, check=True, env={**os.environ, "TZ": "UTC"})
+    out = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith(("Next elapse:", "Iter. #")):
+            stamp = line.split(": ", 1)[1].rsplit(" ", 1)[0].split(" ", 1)[1]
+            out.append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(
+                tzinfo=UTC))
+    return out
+
+
+@pytest.mark.parametrize("cron", CRONS)
+def test_systemd_on_calendar_matches_cron(cron: str) -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    specs = systemd.on_calendar(cron)
+    union = sorted({t for spec in specs for t in systemd_next(spec, base, 12)})[:12]
+    expected, t = [], base
+    for _ in range(12):
+        t = next_run(cron, None, t)
+        expected.append(t)
+    assert union == expected
+
+
+def test_systemd_job_units_verify(tmp_path: Path) -> None:
+    lab = job_lab(tmp_path / "lab", "linux", "systemd",
+                  {"nightly": "0 0 1 * MON", "often": {"every": "5m"}})
+    out = tmp_path / "units"
+    out.mkdir()
+    resources = [r for r in native.render(lab, RenderContext()) if r.target == "systemd@h"]
+    assert sorted(r.path.rsplit("/", 1)[1] for r in resources) == [
+        "blumeops-nightly.service", "blumeops-nightly.timer",
+        "blumeops-often.service", "blumeops-often.timer"]
+    for r in resources:
+        (out / r.path.rsplit("/", 1)[1]).write_text(r.body)
+    service = (out / "blumeops-nightly.service").read_text()
+    assert "Type=oneshot" in service and "Restart=" not in service
+    assert "[Install]" not in service  # the timer is what is enabled
+    timer = (out / "blumeops-nightly.timer").read_text()
+    assert "OnCalendar=Mon *-*-* 00:00:00\nOnCalendar=*-*-01 00:00:00\n" in timer
+    assert "Unit=blumeops-nightly.service" in timer and "WantedBy=timers.target" in timer
+    often = (out / "blumeops-often.timer").read_text()
+    assert "OnActiveSec=300s\nOnUnitActiveSec=300s\n" in often
+    verify_clean(sorted(out.iterdir()))
+    check_golden("native/jobs/blumeops-nightly.timer", timer)
+    check_golden("native/jobs/blumeops-nightly.service", service)
+
+
+# --- Kubernetes -------------------------------------------------------------------------
+
+
+def test_kubernetes_cron_job_is_strictly_valid(tmp_path: Path) -> None:
+    import kubernetes_validate
+
+    result = load_data(tmp_path, {
+        "lab": "j", "hosts": {"h": {"role": "compute", "os": "linux"}},
+        "clusters": {"k": {"host": "h", "context": "k"}},
+        "services": {
+            "report": {"kubernetes": "k", "image": "busybox:1.36", "args": ["date"],
+                       "schedule": "@daily", "secrets": {"TOKEN": "vault:report/token"}},
+            "sweep": {"kubernetes": "k", "image": "busybox:1.36", "schedule": "15m"}}})
+    assert result.lab is not None, [str(d) for d in result.diagnostics]
+    jobs = {r.service: r for r in kubernetes.render(result.lab, RenderContext())
+            if r.kind == "CronJob"}
+    assert sorted(jobs) == ["report", "sweep"]
+    for res in jobs.values():
+        import yaml
+
+        doc = yaml.safe_load(res.body)
+        kubernetes_validate.validate(doc, "1.31.0", strict=True)
+        assert doc["spec"]["concurrencyPolicy"] == "Forbid"
+        pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["restartPolicy"] == "OnFailure"
+    assert yaml.safe_load(jobs["report"].body)["spec"]["schedule"] == "0 0 * * *"
+    assert yaml.safe_load(jobs["sweep"].body)["spec"]["schedule"] == "*/15 * * * *"
+    rendered = [r.kind for r in kubernetes.render(result.lab, RenderContext())]
+    assert "Deployment" not in rendered and "Service" not in rendered
+
+
+# --- supervisord -----------------------------------------------------------------------
+
+
+def test_supervisor_job_and_scheduler_programs(tmp_path: Path) -> None:
+    lab = job_lab(tmp_path / "lab", "linux", "supervisor",
+                  {"nightly": "15 3 * * *", "often": {"every": "2m"}, "odd": "0 0 * * *"},
+                  {"odd": ["sh", "-c", "echo 100% '; not a comment'"]})
+    bodies = {r.name: r.body for r in native.render(lab, RenderContext())
+              if r.kind == "program"}
+    assert sorted(bodies) == ["blumeops-scheduler", "nightly", "odd", "often"]
+    (tmp_path / "sup").mkdir()
+    programs = supervisor_programs(bodies, tmp_path / "sup")
+    for name in ("nightly", "often", "odd"):
+        assert programs[name].autostart is False
+        assert programs[name].autorestart is False
+        assert programs[name].startsecs == 0
+    scheduler = programs["blumeops-scheduler"]
+    assert scheduler.autostart is True
+    argv = shlex.split(scheduler.command)
+    assert argv[1:3] == ["-m", "blumeops.scheduler"]
+    table = json.loads(argv[argv.index("--table") + 1])
+    assert [r["name"] for r in table] == ["nightly", "odd", "often"]
+    assert {r["name"]: r.get("cron", r.get("every")) for r in table} == {
+        "nightly": "15 3 * * *", "odd": "0 0 * * *", "often": 120}
+    # The odd command reaches the job exactly (supervisord's own reading of it).
+    assert shlex.split(programs["odd"].command)[-1] == "echo 100% '; not a comment'"
+
+
+def test_services_without_jobs_render_no_scheduler(demo_lab: Lab) -> None:
+    assert all(r.name != "blumeops-scheduler" for r in native.render(demo_lab,
+                                                                     RenderContext()))
+    assert supervisor.SCHEDULER == "blumeops-scheduler"
+
+
+def test_docs_say_when_a_job_runs(blumeops_lab: Lab) -> None:
+    from blumeops.render import docs
+
+    pages = {r.path: r.body for r in docs.render(blumeops_lab, RenderContext())}
+    page = pages["docs/services/borgmatic.md"]
+    assert ("| Schedule | a job: cron `15 3 * * *` (host's local time), last success at "
+            "most 26h old |") in page
+    assert "The result and age of its last run" in page
+    assert "| Schedule |" not in pages["docs/services/forgejo.md"]
