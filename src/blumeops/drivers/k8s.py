@@ -272,8 +272,10 @@ class KubeDriver(_ClusterDriver):
         if self.cluster.delivery == "apply":
             wanted = set(services)
             mine = [m for _, m in self._manifests() if m.service in wanted]
-            for name, (health, detail) in self._call(self.kube.health, mine).items():
-                out[name] = ServiceHealth(name, health, detail, urls=spec[name].urls)
+            jobs = {n: job for n in wanted if (job := spec[n].job) is not None}
+            for name, v in self._call(self.kube.verdicts, mine, jobs).items():
+                out[name] = ServiceHealth(name, v.health, v.detail, urls=spec[name].urls,
+                                          job=v.run)
             for name in services:
                 out.setdefault(name, ServiceHealth(name, Health.missing, "no objects rendered",
                                                    urls=spec[name].urls))
