@@ -18,6 +18,7 @@ from blumeops.tailnet.push import PolicyPlan, PushError, PushResult
 if TYPE_CHECKING:
     from blumeops.delivery.hydrate import DeployTarget
     from blumeops.delivery.kubeapply import ItemResult, KubeChange
+    from blumeops.engine.local import LocalRuntime
 
 DEFAULT_DEPLOY_BRANCH = "blumeops-deploy"
 
@@ -168,26 +169,23 @@ def apply_cluster(lab: Lab, cluster: str | None = None, prune: bool = True,
     return out
 
 
-def cluster_health(lab: Lab) -> dict[str, dict[str, tuple[Health, str]]]:
-    """Per cluster, per service (apply) or Application (ArgoCD): the five words and why.
-    An unreachable cluster reports Unknown, not an error."""
-    from blumeops.delivery.kube import manifests
-    from blumeops.delivery.kubeapply import KubeDelivery, KubeError
-    from blumeops.render import render_lab
+def cluster_health(runtime: LocalRuntime) -> dict[str, dict[str, tuple[Health, str]]]:
+    """Per cluster: each of its services and its own rows (the app-of-apps), in the five
+    words and why: what `status` shows of the clusters, read by the same sessions
+    (engine/targets.py). An unreachable cluster is Unknown, with the reason."""
+    from blumeops.engine.targets import TargetSession
 
-    resources = render_lab(lab, only=("kubernetes",))
-    out: dict[str, dict[str, tuple[Health, str]]] = {}
-    for name, cluster in lab.clusters.items():
-        kube = KubeDelivery(lab.lab, cluster.context)
-        try:
-            if cluster.delivery == "apply":
-                out[name] = kube.health(manifests(resources, name))
-            else:
-                out[name] = kube.applications()
-        except KubeError as exc:
-            out[name] = {"(cluster)": (Health.unknown, str(exc))}
-        except Exception as exc:  # an unreachable API server: say so, do not crash
-            out[name] = {"(cluster)": (Health.unknown, f"{type(exc).__name__}: {exc}")}
+    spec = runtime.spec
+    names = [n for n, svc in spec.services.items() if svc.host in spec.clusters]
+    healths = runtime.service_health(names, {})
+    out: dict[str, dict[str, tuple[Health, str]]] = {c: {} for c in spec.clusters}
+    for name in names:
+        h = healths[name]
+        out[h.host][name] = (h.health, h.detail)
+    for session in runtime.unique_sessions():
+        if isinstance(session, TargetSession) and session.name in out:
+            out[session.name].update({row.name: (row.health, row.detail)
+                                      for row in session.target_health()})
     return out
 
 
