@@ -135,3 +135,23 @@ def test_lab_page_shows_target_rows_and_clusters_live(
     finally:
         controller.stop()
     assert TS_KEY not in html
+
+
+def test_a_jobs_runs_are_shown_in_utc_whatever_their_offset() -> None:
+    """A job's runs carry the offset of where they ran (a CronJob's timeZone, a Mac's
+    local time): the Lab page shows them in UTC, as its other times."""
+    from blumeops.server.dashboard.pages import _env, _when
+
+    assert _when("2026-11-27T04:00:04+01:00") == "2026-11-27 03:00:04 UTC"
+    assert _when("2026-11-27T03:00:04Z") == "2026-11-27 03:00:04 UTC"
+    assert _when("never") == "never"
+    row = {"service": "backup", "health": "Degraded", "detail": "exit 3", "urls": [],
+           "where": "cluster kind", "last": None,
+           "job": {"last_run": "2026-11-27T04:00:04+01:00", "exit_code": 3,
+                   "running": False, "next_run": "2026-11-28T03:00:00+01:00"}}
+    status = {"health": "Degraded", "applied": None, "newest": None, "in_sync": False,
+              "sync_state": "idle", "paused": False, "last_errors": []}
+    html = _env.get_template("lab.html").render(services=[row], targets=[], status=status,
+                                                session=None, nav="lab")
+    assert ("last run 2026-11-27 03:00:04 UTC · exit 3 · next 2026-11-28 02:00:00 UTC"
+            in html), html

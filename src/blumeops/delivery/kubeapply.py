@@ -314,10 +314,9 @@ class KubeDelivery:
                 continue
             live = self._get(m.api_version, m.kind, m.name, m.namespace)
             if m.kind == "CronJob" and jobs and m.service in jobs:
-                crons[m.service] = live if live is not None else None
+                crons[m.service] = live
             else:
-                by_service.setdefault(m.service, [])
-                by_service[m.service].append(live)
+                by_service.setdefault(m.service, []).append(live)
             if m.namespace:
                 namespaces[m.service] = m.namespace
         out: dict[str, Verdict] = {}
@@ -327,10 +326,9 @@ class KubeDelivery:
             pods = self._pods(service, namespace)
             run = None
             cron_verdict = None
-            if service in crons and jobs is not None:
+            if service in crons and jobs:
                 cronjob = crons[service]
-                owned = self._jobs(namespace) if cronjob is not None else []
-                mine = owned_jobs(cronjob, owned) if cronjob is not None else []
+                mine = owned_jobs(cronjob, self._jobs(namespace)) if cronjob is not None else []
                 failed = None
                 if mine and job_outcome(mine[-1]) == "failed":
                     failed = exit_code(self._job_pods(mine[-1], namespace))
