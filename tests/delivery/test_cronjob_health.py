@@ -296,6 +296,8 @@ def test_stand_in_status_shows_a_cronjobs_health_last_and_next_run(
     assert "LAST RUN" in text and "NEXT RUN" in text and "EXIT" in text
     [row] = [line for line in text.splitlines() if line.startswith("report ")]
     assert (hour + timedelta(hours=1)).isoformat()[:19] in row
+    check = _cli(lab, state, "check")
+    assert "ok   job     report " in check.output, check.output
 
     # The newest run fails with exit 3: Degraded, with the exit code and the reason.
     done["status"] = _y(FAILED_STATUS) | {"startTime": _iso(hour + timedelta(seconds=4))}
@@ -308,6 +310,8 @@ def test_stand_in_status_shows_a_cronjobs_health_last_and_next_run(
     assert report["health"] == "Degraded"
     assert "exit 3" in report["detail"] and "BackoffLimitExceeded" in report["detail"]
     assert report["job"]["exit_code"] == 3
+    check = _cli(lab, state, "check")
+    assert check.exit_code == 1 and "FAIL job     report " in check.output, check.output
 
     # A new run is going, its pod stuck pulling its image: Degraded at once, as a
     # Deployment's would be; the failed runs' pods do not count.
