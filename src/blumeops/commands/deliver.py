@@ -1,5 +1,6 @@
-"""`blumeops deliver`, `blumeops cluster`, `blumeops tailnet`: the cluster and the tailnet,
-until `plan`/`apply` show them (blumeops.delivery.api holds the functions both call)."""
+"""`blumeops deliver`, `blumeops cluster`, `blumeops tailnet`: the cluster and the tailnet
+one at a time (`plan`, `apply` and `status` show them with the hosts; `cluster health` is
+the cluster part of `status`). blumeops.delivery.api holds the functions they call."""
 
 from __future__ import annotations
 
@@ -143,15 +144,19 @@ def cluster_apply(lab: Path | None, name: str | None, no_prune: bool, wait: floa
 
 @cluster.command("health")
 @LAB_ARGUMENT
+@STATE_OPTION
 @OUTPUT_OPTION
-def cluster_health(lab: Path | None, output: str) -> None:
-    """Each service (delivery: apply) or ArgoCD Application: Healthy, Progressing, ..."""
+def cluster_health(lab: Path | None, state_dir: Path | None, output: str) -> None:
+    """Each cluster's services (their workloads, or their ArgoCD Application) and its
+    app-of-apps: Healthy, Progressing, ... The cluster part of `blumeops status`."""
+    from blumeops.commands.lifecycle import session
     from blumeops.delivery.api import cluster_health as read_health
     from blumeops.engine.health import Health, worst
 
-    result = load_or_exit(lab)
-    assert result.lab is not None
-    healths = read_health(result.lab)
+    with session(lab, state_dir) as s:
+        if not s.spec.clusters:
+            fail("the catalog has no cluster blumeops reads")
+        healths = read_health(s.runtime)
     if output == "json":
         emit_json({n: {k: {"health": h.value, "detail": d} for k, (h, d) in items.items()}
                    for n, items in healths.items()})
@@ -160,7 +165,7 @@ def cluster_health(lab: Path | None, output: str) -> None:
               [[n, k, h.value, d] for n, items in healths.items()
                for k, (h, d) in sorted(items.items())])
     everything = [h for items in healths.values() for h, _ in items.values()]
-    raise SystemExit(0 if worst(everything) is Health.healthy else 1)
+    raise SystemExit(0 if everything and worst(everything) is Health.healthy else 1)
 
 
 # -- tailnet -----------------------------------------------------------------------------------

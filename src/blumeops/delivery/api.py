@@ -6,6 +6,7 @@ plan`/`apply` can call them once the engine learns about these targets."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,9 @@ from blumeops.engine.health import Health
 from blumeops.tailnet.push import PolicyPlan, PushError, PushResult
 
 if TYPE_CHECKING:
+    from blumeops.delivery.hydrate import DeployTarget
     from blumeops.delivery.kubeapply import ItemResult, KubeChange
+    from blumeops.engine.local import LocalRuntime
 
 DEFAULT_DEPLOY_BRANCH = "blumeops-deploy"
 
@@ -47,6 +50,34 @@ def source_commit(lab_file: Path) -> tuple[str, str]:
     return sha, subject
 
 
+def own_branch_conflict(lab_file: Path, targets: Iterable[DeployTarget]) -> str | None:
+    """Why these deploy targets must not be written: one is the branch the lab's own
+    checkout is on, in that checkout's repository (the checkout itself or one of its
+    remotes). Deploy commits there would become the catalog's next commits, rendered
+    manifests in the user's branch. None when every target is elsewhere."""
+    from blumeops.source.git import _ENV, GitSource, work_tree_of
+
+    tree = work_tree_of(lab_file)
+    if tree is None:
+        return None
+    mine = [t for t in targets if t.branch == tree.branch]
+    if not mine:
+        return None
+    proc = subprocess.run(["git", "-C", str(tree.root), "config", "--get-regexp",
+                           r"^remote\..*\.(push)?url$"], capture_output=True, text=True,
+                          env=_ENV, check=False, stdin=subprocess.DEVNULL)
+    urls = [str(tree.root)] + [line.partition(" ")[2] for line in proc.stdout.splitlines()
+                               if line.partition(" ")[2]]
+    for target in mine:
+        if any(GitSource(url, tree.branch, ".", tree.root).repo_matches([target.repo_url])
+               for url in urls):
+            return (f"cluster {target.cluster!r}: its deploy branch {target.branch!r} is the "
+                    f"branch your checkout {tree.root} is on, in the same repository: deploy "
+                    "commits would land on the catalog's own branch; choose another "
+                    "deploy_branch")
+    return None
+
+
 def apply_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
                         repo: str | None = None, branch: str | None = None,
                         commit: str | None = None, dry_run: bool = False
@@ -68,6 +99,11 @@ def apply_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
             c.deploy_branch and c.repo_url for c in lab.clusters.values()):
         raise DeliveryError("no deploy target: set clusters.NAME.repo_url and deploy_branch, "
                             "or pass --repo (and --branch)")
+    from blumeops.delivery.hydrate import deploy_targets
+
+    conflict = own_branch_conflict(lab_file, deploy_targets(lab, branch, repo))
+    if conflict is not None:
+        raise DeliveryError(conflict)
     resources = render_lab(lab, RenderContext(source=lab_file.name),
                            only=("kubernetes", "argocd"))
     run = plan_lab if dry_run else hydrate_lab
@@ -133,26 +169,23 @@ def apply_cluster(lab: Lab, cluster: str | None = None, prune: bool = True,
     return out
 
 
-def cluster_health(lab: Lab) -> dict[str, dict[str, tuple[Health, str]]]:
-    """Per cluster, per service (apply) or Application (ArgoCD): the five words and why.
-    An unreachable cluster reports Unknown, not an error."""
-    from blumeops.delivery.kube import manifests
-    from blumeops.delivery.kubeapply import KubeDelivery, KubeError
-    from blumeops.render import render_lab
+def cluster_health(runtime: LocalRuntime) -> dict[str, dict[str, tuple[Health, str]]]:
+    """Per cluster: each of its services and its own rows (the app-of-apps), in the five
+    words and why: what `status` shows of the clusters, read by the same sessions
+    (engine/targets.py). An unreachable cluster is Unknown, with the reason."""
+    from blumeops.engine.targets import TargetSession
 
-    resources = render_lab(lab, only=("kubernetes",))
-    out: dict[str, dict[str, tuple[Health, str]]] = {}
-    for name, cluster in lab.clusters.items():
-        kube = KubeDelivery(lab.lab, cluster.context)
-        try:
-            if cluster.delivery == "apply":
-                out[name] = kube.health(manifests(resources, name))
-            else:
-                out[name] = kube.applications()
-        except KubeError as exc:
-            out[name] = {"(cluster)": (Health.unknown, str(exc))}
-        except Exception as exc:  # an unreachable API server: say so, do not crash
-            out[name] = {"(cluster)": (Health.unknown, f"{type(exc).__name__}: {exc}")}
+    spec = runtime.spec
+    names = [n for n, svc in spec.services.items() if svc.host in spec.clusters]
+    healths = runtime.service_health(names, {})
+    out: dict[str, dict[str, tuple[Health, str]]] = {c: {} for c in spec.clusters}
+    for name in names:
+        h = healths[name]
+        out[h.host][name] = (h.health, h.detail)
+    for session in runtime.unique_sessions():
+        if isinstance(session, TargetSession) and session.name in out:
+            out[session.name].update({row.name: (row.health, row.detail)
+                                      for row in session.target_health()})
     return out
 
 

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from blumeops.engine.health import Health, worst
 from blumeops.engine.resources import Resource
+
+if TYPE_CHECKING:
+    from blumeops.engine.jobs import JobRun
+    from blumeops.engine.spec import JobSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LAB_LABEL = "blumeops.dev/lab"
@@ -286,3 +291,130 @@ def service_health(objects: Iterable[Doc | None]) -> tuple[Health, str]:
         return health, detail
     what = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}" if obj else "object"
     return health, f"{what}: {detail}"
+
+
+# -- scheduled jobs (CronJob) ---------------------------------------------------------------
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # on a Job's pods (Kubernetes 1.27+)
+LEGACY_JOB_NAME_LABEL = "job-name"
+
+
+def _when(value: Any) -> datetime | None:
+    """An RFC 3339 time from the API (`2026-11-27T12:00:00Z`), aware; None if absent."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def owned_jobs(cronjob: Doc, jobs: Iterable[Doc]) -> list[Doc]:
+    """The Jobs this CronJob made (its controller ownerReference), oldest first."""
+    meta = cronjob.get("metadata") or {}
+    uid = meta.get("uid")
+
+    def mine(job: Doc) -> bool:
+        return any(ref.get("kind") == "CronJob" and ref.get("name") == meta.get("name")
+                   and (uid is None or ref.get("uid") in (None, uid))
+                   for ref in (job.get("metadata") or {}).get("ownerReferences") or [])
+
+    def started(job: Doc) -> tuple[str, str]:
+        when = (job.get("status") or {}).get("startTime") or \
+            (job.get("metadata") or {}).get("creationTimestamp") or ""
+        return str(when), str((job.get("metadata") or {}).get("name", ""))
+
+    return sorted((j for j in jobs if mine(j)), key=started)
+
+
+def job_outcome(job: Doc) -> str:
+    """`complete`, `failed` or `running`, as the Job's conditions say."""
+    conds = _conditions(job.get("status") or {})
+    if conds.get("Failed", {}).get("status") == "True":
+        return "failed"
+    if conds.get("Complete", {}).get("status") == "True":
+        return "complete"
+    return "running"
+
+
+def exit_code(pods: Iterable[Doc]) -> int | None:
+    """The exit code a Job's pods ended with: the first non-zero one, else 0; None when no
+    container terminated (or the pods are gone)."""
+    codes = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cs in status.get("containerStatuses") or []:
+            for state in (cs.get("state") or {}, cs.get("lastState") or {}):
+                code = (state.get("terminated") or {}).get("exitCode")
+                if isinstance(code, int):
+                    codes.append(code)
+    if not codes:
+        return None
+    return next((c for c in codes if c != 0), 0)
+
+
+def cronjob_health(job: JobSpec, cronjob: Doc | None, jobs: Iterable[Doc], at: datetime,
+                   failed_exit: int | None = None) -> tuple[Health, str, JobRun]:
+    """A CronJob's health by the rules of native jobs (engine/jobs.py `judge`), from its
+    status (lastScheduleTime, lastSuccessfulTime, active) and its newest Job: Degraded
+    when that Job failed, when a run is overdue or when the last success is older than
+    `max_age`. `failed_exit`: the exit code the failed Job's pods report, if any.
+
+    Times are in the CronJob's `timeZone`, else UTC (the kube-controller-manager's zone
+    on kind, minikube and k3s): next runs are computed with catalog/schedule.py from the
+    schedule the cluster holds."""
+    from dataclasses import replace
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from blumeops.catalog.schedule import next_run, parse_cron
+    from blumeops.engine.jobs import JobRun, judge
+
+    if cronjob is None:
+        return Health.missing, "CronJob not found in the cluster", JobRun(None, None, None)
+    spec = cronjob.get("spec") or {}
+    status = cronjob.get("status") or {}
+    try:
+        zone = ZoneInfo(str(spec.get("timeZone") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    at = at.astimezone(zone)
+    schedule = str(spec.get("schedule") or "")
+    try:
+        parse_cron(schedule)
+        job = replace(job, cron=schedule, every=None)  # what the cluster runs
+    except ValueError:
+        pass  # judged on the catalog's schedule
+    mine = owned_jobs(cronjob, jobs)
+    newest = mine[-1] if mine else None
+    outcome = job_outcome(newest) if newest is not None else None
+    active = bool(status.get("active")) or outcome == "running"
+    last = _when(status.get("lastScheduleTime"))
+    if newest is not None:
+        last = max(filter(None, (last, _when((newest.get("status") or {}).get("startTime")))),
+                   default=None)
+    success = _when(status.get("lastSuccessfulTime"))
+    code: int | None = None
+    output = ""
+    if outcome == "complete":
+        code = 0
+    elif outcome == "failed":
+        assert newest is not None
+        failed = _conditions(newest.get("status") or {})["Failed"]
+        code = failed_exit if failed_exit else None
+        output = (f"Job {newest['metadata'].get('name')} failed: "
+                  f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}").rstrip(": ")
+    elif last is not None and success is not None and success >= last:
+        code = 0  # its Job is gone (history limits), but it succeeded
+    since = _when((cronjob.get("metadata") or {}).get("creationTimestamp")) or at
+    record = {"scheduled_since": since.isoformat(), "running": active,
+              "last_start": last.isoformat() if last else None,
+              "last_success": success.isoformat() if success else None,
+              "exit_code": code, "output": output}
+    coming = None if spec.get("suspend") else next_run(job.cron, job.every, at)
+    run = JobRun(last.astimezone(zone).isoformat(timespec="seconds") if last else None,
+                 coming.isoformat(timespec="seconds") if coming else None,
+                 code, active)
+    if spec.get("suspend") and not active:
+        return Health.progressing, "suspended: it runs again when resumed", run
+    health, detail = judge(job, record, at)
+    return health, detail, run

@@ -15,28 +15,41 @@ from __future__ import annotations
 
 import difflib
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from blumeops.delivery.kube import (
     FIELD_MANAGER,
+    JOB_NAME_LABEL,
+    LEGACY_JOB_NAME_LABEL,
     NAME_LABEL,
     LiveObject,
     Manifest,
+    cronjob_health,
+    exit_code,
+    job_outcome,
     object_health,
     owned,
+    owned_jobs,
     prune_selection,
     selector,
     service_health,
     waves,
 )
-from blumeops.engine.health import Health
+from blumeops.engine.health import Health, worst
+
+if TYPE_CHECKING:
+    from blumeops.engine.jobs import JobRun
+    from blumeops.engine.spec import JobSpec
 
 ARGOCD_NAMESPACE = "argocd"
 # Kinds render.kubernetes makes: listed for pruning even when none is rendered any more.
 RENDERED_KINDS = (("v1", "Namespace"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
+                  ("apps/v1", "DaemonSet"), ("batch/v1", "CronJob"),
                   ("v1", "Service"), ("v1", "PersistentVolumeClaim"),
                   ("networking.k8s.io/v1", "Ingress"))
 _VOLATILE_META = ("managedFields", "resourceVersion", "uid", "generation",
@@ -61,6 +74,15 @@ class KubeChange:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A service's health in the cluster, and a scheduled one's last and next run."""
+
+    health: Health
+    detail: str
+    run: JobRun | None = None
 
 
 @dataclass(frozen=True)
@@ -278,20 +300,70 @@ class KubeDelivery:
 
     def health(self, desired: list[Manifest]) -> dict[str, tuple[Health, str]]:
         """Each service's health: its objects', and its pods' (a crash loop is Degraded)."""
+        return {name: (v.health, v.detail) for name, v in self.verdicts(desired).items()}
+
+    def verdicts(self, desired: list[Manifest], jobs: Mapping[str, JobSpec] | None = None,
+                 at: datetime | None = None) -> dict[str, Verdict]:
+        """Each service's health and why; a scheduled service (`jobs`) is judged by its
+        CronJob and newest Job as native jobs are, with its last and next run."""
         by_service: dict[str, list[dict[str, Any] | None]] = {}
+        crons: dict[str, dict[str, Any] | None] = {}
         namespaces: dict[str, str] = {}
         for m in desired:
             if m.service is None or m.kind == "Namespace":
                 continue
-            by_service.setdefault(m.service, []).append(
-                self._get(m.api_version, m.kind, m.name, m.namespace))
+            live = self._get(m.api_version, m.kind, m.name, m.namespace)
+            if m.kind == "CronJob" and jobs and m.service in jobs:
+                crons[m.service] = live
+            else:
+                by_service.setdefault(m.service, []).append(live)
             if m.namespace:
                 namespaces[m.service] = m.namespace
-        out: dict[str, tuple[Health, str]] = {}
-        for service, objects in by_service.items():
-            pods = self._pods(service, namespaces.get(service))
-            out[service] = service_health([*objects, *pods])
+        out: dict[str, Verdict] = {}
+        now = at or datetime.now(UTC)
+        for service in dict.fromkeys([*by_service, *crons]):
+            namespace = namespaces.get(service)
+            pods = self._pods(service, namespace)
+            run = None
+            cron_verdict = None
+            if service in crons and jobs:
+                cronjob = crons[service]
+                mine = owned_jobs(cronjob, self._jobs(namespace)) if cronjob is not None else []
+                failed = None
+                if mine and job_outcome(mine[-1]) == "failed":
+                    failed = exit_code(self._job_pods(mine[-1], namespace))
+                health, detail, run = cronjob_health(jobs[service], cronjob, mine, now, failed)
+                cron_verdict = (health, detail)
+                # Pods of finished Jobs are history, judged through their Job.
+                running = {str(j["metadata"].get("name")) for j in mine
+                           if job_outcome(j) == "running"}
+                pods = [p for p in pods if _job_of(p) is None or _job_of(p) in running]
+            objects = [*by_service.get(service, []), *pods]
+            verdict = service_health(objects) if objects else None
+            if cron_verdict is not None and (
+                    verdict is None or worst([verdict[0], cron_verdict[0]]) is cron_verdict[0]):
+                verdict = cron_verdict
+            assert verdict is not None
+            out[service] = Verdict(verdict[0], verdict[1], run)
         return out
+
+    def _jobs(self, namespace: str | None) -> list[dict[str, Any]]:
+        from lightkube.resources.batch_v1 import Job
+
+        if namespace is None:
+            return []
+        return [_to_dict(j) for j in self.client.list(Job, namespace=namespace)]
+
+    def _job_pods(self, job: dict[str, Any], namespace: str | None) -> list[dict[str, Any]]:
+        from lightkube.resources.core_v1 import Pod
+
+        name = str(job["metadata"].get("name"))
+        for label in (JOB_NAME_LABEL, LEGACY_JOB_NAME_LABEL):
+            pods = [_to_dict(p) for p in self.client.list(Pod, namespace=namespace,
+                                                          labels={label: name})]
+            if pods:
+                return pods
+        return []
 
     def _pods(self, service: str, namespace: str | None) -> list[dict[str, Any]]:
         from lightkube.resources.core_v1 import Pod
@@ -310,6 +382,14 @@ class KubeDelivery:
             doc = _to_dict(app)
             out[str(doc["metadata"]["name"])] = object_health(doc)
         return out
+
+
+def _job_of(pod: dict[str, Any]) -> str | None:
+    """The Job a pod belongs to (its controller ownerReference), if any."""
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "Job":
+            return str(ref.get("name"))
+    return None
 
 
 def _to_dict(obj: Any) -> dict[str, Any]:

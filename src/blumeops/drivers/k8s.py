@@ -79,6 +79,10 @@ class _ClusterDriver(ApiDriver):
         if self.ctx.spec.controller:
             return {r.id: Live("", skip=HOOK_NOTE) for r in self.resources}
         target, _ = self._deploy()
+        conflict = self._own_branch()
+        if conflict is not None and "conflict-said" not in self.shared:
+            self.shared["conflict-said"] = True
+            self.ctx.notes.append(f"apply will not write the deploy branch: {conflict}")
         files = self._branch()
         live: dict[str, Live] = {}
         rendered = set()
@@ -108,6 +112,17 @@ class _ClusterDriver(ApiDriver):
         except (yaml.YAMLError, TypeError, KeyError):
             return f"{self.target}/file/{path}"
 
+    def _own_branch(self) -> str | None:
+        """The deploy branch is the lab checkout's own branch (checked once per command):
+        `apply` refuses it, as the controller's hook does."""
+        if "conflict" not in self.shared:
+            from blumeops.delivery.api import own_branch_conflict
+
+            target, _ = self._deploy()
+            self.shared["conflict"] = own_branch_conflict(self.shared["lab_file"], [target])
+        conflict: str | None = self.shared["conflict"]
+        return conflict
+
     def _hydrate(self) -> str | None:
         """Write the deploy commit for every file of the cluster, once per command;
         returns the error, if any."""
@@ -117,6 +132,10 @@ class _ClusterDriver(ApiDriver):
         from blumeops.delivery.api import DeliveryError, source_commit
         from blumeops.delivery.hydrate import HydrateError, deploy_files
 
+        conflict = self._own_branch()
+        if conflict is not None:  # refused before anything is fetched or written
+            self.shared["hydrated"] = f"deploy branch not written: {conflict}"
+            return str(self.shared["hydrated"])
         target, hydrator = self._deploy()
         mine = [r for r in self.ctx.spec.desired if r.target in (
             f"k8s@{self.cluster.name}", f"argocd@{self.cluster.name}")]
@@ -253,8 +272,10 @@ class KubeDriver(_ClusterDriver):
         if self.cluster.delivery == "apply":
             wanted = set(services)
             mine = [m for _, m in self._manifests() if m.service in wanted]
-            for name, (health, detail) in self._call(self.kube.health, mine).items():
-                out[name] = ServiceHealth(name, health, detail, urls=spec[name].urls)
+            jobs = {n: job for n in wanted if (job := spec[n].job) is not None}
+            for name, v in self._call(self.kube.verdicts, mine, jobs).items():
+                out[name] = ServiceHealth(name, v.health, v.detail, urls=spec[name].urls,
+                                          job=v.run)
             for name in services:
                 out.setdefault(name, ServiceHealth(name, Health.missing, "no objects rendered",
                                                    urls=spec[name].urls))

@@ -287,7 +287,8 @@ def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | No
     if host is not None and any(s.host == host for s in jobs):
         services[SCHEDULER] = ServiceSpec(SCHEDULER, host, True, startsecs=1)
     for svc in jobs:
-        if svc.host != host:
+        # A cluster's CronJob is its cluster's to run (and judge: drivers/k8s.py).
+        if svc.host != host and svc.host not in getattr(lab, "clusters", {}):
             notes.append(f"job '{svc.name}' on {svc.host}: rendered, not applied (blumeops "
                          "runs jobs only on this machine's supervisord so far)")
 

@@ -141,11 +141,11 @@ def target_specs(lab: Any, source: str, applied_hosts: set[str], notes: list[str
 def _applications(lab: Any, cluster: str) -> dict[str, str | None]:
     """ArgoCD Application -> its service (None: the app-of-apps, the cluster-wide one), as
     render/argocd.py names them, without rendering."""
-    from blumeops.render.argocd import _renders, cluster_app_name, root_app_name
+    from blumeops.render.argocd import cluster_app_name, renders_applications, root_app_name
     from blumeops.render.kubernetes import cluster_services
 
     spec = lab.clusters[cluster]
-    if not _renders(lab, cluster, spec):
+    if not renders_applications(lab, cluster, spec):
         return {}
     apps: dict[str, str | None] = {n: n for n, _ in cluster_services(lab, cluster)}
     if spec.secret_store is not None:

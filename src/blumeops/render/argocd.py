@@ -173,7 +173,9 @@ def delivers_others(lab: Lab, cluster_name: str) -> bool:
     return any(c.delivered_by == cluster_name for c in lab.clusters.values())
 
 
-def _renders(lab: Lab, cluster_name: str, cluster: Cluster) -> bool:
+def renders_applications(lab: Lab, cluster_name: str, cluster: Cluster) -> bool:
+    """Whether this cluster gets Applications: ArgoCD delivers it from a repository and
+    it has services (engine/targets.py names them without rendering)."""
     return (cluster.delivery == "argocd" and cluster.repo_url is not None
             and bool(cluster_services(lab, cluster_name)))
 
@@ -181,7 +183,7 @@ def _renders(lab: Lab, cluster_name: str, cluster: Cluster) -> bool:
 def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
     out: list[Resource] = []
     for cluster_name, cluster in lab.clusters.items():
-        if _renders(lab, cluster_name, cluster):
+        if renders_applications(lab, cluster_name, cluster):
             out.extend(render_cluster(lab, ctx, cluster_name, cluster))
     return out
 

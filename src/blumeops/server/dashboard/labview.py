@@ -98,7 +98,10 @@ class LabView:
                 new_commit, lab, lab_dir = self._next
                 self._next = None
                 self._applied = self._from_lab(new_commit, lab, lab_dir)
-            if self._applied.commit in (commit, self._last_catalog):
+            # (A dashboard made after the first sync has no catalog yet: load it.)
+            if self._applied.commit == commit or (
+                    self._last_catalog is not None
+                    and self._applied.commit == self._last_catalog):
                 return self._applied
             self._applied = self._load(commit)
             return self._applied

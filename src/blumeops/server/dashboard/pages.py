@@ -52,7 +52,13 @@ def _when(value: Any) -> str:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     text = str(value)
-    return text.replace("T", " ")[:19] + " UTC" if "T" in text else text
+    try:  # an ISO time with an offset (a job's runs): shown in UTC like the rest
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 _env.filters["when"] = _when
@@ -109,6 +115,8 @@ def _redacted_status(dash: Dashboard) -> dict[str, Any]:
                               for k, v in e.items()} for e in status["last_errors"]]
     status["services"] = [{**s, "detail": redact(str(s.get("detail", "")))}
                           for s in status["services"]]
+    status["targets"] = [{**t, "detail": redact(str(t.get("detail", "")))}
+                         for t in status.get("targets", [])]
     return status
 
 
@@ -141,17 +149,32 @@ def _services(dash: Dashboard) -> tuple[list[dict[str, Any]], Any]:
     for s in dash.ctx.controller.status()["services"]:
         name = s["service"]
         svc = lab.services.get(name) if lab is not None else None
-        where = s.get("host") or (svc.native if svc and svc.native else
-                                  f"cluster {svc.kubernetes}" if svc and svc.kubernetes else "")
+        # A Kubernetes service's health comes from its cluster: name it as one.
+        where = (f"cluster {svc.kubernetes}" if svc and svc.kubernetes else
+                 s.get("host") or (svc.native if svc and svc.native else ""))
         rows.append({**s, "detail": applied.redact(str(s.get("detail", ""))), "where": where,
                      "last": last.get(name)})
     return rows, applied
 
 
+def _targets(dash: Dashboard) -> list[dict[str, Any]]:
+    """What clusters and the tailnet report beyond services (an app-of-apps, the policy),
+    with its kind in words for the page."""
+    redact = dash.view.applied().redact
+    words = {"argocd": "ArgoCD", "k8s": "cluster", "tailscale": "tailnet"}
+    rows = []
+    for t in dash.ctx.controller.status().get("targets", []):
+        kind, _, where = str(t["target"]).partition("@")
+        rows.append({**t, "detail": redact(str(t.get("detail", ""))),
+                     "where": f"{words.get(kind, kind)} {where}"})
+    return rows
+
+
 @guarded
 async def lab_page(request: Request) -> Response:
     rows, _ = await run_in_threadpool(_services, _dash(request))
-    return await page("lab.html", request, services=rows, nav="lab")
+    targets = await run_in_threadpool(_targets, _dash(request))
+    return await page("lab.html", request, services=rows, targets=targets, nav="lab")
 
 
 @guarded
