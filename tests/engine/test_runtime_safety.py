@@ -285,8 +285,7 @@ def test_two_concurrent_applies_restart_each_service_once(demo: DemoLab) -> None
     demo.cli("apply", "--yes", check=True)
     before = {s["service"]: s["pid"] for s in status_json(demo)[1]["services"]}
     # A changed catalog: every service's environment changes, and api's secret too.
-    demo.edit("    command: [python3, -m, http.server",
-              '    environment: {V: "2"}\n    command: [python3, -m, http.server')
+    demo.edit("environment: {WEB_PORT", 'environment: {V: "2", WEB_PORT')
     demo.edit("API_NAME: demo", 'API_NAME: demo, V: "2"')
     demo.edit("API_URL: ", 'V: "2", API_URL: ')
     demo.edit("environment: {ECHO_PORT", 'environment: {V: "2", ECHO_PORT')

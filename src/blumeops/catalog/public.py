@@ -102,3 +102,17 @@ def public_scheme_port(lab: Lab) -> tuple[str, int]:
         return "https", 443
     listen = lab.public.listen
     return "http", listen if isinstance(listen, int) else int(listen.rsplit(":", 1)[1])
+
+
+def public_url(lab: Lab, p: PublicRoute) -> str:
+    """The URL people on the internet use for a published route: https://docs.eblu.me."""
+    scheme, port = public_scheme_port(lab)
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{p.hostname}" + ("" if port == default else f":{port}")
+
+
+def public_urls(lab: Lab, resolved: list[ResolvedRoute] | None = None
+                ) -> dict[tuple[str, str], str]:
+    """(service, route key) -> its public URL, for every published route: what the docs,
+    Homepage and `blumeops show` put beside the route's private URL."""
+    return {(p.service, p.key): public_url(lab, p) for p in public_routes(lab, resolved)}

@@ -1435,6 +1435,15 @@ def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 
 
 @rule
+def backup_job_config(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """The backup job reads the config blumeops renders and delivers (catalog/backups.py)."""
+    from blumeops.catalog.backups import job_config_problems
+
+    for path, message in job_config_problems(lab):
+        yield marks.diag(path, "backup-job", message)
+
+
+@rule
 def backup_repositories(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Repositories live on declared hosts, labels are unique, the job is a native job."""
     backups = lab.backups

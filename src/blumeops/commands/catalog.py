@@ -71,11 +71,15 @@ def validate(lab: Path | None, strict: bool, output: str) -> None:
               show_default=True)
 def show(lab: Path | None, output: str) -> None:
     """Print the resolved catalog with every derived value filled in."""
+    from blumeops.catalog.public import public_urls
     from blumeops.catalog.resolve import resolved_view
 
     result = load_or_exit(lab)
     assert result.lab is not None
     data = resolved_view(result.lab)
+    # A published route's public URL beside its private one.
+    for (service, key), url in public_urls(result.lab).items():
+        data["services"][service]["routes"][key]["public_url"] = url
     if output == "json":
         emit_json(data)
     else:

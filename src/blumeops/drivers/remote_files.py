@@ -8,7 +8,9 @@ What blumeops wrote is listed on the host in STATE/files.json (resource name -> 
 updated in the same batch as the files. A file dropped from the catalog is found there,
 shown by `plan` as a delete, and removed by `apply` - only files that index names, and
 only under the host's lab dir (the agent refuses a removal that resolves outside it), so
-a file blumeops did not write is never touched.
+a file blumeops did not write is never touched. `down` removes every file the index
+names, then the index. Either way the directories a removal leaves empty go too (up to
+the lab dir); a directory that still holds anything stays.
 """
 
 from __future__ import annotations
@@ -100,9 +102,32 @@ class RemoteFiles(Driver):
             writes.append(FileWrite(self.index_path(), json.dumps(
                 index, indent=2, sort_keys=True).encode(), mode=0o600))
         try:
-            self.ctx.transport.put_files(FileBatch(writes, removes,
+            self.ctx.transport.put_files(FileBatch(writes, removes, prune=True,
                                                    root=self.ctx.remote_path("lab")))
         except RemoteError as exc:
             return {c.id: exc.message for c in changes}
         self._index = index
         return {}
+
+    def down(self) -> list[str]:
+        """Remove the files blumeops wrote here (and only those) and the index. Two round
+        trips: the index (with the host's facts, for absolute paths), then the removals."""
+        from blumeops.transports.base import parse_facts, put_request
+
+        transport = self.ctx.transport
+        assert transport is not None
+        facts, answer = transport.call({"op": "batch", "ops": [
+            {"op": "observe"}, index_op(self.index_path())]})["results"]
+        self.ctx.home = parse_facts(facts["facts"]).home
+        written = parse_index(answer)
+        if not written:
+            return []
+        root = self.ctx.remote_path("lab")
+        # Only under the lab dir: an index edited to name anything else is not obeyed.
+        removes = sorted({p for p in written.values() if p.startswith(root + "/")})
+        files, _ = put_request(FileBatch(removes=removes, root=root, prune=True))
+        index, _ = put_request(FileBatch(removes=[self.index_path()],
+                                         root=self.ctx.remote_path()))
+        transport.call({"op": "batch", "ops": [files, index]})
+        self._index = {}
+        return []

@@ -401,7 +401,8 @@ class SupervisorDriver:
                 result.errors[name] = f"invalid program name {name!r}"
                 continue
             try:
-                if self._write_secrets(name, values):
+                # A wrapped command reads its env file even when every secret is a file.
+                if self._write_secrets(name, values, "blumeops.secrets.exec" in body):
                     restart_set.add(name)
                 path = self.program_path(name)
                 old = path.read_text() if path.exists() else None
@@ -524,14 +525,16 @@ class SupervisorDriver:
             return False
         return True
 
-    def _write_secrets(self, name: str, values: dict[str, str]) -> bool:
-        """Write STATE/secrets/NAME.env if the values differ; True when they changed."""
+    def _write_secrets(self, name: str, values: dict[str, str], wrapped: bool = False) -> bool:
+        """Write STATE/secrets/NAME.env if the values differ; True when they changed.
+        `wrapped`: the program runs through the exec wrapper, which needs the file even
+        empty (a service whose secrets are all files)."""
         path = self.env_path(name)
         try:
             old = json.loads(path.read_text()) if path.exists() else None
         except (OSError, ValueError):
             old = None
-        if not values:
+        if not values and not wrapped:
             if path.exists():
                 path.unlink()
             return False

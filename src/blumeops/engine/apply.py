@@ -78,7 +78,10 @@ def prepare(runtime: LocalRuntime, store: Store) -> Prepared:
                 errors[res.service or res.id] = str(exc)
                 continue
             secrets[res.id] = values
-            fingerprints[res.id] = fingerprint(key, values)
+            # How each value is delivered (file or environment) is compared too.
+            svc = runtime.spec.services.get(res.service or "")
+            fingerprints[res.id] = fingerprint(key, values,
+                                               svc.secret_files if svc is not None else None)
     live = runtime.observe()
     recorded = {rid: row.secrets_fp or "" for rid, row in store.resources().items()}
     # A resource whose secrets cannot be resolved keeps its recorded fingerprint: the plan
@@ -276,27 +279,35 @@ def deliver_secret_files(runtime: LocalRuntime, name: str, values: dict[str, str
                          ) -> dict[str, str]:
     """Write the service's file secrets (0600); return the rest, for its environment.
 
-    Paths are listed in STATE/secrets/files.json so `down` can remove them.
+    Paths are listed in STATE/secrets/files.json so `down` can remove them. A secret that
+    is no longer a file (moved to the environment or dropped) or moved to another path
+    loses its old file: the value must not stay behind where the service no longer looks.
     """
 
     from blumeops.fileio import write_atomic
 
     svc = runtime.spec.services[name]
-    if not svc.secret_files:
-        return values
     index_path = runtime.state_dir / "secrets" / "files.json"
+    if not svc.secret_files and not index_path.exists():
+        return values
     try:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError):
         index = {}
+    before = dict(index)
     env = dict(values)
+    wanted: dict[str, Path] = {}
     for secret, declared in svc.secret_files.items():
-        if secret not in env:
-            continue
-        path = runtime.files.resolve(declared, svc.workdir)
-        write_atomic(path, env.pop(secret), 0o600)
-        index[f"{name}:{secret}"] = str(path)
-    write_atomic(index_path, json.dumps(index, indent=2, sort_keys=True), 0o600)
+        if secret in env:
+            wanted[f"{name}:{secret}"] = runtime.files.resolve(declared, svc.workdir)
+    for key in [k for k in index if k.startswith(f"{name}:")]:
+        if key not in wanted or str(wanted[key]) != index[key]:
+            Path(index.pop(key)).unlink(missing_ok=True)
+    for key, path in wanted.items():
+        write_atomic(path, env.pop(key.partition(":")[2]), 0o600)
+        index[key] = str(path)
+    if index != before or wanted:
+        write_atomic(index_path, json.dumps(index, indent=2, sort_keys=True), 0o600)
     return env
 
 

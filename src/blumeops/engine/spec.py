@@ -15,8 +15,9 @@ from typing import Literal
 from blumeops.engine.resources import Resource
 from blumeops.engine.targets import ClusterSpec, TailnetSpec, target_specs
 
-# The render modules whose resources the local runtime applies.
-APPLIED_RENDERERS = ("native", "caddy", "brew")
+# The render modules whose resources the local runtime applies (borgmatic: the backup
+# job's config, delivered to its host as a file).
+APPLIED_RENDERERS = ("native", "caddy", "brew", "borgmatic")
 # Every rendered Caddy HTTP route sets this response header to its hostname, so a probe
 # through the proxy knows the answer came from that route: Caddy answers a Host it has
 # no route for with an empty 200, which must not pass for a working route.

@@ -24,6 +24,10 @@ Paths:
 
 The passphrase never appears: borg reads it from `$BORG_PASSPHRASE` through
 `encryption_passcommand`, and the borgmatic service declares it as a secret.
+
+Delivery: the backup job's host (`backups.job`) also gets its config as a file of the
+job (`files@HOST`, written where the job's `--config PATH` reads it; see
+catalog/backups.py), so the job that runs borgmatic really reads what is rendered here.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import posixpath
 from json import dumps as q
 
 from blumeops.catalog import resolve
+from blumeops.catalog.backups import dump_host, job_config
 from blumeops.catalog.model import Backups, DatabaseDump, Lab, Retention, Role, Service
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
@@ -84,14 +89,6 @@ def sources_by_host(lab: Lab) -> dict[str, list[tuple[str, str]]]:
                 paths.setdefault(source_path(p, svc), set()).add(name)
     return {host: [(p, ", ".join(sorted(names))) for p, names in sorted(paths.items())]
             for host, paths in sorted(out.items())}
-
-
-def dump_host(lab: Lab, svc: Service) -> str | None:
-    """Where a service's databases are dumped from: its host, or its cluster's host."""
-    if svc.native is not None:
-        return svc.native
-    cluster = lab.clusters.get(svc.kubernetes or "")
-    return cluster.host if cluster is not None else None
 
 
 def dumps_by_host(lab: Lab) -> dict[str, list[tuple[str, DatabaseDump, str]]]:
@@ -228,10 +225,23 @@ def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
     sources = sources_by_host(lab)
     dumps = dumps_by_host(lab)
     resources = []
+    job = job_config(lab)
     for host in sorted(set(sources) | set(dumps)):
         path = f"borgmatic/{host}.yaml"
-        resources.append(Resource(
-            target="files@lab", kind="artifact", name=path, path=path,
-            body=render_host(lab, ctx, host, sources.get(host, []), to, root,
-                             dumps.get(host, []))))
+        body = render_host(lab, ctx, host, sources.get(host, []), to, root,
+                           dumps.get(host, []))
+        resources.append(Resource(target="files@lab", kind="artifact", name=path, path=path,
+                                  body=body))
+        if job is not None and job.host == host and job.delivered and job.dest:
+            resources.append(delivered(job.job, host, job.dest, body))
     return resources
+
+
+def delivered(job: str, host: str, dest: str, body: str) -> Resource:
+    """The config as a file of the backup job on its host, where its `--config` reads it
+    (written like the job's own `files:`: relative to its workdir, 0600 with secrets)."""
+    from blumeops.render.native import safe_relpath
+
+    return Resource(f"files@{host}", "file", f"{job}:{dest}", body,
+                    f"native/{host}/files/{job}/{safe_relpath(dest)}", service=job,
+                    meta={"dest": dest})

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from blumeops.catalog import resolve
 from blumeops.catalog.model import Lab, Service
+from blumeops.catalog.public import public_routes, public_url, public_urls
 from blumeops.engine.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.render.alloy import collector_hosts
@@ -33,6 +34,7 @@ class Index:
         self.clash = set(lab.hosts) & set(lab.services)
         self.prometheus = store_service(lab, "prometheus")
         self.routes = resolve.routes(lab)
+        self.public = public_urls(lab, self.routes)  # (service, route key) -> public URL
         self.by_service: dict[str, list[resolve.ResolvedRoute]] = {}
         for r in self.routes:
             self.by_service.setdefault(r.service, []).append(r)
@@ -114,7 +116,16 @@ def service_page(lab: Lab, ctx: RenderContext, name: str, ix: Index,
 
     routes = ix.by_service.get(name, [])
     body += ["## Routes", ""]
-    if routes:
+    published = {key: url for (svc_name, key), url in ix.public.items() if svc_name == name}
+    if routes and published:  # a column only where there is something to show
+        body += table(["URL", "Public URL", "Port", "Upstream", "Reachable from"], [
+            (resolve.service_url(r, lab), published.get(r.key, "-"),
+             f"{r.port_name} ({r.port})", f"`{r.upstream}`",
+             _reach(lab, r.domain) + ("; the internet, through the public proxy on "
+                                      f"{ix.host(lab.public.host)}"
+                                      if r.key in published and lab.public else ""))
+            for r in routes])
+    elif routes:
         body += table(["URL", "Port", "Upstream", "Reachable from"], [
             (resolve.service_url(r, lab), f"{r.port_name} ({r.port})", f"`{r.upstream}`",
              _reach(lab, r.domain)) for r in routes])
@@ -277,8 +288,25 @@ def routing_page(lab: Lab, ctx: RenderContext, ix: Index) -> str:
                      ix.service(r.service), f"`{r.upstream}`", reach))
     body += (table(["Domain", "Name", "Service", "Upstream", "Reachable from"], rows)
              if rows else ["No routes declared.", ""])
+    body += _public_section(lab, ix)
     body += ["## Related", "", "- [[ports]]", "- [[architecture]]"]
     return page(ctx, "Routing", ["reference", "routing"], body)
+
+
+def _public_section(lab: Lab, ix: Index) -> list[str]:
+    """The names the internet reaches, through the public proxy, and what each serves."""
+    if lab.public is None:
+        return []
+    pub = lab.public
+    body = ["## Public names", "",
+            f"Served to the internet by nginx on {ix.host(pub.host)} (zone `{pub.domain}`, "
+            "`public/nginx.conf` and `public/dns.json`), each as the lab route it fronts.",
+            ""]
+    rows = [(public_url(lab, p), f"`{p.internal}`", ix.service(p.service),
+             f"`{p.upstream}`") for p in public_routes(lab, ix.routes)]
+    body += (table(["Public URL", "Lab name", "Service", "nginx proxies to"], rows)
+             if rows else ["No route is published.", ""])
+    return body
 
 
 def ports_page(lab: Lab, ctx: RenderContext, ix: Index) -> str:

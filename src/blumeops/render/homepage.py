@@ -3,7 +3,9 @@
 Renders `homepage/services.yaml`: a list of groups, each a list of
 `{Name: {href, description, icon, siteMonitor}}`. Groups and entries are sorted by name
 so the file does not change when the catalog is reordered. `href` is the first route's
-URL; `siteMonitor` (Homepage's up/down dot) is that URL plus the HTTP health path.
+URL; `siteMonitor` (Homepage's up/down dot) is that URL plus the HTTP health path. A
+service published to the internet says its public URL in its description (Homepage has
+one link per entry, and people at home use the private one).
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ PATH = "homepage/services.yaml"
 
 def entries(lab: Lab) -> dict[str, list[tuple[str, dict[str, str]]]]:
     """Group -> sorted (display name, fields) for services with a `homepage` entry."""
+    from blumeops.catalog.public import public_urls
+
+    published: dict[str, list[str]] = {}
+    for (service, _), url in sorted(public_urls(lab).items()):
+        published.setdefault(service, []).append(url)
     groups: dict[str, list[tuple[str, dict[str, str]]]] = {}
     for name, svc in lab.services.items():
         page = svc.homepage
@@ -29,7 +36,10 @@ def entries(lab: Lab) -> dict[str, list[tuple[str, dict[str, str]]]]:
         routes = resolve.service_routes(lab, name)
         if routes:
             fields["href"] = resolve.service_url(routes[0], lab)
-        description = page.description or svc.description
+        description = page.description or svc.description or ""
+        if name in published:
+            public = "public: " + ", ".join(published[name])
+            description = f"{description} ({public})" if description else public
         if description:
             fields["description"] = description
         if page.icon:

@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from blumeops.secrets.errors import SecretError
@@ -20,13 +21,21 @@ KEY_FILE = "hmac.key"
 KEY_BYTES = 32
 
 
-def fingerprint(key: bytes, values: dict[str, str]) -> str:
-    """HMAC-SHA256 (hex) over the sorted name/value pairs.
+def fingerprint(key: bytes, values: Mapping[str, str],
+                files: Mapping[str, str] | None = None) -> str:
+    """HMAC-SHA256 (hex) over the sorted name/value pairs and how they are delivered.
 
     The pairs are JSON-encoded, so no choice of names or values can make two different
-    sets serialise alike (as ``a=b`` joined with newlines could).
+    sets serialise alike (as ``a=b`` joined with newlines could). `files` names the
+    secrets delivered as files (NAME -> path): moving a secret between a file and the
+    environment, or to another file, changes what the service gets without changing a
+    value, so it must change the fingerprint too. Without file secrets the message is
+    the values alone, as it always was, so fingerprints already recorded still match.
     """
-    message = json.dumps(sorted(values.items()), ensure_ascii=False).encode()
+    pairs = sorted(values.items())
+    shape = sorted((k, v) for k, v in (files or {}).items() if k in values)
+    payload: object = {"values": pairs, "files": shape} if shape else pairs
+    message = json.dumps(payload, ensure_ascii=False).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 

@@ -25,8 +25,10 @@ Requests (``"v": 1`` in each top-level request):
     "mode", "size", "owner"}``. Contents are never sent back, only hashes.
 
 ``{"op": "put", "files": [{"path", "size", "mode", "owner"?}], "removes": [P...],
-"root": P | null}`` + one blob per file
-    -> ``{"written": [P...], "removed": [P...], "swept": [P...]}``. Every path is
+"root": P | null, "prune": BOOL?}`` + one blob per file
+    -> ``{"written": [P...], "removed": [P...], "swept": [P...], "pruned": [P...]}``.
+    With ``prune``, directories a removal leaves empty go too, up to (never) ``root``;
+    a directory holding anything else stays. Every path is
     checked before anything changes. Each file is written to a temp file in its own
     directory (named ``.NAME.PID.RAND.blumeops-tmp``), fsynced, and renamed over the
     destination only once every file of the batch has arrived, so a dropped connection
@@ -416,9 +418,30 @@ def put(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
             removed.append(path)
         except FileNotFoundError:
             pass
+    pruned = [d for path in removes for d in _prune(path, root)] \
+        if req.get("prune") and root is not None else []
     for directory in dirs:
         _fsync_dir(directory)
-    return {"written": [p for _, p in temps], "removed": removed, "swept": swept}
+    return {"written": [p for _, p in temps], "removed": removed, "swept": swept,
+            "pruned": pruned}
+
+
+def _prune(path: str, root: str) -> list[str]:
+    """The directories above a removed file that are now empty, below `root`, removed."""
+    real_root = os.path.realpath(root)
+    pruned = []
+    directory = os.path.dirname(path)
+    while not os.path.islink(directory):
+        real = os.path.realpath(directory)
+        if real == real_root or not _within(real, real_root):
+            break
+        try:
+            os.rmdir(directory)  # only an empty one
+        except OSError:
+            break
+        pruned.append(directory)
+        directory = os.path.dirname(directory)
+    return pruned
 
 
 # --- run -------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ def put_request(batch: FileBatch) -> tuple[JSON, list[bytes]]:
               "owner": w.owner} for w in batch.writes]
     request: JSON = {"op": "put", "files": files, "removes": list(batch.removes),
                      "root": batch.root}
+    if batch.prune:
+        request["prune"] = True
     return request, [w.content for w in batch.writes]
 
 

@@ -61,6 +61,7 @@ class FileBatch:
     writes: Sequence[FileWrite] = ()
     removes: Sequence[str] = ()
     root: str | None = None
+    prune: bool = False  # also remove the directories removals leave empty (below root)
 
 
 @dataclass(frozen=True)
