@@ -41,6 +41,7 @@ from blumeops.engine.health import Health
 from blumeops.engine.plan import Change, Live
 
 if TYPE_CHECKING:
+    from blumeops.drivers.base import HostContext
     from blumeops.drivers.launchd import LaunchdManager
     from blumeops.drivers.systemd import SystemdManager
     from blumeops.engine.local import ServiceHealth
@@ -116,15 +117,11 @@ class UnitDriver(Driver):
         return self.ctx.facts
 
     def _cache_path(self) -> str:
-        return str(self.ctx.state_dir / "facts" / f"{self.ctx.name}.json")
+        return _cache_path(self.ctx)
 
     def _cached_mode(self) -> Mode | None:
-        try:
-            with open(self._cache_path(), encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("ssh") != self.ctx.host.ssh:
+        data = _cached_facts(self.ctx)
+        if data is None:
             return None
         declared = data.get(self.kind)
         if isinstance(declared, dict):
@@ -425,6 +422,57 @@ def _as_user() -> bool:
     return os.environ.get(AS_USER_ENV, "") in ("1", "yes", "true")
 
 
+def _cache_path(ctx: HostContext) -> str:
+    return str(ctx.state_dir / "facts" / f"{ctx.name}.json")
+
+
+def _cached_facts(ctx: HostContext) -> dict[str, Any] | None:
+    """What this machine kept of the host's SSH user (for the same `ssh:`), or None."""
+    try:
+        with open(_cache_path(ctx), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("ssh") != ctx.host.ssh:
+        return None
+    return data
+
+
+def unit_lab_dir(manager: str, user: str) -> str:
+    """The lab dir of a unit manager's services: their default WorkingDirectory, where
+    relative commands, workdirs, `files:` and file secrets land. The renderers' LAB_DIR,
+    specifiers expanded for this SSH user (`~/` not yet: the agent expands it)."""
+    if manager == "launchd":
+        from blumeops.render.launchd import LAB_DIR as LAUNCHD_LAB
+
+        return LAUNCHD_LAB
+    from blumeops.drivers.systemd import SYSTEM_STATE_ROOT, USER_STATE_ROOT, expand
+    from blumeops.render.systemd import LAB_DIR as SYSTEMD_LAB
+
+    user_mode = user != "root" or _as_user()
+    return expand(SYSTEMD_LAB, USER_STATE_ROOT if user_mode else SYSTEM_STATE_ROOT)
+
+
+def host_lab_dir(ctx: HostContext) -> str | None:
+    """Where the services of a remote host run: its unit manager's lab dir (systemd,
+    launchd), else the lab's state dir there (STATE/lab, blumeops's supervisord). None
+    while the SSH user is not known yet (first contact, before the facts)."""
+    manager = ctx.host.manager
+    if manager not in ("systemd", "launchd"):
+        return ctx.remote_path("lab")
+    if ctx.facts is not None:
+        user = ctx.facts.user
+    else:
+        cached = _cached_facts(ctx)
+        if cached is None:
+            return None
+        user = str(cached.get("user", ""))
+    from blumeops.drivers.units import expand_home
+
+    home = (ctx.facts.home if ctx.facts else "") or ctx.home
+    return expand_home(unit_lab_dir(manager, user), home)
+
+
 class SystemdDriver(UnitDriver):
     kind = "systemd"
     unit_kind = "unit"
@@ -442,10 +490,9 @@ class SystemdDriver(UnitDriver):
         return str(self.manager.unit_dir)
 
     def lab_dir(self) -> str:
-        from blumeops.drivers.systemd import expand
-        from blumeops.render.systemd import LAB_DIR
-
-        return expand(LAB_DIR, self.manager.state_root)
+        _ = self.manager  # learns the SSH user (system or user units) if not known yet
+        assert self._mode is not None
+        return unit_lab_dir("systemd", self._mode[0])
 
     def _owner(self, text: str) -> str | None:
         owner: str | None = self.manager._owner(text)
@@ -488,9 +535,7 @@ class LaunchdDriver(UnitDriver):
         return str(self.manager.plist_dir)
 
     def lab_dir(self) -> str:
-        from blumeops.render.launchd import LAB_DIR
-
-        return LAB_DIR
+        return unit_lab_dir("launchd", "")
 
     def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
         """The job's log file (the plist's StandardOutPath): its last lines, one round
