@@ -85,9 +85,16 @@ class UnitDriver(Driver):
         """Service -> its unit file name (systemd) or Label (launchd), as rendered."""
         out = {}
         for res in self.resources:
+            if res.kind != self.unit_kind:
+                continue  # a job's timer: named after its unit
             base = posixpath.basename(res.path)
             out[res.name] = base.removesuffix(self.suffix) if self.suffix == ".plist" else base
         return out
+
+    def jobs(self) -> dict[str, str]:
+        """Job -> its schedule's text (systemd: the timer unit); {} for launchd, whose
+        plist holds the schedule."""
+        return {r.name: r.body for r in self.resources if r.kind == "timer"}
 
     def all_units(self) -> dict[str, str]:
         """The catalog's units and those applied earlier under a declared name."""
@@ -232,7 +239,7 @@ class UnitDriver(Driver):
         return parse(result), dict(zip(probes, answers, strict=True)), listed
 
     def _live(self, listed: Mapping[str, str]) -> dict[str, Live]:
-        desired = {r.name: r for r in self.resources}
+        desired = {r.name: r for r in self.resources if r.kind == self.unit_kind}
         units = self.units()
         bodies: dict[str, str] = {}
         read: dict[str, str] = {}  # name -> path, for a readable diff
@@ -255,9 +262,22 @@ class UnitDriver(Driver):
         for name, body in bodies.items():
             st = self._states.get(name)
             state = st.state if st else "not loaded"
-            live[f"{self.target}/{self.unit_kind}/{name}"] = Live(
-                body, st is not None and st.running, state)
+            running: bool | None = st is not None and st.running
+            if (st is not None and st.job is not None) or self._is_job(name):
+                # A job is not a process: between runs it is converged while it is
+                # scheduled (launchd: loaded; systemd: its timer enabled).
+                running = None if st is not None and st.enabled else False
+            live[f"{self.target}/{self.unit_kind}/{name}"] = Live(body, running, state)
+        live.update(self._timers_live())
         return live
+
+    def _is_job(self, name: str) -> bool:
+        svc = self.ctx.spec.services.get(name)
+        return svc is not None and svc.job is not None
+
+    def _timers_live(self) -> dict[str, Live]:
+        """systemd: each job's timer, as its own resource; running when it is armed."""
+        return {}
 
     def _service_of(self, stem: str) -> str:
         """The service a unit file on the host belongs to; "" when it is not blumeops's."""
@@ -271,15 +291,22 @@ class UnitDriver(Driver):
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
         self._probes = None
-        upsert = {c.name: c.desired.body for c in changes if c.desired is not None}
-        restart = [c.name for c in changes if c.action == "update" and any(
+        mine = [c for c in changes if c.kind == self.unit_kind]
+        desired = {r.name: r.body for r in self.resources if r.kind == self.unit_kind}
+        # A job's timer changed alone: its unit goes with it (written only if it differs).
+        upsert = {c.name: c.desired.body for c in mine if c.desired is not None}
+        upsert.update({c.name: desired[c.name] for c in changes
+                       if c.kind != self.unit_kind and c.name in desired})
+        restart = [c.name for c in mine if c.action == "update" and any(
             r.startswith(("not running", "secret")) for r in c.reasons)]
-        remove = [c.name for c in changes if c.desired is None]
-        values = {c.name: dict(secrets[c.id]) for c in changes if c.id in secrets}
-        problem = self._deliver_secret_files(upsert, remove, values)
+        remove = [c.name for c in mine if c.desired is None]
+        values = {c.name: dict(secrets[c.id]) for c in mine if c.id in secrets}
+        # File secrets follow the unit's own changes (a timer change alone has no values).
+        unit_upsert = {c.name: c.desired.body for c in mine if c.desired is not None}
+        problem = self._deliver_secret_files(unit_upsert, remove, values)
         if problem:
             return {c.id: problem for c in changes}
-        errors = self.manager.apply(upsert, restart, remove, secrets=values)
+        errors = self._manager_apply(upsert, restart, remove, values)
         units = self.units()
         declared = dict(self._declared)
         for name in upsert:
@@ -291,8 +318,16 @@ class UnitDriver(Driver):
         if declared != self._declared:
             self._declared = declared
             self._save()
-        ids = {c.name: c.id for c in changes}
-        return {ids.get(name, name): str(error) for name, error in errors.items()}
+        out: dict[str, str] = {}
+        for name, error in errors.items():
+            ids = [c.id for c in changes if c.name == name] or [name]
+            out.update({i: str(error) for i in ids})
+        return out
+
+    def _manager_apply(self, upsert: dict[str, str], restart: list[str], remove: list[str],
+                       values: dict[str, dict[str, str]]) -> dict[str, str]:
+        errors: dict[str, str] = self.manager.apply(upsert, restart, remove, secrets=values)
+        return errors
 
     def _index_path(self) -> str:
         return secret_index_path(self.ctx.remote_path())
@@ -364,6 +399,11 @@ class UnitDriver(Driver):
                 out[name] = ServiceHealth(name, Health.missing, f"no {self.kind} unit {where}",
                                           urls=svc.urls)
                 continue
+            if svc.job is not None:
+                out[name] = self._job_health(name, st)
+                if out[name].health is Health.degraded:
+                    degraded.append(name)
+                continue
             word, pid = st.state, st.pid
             if not st.running:
                 out[name] = ServiceHealth(
@@ -391,6 +431,10 @@ class UnitDriver(Driver):
         if degraded:
             out.update(self._with_logs({n: out[n] for n in degraded}))
         return out
+
+    def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
+        """A job's health from what its manager says of its last run (engine/jobs.py)."""
+        raise NotImplementedError
 
     def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
         """A Degraded unit's log, named (and its last lines, where the manager writes a
@@ -484,7 +528,34 @@ class SystemdDriver(UnitDriver):
 
         # System units for root; user units (`systemctl --user`) for anyone else.
         return SystemdManager(self.transport, user_mode=user != "root" or _as_user(),
-                              units=self.all_units())
+                              units=self.all_units(), jobs=self.jobs())
+
+    def _manager_apply(self, upsert: dict[str, str], restart: list[str], remove: list[str],
+                       values: dict[str, dict[str, str]]) -> dict[str, str]:
+        timers = {n: t for n, t in self.jobs().items() if n in upsert}
+        errors: dict[str, str] = self.manager.apply(upsert, restart, remove, secrets=values,
+                                                    timers=timers)
+        return errors
+
+    def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
+        from blumeops.engine.jobs import systemd_job_health
+
+        return systemd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
+
+    def _timers_live(self) -> dict[str, Live]:
+        bodies = self.jobs()
+        live = {}
+        for name, body in bodies.items():
+            st = self._states.get(name)
+            job = st.job if st is not None else None
+            if not job or not job.get("timer_sha256"):
+                continue
+            same = job["timer_sha256"] == hashlib.sha256(body.encode()).hexdigest()
+            active = job.get("timer:ActiveState", "unknown")
+            live[f"{self.target}/timer/{name}"] = Live(
+                body if same else "(differs on the host)", active == "active",
+                f"timer {active}")
+        return live
 
     def _unit_dir(self) -> str:
         return str(self.manager.unit_dir)
@@ -509,9 +580,10 @@ class SystemdDriver(UnitDriver):
     def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
         if not names:
             return lambda result: {}
-        files = batch.observe([manager.unit_path(n) for n in names])
+        files = batch.observe(manager.paths(names))
         show = manager._show(batch, names)
-        return lambda result: dict(manager._states(names, result, files, show))
+        jobs = manager._show_jobs(batch, names)
+        return lambda result: dict(manager._states(names, result, files, show, jobs))
 
 
 class LaunchdDriver(UnitDriver):
@@ -529,7 +601,14 @@ class LaunchdDriver(UnitDriver):
             domain = f"gui/{uid}"  # the SSH user's LaunchAgents
         else:
             raise ValueError(f"host {self.ctx.name} did not say its SSH user's uid")
-        return LaunchdManager(self.transport, domain=domain, labels=self.all_units())
+        jobs = {n for n in self.units() if self._is_job(n)}
+        return LaunchdManager(self.transport, domain=domain, labels=self.all_units(),
+                              jobs=jobs)
+
+    def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
+        from blumeops.engine.jobs import launchd_job_health
+
+        return launchd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
 
     def _unit_dir(self) -> str:
         return str(self.manager.plist_dir)

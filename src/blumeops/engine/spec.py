@@ -209,7 +209,8 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                      else _probe_address(lab, svc.native, local)),
             probed_here=from_here,
             job=_job(svc, lab.backups is not None and lab.backups.job == name))
-    _add_scheduler(lab, services, supervised[0] if supervised else None, notes)
+    unit_hosts = {h for h in applied if h not in local and managed[h] in UNIT_MANAGERS}
+    _add_scheduler(lab, services, supervised[0] if supervised else None, notes, unit_hosts)
     checks = []
     for r in routes(lab):
         if r.proxy != "caddy" or r.proxy_host not in (*proxies, *remote_proxies):
@@ -242,7 +243,7 @@ def _probe_address(lab: object, host: str | None, local: tuple[str, ...]) -> str
 
 
 APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"},
-                 "systemd": {"unit"}, "launchd": {"plist"}, "brew": {"formula"}}
+                 "systemd": {"unit", "timer"}, "launchd": {"plist"}, "brew": {"formula"}}
 # What a service manager's resource is called: a change to one starts or stops a process.
 SERVICE_KINDS = {"program", "unit", "plist", "formula"}
 # Service managers reached over SSH through their unit managers (drivers/managed.py).
@@ -277,23 +278,28 @@ def _job(svc: object, backup: bool = False) -> JobSpec | None:
 
 
 def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | None,
-                   notes: list[str]) -> None:
+                   notes: list[str], unit_hosts: set[str] | frozenset[str] = frozenset()
+                   ) -> None:
     """The local supervisor host's jobs run under blumeops-scheduler, a program blumeops
     adds: it is a service of the runtime (started, watched, stopped), not of the catalog.
-    Jobs elsewhere are rendered only (yet): say so."""
+    systemd and launchd hosts over SSH run theirs with timers and calendar jobs. Jobs
+    elsewhere are rendered only (yet): say so."""
     from blumeops.catalog.schedule import SCHEDULER
 
     jobs = [s for s in services.values() if s.job is not None and s.host is not None]
     if host is not None and any(s.host == host for s in jobs):
         services[SCHEDULER] = ServiceSpec(SCHEDULER, host, True, startsecs=1)
     for svc in jobs:
-        if svc.host != host:
+        if svc.host != host and svc.host not in unit_hosts:
             notes.append(f"job '{svc.name}' on {svc.host}: rendered, not applied (blumeops "
-                         "runs jobs only on this machine's supervisord so far)")
+                         "runs jobs only on this machine's supervisord and on systemd "
+                         "and launchd hosts over SSH so far)")
 
 
 def _remote_job(res: Resource, services: dict[str, ServiceSpec], local: tuple[str, ...]
                 ) -> bool:
-    """A job's resource on a host other than the local supervisor's: not applied yet."""
+    """A job's resource that blumeops does not apply yet: on a supervisor host reached
+    over SSH (systemd and launchd hosts run their jobs with their own timers)."""
     svc = services.get(res.service or "")
-    return svc is not None and svc.job is not None and not svc.local
+    return (svc is not None and svc.job is not None and not svc.local
+            and res.target_kind not in UNIT_MANAGERS)
