@@ -81,7 +81,7 @@ def parse(expression: str) -> Cron:
     parts = text.split()
     if len(parts) != 5:
         raise ValueError(f"a cron expression has five fields, got {expression!r}")
-    sets = [_field(p, *spec) for p, spec in zip(parts, _FIELDS)]
+    sets = [_field(parts[i], *_FIELDS[i]) for i in range(5)]  # no zip(strict=): 3.9
     weekdays = frozenset(d % 7 for d in sets[4])
     day_or = not (parts[2].startswith("*") or parts[4].startswith("*"))
     return Cron(sets[0], sets[1], sets[2], sets[3], weekdays, day_or)
