@@ -106,26 +106,39 @@ def job_health(name: str, svc: ServiceSpec, state_dir: Path,
                status: dict[str, ProgramStatus]) -> ServiceHealth:
     """A local supervisor job's health (see the module docstring)."""
     from blumeops.catalog.schedule import SCHEDULER
-    from blumeops.engine.local import ServiceHealth
     from blumeops.scheduler import read_state
 
-    assert svc.job is not None
     st = status.get(name)
-    record = read_state(state_dir).get(name)
+    sched = status.get(SCHEDULER)
+    return program_job_health(name, svc, st.state if st else None, st.pid if st else None,
+                              sched.state if sched else None,
+                              read_state(state_dir).get(name))
+
+
+def program_job_health(name: str, svc: ServiceSpec, state: str | None, pid: int | None,
+                       scheduler: str | None, record: dict[str, Any] | None,
+                       where: str = "") -> ServiceHealth:
+    """A job run by blumeops-scheduler under supervisord (this machine's or a host's over
+    SSH): `state` is its program's supervisord state (None: not loaded), `scheduler` the
+    scheduler's, `record` its run record from STATE/jobs/state.json."""
+    from blumeops.catalog.schedule import SCHEDULER
+    from blumeops.engine.local import ServiceHealth
+
+    assert svc.job is not None
     run = JobRun((record or {}).get("last_start"), (record or {}).get("next_run"),
                  (record or {}).get("exit_code"), bool((record or {}).get("running")))
-    state = st.state if st is not None else ""
-    if st is None:
-        return ServiceHealth(name, Health.missing, "job not loaded in supervisord", job=run)
-    sched = status.get(SCHEDULER)
-    if sched is None or sched.state not in ("RUNNING", "STARTING"):
-        word = sched.state if sched is not None else "not loaded"
-        return ServiceHealth(name, Health.missing, f"{SCHEDULER} is {word}: nothing starts "
-                                                   "this job", state, st.pid, job=run)
+    at = f" {where}" if where else ""
+    if state is None:
+        return ServiceHealth(name, Health.missing, f"job not loaded in supervisord{at}",
+                             job=run)
+    if scheduler not in ("RUNNING", "STARTING"):
+        word = scheduler or "not loaded"
+        return ServiceHealth(name, Health.missing, f"{SCHEDULER} is {word}{at}: nothing "
+                             "starts this job", state, pid, job=run)
     health, detail = judge(svc.job, record, datetime.now().astimezone())
-    if st.state in ("RUNNING", "STARTING") and health is not Health.progressing:
+    if state in ("RUNNING", "STARTING") and health is not Health.progressing:
         health, detail = Health.progressing, "running"
-    return ServiceHealth(name, health, detail, state, st.pid, job=run)
+    return ServiceHealth(name, health, detail + at, state, pid, job=run)
 
 
 def scheduler_health(name: str, status: dict[str, ProgramStatus], state_dir: Path

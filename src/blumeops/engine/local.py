@@ -216,12 +216,13 @@ class LocalRuntime:
         return {n: replace(h, host=self.spec.services[n].host or "") for n, h in out.items()}
 
     def runs_jobs(self, host: str | None) -> bool:
-        """A host reached over SSH whose service manager runs jobs itself (systemd timers,
-        launchd calendar jobs): the job's health is asked there."""
+        """A host reached over SSH whose jobs blumeops applies (blumeops-scheduler under its
+        supervisord, systemd timers, launchd calendar jobs): the job's health is asked there."""
         from blumeops.engine.spec import UNIT_MANAGERS
 
         spec = self.spec.hosts.get(host or "")
-        return spec is not None and not spec.local and spec.manager in UNIT_MANAGERS
+        return (spec is not None and not spec.local
+                and spec.manager in ("supervisor", *UNIT_MANAGERS))
 
     def probe_from_here(self, service: str) -> ServiceHealth:
         """A service of a host blumeops does not manage (an appliance): its probe, run

@@ -209,8 +209,9 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                      else _probe_address(lab, svc.native, local)),
             probed_here=from_here,
             job=_job(svc, lab.backups is not None and lab.backups.job == name))
-    unit_hosts = {h for h in applied if h not in local and managed[h] in UNIT_MANAGERS}
-    _add_scheduler(lab, services, supervised[0] if supervised else None, notes, unit_hosts)
+    remote_drivers = {h for h in drivable if h not in local}
+    _add_scheduler(lab, services, supervised[0] if supervised else None, notes,
+                   remote_drivers, {h for h in remote_drivers if managed[h] == "supervisor"})
     checks = []
     for r in routes(lab):
         if r.proxy != "caddy" or r.proxy_host not in (*proxies, *remote_proxies):
@@ -224,8 +225,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                  r.protocol, path))
     desired = tuple(
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
-        if _applies_here(res, applied, managed, drivable, local)
-        and not _remote_job(res, services, local)) + tuple(target_desired)
+        if _applies_here(res, applied, managed, drivable, local)) + tuple(target_desired)
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
                        services, tuple(checks), tuple(notes), desired,
                        catalog_digest(files) if files else "", hosts, clusters, tailnet)
@@ -278,28 +278,24 @@ def _job(svc: object, backup: bool = False) -> JobSpec | None:
 
 
 def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | None,
-                   notes: list[str], unit_hosts: set[str] | frozenset[str] = frozenset()
-                   ) -> None:
-    """The local supervisor host's jobs run under blumeops-scheduler, a program blumeops
-    adds: it is a service of the runtime (started, watched, stopped), not of the catalog.
-    systemd and launchd hosts over SSH run theirs with timers and calendar jobs. Jobs
-    elsewhere are rendered only (yet): say so."""
+                   notes: list[str], remote: set[str], remote_supervised: set[str]) -> None:
+    """A supervisor host's jobs run under blumeops-scheduler, a program blumeops adds: it
+    is a service of the runtime (started, watched, stopped), not of the catalog; systemd
+    and launchd hosts over SSH (`remote`) run theirs with timers and calendar jobs. The
+    scheduler is one service name: its row is this machine's, else the first SSH host's
+    with jobs (the others' are applied and judge their jobs all the same). Jobs elsewhere
+    are rendered only: say so."""
     from blumeops.catalog.schedule import SCHEDULER
 
     jobs = [s for s in services.values() if s.job is not None and s.host is not None]
     if host is not None and any(s.host == host for s in jobs):
         services[SCHEDULER] = ServiceSpec(SCHEDULER, host, True, startsecs=1)
+    else:
+        first = sorted({s.host for s in jobs if s.host in remote_supervised})
+        if first:
+            services[SCHEDULER] = ServiceSpec(SCHEDULER, first[0], False, startsecs=1)
     for svc in jobs:
-        if svc.host != host and svc.host not in unit_hosts:
+        if svc.host != host and svc.host not in remote:
             notes.append(f"job '{svc.name}' on {svc.host}: rendered, not applied (blumeops "
-                         "runs jobs only on this machine's supervisord and on systemd "
-                         "and launchd hosts over SSH so far)")
-
-
-def _remote_job(res: Resource, services: dict[str, ServiceSpec], local: tuple[str, ...]
-                ) -> bool:
-    """A job's resource that blumeops does not apply yet: on a supervisor host reached
-    over SSH (systemd and launchd hosts run their jobs with their own timers)."""
-    svc = services.get(res.service or "")
-    return (svc is not None and svc.job is not None and not svc.local
-            and res.target_kind not in UNIT_MANAGERS)
+                         "runs jobs on this machine's supervisord and on hosts it reaches "
+                         "over SSH)")
