@@ -442,7 +442,8 @@ class UnitDriver(Driver):
         return healths
 
     def pids(self) -> dict[str, int | None]:
-        return {n: st.pid for n, st in self._states.items()}
+        # A job gets a new pid every run: that is its schedule, not a restart.
+        return {n: st.pid for n, st in self._states.items() if st.job is None}
 
     # -- down ------------------------------------------------------------------------
 

@@ -445,7 +445,9 @@ class RemoteSupervisor(Driver):
         if not self._status and self.ctx.transport is not None:
             self._parse_status(self._rpc(self.ctx.transport,
                                          [["supervisor.getAllProcessInfo", []]]))
-        return {name: (st.get("pid") or None) for name, st in self._status.items()}
+        # A job gets a new pid every run: that is its schedule, not a restart.
+        return {name: (st.get("pid") or None) for name, st in self._status.items()
+                if not self._is_job(name)}
 
     # -- down ------------------------------------------------------------------------
 
