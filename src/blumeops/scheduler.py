@@ -241,6 +241,11 @@ class Scheduler:
             if "ALREADY_STARTED" in text:
                 record["skipped"] = int(record.get("skipped", 0)) + 1
                 return
+            if "BAD_NAME" in text:
+                # Not added to supervisord yet (apply adds the scheduler and the jobs in
+                # one reload, the scheduler may look first): not a failed run; its health
+                # says Missing while it stays so.
+                return
             record.update(last_start=at.isoformat(), last_end=at.isoformat(), running=False,
                           exit_code=None, output=f"could not start: {text}")
             return
