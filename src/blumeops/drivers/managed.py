@@ -15,6 +15,13 @@ one dropped from the catalog is still found on the host and removed.
 
 The unit file name and Label are taken from the rendered resource's path, so the manager
 names a unit exactly as the renderer did (including a service's `names:`).
+
+Jobs (`schedule:`): the manager runs them, apply never does. systemd: the job's timer is
+its own resource (`systemd@HOST/timer/NAME`) applied with its unit (the TIMER is enabled);
+launchd: the plist is bootstrapped, never kickstarted. Between runs a job is converged
+(`Live.running` None while it is scheduled); its health is engine/jobs.py's, from what
+the manager shows of the last run. `host_lab_dir` is the one definition of where a
+host's services run, shared with the files driver.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ host facts. Round trips are fixed, whatever the number of units:
   deletes removed ones, runs one `daemon-reload`, `enable --now` for new units, `restart`
   for changed ones, and reads the state back.
 
+A job (`jobs`, `apply(timers=)`) has a oneshot service and a `.timer`: the timer is
+enabled with `--now` and restarted only when its own text changed; the service is never
+started or restarted here. Its state adds one `systemctl show --timestamp=utc` of each
+job's service and timer (last run, next elapse) to the same batch.
+
 Secret values go only into the unit's `EnvironmentFile=` (0600, owned by the unit's
 `User=` or the SSH user), written through the transport's stdin: never an argument.
 """
