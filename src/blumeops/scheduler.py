@@ -16,27 +16,40 @@ Kubernetes CronJob with `concurrencyPolicy: Forbid` does. Jobs that leave the ta
 dropped from the state file; supervisord removes their programs.
 
     python -m blumeops.scheduler --state-dir STATE --table '[{"name": ..., "cron": ...}]'
+
+Standard library only (Python 3.9) with blumeops.cronmatch: on a supervisor host reached
+over SSH it runs from a copy of this file and cronmatch.py that the remote supervisor
+driver writes under STATE/lib/blumeops (the host has python3, not blumeops). supervisord's
+socket is BLUMEOPS_SUPERVISOR_SOCKET (set by the remote driver when it starts
+supervisord), else the local layout's, else STATE/supervisor.sock.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import signal
+import socket
 import sys
 import time
+import xmlrpc.client
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from blumeops.catalog.schedule import next_run
+from blumeops.cronmatch import next_after
 
 TICK = 0.2  # seconds between looks while a job runs
 OUTPUT_LINES = 20  # tail of a run's output kept in the state file
 FINISHED = {"EXITED", "FATAL", "STOPPED", "BACKOFF", "UNKNOWN"}
+
+
+SOCKET_ENV = "BLUMEOPS_SUPERVISOR_SOCKET"
+MASK = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,106 @@ class Job:
     name: str
     cron: str | None
     every: int | None
+
+
+def next_run(cron: str | None, every: int | None, after: datetime) -> datetime:
+    """When a job with this schedule next runs after `after` (an interval counts from it);
+    the catalog's rule (catalog/schedule.py), with the stdlib cron matcher."""
+    if cron is not None:
+        return next_after(cron, after)
+    assert every is not None
+    return after + timedelta(seconds=every)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__()
+        self._path, self._timeout = path, timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        return _UnixConnection(self._path, self._timeout)
+
+
+def supervisor_socket(state_dir: Path) -> str:
+    """supervisord's socket: the remote driver's (env), else this machine's layout."""
+    if os.environ.get(SOCKET_ENV):
+        return os.environ[SOCKET_ENV]
+    try:
+        from blumeops.drivers.process import socket_path
+    except ImportError:  # a copy on a remote host without blumeops
+        return str(state_dir / "supervisor.sock")
+    return str(socket_path(state_dir.resolve(), "supervisor", "supervisord.sock"))
+
+
+class Supervisor:
+    """What the scheduler asks of supervisord: XML-RPC on its unix socket (stdlib)."""
+
+    def __init__(self, state_dir: Path, socket_file: str, timeout: float = 30.0) -> None:
+        self.logs_dir = state_dir / "logs"
+        self.secrets_dir = state_dir / "secrets"
+        self.socket = socket_file
+        self.timeout = timeout
+        self._proxy: Any = None
+
+    @property
+    def rpc(self) -> Any:
+        if self._proxy is None:
+            self._proxy = xmlrpc.client.ServerProxy(
+                "http://localhost/RPC2", transport=_UnixTransport(self.socket, self.timeout))
+        return self._proxy
+
+    def env_path(self, name: str) -> Path:
+        return self.secrets_dir / f"{name}.env"
+
+
+def _tail_since(path: Path, offset: int, lines: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _secret_values(path: Path) -> list[str]:
+    """The job's own secret values (its JSON env file), to mask in its recorded output."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(v) for v in data.values()] if isinstance(data, dict) else []
+
+
+def _mask(text: str, values: list[str]) -> str:
+    for value in sorted({v for v in values if v}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+        if value.strip() and value.strip() != value:
+            text = text.replace(value.strip(), MASK)
+    return text
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write atomically, 0600 (the output may name paths; the record is the lab's)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def now() -> datetime:
@@ -72,12 +185,11 @@ def read_state(state_dir: Path) -> dict[str, dict[str, Any]]:
 class Scheduler:
     """The loop: start due jobs, watch running ones, record every run."""
 
-    def __init__(self, state_dir: Path, lab_dir: Path, jobs: list[Job]) -> None:
-        from blumeops.drivers.supervisor import SupervisorDriver
-
+    def __init__(self, state_dir: Path, jobs: list[Job],
+                 socket_file: str | None = None) -> None:
         self.state_dir = state_dir
         self.jobs = {job.name: job for job in jobs}
-        self.supervisor = SupervisorDriver(state_dir, lab_dir)
+        self.supervisor = Supervisor(state_dir, socket_file or supervisor_socket(state_dir))
         self.offsets: dict[str, int] = {}  # log size at a run's start: its output follows
         started = now()
         old = read_state(state_dir)
@@ -100,27 +212,18 @@ class Scheduler:
     # -- records -----------------------------------------------------------------------
 
     def save(self) -> None:
-        from blumeops.fileio import write_atomic
-
         for name, record in self.records.items():
             record["next_run"] = self.due[name].isoformat()
         path = state_path(self.state_dir)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"jobs": self.records}, indent=1, sort_keys=True), 0o600)
+        _write_private(path, json.dumps({"jobs": self.records}, indent=1, sort_keys=True))
 
     def _output(self, name: str) -> str:
         """The run's output (its log since the start), last lines, its secrets masked."""
-        from blumeops.fileio import tail_since
-        from blumeops.secrets.envfile import EnvFileError, read_env_file
-        from blumeops.secrets.redact import Redactor
-
-        text = tail_since(self.supervisor.logs_dir / f"{name}.log", self.offsets.get(name, 0),
-                          OUTPUT_LINES)
+        text = _tail_since(self.supervisor.logs_dir / f"{name}.log", self.offsets.get(name, 0),
+                           OUTPUT_LINES)
         lines = text.strip().splitlines()
-        values: list[str] = []
-        with contextlib.suppress(EnvFileError):
-            values = list(read_env_file(self.supervisor.env_path(name)).values())
-        return Redactor(values)("\n".join(lines))
+        return _mask("\n".join(lines), _secret_values(self.supervisor.env_path(name)))
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -137,6 +240,11 @@ class Scheduler:
             text = getattr(exc, "faultString", None) or str(exc)
             if "ALREADY_STARTED" in text:
                 record["skipped"] = int(record.get("skipped", 0)) + 1
+                return
+            if "BAD_NAME" in text:
+                # Not added to supervisord yet (apply adds the scheduler and the jobs in
+                # one reload, the scheduler may look first): not a failed run; its health
+                # says Missing while it stays so.
                 return
             record.update(last_start=at.isoformat(), last_end=at.isoformat(), running=False,
                           exit_code=None, output=f"could not start: {text}")
@@ -207,8 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--table", required=True, help="the job table, JSON")
     args = parser.parse_args(argv)
-    lab_dir = Path(os.environ.get("BLUMEOPS_LAB_DIR", "."))
-    scheduler = Scheduler(args.state_dir, lab_dir, parse_table(args.table))
+    scheduler = Scheduler(args.state_dir, parse_table(args.table))
 
     def stop(_signum: int, _frame: object) -> None:
         # Jobs are supervisord's programs: one running goes on; the next scheduler sees it.

@@ -38,7 +38,7 @@ from drivers.test_launchd_double import calls, install_double
 pytestmark = [needs_sshd, pytest.mark.slow]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "blumeops"
-NATIVE = ("alloy", "borgmatic", "caddy", "forgejo", "jellyfin", "zot")
+NATIVE = ("alloy", "borgmatic", "caddy", "forgejo", "jellyfin", "speedtest", "zot")  # jobs too
 
 
 def test_examples_blumeops_plans_indri_over_ssh_with_launchd() -> None:

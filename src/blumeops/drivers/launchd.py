@@ -21,7 +21,7 @@ from __future__ import annotations
 import plistlib
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,13 +73,16 @@ class LaunchdManager:
 
     def __init__(self, transport: Transport, *, domain: str, plist_dir: str | None = None,
                  state_dir: str = render.STATE_DIR,
-                 labels: Mapping[str, str] | None = None) -> None:
+                 labels: Mapping[str, str] | None = None,
+                 jobs: Collection[str] = ()) -> None:
         # plist_dir/state_dir: only for tests and odd layouts; the defaults are launchd's
         # and the renderer's.
         if not DOMAIN.match(domain):
             raise ValueError(f"not a launchd domain: {domain!r} (system, gui/UID, user/UID)")
         self.transport = transport
         self.labels = dict(labels or {})  # service -> Label the catalog declares (`names:`)
+        # Scheduled jobs: launchd starts them at their plist's times; apply never does.
+        self.jobs = set(jobs)
         self.domain = domain
         self.plist_dir = plist_dir or (DAEMON_DIR if domain == "system" else AGENT_DIR)
         self.state_dir = state_dir
@@ -118,7 +121,7 @@ class LaunchdManager:
             f = seen[self.unit_path(name)]
             exists = f.exists and f.kind == "file"
             out[name] = job_state(name, exists, f.sha256 if exists else None,
-                                  result.run(index))
+                                  result.run(index), name in self.jobs)
         return out
 
     # --- apply ----------------------------------------------------------------------------
@@ -163,7 +166,7 @@ class LaunchdManager:
             self._plan_one(plan, name, upsert[name], parsed[name], before[name],
                            support.get(name), secrets.get(name), seen, name in restart)
         plan.kickstart += [n for n in restart if n not in upsert and n not in remove
-                           and before[n].enabled]
+                           and before[n].enabled and n not in self.jobs]
         plan.gone = [n for n in remove if n not in upsert
                      and (before[n].exists or before[n].enabled)]
         plan.bootout += [n for n in plan.gone if before[n].enabled]
@@ -199,6 +202,8 @@ class LaunchdManager:
         elif changed:
             plan.bootout.append(name)  # launchd rereads a plist only on bootstrap
             plan.bootstrap.append(name)
+        elif name in self.jobs:
+            pass  # a job runs at its times: never kickstarted, its next run reads new values
         elif asked or secrets_changed or not state.running:
             plan.kickstart.append(name)
 
@@ -275,6 +280,11 @@ class LaunchdManager:
         out = {}
         for name in parsed:
             st = states.get(name)
+            if name in self.jobs:  # between runs a job is not running: loaded is all
+                if st is not None and st.state == "not loaded":
+                    out[name] = f"{self.label(name)} is not loaded" + (
+                        f" ({st.detail})" if st.detail else "")
+                continue
             if st is not None and not st.running and st.state != "spawn scheduled":
                 out[name] = f"{self.label(name)} is {st.state}" + (
                     f" ({st.detail})" if st.detail else "")
@@ -314,10 +324,14 @@ def parse_print(stdout: str) -> dict[str, str]:
     return out
 
 
-def job_state(name: str, exists: bool, digest: str | None, printed: RunResult) -> UnitState:
+def job_state(name: str, exists: bool, digest: str | None, printed: RunResult,
+              scheduled: bool = False) -> UnitState:
+    """A launchd job's state; `scheduled`: a calendar/interval job, whose `print` lines
+    (runs, last exit code) are kept for its health."""
     if printed.returncode != 0:
         why = "" if printed.returncode == 113 else failure(printed)
-        return UnitState(name, exists, digest, "not loaded", False, None, why)
+        return UnitState(name, exists, digest, "not loaded", False, None, why,
+                         job={} if scheduled else None)
     props = parse_print(printed.stdout)
     word = props.get("state", "unknown")
     pid = int(props["pid"]) if props.get("pid", "").isdigit() else None
@@ -327,4 +341,4 @@ def job_state(name: str, exists: bool, digest: str | None, printed: RunResult) -
         word = f"exited {int(last)}"
     detail = f"last exit code {last}" if last and not running else ""
     return UnitState(name=name, exists=exists, sha256=digest, state=word, running=running,
-                     pid=pid, detail=detail, enabled=True)
+                     pid=pid, detail=detail, enabled=True, job=props if scheduled else None)

@@ -15,6 +15,13 @@ one dropped from the catalog is still found on the host and removed.
 
 The unit file name and Label are taken from the rendered resource's path, so the manager
 names a unit exactly as the renderer did (including a service's `names:`).
+
+Jobs (`schedule:`): the manager runs them, apply never does. systemd: the job's timer is
+its own resource (`systemd@HOST/timer/NAME`) applied with its unit (the TIMER is enabled);
+launchd: the plist is bootstrapped, never kickstarted. Between runs a job is converged
+(`Live.running` None while it is scheduled); its health is engine/jobs.py's, from what
+the manager shows of the last run. `host_lab_dir` is the one definition of where a
+host's services run, shared with the files driver.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from blumeops.engine.health import Health
 from blumeops.engine.plan import Change, Live
 
 if TYPE_CHECKING:
+    from blumeops.drivers.base import HostContext
     from blumeops.drivers.launchd import LaunchdManager
     from blumeops.drivers.systemd import SystemdManager
     from blumeops.engine.local import ServiceHealth
@@ -84,9 +92,16 @@ class UnitDriver(Driver):
         """Service -> its unit file name (systemd) or Label (launchd), as rendered."""
         out = {}
         for res in self.resources:
+            if res.kind != self.unit_kind:
+                continue  # a job's timer: named after its unit
             base = posixpath.basename(res.path)
             out[res.name] = base.removesuffix(self.suffix) if self.suffix == ".plist" else base
         return out
+
+    def jobs(self) -> dict[str, str]:
+        """Job -> its schedule's text (systemd: the timer unit); {} for launchd, whose
+        plist holds the schedule."""
+        return {r.name: r.body for r in self.resources if r.kind == "timer"}
 
     def all_units(self) -> dict[str, str]:
         """The catalog's units and those applied earlier under a declared name."""
@@ -116,15 +131,11 @@ class UnitDriver(Driver):
         return self.ctx.facts
 
     def _cache_path(self) -> str:
-        return str(self.ctx.state_dir / "facts" / f"{self.ctx.name}.json")
+        return _cache_path(self.ctx)
 
     def _cached_mode(self) -> Mode | None:
-        try:
-            with open(self._cache_path(), encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("ssh") != self.ctx.host.ssh:
+        data = _cached_facts(self.ctx)
+        if data is None:
             return None
         declared = data.get(self.kind)
         if isinstance(declared, dict):
@@ -235,7 +246,7 @@ class UnitDriver(Driver):
         return parse(result), dict(zip(probes, answers, strict=True)), listed
 
     def _live(self, listed: Mapping[str, str]) -> dict[str, Live]:
-        desired = {r.name: r for r in self.resources}
+        desired = {r.name: r for r in self.resources if r.kind == self.unit_kind}
         units = self.units()
         bodies: dict[str, str] = {}
         read: dict[str, str] = {}  # name -> path, for a readable diff
@@ -258,9 +269,22 @@ class UnitDriver(Driver):
         for name, body in bodies.items():
             st = self._states.get(name)
             state = st.state if st else "not loaded"
-            live[f"{self.target}/{self.unit_kind}/{name}"] = Live(
-                body, st is not None and st.running, state)
+            running: bool | None = st is not None and st.running
+            if (st is not None and st.job is not None) or self._is_job(name):
+                # A job is not a process: between runs it is converged while it is
+                # scheduled (launchd: loaded; systemd: its timer enabled).
+                running = None if st is not None and st.enabled else False
+            live[f"{self.target}/{self.unit_kind}/{name}"] = Live(body, running, state)
+        live.update(self._timers_live())
         return live
+
+    def _is_job(self, name: str) -> bool:
+        svc = self.ctx.spec.services.get(name)
+        return svc is not None and svc.job is not None
+
+    def _timers_live(self) -> dict[str, Live]:
+        """systemd: each job's timer, as its own resource; running when it is armed."""
+        return {}
 
     def _service_of(self, stem: str) -> str:
         """The service a unit file on the host belongs to; "" when it is not blumeops's."""
@@ -274,15 +298,22 @@ class UnitDriver(Driver):
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
         self._probes = None
-        upsert = {c.name: c.desired.body for c in changes if c.desired is not None}
-        restart = [c.name for c in changes if c.action == "update" and any(
+        mine = [c for c in changes if c.kind == self.unit_kind]
+        desired = {r.name: r.body for r in self.resources if r.kind == self.unit_kind}
+        # A job's timer changed alone: its unit goes with it (written only if it differs).
+        upsert = {c.name: c.desired.body for c in mine if c.desired is not None}
+        upsert.update({c.name: desired[c.name] for c in changes
+                       if c.kind != self.unit_kind and c.name in desired})
+        restart = [c.name for c in mine if c.action == "update" and any(
             r.startswith(("not running", "secret")) for r in c.reasons)]
-        remove = [c.name for c in changes if c.desired is None]
-        values = {c.name: dict(secrets[c.id]) for c in changes if c.id in secrets}
-        problem = self._deliver_secret_files(upsert, remove, values)
+        remove = [c.name for c in mine if c.desired is None]
+        values = {c.name: dict(secrets[c.id]) for c in mine if c.id in secrets}
+        # File secrets follow the unit's own changes (a timer change alone has no values).
+        unit_upsert = {c.name: c.desired.body for c in mine if c.desired is not None}
+        problem = self._deliver_secret_files(unit_upsert, remove, values)
         if problem:
             return {c.id: problem for c in changes}
-        errors = self.manager.apply(upsert, restart, remove, secrets=values)
+        errors = self._manager_apply(upsert, restart, remove, values)
         units = self.units()
         declared = dict(self._declared)
         for name in upsert:
@@ -294,8 +325,16 @@ class UnitDriver(Driver):
         if declared != self._declared:
             self._declared = declared
             self._save()
-        ids = {c.name: c.id for c in changes}
-        return {ids.get(name, name): str(error) for name, error in errors.items()}
+        out: dict[str, str] = {}
+        for name, error in errors.items():
+            ids = [c.id for c in changes if c.name == name] or [name]
+            out.update({i: str(error) for i in ids})
+        return out
+
+    def _manager_apply(self, upsert: dict[str, str], restart: list[str], remove: list[str],
+                       values: dict[str, dict[str, str]]) -> dict[str, str]:
+        errors: dict[str, str] = self.manager.apply(upsert, restart, remove, secrets=values)
+        return errors
 
     def _index_path(self) -> str:
         return secret_index_path(self.ctx.remote_path())
@@ -367,6 +406,11 @@ class UnitDriver(Driver):
                 out[name] = ServiceHealth(name, Health.missing, f"no {self.kind} unit {where}",
                                           urls=svc.urls)
                 continue
+            if svc.job is not None:
+                out[name] = self._job_health(name, st)
+                if out[name].health is Health.degraded:
+                    degraded.append(name)
+                continue
             word, pid = st.state, st.pid
             if not st.running:
                 out[name] = ServiceHealth(
@@ -395,13 +439,18 @@ class UnitDriver(Driver):
             out.update(self._with_logs({n: out[n] for n in degraded}))
         return out
 
+    def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
+        """A job's health from what its manager says of its last run (engine/jobs.py)."""
+        raise NotImplementedError
+
     def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
         """A Degraded unit's log, named (and its last lines, where the manager writes a
         file), as the supervisor drivers show it."""
         return healths
 
     def pids(self) -> dict[str, int | None]:
-        return {n: st.pid for n, st in self._states.items()}
+        # A job gets a new pid every run: that is its schedule, not a restart.
+        return {n: st.pid for n, st in self._states.items() if st.job is None}
 
     # -- down ------------------------------------------------------------------------
 
@@ -425,6 +474,57 @@ def _as_user() -> bool:
     return os.environ.get(AS_USER_ENV, "") in ("1", "yes", "true")
 
 
+def _cache_path(ctx: HostContext) -> str:
+    return str(ctx.state_dir / "facts" / f"{ctx.name}.json")
+
+
+def _cached_facts(ctx: HostContext) -> dict[str, Any] | None:
+    """What this machine kept of the host's SSH user (for the same `ssh:`), or None."""
+    try:
+        with open(_cache_path(ctx), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("ssh") != ctx.host.ssh:
+        return None
+    return data
+
+
+def unit_lab_dir(manager: str, user: str) -> str:
+    """The lab dir of a unit manager's services: their default WorkingDirectory, where
+    relative commands, workdirs, `files:` and file secrets land. The renderers' LAB_DIR,
+    specifiers expanded for this SSH user (`~/` not yet: the agent expands it)."""
+    if manager == "launchd":
+        from blumeops.render.launchd import LAB_DIR as LAUNCHD_LAB
+
+        return LAUNCHD_LAB
+    from blumeops.drivers.systemd import SYSTEM_STATE_ROOT, USER_STATE_ROOT, expand
+    from blumeops.render.systemd import LAB_DIR as SYSTEMD_LAB
+
+    user_mode = user != "root" or _as_user()
+    return expand(SYSTEMD_LAB, USER_STATE_ROOT if user_mode else SYSTEM_STATE_ROOT)
+
+
+def host_lab_dir(ctx: HostContext) -> str | None:
+    """Where the services of a remote host run: its unit manager's lab dir (systemd,
+    launchd), else the lab's state dir there (STATE/lab, blumeops's supervisord). None
+    while the SSH user is not known yet (first contact, before the facts)."""
+    manager = ctx.host.manager
+    if manager not in ("systemd", "launchd"):
+        return ctx.remote_path("lab")
+    if ctx.facts is not None:
+        user = ctx.facts.user
+    else:
+        cached = _cached_facts(ctx)
+        if cached is None:
+            return None
+        user = str(cached.get("user", ""))
+    from blumeops.drivers.units import expand_home
+
+    home = (ctx.facts.home if ctx.facts else "") or ctx.home
+    return expand_home(unit_lab_dir(manager, user), home)
+
+
 class SystemdDriver(UnitDriver):
     kind = "systemd"
     unit_kind = "unit"
@@ -436,16 +536,42 @@ class SystemdDriver(UnitDriver):
 
         # System units for root; user units (`systemctl --user`) for anyone else.
         return SystemdManager(self.transport, user_mode=user != "root" or _as_user(),
-                              units=self.all_units())
+                              units=self.all_units(), jobs=self.jobs())
+
+    def _manager_apply(self, upsert: dict[str, str], restart: list[str], remove: list[str],
+                       values: dict[str, dict[str, str]]) -> dict[str, str]:
+        timers = {n: t for n, t in self.jobs().items() if n in upsert}
+        errors: dict[str, str] = self.manager.apply(upsert, restart, remove, secrets=values,
+                                                    timers=timers)
+        return errors
+
+    def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
+        from blumeops.engine.jobs import systemd_job_health
+
+        return systemd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
+
+    def _timers_live(self) -> dict[str, Live]:
+        bodies = self.jobs()
+        live = {}
+        for name, body in bodies.items():
+            st = self._states.get(name)
+            job = st.job if st is not None else None
+            if not job or not job.get("timer_sha256"):
+                continue
+            same = job["timer_sha256"] == hashlib.sha256(body.encode()).hexdigest()
+            active = job.get("timer:ActiveState", "unknown")
+            live[f"{self.target}/timer/{name}"] = Live(
+                body if same else "(differs on the host)", active == "active",
+                f"timer {active}")
+        return live
 
     def _unit_dir(self) -> str:
         return str(self.manager.unit_dir)
 
     def lab_dir(self) -> str:
-        from blumeops.drivers.systemd import expand
-        from blumeops.render.systemd import LAB_DIR
-
-        return expand(LAB_DIR, self.manager.state_root)
+        _ = self.manager  # learns the SSH user (system or user units) if not known yet
+        assert self._mode is not None
+        return unit_lab_dir("systemd", self._mode[0])
 
     def _owner(self, text: str) -> str | None:
         owner: str | None = self.manager._owner(text)
@@ -462,9 +588,10 @@ class SystemdDriver(UnitDriver):
     def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
         if not names:
             return lambda result: {}
-        files = batch.observe([manager.unit_path(n) for n in names])
+        files = batch.observe(manager.paths(names))
         show = manager._show(batch, names)
-        return lambda result: dict(manager._states(names, result, files, show))
+        jobs = manager._show_jobs(batch, names)
+        return lambda result: dict(manager._states(names, result, files, show, jobs))
 
 
 class LaunchdDriver(UnitDriver):
@@ -482,15 +609,20 @@ class LaunchdDriver(UnitDriver):
             domain = f"gui/{uid}"  # the SSH user's LaunchAgents
         else:
             raise ValueError(f"host {self.ctx.name} did not say its SSH user's uid")
-        return LaunchdManager(self.transport, domain=domain, labels=self.all_units())
+        jobs = {n for n in self.units() if self._is_job(n)}
+        return LaunchdManager(self.transport, domain=domain, labels=self.all_units(),
+                              jobs=jobs)
+
+    def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
+        from blumeops.engine.jobs import launchd_job_health
+
+        return launchd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
 
     def _unit_dir(self) -> str:
         return str(self.manager.plist_dir)
 
     def lab_dir(self) -> str:
-        from blumeops.render.launchd import LAB_DIR
-
-        return LAB_DIR
+        return unit_lab_dir("launchd", "")
 
     def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
         """The job's log file (the plist's StandardOutPath): its last lines, one round

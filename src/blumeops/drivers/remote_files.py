@@ -1,8 +1,11 @@
 """`files@HOST` over a transport: a native service's `files:` on a remote host.
 
 Each file is checked by hash in the host's observe round trip and all writes go in one
-atomic batch (temp file + rename on the host). Relative paths land under the host's lab
-dir (STATE/lab/WORKDIR); files of a service with secrets are 0600.
+atomic batch (temp file + rename on the host). Relative paths land in the service's
+working directory there: its lab dir + workdir, the lab dir being the one its service
+manager runs it in (`managed.host_lab_dir`: STATE/lab under blumeops's supervisord,
+%S/blumeops/lab for systemd, /usr/local/var/blumeops/lab for launchd); files of a
+service with secrets are 0600.
 
 What blumeops wrote is listed on the host in STATE/files.json (resource name -> path),
 updated in the same batch as the files. A file dropped from the catalog is found there,
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,14 +45,23 @@ class RemoteFiles(Driver):
         super().__init__(*args, **kwargs)
         self._index: dict[str, str] = {}  # resource name -> path on the host
         self._asked: list[str] = []
+        self._observed = False  # observe_ops asked (False: the SSH user was not known)
+
+    def _base(self) -> str | None:
+        from blumeops.drivers.managed import host_lab_dir
+
+        return host_lab_dir(self.ctx)
 
     def _dest(self, res: Resource) -> str:
+        from blumeops.drivers.remote_services import workdir
+
         svc = self.ctx.spec.services.get(res.service or "")
         dest = res.meta.get("dest", res.name)
         if dest.startswith("/"):
             return dest
-        base = ["lab", *([svc.workdir] if svc and svc.workdir else [])]
-        return self.ctx.remote_path(*base, dest)
+        base = self._base()
+        assert base is not None, "the host's lab dir is known once its facts are"
+        return posixpath.join(workdir(base, svc), dest)
 
     def index_path(self) -> str:
         return self.ctx.remote_path("files.json")
@@ -56,11 +69,19 @@ class RemoteFiles(Driver):
     def observe_ops(self) -> list[JSON]:
         # The paths as asked ("~/..." until the host's facts give its home): the answer
         # is keyed by them.
+        self._observed = self._base() is not None
+        if not self._observed:
+            return []  # first contact with a unit host: asked once its SSH user is known
+        return self._ops()
+
+    def _ops(self) -> list[JSON]:
         self._asked = [self._dest(r) for r in self.resources]
         return [{"op": "observe", "paths": self._asked},
                 index_op(self.index_path(), stat=True)]
 
     def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
+        if not self._observed and self.ctx.transport is not None:
+            answers = self.ctx.transport.call({"op": "batch", "ops": self._ops()})["results"]
         files = answers[0].get("files", {}) if answers else {}
         written = answers[1] if len(answers) > 1 else {}
         self._index = parse_index(written)
@@ -103,7 +124,7 @@ class RemoteFiles(Driver):
                 index, indent=2, sort_keys=True).encode(), mode=0o600))
         try:
             self.ctx.transport.put_files(FileBatch(writes, removes, prune=True,
-                                                   root=self.ctx.remote_path("lab")))
+                                                   root=self._root()))
         except RemoteError as exc:
             return {c.id: exc.message for c in changes}
         self._index = index
@@ -118,11 +139,12 @@ class RemoteFiles(Driver):
         assert transport is not None
         facts, answer = transport.call({"op": "batch", "ops": [
             {"op": "observe"}, index_op(self.index_path())]})["results"]
-        self.ctx.home = parse_facts(facts["facts"]).home
+        self.ctx.facts = parse_facts(facts["facts"])
+        self.ctx.home = self.ctx.facts.home
         written = parse_index(answer)
         if not written:
             return []
-        root = self.ctx.remote_path("lab")
+        root = self._root()
         # Only under the lab dir: an index edited to name anything else is not obeyed.
         removes = sorted({p for p in written.values() if p.startswith(root + "/")})
         files, _ = put_request(FileBatch(removes=removes, root=root, prune=True))
@@ -131,3 +153,9 @@ class RemoteFiles(Driver):
         transport.call({"op": "batch", "ops": [files, index]})
         self._index = {}
         return []
+
+    def _root(self) -> str:
+        """The only tree a removal may touch: the host's lab dir (absolute)."""
+        base = self._base()
+        assert base is not None
+        return base

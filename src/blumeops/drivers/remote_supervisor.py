@@ -10,6 +10,8 @@ The layout on the host mirrors the local one, under the lab's state dir there
     STATE/secrets/files.json            the file secrets written (paths, never values)
     STATE/logs/NAME.log                 each program's output
     STATE/lib/blumeops/secrets/exec.py  the stdlib wrapper that reads NAME.env at start
+    STATE/lib/blumeops/scheduler.py     blumeops-scheduler (+ cronmatch.py): stdlib only
+    STATE/jobs/state.json               the scheduler's run records (0600)
     STATE/bin/python                    python3 with that wrapper on its path
     STATE/lab/                          the lab dir of programs on this host
 
@@ -22,6 +24,11 @@ start supervisord the first time. Secret values travel only inside put_files' bl
 (`file:`) as 0600 files in the service's working directory (drivers/remote_services.py).
 A Degraded service's health names its log and shows its last lines (one more round trip,
 only then), the service's secret values masked on the host.
+
+Jobs (`schedule:`) run as on this machine: the job's program is added, never started
+here; `blumeops-scheduler` (a copy of scheduler.py and cronmatch.py, standard library
+only) starts it at its times and records its runs in STATE/jobs/state.json, which the
+observe round trip reads (`jobs` op) for the job's health (engine/jobs.py).
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blumeops.catalog.schedule import SCHEDULER
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.remote_services import (
     SecretFiles,
@@ -78,6 +87,17 @@ except OSError as exc:
 '''
 
 
+# What blumeops-scheduler needs on a host without blumeops: stdlib-only modules, copied.
+SCHEDULER_MODULES = ("scheduler.py", "cronmatch.py")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def is_job_program(body: str) -> bool:
+    from blumeops.drivers.supervisor import is_job_program as local
+
+    return local(body)
+
+
 class RemoteSupervisor(Driver):
     kind = "supervisor"
     order = 30
@@ -91,6 +111,7 @@ class RemoteSupervisor(Driver):
         # apply uses them instead of asking again. Cleared by apply and by each use.
         self._observed: list[JSON] | None = None
         self._secret_files: dict[str, str] = {}  # "SERVICE:NAME" -> path, from the host
+        self._jobs: dict[str, Any] = {}  # job -> its run record (STATE/jobs/state.json)
 
     # -- paths -----------------------------------------------------------------------
 
@@ -107,10 +128,24 @@ class RemoteSupervisor(Driver):
     def _services(self) -> list[str]:
         return sorted(n for n, s in self.ctx.spec.services.items() if s.host == self.ctx.name)
 
+    def jobs_path(self) -> str:
+        return self.path("jobs", "state.json")
+
+    def _is_job(self, name: str) -> bool:
+        svc = self.ctx.spec.services.get(name)
+        return svc is not None and svc.job is not None and svc.host == self.ctx.name
+
+    def _lib_writes(self) -> list[FileWrite]:
+        """The scheduler's modules under STATE/lib/blumeops (python3 finds them there)."""
+        return [FileWrite(self.path("lib", "blumeops", name),
+                          (PACKAGE_DIR / name).read_bytes()) for name in SCHEDULER_MODULES]
+
     def _probe_ops(self, services: Sequence[str]) -> tuple[list[str], list[JSON]]:
         names, ops = [], []
         for name in services:
-            svc = self.ctx.spec.services[name]
+            svc = self.ctx.spec.services.get(name)
+            if svc is None or svc.job is not None:
+                continue  # a job is judged by its runs, not probed
             op = probe_op(svc, workdir(self.path("lab"), svc))
             if op is not None:
                 names.append(name)
@@ -125,6 +160,7 @@ class RemoteSupervisor(Driver):
                 {"op": "xmlrpc", "socket": self.socket,
                  "calls": [["supervisor.getAllProcessInfo", []]]},
                 index_op(secret_index_path(self.path())),
+                {"op": "jobs", "path": self.jobs_path()},
                 *probes]
 
     def _parse_status(self, answer: JSON) -> None:
@@ -140,7 +176,8 @@ class RemoteSupervisor(Driver):
         programs: dict[str, str] = dict(answers[0].get("files", {}))
         self._parse_status(answers[1])
         self._secret_files = parse_index(answers[2])
-        self._observed = [answers[1], *answers[3:]]
+        self._jobs = dict(answers[3].get("jobs") or {})
+        self._observed = [answers[1], *answers[4:]]
         desired = {r.name: r for r in self.resources}
         differs = [n for n, sha in programs.items() if n not in desired
                    or sha != hashlib.sha256(desired[n].body.encode()).hexdigest()]
@@ -153,8 +190,10 @@ class RemoteSupervisor(Driver):
         for name, body in bodies.items():
             st = self._status.get(name)
             state = str(st["statename"]) if st else "not loaded"
-            live[f"{self.target}/program/{name}"] = Live(body, state in ("RUNNING", "STARTING"),
-                                                         state)
+            running: bool | None = state in ("RUNNING", "STARTING")
+            if is_job_program(body) and st is not None:
+                running = None  # a job is not kept running: between runs it is EXITED
+            live[f"{self.target}/program/{name}"] = Live(body, running, state)
         return live
 
     # -- apply -----------------------------------------------------------------------
@@ -193,11 +232,13 @@ class RemoteSupervisor(Driver):
             FileWrite(self.path("logs", ".keep"), b""),
             FileWrite(self.path("secrets", ".keep"), b"", secret=True),
             FileWrite(self.path("supervisor", "programs", ".keep"), b""),
+            *self._lib_writes(),
         ]))
         # The state dir holds the socket and secrets: 0700, as locally.
         transport.run(["chmod", "700", self.path(), self.path("secrets")])
         env = {"BLUMEOPS_STATE_DIR": self.path(), "BLUMEOPS_LAB_DIR": self.path("lab"),
-               "BLUMEOPS_PYTHON": self.path("bin", "python")}
+               "BLUMEOPS_PYTHON": self.path("bin", "python"),
+               "BLUMEOPS_SUPERVISOR_SOCKET": self.socket}  # for blumeops-scheduler
         run = transport.run([manager.path, "-c", self.path("supervisor", "supervisord.conf")],
                             env=env, cwd=self.path("lab"), timeout=30)
         if run.returncode != 0:
@@ -244,6 +285,8 @@ class RemoteSupervisor(Driver):
             if c.action == "update" and any(r.startswith(("not running", "secret"))
                                             for r in c.reasons):
                 restart.append(c.name)
+        if any(c.name == SCHEDULER and c.desired is not None for c in changes):
+            writes += self._lib_writes()  # the scheduler runs the modules of this version
         writes += files.writes
         removes += files.removes
         if files.changed:
@@ -267,12 +310,15 @@ class RemoteSupervisor(Driver):
             calls.append(["supervisor.stopProcessGroup", [name, True]])
         for name in [*removed, *changed]:
             calls.append(["supervisor.removeProcessGroup", [name]])
+        jobs = {c.name for c in changes if c.desired is not None
+                and is_job_program(c.desired.body)}
         for name in [*added, *changed]:
-            calls += [["supervisor.addProcessGroup", [name]],
-                      ["supervisor.startProcessGroup", [name, False]]]
+            calls.append(["supervisor.addProcessGroup", [name]])
+            if name not in jobs:  # a job is only added: blumeops-scheduler starts it
+                calls.append(["supervisor.startProcessGroup", [name, False]])
         # A program supervisord already knows but that gave up (FATAL), or one a dropped
         # run left unloaded, is started again.
-        for name in restart_only:
+        for name in [n for n in restart_only if n not in jobs]:
             calls.append(["supervisor.startProcessGroup", [name, False]])
         errors: dict[str, str] = {}
         if calls:
@@ -303,8 +349,10 @@ class RemoteSupervisor(Driver):
             results = [cached[0], *(by_name[n] for n in names)]
         else:
             ops = [{"op": "xmlrpc", "socket": self.socket,
-                    "calls": [["supervisor.getAllProcessInfo", []]]}, *probes]
+                    "calls": [["supervisor.getAllProcessInfo", []]]},
+                   {"op": "jobs", "path": self.jobs_path()}, *probes]
             results = transport.call({"op": "batch", "ops": ops})["results"]
+            self._jobs = dict(results.pop(1).get("jobs") or {})
         self._parse_status(results[0])
         probed = {n: r for n, r in zip(names, results[1:], strict=True)}
         out = {}
@@ -314,6 +362,9 @@ class RemoteSupervisor(Driver):
             svc = self.ctx.spec.services[name]
             st = self._status.get(name)
             where = f"on {self.ctx.name}"
+            if svc.job is not None or name == SCHEDULER:
+                out[name] = self._job_health(name, svc, st)
+                continue
             if st is None:
                 out[name] = ServiceHealth(name, Health.missing,
                                           f"not running under supervisord {where}",
@@ -351,6 +402,30 @@ class RemoteSupervisor(Driver):
             out.update(self._with_log_tails(transport, {n: out[n] for n in degraded}))
         return out
 
+    def _job_health(self, name: str, svc: Any, st: dict[str, Any] | None) -> ServiceHealth:
+        """A job: judged by its run record; the scheduler: Healthy while it runs."""
+        from blumeops.engine.jobs import program_job_health
+        from blumeops.engine.local import ServiceHealth
+
+        where = f"on {self.ctx.name}"
+        state = str(st["statename"]) if st else None
+        pid = (st.get("pid") or None) if st else None
+        if svc.job is not None:
+            sched = self._status.get(SCHEDULER)
+            return program_job_health(name, svc, state, pid,
+                                      str(sched["statename"]) if sched else None,
+                                      self._jobs.get(name), where)
+        if state is None:
+            return ServiceHealth(name, Health.missing, f"not running under supervisord {where}")
+        if state == "STARTING":
+            return ServiceHealth(name, Health.progressing, "starting", state, pid)
+        if state != "RUNNING":
+            log = self.path("logs", f"{name}.log")
+            return ServiceHealth(name, Health.degraded, f"{state} {where}; log: {log}",
+                                 state, pid)
+        return ServiceHealth(name, Health.healthy, f"running {len(self._jobs)} jobs {where}",
+                             state, pid)
+
     def _with_log_tails(self, transport: Any, healths: dict[str, ServiceHealth]
                         ) -> dict[str, ServiceHealth]:
         """Each Degraded service's last log lines after its log path, as the local driver
@@ -370,7 +445,9 @@ class RemoteSupervisor(Driver):
         if not self._status and self.ctx.transport is not None:
             self._parse_status(self._rpc(self.ctx.transport,
                                          [["supervisor.getAllProcessInfo", []]]))
-        return {name: (st.get("pid") or None) for name, st in self._status.items()}
+        # A job gets a new pid every run: that is its schedule, not a restart.
+        return {name: (st.get("pid") or None) for name, st in self._status.items()
+                if not self._is_job(name)}
 
     # -- down ------------------------------------------------------------------------
 

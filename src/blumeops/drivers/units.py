@@ -54,6 +54,10 @@ class UnitState:
     pid: int | None
     detail: str = ""
     enabled: bool = False  # systemd: UnitFileState=enabled; launchd: loaded in the domain
+    # A scheduled job: what the manager says of its schedule and last run (systemd: the
+    # timer's and the service's `show` properties, plus `TimerSha256`; launchd: the
+    # `print` lines). None for a service kept running.
+    job: Mapping[str, str] | None = None
 
 
 _PROGRESSING = {"activating", "reloading", "deactivating", "refreshing", "spawn scheduled",

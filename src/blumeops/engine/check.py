@@ -44,14 +44,15 @@ def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
     # Services on other hosts are probed there, through the host's transport.
     remote = [n for n, svc in runtime.spec.services.items()
               if not svc.local and (svc.host in runtime.sessions or svc.probed_here)
-              and (svc.job is None or svc.host in runtime.spec.clusters)]
+              and (svc.job is None or runtime.runs_jobs(svc.host)
+                  or svc.host in runtime.spec.clusters)]
     remote_health = runtime.service_health(remote, {}) if remote else {}
     for name, svc in runtime.spec.services.items():
         if name in remote_health:
             h = remote_health[name]
             state = h.state or ("in cluster " + (svc.host or "") if svc.host in
                                 runtime.spec.clusters else "not running")
-            out.append(CheckResult("job" if svc.job else "service", name,
+            out.append(CheckResult("job" if svc.job is not None else "service", name,
                                    h.health.value == "Healthy", f"{h.detail} ({state})"))
             continue
         if not svc.local:

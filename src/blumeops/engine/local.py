@@ -197,9 +197,10 @@ class LocalRuntime:
             svc = self.spec.services[name]
             session = self.sessions.get(svc.host or "")
             if (svc.job is not None and not svc.local
-                    and svc.host not in self.spec.clusters):
+                    and svc.host not in self.spec.clusters and not self.runs_jobs(svc.host)):
                 out[name] = ServiceHealth(name, Health.unknown, "job rendered, not applied: "
-                                          "blumeops runs jobs only on this machine so far")
+                                          "its host runs no service manager blumeops "
+                                          "drives from here")
             elif session is None and svc.probed_here:
                 out[name] = self.probe_from_here(name)
             elif session is None:
@@ -214,6 +215,15 @@ class LocalRuntime:
         from dataclasses import replace
 
         return {n: replace(h, host=self.spec.services[n].host or "") for n, h in out.items()}
+
+    def runs_jobs(self, host: str | None) -> bool:
+        """A host reached over SSH whose jobs blumeops applies (blumeops-scheduler under its
+        supervisord, systemd timers, launchd calendar jobs): the job's health is asked there."""
+        from blumeops.engine.spec import UNIT_MANAGERS
+
+        spec = self.spec.hosts.get(host or "")
+        return (spec is not None and not spec.local
+                and spec.manager in ("supervisor", *UNIT_MANAGERS))
 
     def probe_from_here(self, service: str) -> ServiceHealth:
         """A service of a host blumeops does not manage (an appliance): its probe, run

@@ -210,7 +210,9 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                      else _probe_address(lab, svc.native, local)),
             probed_here=from_here,
             job=_job(svc, lab.backups is not None and lab.backups.job == name))
-    _add_scheduler(lab, services, supervised[0] if supervised else None, notes)
+    remote_drivers = {h for h in drivable if h not in local}
+    _add_scheduler(lab, services, supervised[0] if supervised else None, notes,
+                   remote_drivers, {h for h in remote_drivers if managed[h] == "supervisor"})
     checks = []
     for r in routes(lab):
         if r.proxy != "caddy" or r.proxy_host not in (*proxies, *remote_proxies):
@@ -224,8 +226,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                                  r.protocol, path))
     desired = tuple(
         res for res in render_lab(lab, RenderContext(source=source), only=APPLIED_RENDERERS)
-        if _applies_here(res, applied, managed, drivable, local)
-        and not _remote_job(res, services, local)) + tuple(target_desired)
+        if _applies_here(res, applied, managed, drivable, local)) + tuple(target_desired)
     return RuntimeSpec(lab.lab, local, supervised[0] if supervised else None, proxies,
                        services, tuple(checks), tuple(notes), desired,
                        catalog_digest(files) if files else "", hosts, clusters, tailnet)
@@ -243,7 +244,7 @@ def _probe_address(lab: object, host: str | None, local: tuple[str, ...]) -> str
 
 
 APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"},
-                 "systemd": {"unit"}, "launchd": {"plist"}, "brew": {"formula"}}
+                 "systemd": {"unit", "timer"}, "launchd": {"plist"}, "brew": {"formula"}}
 # What a service manager's resource is called: a change to one starts or stops a process.
 SERVICE_KINDS = {"program", "unit", "plist", "formula"}
 # Service managers reached over SSH through their unit managers (drivers/managed.py).
@@ -278,24 +279,26 @@ def _job(svc: object, backup: bool = False) -> JobSpec | None:
 
 
 def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | None,
-                   notes: list[str]) -> None:
-    """The local supervisor host's jobs run under blumeops-scheduler, a program blumeops
-    adds: it is a service of the runtime (started, watched, stopped), not of the catalog.
-    Jobs elsewhere are rendered only (yet): say so."""
+                   notes: list[str], remote: set[str], remote_supervised: set[str]) -> None:
+    """A supervisor host's jobs run under blumeops-scheduler, a program blumeops adds: it
+    is a service of the runtime (started, watched, stopped), not of the catalog; systemd
+    and launchd hosts over SSH (`remote`) run theirs with timers and calendar jobs. The
+    scheduler is one service name: its row is this machine's, else the first SSH host's
+    with jobs (the others' are applied and judge their jobs all the same). Jobs elsewhere
+    are rendered only: say so."""
     from blumeops.catalog.schedule import SCHEDULER
 
     jobs = [s for s in services.values() if s.job is not None and s.host is not None]
     if host is not None and any(s.host == host for s in jobs):
         services[SCHEDULER] = ServiceSpec(SCHEDULER, host, True, startsecs=1)
+    else:
+        first = sorted({s.host for s in jobs if s.host in remote_supervised})
+        if first:
+            services[SCHEDULER] = ServiceSpec(SCHEDULER, first[0], False, startsecs=1)
     for svc in jobs:
         # A cluster's CronJob is its cluster's to run (and judge: drivers/k8s.py).
-        if svc.host != host and svc.host not in getattr(lab, "clusters", {}):
+        if svc.host != host and svc.host not in remote \
+                and svc.host not in getattr(lab, "clusters", {}):
             notes.append(f"job '{svc.name}' on {svc.host}: rendered, not applied (blumeops "
-                         "runs jobs only on this machine's supervisord so far)")
-
-
-def _remote_job(res: Resource, services: dict[str, ServiceSpec], local: tuple[str, ...]
-                ) -> bool:
-    """A job's resource on a host other than the local supervisor's: not applied yet."""
-    svc = services.get(res.service or "")
-    return svc is not None and svc.job is not None and not svc.local
+                         "runs jobs on this machine's supervisord and on hosts it reaches "
+                         "over SSH)")

@@ -79,6 +79,11 @@ in the JSON env files ``redact_env``, the files ``redact_files`` and the files a
 (see ``index``) lists under keys starting with PREFIX (a service's secrets) are masked
 on the host before the text is sent back: secret values never leave the host this way.
 
+``{"op": "jobs", "path": P}`` -> ``{"jobs": {NAME: RECORD}}``: the run records of
+blumeops-scheduler on the host (its STATE/jobs/state.json: start, end, exit code, the
+output's last lines with the job's secrets already masked by the scheduler); ``{}``
+when there is none yet.
+
 ``{"op": "spawn", "argv": [...], "env": {K: V}, "cwd": P | null, "log": P}`` ->
 ``{"pid": N}``: start a long-running process in its own session, output appended to
 ``log``, without waiting for it.
@@ -817,6 +822,16 @@ def index(req: dict[str, Any]) -> dict[str, Any]:
     return {"entries": entries, "files": files}
 
 
+def jobs(req: dict[str, Any]) -> dict[str, Any]:
+    try:
+        with open(_path(req["path"]), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {"jobs": {}}
+    records = data.get("jobs") if isinstance(data, dict) else None
+    return {"jobs": records if isinstance(records, dict) else {}}
+
+
 MASK = "[redacted]"
 
 
@@ -935,7 +950,7 @@ def handle(req: dict[str, Any], blobs: Blobs) -> Any:
 
 SIMPLE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "list": list_dir, "read": read, "xmlrpc": xmlrpc, "probe": probe, "spawn": spawn,
-    "tail": tail, "index": index,
+    "tail": tail, "index": index, "jobs": jobs,
 }
 
 

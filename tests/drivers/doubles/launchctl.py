@@ -9,6 +9,11 @@ on its PATH as `launchctl`. It understands what the blumeops launchd manager use
 (labels whose program exits 1 at once) and `bootout_lag` (the first bootstrap after a
 bootout fails with 5, as launchd does while it still tears the old job down).
 
+A calendar or interval job (StartCalendarInterval / StartInterval in its plist) runs to
+its end when started: `runs` counts it and `last exit code` is 1 for a `failing` label,
+else 0. The double keeps no time: a test starts such a job the way launchd would at its
+time (`kickstart`), and apply must never do that.
+
 Like launchd: bootstrap reads the plist then and only then (a changed file is ignored
 until the next bootstrap), refuses an invalid plist or an already loaded label (exit 5),
 and `print`/`bootout`/`kickstart` of an unknown job exit 113. Standard library only,
@@ -57,6 +62,8 @@ def main(argv):
         job["runs"] += 1
         if job["label"] in config.get("failing", []):
             job.update(running=False, pid=None, last_exit=1)
+        elif job.get("scheduled"):  # a calendar job runs to its end at once
+            job.update(running=False, pid=None, last_exit=0)
         else:
             state["next_pid"] += 1
             job.update(running=True, pid=state["next_pid"])
@@ -114,7 +121,9 @@ def main(argv):
                 continue
             jobs[key] = {"label": label, "path": path, "argv": argv_, "runs": 0, "pid": None,
                          "running": False, "last_exit": None,
-                         "env": data.get("EnvironmentVariables", {})}
+                         "env": data.get("EnvironmentVariables", {}),
+                         "scheduled": "StartCalendarInterval" in data
+                         or "StartInterval" in data}
             if data.get("RunAtLoad"):
                 spawn(key)
     elif verb == "bootout" and len(args) == 1:

@@ -11,6 +11,15 @@ environment) to ~/.systemctl-double/calls.jsonl. ~/.systemctl-double/config.json
 Like systemd: a unit file is loaded by daemon-reload (or on first use); a file changed
 since then shows NeedDaemonReload=yes and starts stay on the old text; starting a unit
 with no file fails with exit 5; enabling one fails with exit 1.
+
+Jobs: starting a `.timer` arms it (active/waiting); its service runs only when started,
+which a test does the way the timer would (`systemctl start blumeops-X.service`): the
+double does not keep time, so a timer never fires by itself. A `Type=oneshot` service
+runs to its end at once: exit 1 if it is `failing`, else 0, recorded as systemd shows
+the last run (ExecMainStartTimestamp, ExecMainExitTimestamp, ExecMainStatus, Result) and
+as the LastTriggerUSec of the timer named like it. `--timestamp=utc` times look like
+systemd's (`Fri 2026-11-27 22:08:16 UTC`); NextElapseUSecRealtime is given for
+OnUnitActiveSec= timers only (the double reads no calendars).
 Standard library only, Python 3.9 (the test host's python3).
 """
 
@@ -18,6 +27,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 HOME = os.path.expanduser("~")
 DIR = os.path.join(HOME, ".systemctl-double")
@@ -44,6 +54,22 @@ def digest(path):
             return hashlib.sha256(handle.read()).hexdigest()
     except FileNotFoundError:
         return None
+
+
+def stamp(at):
+    """A time as `systemctl show --timestamp=utc` prints it; "" when unset."""
+    return time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else ""
+
+
+def unit_setting(path, key):
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(key + "="):
+                    return line.partition("=")[2].strip()
+    except FileNotFoundError:
+        pass
+    return None
 
 
 def main(argv):
@@ -94,6 +120,12 @@ def main(argv):
             print(f"Failed to start {name}: Unit {name} not found.", file=sys.stderr)
             return 5
         u["started_from"] = u["loaded"]
+        if name.endswith(".timer"):
+            u.update(active="active", sub="waiting", pid=0, result="success",
+                     active_enter=time.time())
+            return 0
+        if unit_setting(file_of(name), "Type") == "oneshot":
+            return run_once(name, u)
         if name in config.get("failing", []):
             u.update(active="failed", sub="failed", pid=0, result="exit-code")
             print(f"Job for {name} failed because the control process exited with error "
@@ -102,6 +134,29 @@ def main(argv):
         state["next_pid"] += 1
         u.update(active="active", sub="running", pid=state["next_pid"], result="success")
         return 0
+
+    def run_once(name, u):
+        """A oneshot service: runs to its end now, as the timer named like it starts it."""
+        failed = name in config.get("failing", [])
+        at = time.time()
+        u.update(active="failed" if failed else "inactive", sub="failed" if failed else "dead",
+                 pid=0, result="exit-code" if failed else "success", exec_start=at,
+                 exec_exit=at, exec_status=1 if failed else 0)
+        timer = name[:-len(".service")] + ".timer"
+        if timer in units_state:
+            units_state[timer]["last_trigger"] = at
+        if failed:
+            print(f"Job for {name} failed because the control process exited with error "
+                  f"code.", file=sys.stderr)
+            return 1
+        return 0
+
+    def next_elapse(name, u):
+        every = unit_setting(file_of(name), "OnUnitActiveSec")
+        if not name.endswith(".timer") or u["active"] != "active" or not every:
+            return ""
+        return stamp((u.get("last_trigger") or u.get("active_enter") or 0)
+                     + int(every.rstrip("s")))
 
     def stop(name):
         unit(name).update(active="inactive", sub="dead", pid=0)
@@ -112,7 +167,7 @@ def main(argv):
             u["loaded"] = digest(file_of(name))
         if os.path.isdir(unit_dir):
             for name in os.listdir(unit_dir):
-                if name.endswith(".service"):
+                if name.endswith((".service", ".timer")):
                     unit(name)["loaded"] = digest(file_of(name))
     elif verb == "show":
         blocks = []
@@ -127,6 +182,12 @@ def main(argv):
                 "Result": u["result"],
                 "UnitFileState": ("enabled" if u["enabled"] else "disabled") if now else "",
                 "NeedDaemonReload": "yes" if (u["loaded"] and now != u["loaded"]) else "no",
+                "ExecMainStartTimestamp": stamp(u.get("exec_start")),
+                "ExecMainExitTimestamp": stamp(u.get("exec_exit")),
+                "ExecMainStatus": str(u.get("exec_status", 0)),
+                "LastTriggerUSec": stamp(u.get("last_trigger")) or "n/a",
+                "NextElapseUSecRealtime": next_elapse(name, u),
+                "ActiveEnterTimestamp": stamp(u.get("active_enter")),
             }
             want = props or list(values)
             lines = [f"{k}={values.get(k, '')}" for k in want]
