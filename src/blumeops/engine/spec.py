@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from blumeops.engine.resources import Resource
-from blumeops.engine.targets import ClusterSpec, TailnetSpec, target_specs
+
+if TYPE_CHECKING:  # the targets pull in drivers and HTTP: not for `render` (render/caddy)
+    from blumeops.engine.targets import ClusterSpec, TailnetSpec
 
 # The render modules whose resources the local runtime applies (borgmatic: the backup
 # job's config, delivered to its host as a file).
@@ -180,6 +182,8 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
                          "drives it over SSH only, so its services are rendered, not run")
+    from blumeops.engine.targets import target_specs
+
     clusters, tailnet, target_desired = target_specs(lab, source, set(hosts), notes)
     services = {}
     for name, svc in lab.services.items():
