@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.remote_services import probed_health
 from blumeops.drivers.units import Batch, failure
 from blumeops.engine.health import Health
 from blumeops.engine.plan import Change, Live
@@ -229,21 +229,8 @@ class BrewDriver(Driver):
                     f"brew services: {status}" + (f" (exit {code})" if code else "")
                     + f" {where}", status, pid, svc.urls)
                 continue
-            probe = probes.get(name)
-            if probe is None:
-                out[name] = ServiceHealth(name, Health.unknown,
-                                          f"started {where}; no health probe declared",
-                                          status, pid, svc.urls)
-            elif probe.get("ok"):
-                out[name] = ServiceHealth(name, Health.healthy, f"{probe['detail']} {where}",
-                                          status, pid, svc.urls)
-            else:
-                at = started.get(name)
-                young = at is not None and time.monotonic() - at < svc.startsecs + 10
-                out[name] = ServiceHealth(
-                    name, Health.progressing if young else Health.degraded,
-                    f"{probe.get('detail') or probe.get('message')} {where}", status, pid,
-                    svc.urls)
+            out[name] = probed_health(svc, probes.get(name), started, where, status, pid,
+                                      up="started")
         return out
 
     def pids(self) -> dict[str, int | None]:

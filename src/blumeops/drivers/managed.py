@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import posixpath
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,6 +39,7 @@ from blumeops.drivers.remote_services import (
     index_op,
     parse_index,
     probe_op,
+    probed_health,
     secret_index_path,
     workdir,
 )
@@ -420,21 +420,7 @@ class UnitDriver(Driver):
                 if out[name].health is Health.degraded:
                     degraded.append(name)
                 continue
-            probe = probed.get(name)
-            if probe is None:
-                out[name] = ServiceHealth(name, Health.unknown,
-                                          f"running {where}; no health probe declared",
-                                          word, pid, svc.urls)
-            elif probe.get("ok"):
-                out[name] = ServiceHealth(name, Health.healthy, f"{probe['detail']} {where}",
-                                          word, pid, svc.urls)
-            else:
-                at = started.get(name)
-                young = at is not None and time.monotonic() - at < svc.startsecs + 10
-                out[name] = ServiceHealth(
-                    name, Health.progressing if young else Health.degraded,
-                    f"{probe.get('detail') or probe.get('message')} {where}", word, pid,
-                    svc.urls)
+            out[name] = probed_health(svc, probed.get(name), started, where, word, pid)
         if degraded:
             out.update(self._with_logs({n: out[n] for n in degraded}))
         return out

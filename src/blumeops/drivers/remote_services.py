@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from blumeops.transports.types import FileWrite
 
 if TYPE_CHECKING:
+    from blumeops.engine.local import ServiceHealth
     from blumeops.engine.spec import ServiceSpec
     from blumeops.transports.types import JSON
 
@@ -136,3 +137,27 @@ def log_hint(text: str | None) -> str:
         return "(no log yet)"
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return " | ".join(lines) if lines else "(log is empty)"
+
+
+def probed_health(svc: ServiceSpec, probe: JSON | None, started: Mapping[str, float],
+                  where: str, word: str, pid: Any, up: str = "running") -> ServiceHealth:
+    """The health of a service its manager says is up, from its probe on the host: no
+    probe is Unknown; a failing one is Progressing while the service is young (startsecs
+    + 10 s since blumeops started it), then Degraded."""
+    import time
+
+    from blumeops.engine.health import Health
+    from blumeops.engine.local import ServiceHealth
+
+    name = svc.name
+    if probe is None:
+        return ServiceHealth(name, Health.unknown, f"{up} {where}; no health probe declared",
+                             word, pid, svc.urls)
+    if probe.get("ok"):
+        return ServiceHealth(name, Health.healthy, f"{probe['detail']} {where}", word, pid,
+                             svc.urls)
+    at = started.get(name)
+    young = at is not None and time.monotonic() - at < svc.startsecs + 10
+    return ServiceHealth(name, Health.progressing if young else Health.degraded,
+                         f"{probe.get('detail') or probe.get('message')} {where}", word, pid,
+                         svc.urls)

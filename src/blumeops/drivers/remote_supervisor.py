@@ -48,6 +48,7 @@ from blumeops.drivers.remote_services import (
     log_hint,
     parse_index,
     probe_op,
+    probed_health,
     secret_index_path,
     tail_op,
     workdir,
@@ -383,21 +384,7 @@ class RemoteSupervisor(Driver):
                                           state, pid, svc.urls)
                 degraded.append(name)
                 continue
-            probe = probed.get(name)
-            if probe is None:
-                out[name] = ServiceHealth(name, Health.unknown,
-                                          f"running {where}; no health probe declared",
-                                          state, pid, svc.urls)
-                continue
-            if probe.get("ok"):
-                out[name] = ServiceHealth(name, Health.healthy, f"{probe['detail']} {where}",
-                                          state, pid, svc.urls)
-                continue
-            at = started.get(name)
-            young = at is not None and time.monotonic() - at < svc.startsecs + 10
-            out[name] = ServiceHealth(name, Health.progressing if young else Health.degraded,
-                                      f"{probe.get('detail') or probe.get('message')} {where}",
-                                      state, pid, svc.urls)
+            out[name] = probed_health(svc, probed.get(name), started, where, state, pid)
         if degraded:
             out.update(self._with_log_tails(transport, {n: out[n] for n in degraded}))
         return out
