@@ -1,15 +1,20 @@
 # Everything a fresh Debian machine needs; `make test` and `make demo` are the two doors.
 PY ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The versions the suite passed with (pip constraints; the package keeps its ranges for
+# users). `make lock` refreshes them; `make test-latest` runs on the newest releases.
+LOCK ?= constraints/test.txt
+BORGMATIC_LOCK := constraints/borgmatic.txt
+PIP_LOCK = $(if $(LOCK),-c $(LOCK))
 
-.PHONY: test demo demo-down lint unit bench bench-peers tools clean
+.PHONY: test test-latest lock demo demo-down lint unit bench bench-peers tools clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -U pip $(PIP_LOCK)
+	$(BIN)/pip install -q -e '.[test]' $(PIP_LOCK)
 	touch $(STAMP)
 
 # Real validators the tests run: promtool (Debian prometheus), borgmatic (Debian),
@@ -38,7 +43,8 @@ tools:
 	@# like the benchmark peers', so its pins never mix with ours. Debian's 1.7 stays for the
 	@# old sectioned format.
 	@test -x .venv-borgmatic/bin/borgmatic || { echo "installing borgmatic 2 (.venv-borgmatic)"; \
-	  $(PY) -m venv .venv-borgmatic && .venv-borgmatic/bin/pip install -q 'borgmatic>=2.1,<2.2'; }
+	  $(PY) -m venv .venv-borgmatic && \
+	  .venv-borgmatic/bin/pip install -q 'borgmatic>=2.1,<2.2' -c $(BORGMATIC_LOCK); }
 	@# The dashboard's browser tests drive Debian's headless Chromium (playwright, no download).
 	@test -x /usr/bin/chromium || { echo "installing chromium (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
@@ -50,6 +56,26 @@ unit: $(STAMP) tools
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint unit
+
+# The suite on the newest release of every dependency, in its own venv: finds drift on
+# purpose (a release that breaks us) before a fresh clone does. Green? `make lock`.
+test-latest:
+	rm -rf .venv-latest
+	$(MAKE) test VENV=.venv-latest LOCK=
+
+# Refresh the lock: resolve the newest releases in a throw-away venv and write them down.
+# Then run `make test` (it reinstalls from the new lock) and commit constraints/ if green.
+lock:
+	rm -rf .venv-lock .venv-lock-borgmatic
+	$(PY) -m venv .venv-lock && .venv-lock/bin/pip install -q -U pip && \
+	  .venv-lock/bin/pip install -q -e '.[test]'
+	{ sed -n '/^#/p' $(LOCK); .venv-lock/bin/pip freeze --all --exclude-editable | \
+	  grep -v '^setuptools=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	$(PY) -m venv .venv-lock-borgmatic && .venv-lock-borgmatic/bin/pip install -q -U pip && \
+	  .venv-lock-borgmatic/bin/pip install -q 'borgmatic>=2.1,<2.2'
+	{ sed -n '/^#/p' $(BORGMATIC_LOCK); .venv-lock-borgmatic/bin/pip freeze --all | \
+	  grep -v '^setuptools=='; } > $(BORGMATIC_LOCK).new && mv $(BORGMATIC_LOCK).new $(BORGMATIC_LOCK)
+	rm -rf .venv-lock .venv-lock-borgmatic
 
 # The demo's one secret lives in a vault encrypted to this machine's key: make it once.
 demo: $(STAMP)
@@ -79,4 +105,4 @@ bench-peers: $(STAMP)
 	$(BIN)/python bench/run.py --peers
 
 clean:
-	rm -rf $(VENV) .venv-borgmatic .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .venv-borgmatic .mypy_cache .ruff_cache

@@ -1,10 +1,13 @@
-"""The stdlib cron matcher a remote blumeops-scheduler runs (cronmatch.py) against cronsim,
-which the catalog validates with: the same next times for many expressions of the
-portable subset, from many start times, and run by the host's Python 3.9."""
+"""blumeops's one reading of cron (cronmatch.py: the catalog validates with it, the
+scheduler fires by it) against crontab(5) and against cronsim, an independent reading
+(pinned by constraints.txt; `make test-latest` finds a new release that reads otherwise):
+the same field sets and next times for many expressions of the portable subset, from many
+start times, and run by the host's Python 3.9."""
 
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,37 +17,15 @@ from cronsim import CronSim
 
 from blumeops import cronmatch
 from blumeops.catalog.schedule import parse_cron
-
-FIXED = ["* * * * *", "*/5 * * * *", "7 * * * *", "15 3 * * *", "0 0 1 1 *", "0 0 29 2 *",
-         "30 4 1,15 * 5", "0 9-17/2 * * MON-FRI", "5/15 * * * *", "0 0 * JAN,JUL SUN",
-         "0 12 13 * 5", "0 0 31 * *", "59 23 31 12 *", "0 0 * * 7", "*/7 */5 */3 */4 */2",
-         "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "1-5,30-35/2 0 * * *",
-         "0 0 */2 * 1-5", "0 6 * * sat,sun", "0 0 1-7 * 1", "*/1 1-1 1-31 * 0-6"]
+from cronexamples import FIXED, RANDOM
 
 
-def _item(low: int, high: int, rng: random.Random) -> str:
-    kind = rng.randrange(6)
-    a = rng.randint(low, high)
-    b = rng.randint(a, high)
-    step = rng.randint(1, max(1, (high - low) // 2))
-    return ["*", f"*/{step}", str(a), f"{a}-{b}", f"{a}-{b}/{step}", f"{a}/{step}"][kind]
-
-
-def random_expressions(count: int) -> list[str]:
-    rng = random.Random(20261127)
-    bounds = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
-    out = []
-    while len(out) < count:
-        fields = [",".join(_item(lo, hi, rng) for _ in range(rng.choice((1, 1, 2))))
-                  for lo, hi in bounds]
-        text = " ".join(fields)
-        try:
-            parse_cron(text)  # the catalog's subset (cronsim + its refusals)
-            next(CronSim(text, datetime(2026, 1, 1)))
-        except (ValueError, StopIteration):
-            continue
-        out.append(text)
-    return out
+def test_the_random_expressions_cover_the_tricky_forms() -> None:
+    fields = [f for text in RANDOM for f in text.split()]
+    assert sum(bool(re.fullmatch(r"(\d+)-\1/\d+", f)) for f in fields) >= 30  # N-N/S
+    assert sum("," in f for f in fields) >= 100  # lists
+    assert sum(f.startswith("*/") for f in fields) >= 100  # stepped `*`
+    assert sum(bool(re.fullmatch(r"\d+/\d+", f)) for f in fields) >= 30  # N/S
 
 
 def starts(rng: random.Random, n: int) -> list[datetime]:
@@ -53,7 +34,7 @@ def starts(rng: random.Random, n: int) -> list[datetime]:
                              seconds=rng.randrange(60)) for _ in range(n)]
 
 
-@pytest.mark.parametrize("expression", FIXED + random_expressions(300))
+@pytest.mark.parametrize("expression", FIXED + RANDOM)
 def test_next_times_agree_with_cronsim(expression: str) -> None:
     rng = random.Random(expression)
     for start in starts(rng, 4):
@@ -66,12 +47,58 @@ def test_next_times_agree_with_cronsim(expression: str) -> None:
             assert at == expected, (expression, start)
 
 
-def test_field_sets_agree_with_the_catalog() -> None:
-    for expression in FIXED[:-6]:
-        mine, theirs = cronmatch.parse(expression), parse_cron(expression)
-        assert (mine.minutes, mine.hours, mine.days, mine.months, mine.weekdays,
-                mine.day_or) == (theirs.minutes, theirs.hours, theirs.days, theirs.months,
-                                 theirs.weekdays, theirs.day_or), expression
+@pytest.mark.parametrize("expression", FIXED + RANDOM)
+def test_field_sets_agree_with_cronsim(expression: str) -> None:
+    mine = cronmatch.parse(expression)
+    theirs = CronSim(cronmatch.MACROS.get(expression, expression), datetime(2026, 1, 1))
+    assert (mine.minutes, mine.hours, mine.days, mine.months, mine.weekdays, mine.day_or) \
+        == (theirs.minutes, theirs.hours, theirs.days, theirs.months,
+            {d % 7 for d in theirs.weekdays}, not theirs.day_and), expression
+
+
+# crontab(5) (Debian's cron, after Vixie): steps over a range or `*`; a leading `*` in
+# day-of-month or day-of-week makes both day fields have to match, else either. `N/S`
+# runs from N to the end of the field, as cronie, Kubernetes (robfig/cron) and cronsim
+# read it.
+CRONTAB_5 = [
+    ("3-3/2 * * * *", "minutes", {3}),
+    ("1-1/3 * * * *", "minutes", {1}),
+    ("0 9-9/1 * * *", "hours", {9}),
+    ("0 0-23/2 * * *", "hours", set(range(0, 24, 2))),
+    ("5/15 * * * *", "minutes", {5, 20, 35, 50}),
+    ("*/15 * * * *", "minutes", {0, 15, 30, 45}),
+    ("1-10/4,30 * * * *", "minutes", {1, 5, 9, 30}),
+    ("0 0 * * 7", "weekdays", {0}),
+    ("0 0 * * MON-FRI/2", "weekdays", {1, 3, 5}),
+    ("0 0 * JAN-MAR *", "months", {1, 2, 3}),
+]
+
+
+@pytest.mark.parametrize(("expression", "field", "values"), CRONTAB_5)
+def test_fields_as_crontab_5_reads_them(expression: str, field: str, values: set[int]) -> None:
+    assert getattr(cronmatch.parse(expression), field) == values
+    assert getattr(parse_cron(expression), field) == values
+
+
+@pytest.mark.parametrize("expression", ["*/7 */5 */3 */4 */2", "0 0 */2 * 1-5",
+                                        "0 0 1 * */2", "0 0 1,15 * */3"])
+def test_a_leading_star_beside_a_restricted_day_is_refused(expression: str) -> None:
+    """cron wants both days then; Kubernetes (a step clears robfig's `*`) and launchd
+    either: the catalog refuses what the targets would read two ways."""
+    assert cronmatch.parse(expression)  # the scheduler could read it
+    with pytest.raises(ValueError, match="restricts both day-of-month"):
+        parse_cron(expression)
+
+
+def test_day_rule_as_crontab_5_says() -> None:
+    either = datetime(2026, 12, 1)  # a Tuesday, the 1st
+    assert cronmatch.next_after("0 0 1 * MON", datetime(2026, 11, 29)) == datetime(2026, 11,
+                                                                                    30)
+    assert cronmatch.next_after("0 0 1 * MON", datetime(2026, 11, 30)) == either
+    assert cronmatch.next_after("0 0 * * MON", datetime(2026, 11, 30)) == datetime(2026, 12,
+                                                                                    7)
+    assert cronmatch.next_after("0 0 1-31 * MON", datetime(2026, 12, 1)) == datetime(
+        2026, 12, 2)  # both restricted: either matches, and every day of the month does
 
 
 def test_bad_expressions_are_value_errors() -> None:

@@ -1,12 +1,13 @@
 """A cron matcher in the standard library only: the portable subset catalog/schedule.py
 accepts (five fields, lists, ranges, steps, month and weekday names, the @ macros).
 
-It runs where blumeops is not installed: blumeops-scheduler on a supervisor host reached
-over SSH runs from a copy of scheduler.py and this file (python3 >= 3.9, stdlib only).
-The catalog has already refused what this does not read (`L`, `W`, `#`, `?`), with
-cronsim, so here a bad expression is a plain ValueError. Day-of-month and day-of-week
-follow cron's (and cronsim's) rule: when both are restricted (neither starts with `*`) a
-day matches if either does, else both must.
+This is the one reading of cron in blumeops: the catalog validates with it
+(catalog/schedule.py), job health and the renderers take its field sets, and
+blumeops-scheduler fires by it, also where blumeops is not installed (on a supervisor
+host reached over SSH it runs from a copy of scheduler.py and this file: python3 >= 3.9,
+stdlib only). A bad expression is a plain ValueError; the catalog words the refusal.
+Day-of-month and day-of-week follow cron's rule (crontab(5)): when both are restricted
+(neither starts with `*`) a day matches if either does, else both must.
 
 Times: `next_after` keeps the tzinfo of what it is given and steps through wall-clock
 minutes of that offset (the scheduler gives the host's current local offset and asks
@@ -47,9 +48,10 @@ def _number(text: str, low: int, names: tuple[str, ...]) -> int:
 
 
 def _field(text: str, low: int, high: int, names: tuple[str, ...]) -> frozenset[int]:
-    """One field's values, read as cronsim reads them (the catalog's truth): a step over a
-    single value runs from it to the field's end (`5/15`, even `9-9/3`); over a range or
-    `*`, it takes every step-th value of it."""
+    """One field's values, as cron reads them: a step over a range or `*` takes every
+    step-th value of it (`9-9/3` is the range 9..9, so just 9); a step after a single
+    value runs from it to the field's end (`5/15` is `5-59/15`), as cronie, Kubernetes
+    and cronsim read it (Debian's cron does not document that form)."""
     out: set[int] = set()
     for item in text.split(","):
         span, slash, step_text = item.partition("/")
@@ -69,8 +71,9 @@ def _field(text: str, low: int, high: int, names: tuple[str, ...]) -> frozenset[
             raise ValueError(f"{item!r} is out of range {low}-{high}")
         if slash:
             step = int(step_text)
-            values = (list(range(values[0], high + 1))[::step] if len(values) == 1
-                      else values[::step])
+            if span != "*" and "-" not in span:  # `N/S`: from N to the field's end
+                values = list(range(values[0], high + 1))
+            values = values[::step]
         out.update(values)
     return frozenset(out)
 

@@ -1,11 +1,15 @@
 """Scheduled jobs rendered for every target, each read back by the target's own checker.
 
+Every target fires at the times the catalog's cron reading (blumeops.cronmatch) names,
+for the fixed expressions and a sample of random ones (lists, `*`-prefixed fields, `N/S`,
+`N-N/S`):
 - launchd: plistlib; StartCalendarInterval, matched the way launchd documents it (an
-  omitted key is a wildcard; Day and Weekday together match when either does), fires at
-  exactly cronsim's times over two weeks; no KeepAlive.
-- systemd: `systemd-analyze verify` on the oneshot service and its timer, and
-  `systemd-analyze calendar` on every OnCalendar= gives cronsim's next times.
-- Kubernetes: a CronJob, strictly schema-valid (kubernetes-validate).
+  omitted key is a wildcard; Day and Weekday together match when either does; a named
+  stand-in for launchd, which cannot run here), fires at exactly those times; no KeepAlive.
+- systemd: `systemd-analyze verify` on the oneshot service and its timer, and the real
+  `systemd-analyze calendar` on every OnCalendar= gives the same next times.
+- Kubernetes: a CronJob, strictly schema-valid (kubernetes-validate); its schedule is the
+  field sets written plainly, weekdays 0-6 as robfig/cron reads them.
 - supervisord: its own ServerOptions reads a job program that never starts itself and
   the scheduler program with its job table.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import plistlib
+import re
 import shlex
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -26,12 +31,26 @@ from systemd_check import systemd_analyze, verify_clean
 from test_injection import supervisor_programs
 
 from blumeops.catalog.model import Lab
-from blumeops.catalog.schedule import next_run
+from blumeops.catalog.schedule import next_run, parse_cron
 from blumeops.render import RenderContext, kubernetes, launchd, native, supervisor, systemd
 from conftest import check_golden, load_data
+from cronexamples import RANDOM
+
+
+def _passes(cron: str) -> bool:
+    try:
+        parse_cron(cron)
+    except ValueError:
+        return False
+    return True
+
 
 CRONS = ["15 3 * * *", "*/20 9-17 * * 1-5", "0 0 1,15 * SUN", "30 4 * 1,7 *", "@weekly",
-         "0 */6 * * *", "5 0 * * 0,6"]
+         "0 */6 * * *", "5 0 * * 0,6", "3-3/2 4 * * *", "0 0 1-31 * 1", "0 0 * * 5-7",
+         "5/20 1-1/3 * * *"]
+# A sample of the random expressions that pass the catalog (two weeks of launchd minutes
+# each is what keeps this small).
+SAMPLE = [c for c in RANDOM if _passes(c)][:40]
 
 
 def job_lab(tmp_path: Path, os_name: str, manager: str, schedules: dict[str, Any],
@@ -51,34 +70,38 @@ def job_lab(tmp_path: Path, os_name: str, manager: str, schedules: dict[str, Any
 # --- launchd ---------------------------------------------------------------------------
 
 
-def launchd_fires(entries: list[dict[str, int]], t: datetime) -> bool:
-    """Whether launchd starts the job at minute `t` (launchd.plist(5))."""
-    weekday = (t.weekday() + 1) % 7  # launchd/cron: 0 = Sunday
-    for entry in entries or [{}]:
-        if any(entry.get(k, v) != v for k, v in (("Minute", t.minute), ("Hour", t.hour),
-                                                  ("Month", t.month))):
-            continue
-        day, wday = entry.get("Day"), entry.get("Weekday")
-        day_ok = day is None or day == t.day
-        wday_ok = wday is None or wday % 7 == weekday
-        if (day_ok or wday_ok) if day is not None and wday is not None else (day_ok and
-                                                                              wday_ok):
-            return True
-    return False
+def launchd_times(entries: list[dict[str, int]], start: datetime, days: int) -> set[datetime]:
+    """The minutes after `start`, for `days` days, at which launchd starts the job
+    (launchd.plist(5): an omitted key is a wildcard; Day and Weekday in one dict match
+    when either does). A stand-in for launchd, which cannot run here."""
+    fired = set()
+    for offset in range(days + 1):
+        day = (start + timedelta(days=offset)).replace(hour=0, minute=0)
+        weekday = (day.weekday() + 1) % 7  # launchd/cron: 0 = Sunday
+        for entry in entries or [{}]:
+            if entry.get("Month", day.month) != day.month:
+                continue
+            dom, dow = entry.get("Day"), entry.get("Weekday")
+            day_ok, wday_ok = dom in (None, day.day), dow is None or dow % 7 == weekday
+            if not ((day_ok or wday_ok) if dom is not None and dow is not None
+                    else (day_ok and wday_ok)):
+                continue
+            for hour in [entry["Hour"]] if "Hour" in entry else range(24):
+                for minute in [entry["Minute"]] if "Minute" in entry else range(60):
+                    fired.add(day.replace(hour=hour, minute=minute))
+    return {t for t in fired if start < t < start + timedelta(days=days)}
 
 
-@pytest.mark.parametrize("cron", CRONS)
+@pytest.mark.parametrize("cron", CRONS + SAMPLE)
 def test_launchd_calendar_fires_when_cron_does(cron: str) -> None:
     entries = launchd.calendar(cron)
+    days = 40
     start = datetime(2026, 1, 1)
     expected = set()
     t = start
-    while (t := next_run(cron, None, t)) < start + timedelta(days=40):
+    while (t := next_run(cron, None, t)) < start + timedelta(days=days):
         expected.add(t)
-    fired = {start + timedelta(minutes=m) for m in range(1, 40 * 1440)
-             if launchd_fires(entries, start + timedelta(minutes=m))}
-    assert fired == expected
-    assert expected
+    assert launchd_times(entries, start, days) == expected
 
 
 def test_launchd_job_plist(tmp_path: Path) -> None:
@@ -106,14 +129,14 @@ def systemd_next(spec: str, base: datetime, n: int) -> list[datetime]:
     out = []
     for line in proc.stdout.splitlines():
         line = line.strip()
-        if line.startswith(("Next elapse:", "Iter. #")):
+        if line.startswith(("Next elapse:", "Iter. #")) and not line.endswith("never"):
             stamp = line.split(": ", 1)[1].rsplit(" ", 1)[0].split(" ", 1)[1]
             out.append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(
                 tzinfo=UTC))
     return out
 
 
-@pytest.mark.parametrize("cron", CRONS)
+@pytest.mark.parametrize("cron", CRONS + SAMPLE)
 def test_systemd_on_calendar_matches_cron(cron: str) -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
     specs = systemd.on_calendar(cron)
@@ -178,6 +201,44 @@ def test_kubernetes_cron_job_is_strictly_valid(tmp_path: Path) -> None:
     assert yaml.safe_load(jobs["sweep"].body)["spec"]["schedule"] == "*/15 * * * *"
     rendered = [r.kind for r in kubernetes.render(result.lab, RenderContext())]
     assert "Deployment" not in rendered and "Service" not in rendered
+
+
+@pytest.mark.parametrize("cron", CRONS + SAMPLE)
+def test_kubernetes_schedule_reads_the_same_in_robfig_cron(cron: str) -> None:
+    """The CronJob's schedule names the catalog's times, in the form robfig/cron (what the
+    Kubernetes controller parses) reads exactly as cron does: weekdays 0-6; the day rule
+    by robfig's test, which ANDs the day fields only when one of them is a bare `*`."""
+    from blumeops import cronmatch
+
+    wanted, written = parse_cron(cron), parse_cron(cron).standard()
+    again = cronmatch.parse(written)
+    assert (again.minutes, again.hours, again.months) == (wanted.minutes, wanted.hours,
+                                                          wanted.months)
+    fields = written.split()
+    assert all(0 <= int(v) <= 6 for v in re.findall(r"\d+", fields[4].split("/")[0]))
+    robfig_and = "*" in (fields[2], fields[4])
+
+    def matches(days: frozenset[int], weekdays: frozenset[int], either: bool) -> set[
+            tuple[int, int]]:
+        return {(d, w) for d in range(1, 32) for w in range(7)
+                if ((d in days) or (w in weekdays) if either else
+                    (d in days) and (w in weekdays))}
+
+    assert matches(again.days, again.weekdays, not robfig_and) == matches(
+        wanted.days, wanted.weekdays, wanted.day_or), written
+
+
+def test_kubernetes_cron_job_schedule_is_the_plain_form(tmp_path: Path) -> None:
+    result = load_data(tmp_path, {
+        "lab": "j", "hosts": {"h": {"role": "compute", "os": "linux"}},
+        "clusters": {"k": {"host": "h", "context": "k"}},
+        "services": {"sunday": {"kubernetes": "k", "image": "busybox:1.36",
+                                "schedule": "0 3 * * 7"}}})
+    assert result.lab is not None, [str(d) for d in result.diagnostics]
+    import yaml
+
+    (job,) = [r for r in kubernetes.render(result.lab, RenderContext()) if r.kind == "CronJob"]
+    assert yaml.safe_load(job.body)["spec"]["schedule"] == "0 3 * * 0"  # robfig has no 7
 
 
 # --- supervisord -----------------------------------------------------------------------

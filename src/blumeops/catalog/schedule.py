@@ -5,8 +5,9 @@ in the local time of the host it runs on; `@hourly`, `@daily`, `@weekly`, `@mont
 `@yearly` are accepted) or at an interval (`every: 90s`, `5m`, `1h`, `1d`, `1w`). The
 cron dialect is the one every target understands: lists, ranges, steps and names; not
 the `L`, `W`, `#` or `?` extensions some crons add, because launchd, systemd and
-Kubernetes cannot all say them. Parsing is cronsim's (PyPI `cronsim`); this module turns
-its result into the field sets the renderers write.
+Kubernetes cannot all say them. Parsing is blumeops.cronmatch's (standard library, the
+same module the scheduler fires by on every host); this module words the refusals and
+hands the renderers the field sets.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from blumeops import cronmatch
+
 SCHEDULER = "blumeops-scheduler"  # the supervisord program that runs a host's jobs
 DURATION = re.compile(r"^([1-9][0-9]{0,6})(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MACROS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-          "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
-          "@annually": "0 0 1 1 *"}
+MACROS = cronmatch.MACROS  # @hourly .. @yearly as five fields
 ALL_MINUTES = frozenset(range(60))
 ALL_HOURS = frozenset(range(24))
 ALL_DAYS = frozenset(range(1, 32))
@@ -53,35 +54,89 @@ class Cron:
     day_or: bool
 
     def next_after(self, after: datetime) -> datetime:
-        """The first time strictly after `after` that the expression names."""
-        from cronsim import CronSim
+        """The first time strictly after `after` that the expression names: the same
+        times blumeops-scheduler fires at (both read cron with blumeops.cronmatch)."""
+        return cronmatch.next_after(self._fields(), after)
 
-        return next(CronSim(self.expression, after.replace(second=0, microsecond=0)))
+    def _fields(self) -> cronmatch.Cron:
+        return cronmatch.Cron(self.minutes, self.hours, self.days, self.months,
+                              self.weekdays, self.day_or)
+
+    def standard(self) -> str:
+        """The same times as a plain five-field expression of numbers, ranges, steps and
+        lists: what Kubernetes (robfig/cron: weekdays 0-6, no 7) reads exactly as cron does."""
+        if self.day_or and (self.days == ALL_DAYS or self.weekdays == ALL_WEEKDAYS):
+            days, weekdays = "*", "*"  # either a day of the month or all weekdays: every day
+        else:  # both restricted, either matches (so neither may start with `*`), or not
+            days = _field_text(self.days, ALL_DAYS, star=not self.day_or)
+            weekdays = _field_text(self.weekdays, ALL_WEEKDAYS, star=not self.day_or)
+        return " ".join((_field_text(self.minutes, ALL_MINUTES),
+                         _field_text(self.hours, ALL_HOURS), days,
+                         _field_text(self.months, ALL_MONTHS), weekdays))
+
+
+def _field_text(values: frozenset[int], full: frozenset[int], star: bool = True) -> str:
+    """`*` or `*/s` where the values say so (and `star` allows it), `a-b/s` for an even
+    progression of three or more, else ranges and single values."""
+    ordered = sorted(values)
+    low, high = min(full), max(full)
+    steps = {b - a for a, b in zip(ordered, ordered[1:], strict=False)}
+    step = steps.pop() if len(steps) == 1 else 0
+    if star and values == full:
+        return "*"
+    if star and step > 1 and ordered == list(range(low, high + 1, step)):
+        return f"*/{step}"
+    if len(ordered) >= 3 and step:
+        return f"{ordered[0]}-{ordered[-1]}" + (f"/{step}" if step > 1 else "")
+    runs: list[list[int]] = []
+    for value in ordered:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r))
+                    for r in runs)
+
+
+# Tokens of cron extensions some crons read and launchd, systemd or Kubernetes do not.
+_EXTENSION = re.compile(r"^(\?|L|LW|\d+[LW]|\w+#\d+|\w+L)$", re.IGNORECASE)
+_NAMES = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
+          "DEC", "SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"}
 
 
 def parse_cron(text: str) -> Cron:
-    """A checked cron expression; ValueError with a plain reason otherwise."""
-    from cronsim import CronSim, CronSimError
+    """A checked cron expression; ValueError with a plain reason otherwise.
 
+    The dialect is cron's (crontab(5)): numbers, names, `*`, lists, ranges and steps over
+    a range or `*` (`3-3/2` is the range 3..3); `N/S` runs from N to the field's end. Not
+    the `L`, `W`, `#` or `?` extensions, and not a stepped `*` day-of-month (or
+    day-of-week) beside a restricted other day field: cron then wants both days to match,
+    Kubernetes and launchd either, so no target list could say it the same way.
+    """
     expression = MACROS.get(text.strip(), text.strip())
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(f"a cron expression has five fields (minute hour day-of-month month "
                          f"day-of-week) or is one of {', '.join(sorted(MACROS))}; "
                          f"got {text!r}")
+    tokens = {t for field in fields for t in re.split(r"[,/-]", field)}
+    if any(_EXTENSION.match(t) and t.upper() not in _NAMES for t in tokens):
+        raise ValueError(f"cron expression {text!r} uses L, W, # or ? (last day, weekday, "
+                         "nth weekday, no value), which launchd, systemd and Kubernetes do "
+                         "not all read")
     try:
-        sim = CronSim(expression, datetime(2000, 1, 1))
-    except CronSimError as exc:
+        parsed = cronmatch.parse(expression)
+        cronmatch.next_after(expression, datetime(2000, 1, 1))  # `0 0 30 2 *` never runs
+    except ValueError as exc:
         raise ValueError(f"invalid cron expression {text!r}: {exc}") from None
-    # cronsim reads L, LW and N#M / NL too; launchd, systemd and Kubernetes do not all.
-    if any(not isinstance(d, int) or d < 1 for d in sim.days) \
-            or any(not isinstance(d, int) for d in sim.weekdays):
-        raise ValueError(f"cron expression {text!r} uses L, W or # (last day, weekday, "
-                         "nth weekday), which launchd, systemd and Kubernetes do not all read")
-    # Names such as MON, JAN come back as numbers; day-of-week 7 means Sunday.
-    weekdays = frozenset(d % 7 for d in sim.weekdays if isinstance(d, int))
-    return Cron(expression, frozenset(sim.minutes), frozenset(sim.hours),
-                frozenset(sim.days), frozenset(sim.months), weekdays, not sim.day_and)
+    if not parsed.day_or and parsed.days != ALL_DAYS and parsed.weekdays != ALL_WEEKDAYS:
+        raise ValueError(
+            f"cron expression {text!r} restricts both day-of-month ({fields[2]}) and "
+            f"day-of-week ({fields[4]}) with one of them starting with '*': cron then runs "
+            "only on days both match, Kubernetes and launchd on days either matches; restrict "
+            "only one of them, or write both without a leading '*' (either day matches)")
+    return Cron(expression, parsed.minutes, parsed.hours, parsed.days, parsed.months,
+                parsed.weekdays, parsed.day_or)
 
 
 def next_run(cron: str | None, every: int | None, after: datetime) -> datetime:

@@ -404,13 +404,16 @@ def _workload(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> D
 
 def _cron_job(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> Doc:
     """A scheduled service: a CronJob whose pods run to completion, one run at a time."""
-    from blumeops.catalog.schedule import MACROS, as_kubernetes
+    from blumeops.catalog.schedule import as_kubernetes, parse_cron
 
     assert svc.schedule is not None
     k8s_name = resolve.kubernetes_name(name, svc)
     every = svc.schedule.every_seconds
     cron = svc.schedule.cron or ""
-    schedule = (as_kubernetes(every) or "") if every is not None else MACROS.get(cron, cron)
+    # The field sets written plainly (Kubernetes reads weekdays 0-6 only, no 7): the
+    # cluster runs the job at exactly the times every other target does.
+    schedule = ((as_kubernetes(every) or "") if every is not None
+                else parse_cron(cron).standard())
     template = _pod_template(lab, name, svc, secret_name)
     template["spec"]["restartPolicy"] = "OnFailure"
     return {

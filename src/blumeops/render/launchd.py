@@ -75,9 +75,12 @@ def calendar(expression: str) -> list[dict[str, int]]:
     from blumeops.catalog import schedule as cs
 
     cron = cs.parse_cron(expression)
+    days, weekdays = cron.days, cron.weekdays
+    if cron.day_or and (days == cs.ALL_DAYS or weekdays == cs.ALL_WEEKDAYS):
+        days, weekdays = cs.ALL_DAYS, cs.ALL_WEEKDAYS  # either field, one all: every day
     fields = [("Minute", cron.minutes, cs.ALL_MINUTES), ("Hour", cron.hours, cs.ALL_HOURS),
-              ("Day", cron.days, cs.ALL_DAYS), ("Month", cron.months, cs.ALL_MONTHS),
-              ("Weekday", cron.weekdays, cs.ALL_WEEKDAYS)]
+              ("Day", days, cs.ALL_DAYS), ("Month", cron.months, cs.ALL_MONTHS),
+              ("Weekday", weekdays, cs.ALL_WEEKDAYS)]
     keys = [(key, sorted(values)) for key, values, full in fields if values != full]
     return [dict(zip([k for k, _ in keys], combo, strict=True))
             for combo in product(*(values for _, values in keys))]
