@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from blumeops import cronmatch
 
@@ -80,7 +81,7 @@ def _field_text(values: frozenset[int], full: frozenset[int], star: bool = True)
     progression of three or more, else ranges and single values."""
     ordered = sorted(values)
     low, high = min(full), max(full)
-    steps = {b - a for a, b in zip(ordered, ordered[1:], strict=False)}
+    steps = {b - a for a, b in pairwise(ordered)}
     step = steps.pop() if len(steps) == 1 else 0
     if star and values == full:
         return "*"
