@@ -178,7 +178,3 @@ def test_no_backups_no_files(demo_lab: Lab) -> None:
     data = demo_lab.model_dump(mode="json")
     data["services"]["notes"]["backup"] = []
     assert bodies(Lab.model_validate(data)) == {}
-
-
-def test_deterministic(blumeops_lab: Lab) -> None:
-    assert bodies(blumeops_lab) == bodies(blumeops_lab)

@@ -85,10 +85,6 @@ def test_blumeops_golden(blumeops_lab: Lab) -> None:
     check_golden("caddy/blumeops/indri.Caddyfile", out["caddy/indri.Caddyfile"])
 
 
-def test_deterministic(blumeops_lab: Lab) -> None:
-    assert bodies(blumeops_lab) == bodies(blumeops_lab)
-
-
 # --- shape --------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from conftest import GOLDEN, check_golden, load_data
 from render.systemd_check import systemd_analyze, verify_clean
 from render.test_kubernetes import assert_strictly_valid
 from requires import require
+from validshare import note, run_requiring_valid
 
 MINE = ("kubernetes", "argocd", "mounts", "nixos", "brew")
 
@@ -309,7 +310,7 @@ def test_nixos_module_parses_and_reads_back(hosts_lab: Lab, tmp_path: Path) -> N
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40))
-def test_nix_strings_round_trip(value: str, tmp_path: Path) -> None:
+def nix_strings_round_trip(value: str, tmp_path: Path) -> None:
     """Any environment value the catalog accepts reads back from the module unchanged
     (systemd's `%` doubled, as in a unit file): Nix interpolation never runs."""
     data = hosts_lab_data()
@@ -317,12 +318,17 @@ def test_nix_strings_round_trip(value: str, tmp_path: Path) -> None:
     folder = tmp_path / f"lab-{abs(hash(value))}"
     folder.mkdir(exist_ok=True)
     result = load_data(folder, data)
+    note(result.lab is not None)
     if result.lab is None:
         return  # refused at validate (e.g. odd whitespace): never rendered
     module = folder / "m.nix"
     module.write_text(by_path(result.lab)["nixos/nix/blumeops.nix"].body)
     got = nix_eval(module, 'systemd.services."api-server".environment.V')
     assert got == value.replace("%", "%%")
+
+
+def test_nix_strings_round_trip(tmp_path: Path) -> None:
+    run_requiring_valid(lambda: nix_strings_round_trip(tmp_path=tmp_path))
 
 
 # --- brew -------------------------------------------------------------------------------
