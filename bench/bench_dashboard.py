@@ -29,6 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_api import _git, _summary, follow_demo, stop_demo
 from bench_cli import BLUMEOPS, demo_copy
+from common import Row
 
 TOKEN = "bench-dashboard-token"
 TIMEOUT = 60.0
@@ -124,6 +125,19 @@ def run(readers: int = 200) -> dict[str, dict[str, float]]:
     finally:
         stop_demo(root, proc, log, env)
     return results
+
+
+def rows(quick: bool) -> list[Row]:
+    """For bench/run.py: p99 of the Lab page and of /api/status, readers racing a sync."""
+    readers = 50 if quick else 200
+    out = []
+    for name, r in run(readers).items():
+        assert "p99_ms" in r, f"every request failed: {r}"
+        out.append(Row(f"dashboard, {readers} readers polling while a sync runs, {name}: p99",
+                       [r["p99_ms"] / 1000], target="p99 < 0.2 s, 0 errors",
+                       note=f"{int(r['failures'])} errors of {int(r['requests'])}; "
+                            f"p50 {r['p50_ms']:.0f} ms"))
+    return out
 
 
 def print_table(results: dict[str, dict[str, float]], readers: int) -> None:

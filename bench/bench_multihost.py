@@ -46,6 +46,7 @@ import yaml
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent / "tests"))  # sshhost uses tests/requires.py
 sys.path.insert(0, str(BENCH.parent / "tests" / "transports"))
 sys.path.insert(0, str(BENCH.parent / "tests" / "engine"))
 

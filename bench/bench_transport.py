@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # sshhost uses tests/requires.py
 sys.path.insert(0, str(ROOT / "tests" / "transports"))
 
 from sshhost import PY39, SSHD, SshLab  # noqa: E402

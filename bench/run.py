@@ -35,8 +35,10 @@ def other_rows(quick: bool) -> list[Row]:
     rows: list[Row] = []
     # --- other benchmarks: one line per module below
     rows += __import__("bench_api").rows(quick)
+    rows += __import__("bench_dashboard").rows(quick)
     rows += __import__("bench_hydrate").rows(quick)
     rows += __import__("bench_transport").rows(quick)
+    rows += __import__("bench_roundtrip").rows(quick)
     rows += __import__("bench_reallab").rows(quick)
     rows += __import__("bench_multihost").rows(quick) if "--peers" in sys.argv else []
     # --- end of other benchmarks

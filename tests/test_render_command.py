@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
 from click.testing import CliRunner
 
+from blumeops.catalog.synthetic import synthetic_lab
 from blumeops.cli import cli
 from conftest import EXAMPLES
 
@@ -31,18 +35,40 @@ def test_render_demo(tmp_path: Path) -> None:
     assert not [p for p in out.rglob(".*.tmp")]  # no temp files left behind
 
 
-def test_render_twice_is_byte_identical(tmp_path: Path) -> None:
-    runs = []
-    for name in ("a", "b"):
-        out = tmp_path / name
-        result = CliRunner().invoke(cli, ["render", str(EXAMPLES / "blumeops"), "--out",
-                                          str(out)])
-        assert result.exit_code == 0, result.output
-        runs.append(tree(out))
-    assert runs[0] == runs[1] and len(runs[0]) > 10
-    # a second render into the same directory changes nothing
-    again = CliRunner().invoke(cli, ["render", str(EXAMPLES / "blumeops"), "--out",
-                                     str(tmp_path / "a")])
+def render_in_process(lab: Path, out: Path, hashseed: str) -> dict[str, bytes]:
+    """`blumeops render` in a fresh Python with its own PYTHONHASHSEED: set and dict-of-set
+    orders differ between the two, as between two runs of the product."""
+    env = {**os.environ, "PYTHONHASHSEED": hashseed}
+    proc = subprocess.run([sys.executable, "-m", "blumeops", "render", str(lab), "--out",
+                           str(out)], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return tree(out)
+
+
+@pytest.mark.parametrize("lab", ["blumeops", "synthetic"])
+def test_render_in_two_processes_is_byte_identical(tmp_path: Path, lab: str) -> None:
+    """Every renderer's output, byte for byte, from two processes with different hash
+    seeds (rendering twice in one process would share its hash order and could not fail)."""
+    if lab == "synthetic":
+        path = tmp_path / "synthetic"
+        path.mkdir()
+        (path / "lab.yaml").write_text(yaml.safe_dump(synthetic_lab(40, 3), sort_keys=False))
+    else:
+        path = EXAMPLES / lab
+    first = render_in_process(path, tmp_path / "a", "1")
+    second = render_in_process(path, tmp_path / "b", "2")
+    assert len(first) > 10
+    assert sorted(first) == sorted(second)
+    assert [p for p in first if first[p] != second[p]] == []
+
+
+def test_render_again_into_the_same_directory_changes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    first = CliRunner().invoke(cli, ["render", str(EXAMPLES / "blumeops"), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(cli, ["render", str(EXAMPLES / "blumeops"), "--out", str(out)])
+    assert again.exit_code == 0, again.output
     assert "(0 changed)" in again.output
 
 

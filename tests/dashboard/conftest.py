@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from requires import require
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 from controllerlab import followed_fixture  # noqa: F401 (fixture)
@@ -21,8 +23,7 @@ DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 @pytest.fixture(name="browser")
 def browser_fixture() -> Iterator[Any]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: run `make tools` (apt-get install chromium)")
+    require(shutil.which(CHROMIUM), f"{CHROMIUM} (Debian chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -22,6 +22,7 @@ from blumeops.drivers.systemd import SystemdManager, expand, parse_show, unit_st
 from blumeops.drivers.units import health_word
 from blumeops.render import RenderContext
 from blumeops.render.systemd import unit_text
+from requires import needs
 from transports.sshhost import (
     SshHost,
     SshLab,
@@ -239,7 +240,7 @@ def test_double_observe_is_one_round_trip(ssh_lab: SshLab) -> None:
         "Healthy", "Missing", "Missing"]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@needs(shutil.which("systemd-analyze"), "systemd-analyze (Debian systemd)")
 @pytest.mark.parametrize("user_mode", [False, True])
 def test_written_units_pass_systemd_analyze_verify(ssh_lab: SshLab, tmp_path: Path,
                                                    user_mode: bool) -> None:

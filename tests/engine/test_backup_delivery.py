@@ -20,6 +20,7 @@ import pytest
 from demolab import DemoLab, reap
 
 from blumeops.scheduler import read_state
+from requires import require
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +46,8 @@ services:
 
 @pytest.fixture(name="lab")
 def lab_fixture() -> Iterator[DemoLab]:
-    if not BORGMATIC.exists() or shutil.which("borg") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("borgmatic 2 or borg is missing under CI: `make tools`")
-        pytest.skip("borgmatic 2 (.venv-borgmatic) or borg is not installed (make tools)")
+    require(BORGMATIC.exists(), f"borgmatic 2 ({BORGMATIC})")
+    require(shutil.which("borg"), "borg (Debian borgbackup)")
     root = Path(tempfile.mkdtemp(prefix="bo-", dir="/tmp"))
     (root / "lab" / "data").mkdir(parents=True)
     (root / "lab" / "data" / "precious.txt").write_text("keep me\n")

@@ -7,13 +7,14 @@ import subprocess
 import time
 
 import httpx
-import pytest
 from controllerlab import Followed, followed_fixture, wait_for  # noqa: F401 (fixture)
 from demolab import free_port
 
+from requires import needs
 
-@pytest.mark.skipif(shutil.which("prometheus") is None,
-                    reason="Debian's prometheus is not installed (make test installs it)")
+
+@needs(shutil.which("prometheus") and shutil.which("promtool"),
+       "prometheus and promtool (Debian prometheus)")
 def test_prometheus_scrapes_controller(followed: Followed) -> None:
     first = followed.git("rev-parse", "HEAD")
     followed.start()

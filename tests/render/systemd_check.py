@@ -4,7 +4,7 @@ systemd only warns about an unknown key (`Restrat=on-failure`) and exits 0, so c
 the exit code alone, or only for "Failed", lets typos through. Lines about unit files
 outside the directory under test are dropped: verify also loads the host's own units
 (network-online.target and what it pulls in), and their warnings are not ours.
-Under CI (`CI=true`) a missing systemd-analyze fails instead of skipping.
+A missing systemd-analyze fails the test (tests/requires.py).
 """
 
 from __future__ import annotations
@@ -15,19 +15,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from requires import require
 
 _OTHER_FILE = re.compile(r"^(/\S+?):\d+: ")
 
 
 def systemd_analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("systemd-analyze is missing under CI: `make tools` installs Debian "
-                        "systemd")
-        pytest.skip("systemd-analyze is not installed")
-    return found
+    return require(shutil.which("systemd-analyze"), "systemd-analyze (Debian systemd)")
 
 
 def verify_clean(units: list[Path], elsewhere: tuple[str, ...] = ()) -> None:

@@ -72,7 +72,3 @@ def test_structure_checker_catches_mistakes() -> None:
         pass
     else:
         raise AssertionError("an undefined loki.write was not caught")
-
-
-def test_deterministic(blumeops_lab: Lab) -> None:
-    assert bodies(blumeops_lab) == bodies(blumeops_lab)

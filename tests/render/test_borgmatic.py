@@ -13,6 +13,7 @@ import yaml
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, borgmatic
 from conftest import ROOT, check_golden
+from requires import require
 
 
 def bodies(lab: Lab) -> dict[str, str]:
@@ -40,10 +41,7 @@ def debian_validator() -> list[str] | None:
 def borgmatic2() -> list[str]:
     """Current borgmatic (PyPI 2.x, its own venv from `make tools`)."""
     path = ROOT / ".venv-borgmatic" / "bin" / "borgmatic"
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("borgmatic 2 is missing under CI: `make tools` installs it")
-        pytest.skip("borgmatic 2 is not installed (make tools)")
+    require(path.exists(), f"borgmatic 2 ({path})")
     return [str(path), "config", "validate", "-c"]
 
 
@@ -96,9 +94,7 @@ def test_pinned_old_borgmatic_gets_the_sectioned_format(
     for text in out.values():
         data = yaml.safe_load(text)
         assert set(data) >= {"location", "storage", "retention", "consistency"}
-    command = debian_validator()
-    if command is None:
-        pytest.skip("Debian's borgmatic is not installed")
+    command = require(debian_validator(), "borgmatic 1.7 (Debian borgmatic)")
     validate(command, out, tmp_path)
 
 
@@ -182,7 +178,3 @@ def test_no_backups_no_files(demo_lab: Lab) -> None:
     data = demo_lab.model_dump(mode="json")
     data["services"]["notes"]["backup"] = []
     assert bodies(Lab.model_validate(data)) == {}
-
-
-def test_deterministic(blumeops_lab: Lab) -> None:
-    assert bodies(blumeops_lab) == bodies(blumeops_lab)

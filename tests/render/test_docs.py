@@ -75,10 +75,6 @@ def test_name_shared_by_host_and_service(demo_lab: Lab) -> None:
     assert "[[services/box|box]]" in text
 
 
-def test_deterministic(blumeops_lab: Lab) -> None:
-    assert artifacts(blumeops_lab) == artifacts(blumeops_lab)
-
-
 def test_one_port_change_stays_local(demo_lab: Lab) -> None:
     data = demo_lab.model_dump(mode="json")
     data["services"]["api"]["ports"]["http"] = 18112

@@ -42,7 +42,3 @@ def test_empty(demo_lab: Lab) -> None:
     for svc in data["services"].values():
         svc["homepage"] = None
     assert yaml.safe_load(body(Lab.model_validate(data))) == []
-
-
-def test_deterministic(blumeops_lab: Lab) -> None:
-    assert body(blumeops_lab) == body(blumeops_lab)

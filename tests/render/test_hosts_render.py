@@ -9,7 +9,6 @@ nix-bin, offline: nothing is built or fetched). Custom resources against catalog
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,6 +28,8 @@ from blumeops.render.systemd import exec_start
 from conftest import GOLDEN, check_golden, load_data
 from render.systemd_check import systemd_analyze, verify_clean
 from render.test_kubernetes import assert_strictly_valid
+from requires import require
+from validshare import note, run_requiring_valid
 
 MINE = ("kubernetes", "argocd", "mounts", "nixos", "brew")
 
@@ -246,9 +247,7 @@ def test_a_misnamed_mount_unit_is_refused_by_systemd(hosts_lab: Lab, tmp_path: P
 @pytest.mark.parametrize("path", ["/mnt/media", "/mnt/nas-media", "/srv/a.b/c_d",
                                   "/Volumes/Média", "/x/.hidden", "/a:b"])
 def test_unit_names_match_systemd_escape(path: str) -> None:
-    tool = shutil.which("systemd-escape")
-    if tool is None:
-        pytest.skip("systemd-escape is not installed")
+    tool = require(shutil.which("systemd-escape"), "systemd-escape (Debian systemd)")
     proc = subprocess.run([tool, "--path", path], capture_output=True, text=True, check=True)
     assert unit_stem(path) == proc.stdout.strip()
 
@@ -266,12 +265,7 @@ def test_autofs_map_on_macos(hosts_lab: Lab) -> None:
 
 
 def nix(tool: str) -> str:
-    found = shutil.which(tool)
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is missing under CI: `make tools` installs Debian nix-bin")
-        pytest.skip(f"{tool} is not installed (Debian nix-bin)")
-    return found
+    return require(shutil.which(tool), f"{tool} (Debian nix-bin)")
 
 
 def nix_eval(module: Path, attr: str) -> Any:
@@ -316,7 +310,7 @@ def test_nixos_module_parses_and_reads_back(hosts_lab: Lab, tmp_path: Path) -> N
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40))
-def test_nix_strings_round_trip(value: str, tmp_path: Path) -> None:
+def nix_strings_round_trip(value: str, tmp_path: Path) -> None:
     """Any environment value the catalog accepts reads back from the module unchanged
     (systemd's `%` doubled, as in a unit file): Nix interpolation never runs."""
     data = hosts_lab_data()
@@ -324,12 +318,17 @@ def test_nix_strings_round_trip(value: str, tmp_path: Path) -> None:
     folder = tmp_path / f"lab-{abs(hash(value))}"
     folder.mkdir(exist_ok=True)
     result = load_data(folder, data)
+    note(result.lab is not None)
     if result.lab is None:
         return  # refused at validate (e.g. odd whitespace): never rendered
     module = folder / "m.nix"
     module.write_text(by_path(result.lab)["nixos/nix/blumeops.nix"].body)
     got = nix_eval(module, 'systemd.services."api-server".environment.V')
     assert got == value.replace("%", "%%")
+
+
+def test_nix_strings_round_trip(tmp_path: Path) -> None:
+    run_requiring_valid(lambda: nix_strings_round_trip(tmp_path=tmp_path))
 
 
 # --- brew -------------------------------------------------------------------------------

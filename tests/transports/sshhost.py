@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from blumeops.transports.ssh import SshTarget, SshTransport, control_dir
+from requires import MAKE_TOOLS, PYENV, needs, require
 
 SSHD = "/usr/sbin/sshd"
 FIRST_ADDRESS = 11  # 127.0.1.11 is the first host
@@ -39,9 +40,25 @@ def pyenv_python(minor: str) -> str | None:
 
 
 PY39 = pyenv_python("3.9")
-needs_sshd = pytest.mark.skipif(
-    not os.path.exists(SSHD) or PY39 is None or os.geteuid() != 0,
-    reason="needs Debian openssh-server (make tools), pyenv python3.9 and root")
+needs_py39 = needs(PY39, "pyenv python3.9", PYENV.format(minor="3.9"))
+
+
+def python39() -> str:
+    """PY39, inside a test that needs it (tests/requires.py)."""
+    return require(PY39, "pyenv python3.9", PYENV.format(minor="3.9"))
+
+
+def python38() -> str:
+    """A real python3.8, for tests of the refusal of old interpreters."""
+    return require(pyenv_python("3.8"), "pyenv python3.8", PYENV.format(minor="3.8"))
+
+
+_SSHD_MISSING = [(what, how) for found, what, how in [
+    (os.path.exists(SSHD), f"{SSHD} (Debian openssh-server)", MAKE_TOOLS),
+    (PY39, "pyenv python3.9", PYENV.format(minor="3.9")),
+    (os.geteuid() == 0, "root", "run the tests as root")] if not found]
+needs_sshd = needs(not _SSHD_MISSING, " and ".join(w for w, _ in _SSHD_MISSING),
+                   "; ".join(h for _, h in _SSHD_MISSING))
 
 
 def free_port(address: str) -> int:

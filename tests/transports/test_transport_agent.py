@@ -15,24 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshhost import PY39, pyenv_python
+from sshhost import PY39, needs_py39, python38, python39
 
 from blumeops.transports import wire
 from blumeops.transports.exceptions import PythonUnsupported, RemoteError
 from blumeops.transports.local import LocalTransport
 from blumeops.transports.types import FileBatch, FileWrite, ObserveRequest, PortCheck
 
-needs_py39 = pytest.mark.skipif(PY39 is None, reason="needs pyenv python3.9")
-
 
 @pytest.fixture(params=["in-process", "python3.9"])
 def local(request: pytest.FixtureRequest) -> Iterator[LocalTransport]:
     if request.param == "in-process":
         yield LocalTransport("here")
-    elif PY39 is None:
-        pytest.skip("needs pyenv python3.9")
     else:
-        yield LocalTransport("here", python=PY39)
+        yield LocalTransport("here", python=python39())
 
 
 def mode(path: Path) -> int:
@@ -47,9 +43,7 @@ def test_agent_runs_on_python39() -> None:
 
 
 def test_old_python_answers_its_version_and_uname() -> None:
-    py38 = pyenv_python("3.8")
-    if py38 is None:
-        pytest.skip("needs pyenv python3.8")
+    py38 = python38()
     with pytest.raises(PythonUnsupported) as caught:
         LocalTransport("old", python=py38).facts()
     assert caught.value.facts.python is not None and caught.value.facts.python.startswith("3.8")

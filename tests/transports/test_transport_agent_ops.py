@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshhost import PY39
+from sshhost import python39
 
 from blumeops.transports import agent
 from blumeops.transports.local import LocalTransport
@@ -32,10 +32,8 @@ from blumeops.transports.local import LocalTransport
 def local(request: pytest.FixtureRequest) -> Iterator[LocalTransport]:
     if request.param == "in-process":
         yield LocalTransport("here")
-    elif PY39 is None:
-        pytest.skip("needs pyenv python3.9")
     else:
-        yield LocalTransport("here", python=PY39)
+        yield LocalTransport("here", python=python39())
 
 
 @pytest.fixture
@@ -206,8 +204,7 @@ def test_lean_parser_decodes_every_type_as_xmlrpc_client_does() -> None:
 
 def test_observe_path_imports_neither_http_client_nor_xmlrpc_client(
         supervisord: Path) -> None:
-    if PY39 is None:
-        pytest.skip("needs pyenv python3.9")
+    py39 = python39()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -222,7 +219,7 @@ def test_observe_path_imports_neither_http_client_nor_xmlrpc_client(
             "print(json.dumps([r, sorted(m for m in sys.modules if m.split('.')[0] in "
             "('http', 'xmlrpc', 'email') or m == 'encodings.idna')]))")
     try:
-        out = subprocess.run([PY39, "-I", "-S", "-c", code, str(Path(agent.__file__).parent),
+        out = subprocess.run([py39, "-I", "-S", "-c", code, str(Path(agent.__file__).parent),
                               json.dumps(req)], check=True, capture_output=True, text=True)
     finally:
         server.shutdown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from sshhost import pyenv_python
+from sshhost import python38
 
 from blumeops.catalog.model import Host, ServiceManager
 from blumeops.transports.exceptions import PythonUnsupported
@@ -103,9 +103,7 @@ def test_this_machine_declared_macos_is_caught() -> None:
 
 
 def test_old_python_facts_from_a_real_interpreter() -> None:
-    py38 = pyenv_python("3.8")
-    if py38 is None:
-        pytest.skip("needs pyenv python3.8")
+    py38 = python38()
     with pytest.raises(PythonUnsupported) as caught:
         LocalTransport("old", python=py38).facts()
     out = messages("old", host(), caught.value.facts)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshhost import PY39
+from sshhost import python39
 
 from blumeops.transports.local import LocalTransport
 from blumeops.transports.types import FileBatch
@@ -20,10 +20,8 @@ from blumeops.transports.types import FileBatch
 def local(request: pytest.FixtureRequest) -> Iterator[LocalTransport]:
     if request.param == "in-process":
         yield LocalTransport("here")
-    elif PY39 is None:
-        pytest.skip("needs pyenv python3.9")
     else:
-        yield LocalTransport("here", python=PY39)
+        yield LocalTransport("here", python=python39())
 
 
 def test_prune_removes_emptied_dirs_below_root_only(local: LocalTransport,
