@@ -45,6 +45,9 @@ tools:
 	@test -x .venv-borgmatic/bin/borgmatic || { echo "installing borgmatic 2 (.venv-borgmatic)"; \
 	  $(PY) -m venv .venv-borgmatic && \
 	  .venv-borgmatic/bin/pip install -q 'borgmatic>=2.1,<2.2' -c $(BORGMATIC_LOCK); }
+	@# SSH test hosts run a Python 3.9 python3 (what a Mac has out of the box): pyenv's.
+	@ls $(HOME)/.pyenv/versions/3.9.*/bin/python3.9 >/dev/null 2>&1 || \
+	  echo "warning: no pyenv python3.9: the SSH tests will fail (pyenv install 3.9)"
 	@# The dashboard's browser tests drive Debian's headless Chromium (playwright, no download).
 	@test -x /usr/bin/chromium || { echo "installing chromium (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
