@@ -27,6 +27,8 @@ class Limits:
     max_header_bytes: int = 16 * 1024  # request line + headers; beyond: 400
     max_body: int = 1024 * 1024  # any request body; beyond: 413
     max_json_depth: int = 32  # nesting of a JSON body; beyond: 400
+    failed_logins: int = 10  # wrong tokens a client may send before waiting (429)
+    failed_logins_per_s: float = 0.5  # how fast that allowance refills (server: 3x both)
     shutdown_timeout: int = 5  # seconds running requests get to finish on shutdown
 
 

@@ -12,7 +12,7 @@ connection (and counts against the connection limit) for ever. Here:
   waiting for their request (head or body not in, or idle kept-alive) are closed, oldest
   first, once they have waited `stale_after` seconds; at twice the bound, the oldest
   waiting ones go regardless. So one local user holding connections open cannot starve
-  the operator, and a burst of real requests is queued, not refused (uvicorn answers 503
+  the operator, and a burst of real requests is admitted, not refused (uvicorn answers 503
   only when twice the bound is busy at once).
 """
 
