@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from blumeops.secrets.refs import OP_REF as OP_REF  # re-exported: one pattern for all
 from blumeops.secrets.refs import SECRET_REF as SECRET_REF
+from blumeops.secrets.urltokens import token_problem
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Kubernetes object names blumeops creates (Service names are DNS-1035 labels).
@@ -945,6 +946,10 @@ class NotifyTarget(Strict):
             raise ValueError("this URL carries a user name or password: store it in the "
                              "vault (`blumeops secret set LAB notify/NAME`) and write "
                              "url: vault:notify/NAME")
+        problem = token_problem(value)
+        if problem:
+            raise ValueError(f"{problem}: store it in the vault (`blumeops secret set LAB "
+                             f"notify/NAME`) and write url: vault:notify/NAME")
         return value
 
 

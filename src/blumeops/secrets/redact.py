@@ -2,7 +2,8 @@
 
 The values are resolved from the lab's own references (services, the controller's token
 and webhook secret, notification targets) plus the server's token and webhook secret. When
-they cannot be resolved, text that might hold them is withheld rather than shown.
+they cannot be resolved, text that might hold them is withheld rather than shown. Tokens
+written into URLs (discord://ID/TOKEN, ?token=...) are masked too, referenced or not.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-MASK = "[redacted]"
+from blumeops.secrets.urltokens import MASK, mask_url_tokens
 
 
 class Redactor:
@@ -26,7 +27,7 @@ class Redactor:
             stripped = value.strip()
             if stripped and stripped != value:
                 text = text.replace(stripped, MASK)
-        return text
+        return mask_url_tokens(text)  # a token written into a URL (an older commit's)
 
     def with_values_of(self, older: Redactor | None) -> Redactor:
         """Also mask what `older` masked: text made under the previous catalog may still
