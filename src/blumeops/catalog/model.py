@@ -309,6 +309,15 @@ class Domain(Strict):
         return 80 if self.tls.mode is TLSMode.off else 443
 
 
+def path_problem(value: str, what: str) -> str | None:
+    """Why `value` is no absolute path a mount unit, autofs or NixOS can take, or None."""
+    try:
+        _absolute(value, what)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _absolute(value: str, what: str) -> str:
     if not value.startswith("/") or "//" in value or (value != "/" and value.endswith("/")):
         raise ValueError(f"{what} must be an absolute path such as /srv/media, got {value!r}")
