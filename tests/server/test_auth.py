@@ -198,3 +198,14 @@ def test_login_form_guesses_share_the_limit(controller: Controller) -> None:
         late = httpx.post(f"{server.url}/login", data={"token": TOKEN}, headers=origin)
         assert late.status_code == 429 and "set-cookie" not in late.headers
         assert "too many wrong tokens" in late.text and late.headers["retry-after"]
+
+
+def test_default_limits_refuse_guessing_after_ten_wrong_tokens(controller: Controller) -> None:
+    """With the server's defaults: ten wrong tokens on ten connections, then 429 (as
+    soon as the allowance, refilling at one try per 2 s, runs out)."""
+    codes: list[int] = []
+    with serving(controller) as server:
+        url = f"{server.url}/api/sync"
+        while len(codes) < 20 and 429 not in codes:
+            codes.append(_post_from("127.0.0.1", url, f"guess-{len(codes)}").status_code)
+    assert codes[:10] == [401] * 10 and codes[-1] == 429, codes
