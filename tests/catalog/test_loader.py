@@ -281,3 +281,32 @@ def test_examples_validate_against_the_json_schema() -> None:
     except jsonschema.ValidationError:
         return
     raise AssertionError("an unknown key passed the JSON Schema")
+
+
+BOMB_CHILD = """
+import resource, sys, time
+from pathlib import Path
+from blumeops.catalog.loader import load_lab
+start = time.monotonic()
+result = load_lab(Path(sys.argv[1]))
+took = time.monotonic() - start
+print(result.errors[0].message if result.errors else "accepted")
+print(took, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_20_kb_alias_bomb_is_refused_cheaply(tmp_path: Path) -> None:
+    """Ten levels of ten aliases each (10^10 values once expanded) in about 20 KB: refused
+    before anything is built, in little memory (it used to grow to 600 MB first)."""
+    lines = ["lab: t", "l0: &l0 [" + ", ".join(['"' + "lol" * 60 + '"'] * 10) + "]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    lines += [f"# {'padding ' * 12}" for _ in range(180)]  # the size of the probe's file
+    bomb = tmp_path / "lab.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert 15_000 < bomb.stat().st_size < 25_000
+    out = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(bomb)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout.splitlines()
+    assert "refused as an alias bomb" in out[0], out
+    took, peak_mb = out[1].split()
+    assert int(peak_mb) < 150, f"peak {peak_mb} MB"
+    assert float(took) < 10.0, took  # (it used to take 25 s and more)

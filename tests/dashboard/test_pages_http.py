@@ -137,3 +137,32 @@ def test_live_events_arrive_within_a_second_and_end_on_shutdown(
     t.join(10)
     assert not t.is_alive()
     assert time.monotonic() - stopping < 3.0  # the open stream did not hold the shutdown
+
+
+def test_tokens_in_urls_are_masked_in_the_history_diff(tmp_path: Path) -> None:
+    """A commit that wrote a token into an Apprise URL (path or query): History shows
+    its diff with the tokens masked."""
+    from server.serverlab import git
+
+    ctl = make_controller(tmp_path)
+    repo = tmp_path / "repo"
+    (repo / "lab.yaml").write_text(
+        "not_a_lab_key: 1\nnotify:\n  targets:\n"
+        "    chat: {url: 'discord://4242/DiscordHookToken99'}\n"
+        "    team: {url: slack://TeamTokA/TeamTokB/TeamTokC}\n"
+        "    bot: {url: tgram://123456:TelegramBotToken77/-100}\n"
+        "    phone: {url: 'ntfy://ntfy.sh/lab?token=tk_NtfyToken55'}\n")
+    git(repo, "commit", "-qam", "chat targets")
+    try:
+        assert ctl.tick()  # the commit is synced (and rejected: not_a_lab_key)
+        with serving(ctl) as server:
+            page = httpx.get(f"{server.url}/history", timeout=10)
+        assert page.status_code == 200
+        assert "not_a_lab_key" in page.text  # the diff is on the page
+        for token in ("DiscordHookToken99", "TeamTokA", "TelegramBotToken77",
+                      "tk_NtfyToken55"):
+            assert token not in page.text, token
+        assert "discord://[redacted]" in page.text
+        assert "ntfy://ntfy.sh/lab?token=[redacted]" in page.text
+    finally:
+        ctl.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -256,6 +257,24 @@ def test_unreachable_sources_name_the_reason(tmp_path: Path) -> None:
                               timeout=60, check=False)
         assert proc.returncode == 1
         assert proc.stderr.strip() == message, proc.stderr
+
+
+def test_controller_on_a_corrupt_state_db_says_what_to_do(tmp_path: Path) -> None:
+    """No traceback: exit 1, the path, and the advice to move the file aside."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    db = state / "state.db"
+    garbage = os.urandom(64 * 1024)
+    db.write_bytes(garbage)
+    proc = subprocess.run([sys.executable, "-m", "blumeops", "controller", "--source",
+                           str(tmp_path / "nowhere"), "--state-dir", str(state), "--listen",
+                           f"127.0.0.1:{free_port()}"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: state.db is corrupt: move it aside"), proc.stderr
+    assert str(db) in proc.stderr
+    assert db.read_bytes() == garbage  # refused, not rewritten
 
 
 def test_password_in_source_url_stays_out_of_the_controller_log(followed: Followed) -> None:

@@ -169,3 +169,23 @@ def test_a_degraded_remote_service_shows_its_log_tail_with_secrets_masked(
             assert value not in proc.stdout + proc.stderr  # ...and nowhere it is shown
         for db in multihost.state.glob("state.db*"):
             assert value.encode() not in db.read_bytes()
+
+
+def test_a_service_on_the_proxy_host_is_probed_where_caddy_dials_it(
+        multihost: MultiLab) -> None:
+    """gate's Caddy dials a service on gate at 127.0.0.1. Bound to gate's own address it
+    answers there but not to Caddy (502): it is Degraded, not Healthy. Bound to loopback,
+    it is Healthy and its route answers."""
+    gate = multihost.addresses["gate"]
+    edit(multihost, "    ports: {http: 18211}\n",
+         "    ports: {http: 18211}\n    routes: {status.mh: http}\n")
+    multihost.cli("apply", "--yes")
+    assert multihost.get("status").status_code == 502  # Caddy cannot reach it
+    status = services(multihost)["status"]
+    assert status["health"] == "Degraded", status
+    assert "127.0.0.1:18211" in str(status["detail"]), status
+    edit(multihost, f'"18211", --bind, {gate}]', '"18211", --bind, 127.0.0.1]')
+    fixed = multihost.cli("apply", "--yes")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert services(multihost)["status"]["health"] == "Healthy"
+    assert multihost.get("status").status_code == 200

@@ -41,3 +41,21 @@ def test_unknown_event_and_bad_url_are_refused(tmp_path: Path) -> None:
     assert len(errs) == 2, errs
     assert errs[0].startswith("lab.yaml:6:") and "Apprise URL" in errs[0]
     assert errs[1].startswith("lab.yaml:7:") and "oops" in errs[1]
+
+
+def test_tokens_in_the_path_or_query_of_a_plain_url_are_refused(tmp_path: Path) -> None:
+    """discord://ID/TOKEN, slack://A/B/C, tgram://BOT/CHAT, a hook URL and ?token=: each
+    refused at its line, pointing at the vault, without repeating the token."""
+    errs = load(tmp_path, "    a: {url: 'discord://4242/DiscordHookToken99'}\n"
+                          "    b: {url: 'slack://TeamTokA/TeamTokB/TeamTokC/#ops'}\n"
+                          "    c: {url: 'tgram://123456:TelegramBotToken77/-100'}\n"
+                          "    d: {url: 'https://discord.com/api/webhooks/1/HookTok'}\n"
+                          "    e: {url: 'ntfy://ntfy.sh/lab?token=tk_NtfyToken55'}\n"
+                          "    f: {url: 'ntfy://ntfy.sh/lab'}")
+    assert [e.split(":", 2)[1] for e in errs] == ["6", "7", "8", "9", "10"], errs
+    assert all("vault:notify/NAME" in e for e in errs), errs
+    for token in ("DiscordHookToken99", "TeamTok", "TelegramBotToken77", "HookTok",
+                  "tk_NtfyToken55"):
+        assert not any(token in e for e in errs), (token, errs)
+    assert "discord:// URL carries its token" in errs[0]
+    assert "query (token=)" in errs[4]

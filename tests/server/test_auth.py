@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from blumeops.server.app import create_app
 from blumeops.server.auth import bearer_matches, exposure_problem, reads_need_token
 from blumeops.server.context import ApiSettings
 from blumeops.server.hosts import host_rules
+from blumeops.server.limits import Limits
 from blumeops.server.serve import ApiServer, ListenError
 
 from .serverlab import (
@@ -143,3 +145,67 @@ def test_bad_listen_is_a_clear_error(tmp_path: Path, listen: str) -> None:
     assert result.returncode == 1, result.stderr
     assert "--listen" in result.stderr and "HOST:PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _post_from(source: str, url: str, token: str) -> httpx.Response:
+    """A POST on a new connection from loopback address `source`."""
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(transport=transport) as client:
+        return client.post(url, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_wrong_tokens_are_limited_across_connections(controller: Controller) -> None:
+    """Each wrong token on its own connection (401 closes it): past the allowance the
+    next check is 429, even with the right token (a guess while throttled is never
+    tested), until the allowance refills."""
+    controller.set_paused(True)
+    with serving(controller, limits=Limits(failed_logins=4, failed_logins_per_s=0.2)) as server:
+        url = f"{server.url}/api/resume"
+        for i in range(4):
+            assert _post_from("127.0.0.1", url, f"guess-{i}").status_code == 401
+        refused = _post_from("127.0.0.1", url, "guess-5")
+        assert refused.status_code == 429, refused.text
+        wait = int(refused.headers["retry-after"])
+        assert 1 <= wait <= 5, wait  # one try refills in 5 s
+        assert "too many wrong tokens" in refused.json()["error"]
+        assert _post_from("127.0.0.1", url, TOKEN).status_code == 429
+        assert controller.state.paused is True
+        time.sleep(wait + 0.2)  # one more try's worth
+        assert _post_from("127.0.0.1", url, TOKEN).status_code == 200
+        assert controller.state.paused is False
+
+
+def test_wrong_tokens_are_limited_for_the_whole_server(controller: Controller) -> None:
+    """Other loopback addresses get their own allowance, but not a fresh server-wide
+    one: three times the per-client allowance in all."""
+    with serving(controller, limits=Limits(failed_logins=2, failed_logins_per_s=0.01)) as server:
+        url = f"{server.url}/api/sync"
+        for client in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            for _ in range(2):
+                assert _post_from(client, url, "guess").status_code == 401
+            assert _post_from(client, url, "guess").status_code == 429
+        assert _post_from("127.0.0.5", url, "guess").status_code == 429
+
+
+def test_login_form_guesses_share_the_limit(controller: Controller) -> None:
+    """The dashboard's login form and the API's bearer token draw on one allowance."""
+    with serving(controller, limits=Limits(failed_logins=3, failed_logins_per_s=0.01)) as server:
+        origin = {"Origin": server.url}
+        assert _post_from("127.0.0.1", f"{server.url}/api/sync", "guess").status_code == 401
+        for _ in range(2):
+            bad = httpx.post(f"{server.url}/login", data={"token": "nope"}, headers=origin)
+            assert bad.status_code == 401
+        late = httpx.post(f"{server.url}/login", data={"token": TOKEN}, headers=origin)
+        assert late.status_code == 429 and "set-cookie" not in late.headers
+        assert "too many wrong tokens" in late.text and late.headers["retry-after"]
+
+
+def test_default_limits_refuse_guessing_after_ten_wrong_tokens(controller: Controller) -> None:
+    """With the server's defaults: ten wrong tokens on ten connections, then 429 (as
+    soon as the allowance, refilling at one try per 2 s, runs out)."""
+    codes: list[int] = []
+    with serving(controller) as server:
+        url = f"{server.url}/api/sync"
+        while len(codes) < 20 and 429 not in codes:
+            codes.append(_post_from("127.0.0.1", url, f"guess-{len(codes)}").status_code)
+    assert codes[:10] == [401] * 10 and codes[-1] == 429, codes

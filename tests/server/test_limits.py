@@ -11,7 +11,7 @@ import httpx
 from blumeops.engine.controller import Controller
 from blumeops.server.limits import Limits
 
-from .serverlab import TOKEN, closed_by_server, raw_request, serving, status_of
+from .serverlab import TOKEN, closed_by_server, concurrent_gets, raw_request, serving, status_of
 
 SHORT = Limits(header_timeout=1.0, body_timeout=1.0, write_timeout=1.0)
 
@@ -81,20 +81,40 @@ def test_bodies_over_the_cap_are_413_declared_or_streamed(controller: Controller
         assert 'blumeops_webhook_requests_total{result="too_large"} 1.0' in metrics
 
 
-def test_connection_bound_answers_503_until_stalled_ones_are_dropped(
-        controller: Controller) -> None:
-    limits = Limits(max_connections=8, header_timeout=1.5)
+def test_connections_held_open_do_not_starve_the_operator(controller: Controller) -> None:
+    """One local user holds twice the bound open (heads and bodies half sent): the
+    operator's request is answered at once, because stale waiting connections make room
+    (it used to be 503 until they passed their header deadline)."""
+    limits = Limits(max_connections=8, header_timeout=5.0, body_timeout=5.0,
+                    stale_after=0.3)
     with serving(controller, limits=limits) as server:
         port = server.address[1]
-        stalled = [_connect(port) for _ in range(8)]
-        for sock in stalled:
+        heads = [_connect(port) for _ in range(8)]
+        for sock in heads:
             sock.sendall(b"GET /api/status HTTP/1.1\r\n")
-        time.sleep(0.2)
-        assert httpx.get(f"{server.url}/api/status", timeout=5).status_code == 503
-        time.sleep(1.8)  # the stalled ones pass their header deadline and are closed
-        assert httpx.get(f"{server.url}/api/status", timeout=5).status_code == 200
-        for sock in stalled:
+        bodies = [_connect(port) for _ in range(8)]
+        for sock in bodies:
+            sock.sendall(b"POST /api/sync HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                         b"Authorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{"
+                         % (port, TOKEN.encode()))
+        time.sleep(0.6)
+        for _ in range(3):  # again and again, while the others stay stalled
+            t = time.monotonic()
+            assert httpx.get(f"{server.url}/api/status", timeout=5).status_code == 200
+            assert time.monotonic() - t < 1.0
+        closed = [s for s in heads + bodies if closed_by_server(s, 0.5)]
+        assert len(closed) >= 3, "no stalled connection made room"
+        for sock in heads + bodies:
             sock.close()
+
+
+def test_a_burst_past_the_bound_is_answered_not_refused(controller: Controller) -> None:
+    """35 concurrent requests against a bound of 20: all answered (each open connection
+    counted against the bound, so requests past it used to get 503)."""
+    with serving(controller, limits=Limits(max_connections=20)) as server:
+        results = concurrent_gets(f"{server.url}/api/status", 35)
+    codes = sorted(code for code, _ in results)
+    assert codes == [200] * 35, codes
 
 
 def test_unread_answers_abort_the_connection(controller: Controller) -> None:

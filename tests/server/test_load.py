@@ -50,3 +50,25 @@ def test_slow_clients_do_not_block_and_are_dropped(
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_1010_held_connections_do_not_starve_the_operator(
+        controller_process: ControllerProcess) -> None:
+    """One local user holds 1,010 half-sent requests (past the 1,000 bound): the
+    operator's request is answered at once, not 503 (stale waiting ones make room)."""
+    port = controller_process.port
+    held = []
+    try:
+        for _ in range(1010):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
+            held.append(sock)
+        time.sleep(1.0)  # older than the 0.5 s a waiting connection keeps under pressure
+        for _ in range(3):
+            t = time.monotonic()
+            resp = httpx.get(f"{controller_process.api}/api/status", timeout=5)
+            assert resp.status_code == 200, resp.text
+            assert time.monotonic() - t < 2.0
+    finally:
+        for sock in held:
+            sock.close()

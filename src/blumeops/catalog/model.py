@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from blumeops.secrets.refs import OP_REF as OP_REF  # re-exported: one pattern for all
 from blumeops.secrets.refs import SECRET_REF as SECRET_REF
+from blumeops.secrets.urltokens import token_problem
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Kubernetes object names blumeops creates (Service names are DNS-1035 labels).
@@ -306,6 +307,15 @@ class Domain(Strict):
         if self.listen:
             return int(self.listen.rsplit(":", 1)[1])
         return 80 if self.tls.mode is TLSMode.off else 443
+
+
+def path_problem(value: str, what: str) -> str | None:
+    """Why `value` is no absolute path a mount unit, autofs or NixOS can take, or None."""
+    try:
+        _absolute(value, what)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _absolute(value: str, what: str) -> str:
@@ -945,6 +955,10 @@ class NotifyTarget(Strict):
             raise ValueError("this URL carries a user name or password: store it in the "
                              "vault (`blumeops secret set LAB notify/NAME`) and write "
                              "url: vault:notify/NAME")
+        problem = token_problem(value)
+        if problem:
+            raise ValueError(f"{problem}: store it in the vault (`blumeops secret set LAB "
+                             f"notify/NAME`) and write url: vault:notify/NAME")
         return value
 
 

@@ -21,6 +21,7 @@ from blumeops.catalog.model import (
     SYSTEMD_UNIT,
     Lab,
     ServiceManager,
+    path_problem,
 )
 from blumeops.catalog.resolve import (
     application_name,
@@ -1012,6 +1013,57 @@ def unmanaged_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             yield marks.diag((*at, "brew"), "brew",
                              f"Homebrew runs on macOS and Linux; host '{svc.native}' runs "
                              f"{host.os.value}")
+
+
+def _container_path_problem(path: str) -> str | None:
+    """Why Kubernetes (or the container runtime) would refuse `path` as a mountPath."""
+    if not path.startswith("/"):
+        return f"a container's mount path must be absolute, got {path!r}"
+    if ":" in path:
+        return f"a container's mount path may not hold ':' (Kubernetes refuses it), got {path!r}"
+    if ".." in path.split("/"):
+        return f"a container's mount path may not hold '..', got {path!r}"
+    return None
+
+
+@rule
+def runtime_mounts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
+    """What the runtime would refuse at apply time is refused here: `brew:` in a pod (it is
+    a formula `brew services` runs on a host), container mount paths Kubernetes refuses
+    (relative, ':', one path twice in a container), and the host mount points a native
+    service's share implies, which systemd and NixOS take only as clean absolute paths."""
+    for name, svc in lab.services.items():
+        at = ("services", name)
+        if svc.kubernetes is not None:
+            if svc.brew is not None:
+                yield marks.diag((*at, "brew"), "runtime-field",
+                                 f"'brew' is a Homebrew formula `brew services` runs on a "
+                                 f"native host; '{name}' runs in Kubernetes (use 'image')")
+            containers: list[tuple[tuple[str | int, ...], dict[str, str]]] = [
+                ((*at, "storage"), {v: spec.mount for v, spec in svc.storage.items()})]
+            for kind in ("sidecars", "init_containers"):
+                for cname, container in getattr(svc, kind).items():
+                    containers.append(((*at, kind, cname, "mounts"), container.mounts))
+            for where, mounts in containers:
+                seen: dict[str, str] = {}
+                for vol, path in mounts.items():
+                    here = ((*where, vol, "mount") if where[-1] == "storage"
+                            else (*where, vol))
+                    problem = _container_path_problem(path)
+                    if problem is None and path.rstrip("/") in seen:
+                        problem = (f"volumes '{seen[path.rstrip('/')]}' and '{vol}' are both "
+                                   f"mounted at {path} in one container (Kubernetes refuses "
+                                   "it)")
+                    if problem is not None:
+                        yield marks.diag(here, "mount-path", problem)
+                    seen.setdefault(path.rstrip("/"), vol)
+        elif svc.native is not None:
+            for vol, spec in svc.storage.items():
+                if spec.share is None:
+                    continue
+                problem = path_problem(spec.mount, "the mount point of a share")
+                if problem is not None:
+                    yield marks.diag((*at, "storage", vol, "mount"), "mount-path", problem)
 
 
 SHARE_PORTS = {"nfs": 2049, "smb": 445}

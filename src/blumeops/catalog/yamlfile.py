@@ -21,7 +21,8 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from blumeops.catalog.diagnostics import Diagnostic, Mark, Marks, Path_
 from blumeops.catalog.paths import MAX_CATALOG_BYTES
 
-MAX_NODES = 2_000_000  # guards against alias bombs
+MAX_NODES = 2_000_000  # values in one file, as built
+MAX_ALIAS_NODES = 100_000  # values aliases (*name) may add to a file: more is a bomb
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -143,6 +144,44 @@ class _Builder:
             raise _error(self.file, m.line, m.col, f"bad value: {exc}") from None
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def check_aliases(file: str, root: yaml.Node) -> None:
+    """Refuse an alias bomb before anything is built: count the values the document
+    would expand to, each shared node once (the node tree is a graph; aliases are its
+    shared edges), so this costs the size of what was written, not of the expansion."""
+    sizes: dict[int, int] = {}  # id(node) -> expanded values; -1 while being counted
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, counted = stack.pop()
+        if counted:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _children(node))
+            continue
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = -1
+        stack.append((node, True))
+        for child in _children(node):
+            if sizes.get(id(child)) == -1:
+                m = child.start_mark
+                raise _error(file, m.line + 1, m.column + 1,
+                             "a YAML alias refers to a value that contains it")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    written, expanded = len(sizes), sizes[id(root)]
+    if expanded - written > MAX_ALIAS_NODES:
+        m = root.start_mark
+        raise _error(file, m.line + 1, m.column + 1,
+                     f"YAML aliases (*name) expand this file by more than {MAX_ALIAS_NODES} "
+                     f"values ({written} written): refused as an alias bomb")
+
+
 def _from_yaml_error(file: str, exc: yaml.YAMLError) -> YamlError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -191,6 +230,7 @@ def _parse(name: str, text: str) -> tuple[dict[str, Any], Marks, list[Diagnostic
         raise _from_yaml_error(name, exc) from None
     if node is None:
         raise _error(name, 1, 1, "file is empty; expected a mapping such as 'lab: NAME'")
+    check_aliases(name, node)
     marks = Marks(Mark(name, 1, 1))
     builder = _Builder(name, marks, ())
     data = builder.build(node, ())

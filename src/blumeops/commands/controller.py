@@ -64,6 +64,7 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
     from blumeops.server.hosts import AddressError, allowed_hosts_from_env, host_rules
     from blumeops.server.serve import ApiServer, ListenError, format_address
     from blumeops.source.git import SourceError
+    from blumeops.state.store import StateError
 
     if interval <= 0:
         raise click.BadParameter("must be positive", param_hint="--interval")
@@ -82,7 +83,13 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
         source_url=source, branch=branch, lab_path=lab_path,
         state_dir=default_state_dir(f"controller-{branch}", state_dir), interval=interval,
         auto_sync=not no_auto_sync, self_heal=not no_self_heal, prune=not no_prune)
-    ctl = Controller(config, on_sync=_print_sync)
+    try:
+        ctl = Controller(config, on_sync=_print_sync)
+    except StateError as exc:  # corrupt or unusable state.db: say what to do, no traceback
+        fail(str(exc))
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"cannot use the state directory{where}: {exc.strerror or exc}")
     attach_notifier(ctl)
     try:
         ctl.source.fetch()

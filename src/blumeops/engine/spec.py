@@ -211,7 +211,7 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
             workdir=svc.workdir, has_secrets=bool(svc.secrets),
             secret_files={k: v.file for k, v in svc.secrets.items() if v.file},
             address=(host_address(lab, svc.native or "") if from_here
-                     else _probe_address(lab, svc.native, local)),
+                     else _probe_address(lab, name, svc.native, local)),
             probed_here=from_here,
             job=_job(svc, lab.backups is not None and lab.backups.job == name))
     remote_drivers = {h for h in drivable if h not in local}
@@ -236,13 +236,18 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
                        catalog_digest(files) if files else "", hosts, clusters, tailnet)
 
 
-def _probe_address(lab: object, host: str | None, local: tuple[str, ...]) -> str:
+def _probe_address(lab: object, service: str, host: str | None,
+                   local: tuple[str, ...]) -> str:
     """A local service is probed on 127.0.0.1 (as before); a remote one on its host's
-    address, from that host (services there bind to it)."""
+    address, from that host (services there bind to it), unless that host's Caddy routes
+    to it: Caddy dials it on 127.0.0.1, so that is where it must answer to be Healthy."""
     from blumeops.catalog.model import Lab
+    from blumeops.catalog.resolve import service_routes
 
     assert isinstance(lab, Lab)
     if host is None or host in local or host not in lab.hosts:
+        return "127.0.0.1"
+    if any(r.proxy == "caddy" and r.proxy_host == host for r in service_routes(lab, service)):
         return "127.0.0.1"
     return lab.hosts[host].address or "127.0.0.1"
 

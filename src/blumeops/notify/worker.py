@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from blumeops.notify.rules import Notice
+from blumeops.notify.send import SendTimeout
 
 MAX_PENDING = 500
 
@@ -88,6 +89,8 @@ class Worker:
         try:
             ok = self._send(d.target, d.notice)
             why = "" if ok else "the receiver did not accept it"
+        except SendTimeout as exc:  # its message names no URL
+            ok, why = False, str(exc)
         except Exception as exc:  # a bad URL, a secret that cannot be read: same path
             ok, why = False, type(exc).__name__
         if ok:

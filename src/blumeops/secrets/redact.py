@@ -2,31 +2,49 @@
 
 The values are resolved from the lab's own references (services, the controller's token
 and webhook secret, notification targets) plus the server's token and webhook secret. When
-they cannot be resolved, text that might hold them is withheld rather than shown.
+they cannot be resolved, text that might hold them is withheld rather than shown. Tokens
+written into URLs (discord://ID/TOKEN, ?token=...) are masked too, referenced or not.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-MASK = "[redacted]"
+from blumeops.secrets.urltokens import MASK as MASK  # re-exported: one mask for all
+from blumeops.secrets.urltokens import mask_url_tokens
+
+MIN_LINE = 8  # a line of a multi-line secret this long or longer is masked on its own
+
+
+def forms(value: str) -> set[str]:
+    """The ways `value` shows up in text: as is, stripped, each non-trivial line of a
+    multi-line value (a log or a diff quotes one line), and JSON-escaped (an API answer
+    or a JSON log quotes it with \\n and \\")."""
+    found = {value, value.strip()}
+    lines = value.splitlines()
+    if len(lines) > 1:
+        found |= {line.strip() for line in lines if len(line.strip()) >= MIN_LINE}
+    for v in (value, value.strip()):
+        found.add(json.dumps(v)[1:-1])
+        found.add(json.dumps(v, ensure_ascii=False)[1:-1])
+    return {f for f in found if f}
 
 
 class Redactor:
     def __init__(self, values: Iterable[str], problem: str | None = None) -> None:
-        # Longest first, so a value that contains another is masked whole.
         self.values = sorted({v for v in values if v}, key=len, reverse=True)
+        # Longest first, so a value that contains another is masked whole.
+        self._needles = sorted(set().union(*map(forms, self.values)), key=len,
+                               reverse=True)
         self.problem = problem  # why secrets could not be resolved (then: withhold)
 
     def __call__(self, text: str) -> str:
-        for value in self.values:
-            text = text.replace(value, MASK)
-            stripped = value.strip()
-            if stripped and stripped != value:
-                text = text.replace(stripped, MASK)
-        return text
+        for needle in self._needles:
+            text = text.replace(needle, MASK)
+        return mask_url_tokens(text)  # a token written into a URL (an older commit's)
 
     def with_values_of(self, older: Redactor | None) -> Redactor:
         """Also mask what `older` masked: text made under the previous catalog may still

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from blumeops.server.auth import require_token
+from blumeops.server.auth import FailedLogins, require_token
 from blumeops.server.hosts import HostRule
 from blumeops.server.limits import DEFAULT_LIMITS, Limits
 from blumeops.server.responses import ApiError, error_response, json_response
@@ -31,13 +31,24 @@ class ApiSettings:
 class ApiContext:
     controller: Controller
     settings: ApiSettings
+    failures: FailedLogins = field(init=False)  # wrong tokens, across connections
+
+    def __post_init__(self) -> None:
+        limits = self.settings.limits
+        object.__setattr__(self, "failures",
+                           FailedLogins(limits.failed_logins, limits.failed_logins_per_s))
 
     def authorise(self, request: Request) -> None:
-        require_token(request.headers.get("authorization", ""), self.settings.token)
+        require_token(request.headers.get("authorization", ""), self.settings.token,
+                      client_of(request), self.failures)
 
     def authorise_read(self, request: Request) -> None:
         if self.settings.reads_need_token:
             self.authorise(request)
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 Handler = Callable[[Request, ApiContext], Awaitable[Response]]

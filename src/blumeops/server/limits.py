@@ -18,7 +18,8 @@ from blumeops.server.responses import ApiError
 @dataclass(frozen=True)
 class Limits:
     backlog: int = 2048  # connections the kernel queues before the server accepts them
-    max_connections: int = 1000  # open connections or running requests; beyond: 503
+    max_connections: int = 1000  # open connections; beyond, waiting ones make room
+    stale_after: float = 0.5  # past max_connections: seconds a connection may wait idle
     header_timeout: float = 5.0  # seconds to send a request line and headers
     body_timeout: float = 10.0  # seconds to send the whole body, once the headers are in
     write_timeout: float = 10.0  # seconds a client may leave an answer unread
@@ -26,6 +27,8 @@ class Limits:
     max_header_bytes: int = 16 * 1024  # request line + headers; beyond: 400
     max_body: int = 1024 * 1024  # any request body; beyond: 413
     max_json_depth: int = 32  # nesting of a JSON body; beyond: 400
+    failed_logins: int = 10  # wrong tokens a client may send before waiting (429)
+    failed_logins_per_s: float = 0.5  # how fast that allowance refills (server: 3x both)
     shutdown_timeout: int = 5  # seconds running requests get to finish on shutdown
 
 

@@ -64,8 +64,11 @@ class ApiServer:
         self.app = create_app(controller, settings)
         config = uvicorn.Config(
             self.app,
-            http=GuardedH11Protocol.with_timeouts(limits.header_timeout, limits.write_timeout),
-            backlog=limits.backlog, limit_concurrency=limits.max_connections,
+            http=GuardedH11Protocol.with_limits(limits.header_timeout, limits.write_timeout,
+                                                limits.max_connections, limits.stale_after),
+            # Past max_connections the protocol closes waiting connections to make room;
+            # uvicorn's 503 is for when twice that many are busy at once.
+            backlog=limits.backlog, limit_concurrency=2 * limits.max_connections,
             timeout_keep_alive=limits.keep_alive,
             h11_max_incomplete_event_size=limits.max_header_bytes,
             timeout_graceful_shutdown=limits.shutdown_timeout,

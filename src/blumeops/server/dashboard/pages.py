@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from blumeops.server.auth import bearer_matches
-from blumeops.server.context import ApiContext
+from blumeops.server.context import ApiContext, client_of
 from blumeops.server.dashboard.labview import LabView
 from blumeops.server.dashboard.live import Broadcaster
 from blumeops.server.dashboard.sessions import COOKIE, Session, Sessions, csrf_matches, same_origin
@@ -91,7 +91,11 @@ def _may_read(request: Request) -> bool:
     ctx = _dash(request).ctx
     if not ctx.settings.reads_need_token or _session(request) is not None:
         return True
-    return bearer_matches(request.headers.get("authorization", ""), ctx.settings.token)
+    try:
+        ctx.authorise(request)
+    except ApiError:
+        return False
+    return True
 
 
 async def page(template: str, request: Request, status: int = 200,
@@ -276,7 +280,16 @@ async def login(request: Request) -> Response:
         form = await _form(request)
     except ApiError as exc:
         return await page("login.html", request, exc.status, error=exc.message, nav="login")
+    client = client_of(request)
+    try:
+        dash.ctx.failures.check(client)  # counted across connections, not per connection
+    except ApiError as exc:
+        refused = await page("login.html", request, exc.status, error=exc.message,
+                             nav="login")
+        refused.headers["Retry-After"] = exc.headers["Retry-After"]
+        return refused
     if not bearer_matches(f"Bearer {form.get('token', '')}", dash.ctx.settings.token):
+        dash.ctx.failures.failed(client)
         await asyncio.sleep(0.5)  # a guesser pays time per try
         return await page("login.html", request, 401, error="wrong token", nav="login")
     session = dash.sessions.create()
