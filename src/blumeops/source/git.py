@@ -19,7 +19,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 FETCH_TIMEOUT = 120.0  # seconds: network operations (clone, fetch)
 LOCAL_TIMEOUT = 30.0  # seconds: operations on the local clone
@@ -77,6 +77,34 @@ _ENV = _git_env()
 # Per-command config: no credential helper, no hooks.
 _BASE = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=" + os.devnull,
          "-c", "advice.detachedHead=false"]
+# A URL's password reaches git in this variable, answered by _HELPER: never in argv
+# (any local user reads /proc/*/cmdline; the environment only its owner).
+_PASSWORD_ENV = "BLUMEOPS_GIT_PASSWORD"
+_HELPER = ("!f() { test \"$1\" = get && printf 'password=%s\\n' \"$" + _PASSWORD_ENV
+           + "\"; }; f")
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """(URL without its password, the password) for scheme://user:pass@host URLs."""
+    if "://" not in url:
+        return url, None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
+def credential_args(password: str | None, env: dict[str, str]) -> list[str]:
+    """git options that hand `password` to git through `env` (updated in place): a
+    credential helper reading the environment. [] when there is no password."""
+    if password is None:
+        return []
+    env[_PASSWORD_ENV] = password
+    return ["-c", f"credential.helper={_HELPER}"]
 
 
 # Lines git adds after the real reason of a failed fetch: advice, not a cause.
@@ -147,8 +175,12 @@ class GitSource:
         if not url:
             raise SourceError("no repository given")
         self.is_local = not _is_url(url)
-        self.url = str(Path(url).expanduser().resolve()) if self.is_local else url
-        self.shown_url = redact(self.url)  # for messages: no password from the URL
+        full = str(Path(url).expanduser().resolve()) if self.is_local else url
+        self.shown_url = redact(full)  # for messages: no password from the URL
+        # The password goes to git through the environment, never its command line.
+        self.url, password = _split_credentials(full)
+        self._env = dict(_ENV)
+        self._extra = credential_args(password, self._env)
         self.branch = branch
         self.lab_path = _safe_lab_path(lab_path)
         self.cache_dir = Path(cache_dir).resolve()
@@ -165,9 +197,10 @@ class GitSource:
     def _run(self, args: list[str], *, what: str, timeout: float = LOCAL_TIMEOUT,
              check: bool = True, bare: bool = True,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [*_BASE, *(["--git-dir", str(self.cache_dir)] if bare else []), *args]
+        cmd = [*_BASE, *self._extra, *(["--git-dir", str(self.cache_dir)] if bare else []),
+               *args]
         try:
-            proc = _run_group(cmd, env or _ENV, timeout)
+            proc = _run_group(cmd, env or self._env, timeout)
         except FileNotFoundError:
             raise SourceError(f"{what}: the git command is not installed") from None
         except subprocess.TimeoutExpired:
@@ -300,7 +333,7 @@ class GitSource:
         fd, index = tempfile.mkstemp(prefix=".index.", dir=work_tree.parent)
         os.close(fd)
         os.unlink(index)  # git wants to create it itself
-        env = {**_ENV, "GIT_INDEX_FILE": index}
+        env = {**self._env, "GIT_INDEX_FILE": index}
         try:
             self._run(["--work-tree", str(work_tree), "checkout", "--quiet", sha, "--", "."],
                       what=f"cannot check out {sha[:12]}", env=env)
