@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import re
 import shutil
 import signal
@@ -399,7 +400,10 @@ def _parse_info(line: str) -> CommitInfo:
 
 def _norm_path(path: str, lower: bool = True) -> str:
     """Forges ignore case and a trailing `.git` or `/`; a local file system may not."""
-    path = unquote(path).strip().rstrip("/")
+    path = unquote(path).strip()
+    if path.startswith("/"):  # `a//b`, `a/./b` and `a/x/../b` name `a/b`
+        path = posixpath.normpath(path)
+    path = path.rstrip("/")
     if path.endswith(".git"):
         path = path[:-4]
     path = path.strip("/")
@@ -417,13 +421,45 @@ def _is_full_name(text: str) -> bool:
             and len([p for p in text.strip("/").split("/") if p]) == 2)
 
 
-def _repo_key(url: str) -> tuple[str, str]:
-    """(host, path) identifying a repository: host '' for local paths and file:// URLs."""
-    if url.lower().startswith("file:") or not _is_url(url):
-        path = url
-        if url.lower().startswith("file:"):
-            path = unquote(urlsplit(url).path)
-        resolved = str(Path(path).expanduser().resolve())
+def _git_common_dir(path: Path) -> Path | None:
+    """The repository git reaches at local `path`, as git finds it (`path/.git`, `path`,
+    `path.git/.git`, `path.git`): its common git dir with symlinks resolved, so a work
+    tree, its `.git`, a linked worktree, a separate git dir and a symlink to any of them
+    are one repository. None when there is none."""
+    for suffix in ("/.git", "", ".git/.git", ".git"):
+        candidate = Path(f"{path}{suffix}")
+        if not candidate.exists():
+            continue
+        try:
+            proc = subprocess.run(
+                ["git", "--git-dir", str(candidate), "rev-parse", "--path-format=absolute",
+                 "--git-common-dir"], capture_output=True, text=True, env=_ENV,
+                timeout=LOCAL_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if proc.returncode == 0 and proc.stdout.strip():
+            return Path(proc.stdout.strip()).resolve()
+    return None
+
+
+def _local_path(url: str, base: Path | None) -> Path | None:
+    """The path a local path or file:// URL names (relative ones against `base`, else the
+    working directory); None for a network URL."""
+    if url.lower().startswith("file:"):
+        return Path(unquote(urlsplit(url).path))
+    if _is_url(url):
+        return None
+    path = Path(url).expanduser()
+    return path if path.is_absolute() or base is None else base / path
+
+
+def _repo_key(url: str, base: Path | None = None) -> tuple[str, str]:
+    """(host, path) identifying a repository: host '' for local paths and file:// URLs,
+    whose path is the repository git would reach there (see _git_common_dir)."""
+    local = _local_path(url, base)
+    if local is not None:
+        found = _git_common_dir(local)
+        resolved = str(found if found is not None else local.resolve())
         return ("", _norm_path(resolved, lower=False))
     if _URL_SCHEME.match(url):
         parts = urlsplit(url)
@@ -432,6 +468,14 @@ def _repo_key(url: str) -> tuple[str, str]:
     if scp:
         return (scp["host"].lower(), _norm_path(scp["path"]))
     return ("", _norm_path(url))
+
+
+def same_repository(a: str, b: str, base_a: Path | None = None,
+                    base_b: Path | None = None) -> bool:
+    """Whether two URLs or paths name one repository (not merely equal strings): local
+    ones by the git dir they reach, network ones by host and normalised path whatever
+    the scheme, user or port. Relative paths are taken against `base_a`/`base_b`."""
+    return _repo_key(a, base_a) == _repo_key(b, base_b)
 
 
 @dataclass(frozen=True)
