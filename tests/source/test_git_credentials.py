@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "delivery"))
 
-from deliverylab import GIT, git, stand_in_forge  # noqa: E402
+from deliverylab import GIT, git, stand_in_forge
 
-from blumeops.source.git import GitSource  # noqa: E402
+from blumeops.source.git import GitSource
 
 PASSWORD = "cmdline-canary-7f3e"
 # Reads every process's argv in a loop until stdin closes; prints each command line
