@@ -15,6 +15,12 @@ time. A run still going at the next time skips that time (recorded in `skipped`)
 Kubernetes CronJob with `concurrencyPolicy: Forbid` does. Jobs that leave the table are
 dropped from the state file; supervisord removes their programs.
 
+The wall clock may be stepped back (NTP, a person): each look compares it with the
+monotonic clock, and on a step back an interval job keeps the time it had left and a cron
+job waits for its next time on the new clock, so no job stalls until the old time comes
+round again. When a run's process exits, what it left running in its process group
+(a child it put in the background) is stopped too, as supervisord stops a group.
+
     python -m blumeops.scheduler --state-dir STATE --table '[{"name": ..., "cron": ...}]'
 
 Standard library only (Python 3.9) with blumeops.cronmatch: on a supervisor host reached
@@ -44,6 +50,8 @@ from typing import Any
 from blumeops.cronmatch import next_after
 
 TICK = 0.2  # seconds between looks while a job runs
+STEP = 2.0  # seconds the wall clock may drift from the monotonic one before it is a step
+REAP_WAIT = 2.0  # seconds a run's leftover processes get between SIGTERM and SIGKILL
 OUTPUT_LINES = 20  # tail of a run's output kept in the state file
 FINISHED = {"EXITED", "FATAL", "STOPPED", "BACKOFF", "UNKNOWN"}
 
@@ -163,6 +171,29 @@ def now() -> datetime:
     return datetime.now().astimezone()
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process group has a member that is not a zombie."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # killpg(0) counts zombies too: look for a live member (Linux /proc)
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
 def parse_table(text: str) -> list[Job]:
     rows = json.loads(text)
     return [Job(str(r["name"]), r.get("cron"), r.get("every")) for r in rows]
@@ -191,7 +222,9 @@ class Scheduler:
         self.jobs = {job.name: job for job in jobs}
         self.supervisor = Supervisor(state_dir, socket_file or supervisor_socket(state_dir))
         self.offsets: dict[str, int] = {}  # log size at a run's start: its output follows
+        self.pids: dict[str, int] = {}  # a running job's pid: its process group's id
         started = now()
+        self._wall, self._mono = started, time.monotonic()  # the last look, both clocks
         old = read_state(state_dir)
         self.records: dict[str, dict[str, Any]] = {}
         for job in jobs:
@@ -206,8 +239,30 @@ class Scheduler:
         once when that passed while the scheduler was down), else after this start."""
         last = self.records[job.name].get("last_start")
         if job.every is not None and last:
-            return max(next_run(None, job.every, datetime.fromisoformat(last)), started)
+            # At most one interval away: a last start "in the future" (the clock was set
+            # back while the scheduler was down) must not hold the job until then.
+            due = next_run(None, job.every, datetime.fromisoformat(last))
+            return min(max(due, started), next_run(None, job.every, started))
         return next_run(job.cron, job.every, started)
+
+    def clock_stepped_back(self, at: datetime) -> float:
+        """Seconds the wall clock went back since the last look (0.0: it did not). Due
+        times are moved to the new clock: an interval job keeps the time it had left,
+        a cron job gets its next time after `at`."""
+        mono = time.monotonic()
+        step = (at - self._wall).total_seconds() - (mono - self._mono)
+        self._wall, self._mono = at, mono
+        if step > -STEP:
+            return 0.0
+        for name, due in self.due.items():
+            job = self.jobs[name]
+            if job.cron is None:
+                self.due[name] = due + timedelta(seconds=step)
+            else:
+                self.due[name] = next_run(job.cron, None, at)
+        print(f"blumeops-scheduler: the clock went back {-step:.0f}s; next runs recomputed",
+              flush=True)
+        return -step
 
     # -- records -----------------------------------------------------------------------
 
@@ -250,11 +305,43 @@ class Scheduler:
                           exit_code=None, output=f"could not start: {text}")
             return
         self.offsets[name] = offset  # this run's output starts here
+        self._note_pid(name)
         record.update(last_start=at.isoformat(), running=True, last_end=None,
                       exit_code=None, output="")
 
+    def _note_pid(self, name: str, info: dict[str, Any] | None = None) -> None:
+        """Remember the run's pid (its process group, supervisord makes one per program),
+        to stop what it leaves behind; a run that already ended has none."""
+        if info is None:
+            try:
+                info = self.supervisor.rpc.supervisor.getProcessInfo(name)
+            except Exception:  # it is looked at again on the next tick
+                return
+        pid = info.get("pid") if isinstance(info, dict) else None
+        if isinstance(pid, int) and pid > 1:
+            self.pids[name] = pid
+
+    def reap(self, name: str) -> None:
+        """Stop what the finished run left in its process group (a backgrounded child):
+        SIGTERM, then SIGKILL to any still there after REAP_WAIT."""
+        pgid = self.pids.pop(name, None)
+        if pgid is None:
+            return
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return  # nothing left (or not ours)
+        deadline = time.monotonic() + REAP_WAIT
+        while time.monotonic() < deadline:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
     def finish(self, name: str, info: dict[str, Any]) -> None:
         record = self.records[name]
+        self.reap(name)
         state = info.get("statename", "UNKNOWN")
         code: int | None = info.get("exitstatus")
         if state in ("FATAL", "BACKOFF"):
@@ -289,7 +376,11 @@ class Scheduler:
                 if info is None or info["statename"] in FINISHED:
                     self.finish(name, info or {"statename": "UNKNOWN", "exitstatus": None})
                     changed = True
+                elif name not in self.pids:
+                    self._note_pid(name, info)
         at = now()
+        if self.clock_stepped_back(at):
+            changed = True
         for name, due in sorted(self.due.items()):
             if due <= at:
                 self.start(name, at)

@@ -136,7 +136,10 @@ def program_job_health(name: str, svc: ServiceSpec, state: str | None, pid: int 
         return ServiceHealth(name, Health.missing, f"{SCHEDULER} is {word}{at}: nothing "
                              "starts this job", state, pid, job=run)
     health, detail = judge(svc.job, record, datetime.now().astimezone())
-    if state in ("RUNNING", "STARTING") and health is not Health.progressing:
+    # supervisord runs it: Progressing, unless the recorded run hangs past `max_age`
+    # (judge's Degraded for a running record), which must show and be notified.
+    hung = health is Health.degraded and bool((record or {}).get("running"))
+    if state in ("RUNNING", "STARTING") and health is not Health.progressing and not hung:
         health, detail = Health.progressing, "running"
     return ServiceHealth(name, health, detail + at, state, pid, job=run)
 
