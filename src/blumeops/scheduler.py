@@ -19,7 +19,9 @@ The wall clock may be stepped back (NTP, a person): each look compares it with t
 monotonic clock, and on a step back an interval job keeps the time it had left and a cron
 job waits for its next time on the new clock, so no job stalls until the old time comes
 round again. When a run's process exits, what it left running in its process group
-(a child it put in the background) is stopped too, as supervisord stops a group.
+(a child it put in the background) is stopped too, as supervisord stops a group. A run
+longer than its job's `timeout` (seconds, in the table) is stopped by supervisord (the
+whole group) and recorded as a failed run saying so.
 
     python -m blumeops.scheduler --state-dir STATE --table '[{"name": ..., "cron": ...}]'
 
@@ -65,6 +67,7 @@ class Job:
     name: str
     cron: str | None
     every: int | None
+    timeout: int | None = None  # seconds a run may take; None: no limit
 
 
 def next_run(cron: str | None, every: int | None, after: datetime) -> datetime:
@@ -196,7 +199,8 @@ def _group_alive(pgid: int) -> bool:
 
 def parse_table(text: str) -> list[Job]:
     rows = json.loads(text)
-    return [Job(str(r["name"]), r.get("cron"), r.get("every")) for r in rows]
+    return [Job(str(r["name"]), r.get("cron"), r.get("every"), r.get("timeout"))
+            for r in rows]
 
 
 def state_path(state_dir: Path) -> Path:
@@ -223,6 +227,8 @@ class Scheduler:
         self.supervisor = Supervisor(state_dir, socket_file or supervisor_socket(state_dir))
         self.offsets: dict[str, int] = {}  # log size at a run's start: its output follows
         self.pids: dict[str, int] = {}  # a running job's pid: its process group's id
+        self.began: dict[str, float] = {}  # a running job's start, monotonic
+        self.timed_out: set[str] = set()  # runs stopped for their timeout
         started = now()
         self._wall, self._mono = started, time.monotonic()  # the last look, both clocks
         old = read_state(state_dir)
@@ -305,6 +311,7 @@ class Scheduler:
                           exit_code=None, output=f"could not start: {text}")
             return
         self.offsets[name] = offset  # this run's output starts here
+        self.began[name] = time.monotonic()
         self._note_pid(name)
         record.update(last_start=at.isoformat(), running=True, last_end=None,
                       exit_code=None, output="")
@@ -339,6 +346,24 @@ class Scheduler:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
 
+    def _enforce_timeout(self, name: str) -> None:
+        """Ask supervisord to stop a run past its timeout (it stops the process group:
+        stopasgroup/killasgroup); the next look records it as stopped."""
+        job = self.jobs.get(name)
+        began = self.began.get(name)
+        if job is None or job.timeout is None or name in self.timed_out:
+            return
+        if began is None:  # running before this scheduler started: count from now
+            self.began[name] = time.monotonic()
+            return
+        if time.monotonic() - began <= job.timeout:
+            return
+        self.timed_out.add(name)
+        print(f"blumeops-scheduler: {name} ran longer than its timeout ({job.timeout}s): "
+              "stopping it", flush=True)
+        with contextlib.suppress(Exception):  # it may just have ended: the next look says
+            self.supervisor.rpc.supervisor.stopProcess(name, False)
+
     def finish(self, name: str, info: dict[str, Any]) -> None:
         record = self.records[name]
         self.reap(name)
@@ -354,8 +379,13 @@ class Scheduler:
         if state in ("FATAL", "BACKOFF") and info.get("spawnerr"):
             output = f"could not start: {info['spawnerr']}\n{output}".strip()
         if state == "STOPPED":
-            output = f"stopped before it finished\n{output}".strip()
+            why = "stopped before it finished"
+            if name in self.timed_out:
+                why = f"stopped: ran longer than its timeout ({self.jobs[name].timeout}s)"
+            output = f"{why}\n{output}".strip()
             code = None
+        self.timed_out.discard(name)
+        self.began.pop(name, None)
         record.update(running=False, last_end=ended.isoformat(), exit_code=code, output=output,
                       last_state=state)
         if code == 0:
@@ -376,8 +406,10 @@ class Scheduler:
                 if info is None or info["statename"] in FINISHED:
                     self.finish(name, info or {"statename": "UNKNOWN", "exitstatus": None})
                     changed = True
-                elif name not in self.pids:
-                    self._note_pid(name, info)
+                else:
+                    if name not in self.pids:
+                        self._note_pid(name, info)
+                    self._enforce_timeout(name)
         at = now()
         if self.clock_stepped_back(at):
             changed = True

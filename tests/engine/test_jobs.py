@@ -264,3 +264,38 @@ def test_the_wall_clock_set_back_does_not_stall_jobs(lab: DemoLab,
                    and count(minutes) >= before_minutes + 1, 12), \
         (count(runs) - before_runs, count(minutes) - before_minutes)
     ticking(lambda: not any(r.get("running") for r in scheduler.records.values()), 5)
+
+
+def test_a_run_past_its_timeout_is_stopped_with_its_children(lab: DemoLab) -> None:
+    """`timeout: 2s`: the scheduler has supervisord stop the run (its whole process
+    group, the backgrounded child too); the run is recorded as stopped for its timeout
+    and the job is Degraded saying so."""
+    _lab_with(lab, """\
+  slow:
+    native: box
+    command: [sh, -c, "sleep 300 & echo $! >> children.txt; echo working; sleep 600"]
+    schedule: {every: 6s, timeout: 2s}
+""")
+    lab.cli("apply", "--yes", check=True)
+    children = lab.lab / "children.txt"
+    wait_for(lambda: children.exists() and children.read_text().split())
+    child = int(children.read_text().split()[0])
+
+    def stopped() -> Any:
+        record = read_state(lab.state).get("slow", {})
+        return record if record.get("last_end") and not record.get("running") else None
+
+    record = wait_for(stopped)
+    assert record["exit_code"] is None
+    assert record["output"].startswith("stopped: ran longer than its timeout (2s)"), record
+    assert "working" in record["output"]
+    assert record["last_state"] == "STOPPED"
+    wait_for(lambda: not _alive(child), timeout=10)
+
+    def degraded() -> Any:
+        slow = status(lab)[1]["slow"]
+        return slow if slow["health"] == "Degraded" else None
+
+    slow = wait_for(degraded, timeout=30)
+    assert "did not run to its end" in slow["detail"]
+    assert "ran longer than its timeout (2s)" in slow["detail"]
