@@ -88,3 +88,62 @@ def test_fetch_password_is_not_on_any_command_line(tmp_path: Path) -> None:
     assert caught(), lines
     leaked = [line for line in lines if PASSWORD in line]
     assert leaked == []
+
+
+def test_the_controller_takes_the_source_password_from_its_environment(
+        tmp_path: Path) -> None:
+    """`blumeops controller --source http://bob@host/lab.git` with the password in
+    BLUMEOPS_SOURCE_PASSWORD: it fetches (so the password reached git), and neither its
+    own command line nor its log holds the password."""
+    import signal
+    import socket
+    import time
+
+    forge = tmp_path / "forge"
+    forge.mkdir()
+    subprocess.run([*GIT, "init", "-q", "--bare", str(forge / "lab.git")], check=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q")
+    (work / "lab.yaml").write_text("lab: creds\nhosts: {}\nservices: {}\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "the lab")
+    git(work, "push", "-q", str(forge / "lab.git"), "HEAD:main")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLUMEOPS_")}
+    env["BLUMEOPS_SOURCE_PASSWORD"] = PASSWORD
+    with stand_in_forge(forge, "bob", PASSWORD) as (forge_port, seen):
+        cmd = [sys.executable, "-m", "blumeops", "controller", "--source",
+               f"http://bob@127.0.0.1:{forge_port}/lab.git", "--listen",
+               f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "state")]
+        log = tmp_path / "controller.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while "following" not in log.read_text() and proc.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+            text = log.read_text()
+            assert "following http://bob:***@127.0.0.1" in text, text
+            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+            assert PASSWORD not in cmdline
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    assert any(h.startswith("Basic ") for h in seen)
+    assert PASSWORD not in log.read_text()
+
+
+def test_a_source_password_needs_an_http_url_with_a_user(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLUMEOPS_")}
+    env["BLUMEOPS_SOURCE_PASSWORD"] = PASSWORD
+    proc = subprocess.run([sys.executable, "-m", "blumeops", "controller", "--source",
+                           "http://127.0.0.1:9/lab.git", "--state-dir",
+                           str(tmp_path / "state"), "--listen", "127.0.0.1:7391"],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert "must be an http(s) URL with a user name" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and PASSWORD not in proc.stderr

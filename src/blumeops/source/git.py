@@ -20,8 +20,10 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+# The followed repository's password, for `blumeops controller` (never on its command line).
+SOURCE_PASSWORD_ENV = "BLUMEOPS_SOURCE_PASSWORD"
 FETCH_TIMEOUT = 120.0  # seconds: network operations (clone, fetch)
 LOCAL_TIMEOUT = 30.0  # seconds: operations on the local clone
 GC_EVERY = 200  # fetches between `git gc --auto` runs
@@ -59,7 +61,8 @@ def _git_env() -> dict[str, str]:
     HOME stays, so ssh still finds ~/.ssh (keys, known_hosts, config).
     """
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GIT_") or _KEEP_GIT_ENV.fullmatch(k)}
+           if (not k.startswith("GIT_") or _KEEP_GIT_ENV.fullmatch(k))
+           and k != SOURCE_PASSWORD_ENV}
     env.update({
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "true",
@@ -97,6 +100,21 @@ def _split_credentials(url: str) -> tuple[str, str | None]:
         host = f"[{host}]"
     netloc = f"{parts.username or ''}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` (http(s), with a user name, no password) with `password` in it, for GitSource,
+    which hands it to git through the environment. SourceError when it cannot take one."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.username:
+        raise SourceError(f"{SOURCE_PASSWORD_ENV} is set: the source must be an http(s) URL "
+                          f"with a user name (https://USER@host/owner/repo.git), got "
+                          f"{redact(url)}")
+    if parts.password is not None:
+        raise SourceError(f"{SOURCE_PASSWORD_ENV} is set and the source URL holds a password "
+                          "too: keep only the variable")
+    netloc = f"{parts.username}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def credential_args(password: str | None, env: dict[str, str]) -> list[str]:
