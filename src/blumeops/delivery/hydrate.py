@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from blumeops.catalog.model import Lab
 from blumeops.engine.resources import Resource
@@ -150,7 +151,10 @@ class Hydrator:
         if not _is_url(url):
             url = str(Path(url).expanduser().resolve())
         self._url, password = _split_credentials(url)
-        self._password = password
+        # As written in the URL and as git reads it (percent-encoding undone): both are
+        # what must never reach the branch.
+        raw = urlsplit(url).password if "://" in url else None
+        self._secrets = {v for v in (password, raw) if v}
         self.shown_url = redact(url)
         self._env = dict(_ENV)
         self._extra = credential_args(password, self._env)
@@ -308,7 +312,7 @@ class Hydrator:
     def _check_secretless(self, files: Mapping[str, str]) -> None:
         """A password of the repository URL must not be written to the branch (it would be
         if the catalog's repo_url held it: the Applications carry that URL)."""
-        if self._password and any(self._password in body for body in files.values()):
+        if any(secret in body for secret in self._secrets for body in files.values()):
             raise HydrateError(
                 f"the rendered files hold the password of {self.shown_url} (the catalog's "
                 "repo_url?): nothing pushed. Keep credentials out of the catalog: use ssh, "
