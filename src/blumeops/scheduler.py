@@ -174,27 +174,46 @@ def now() -> datetime:
     return datetime.now().astimezone()
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a process group has a member that is not a zombie."""
+def _live_processes() -> dict[int, int] | None:
+    """pid -> process group of every live (not zombie) process; None without /proc."""
     try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:  # killpg(0) counts zombies too: look for a live member (Linux /proc)
         entries = os.listdir("/proc")
     except OSError:
-        return True
+        return None
+    out = {}
     for entry in entries:
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            if fields[0] != "Z":
+                out[int(entry)] = int(fields[2])
+        except (OSError, IndexError, ValueError):
             continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+    return out
+
+
+def _started_for(name: str, server_url: str, live: dict[int, int]) -> set[int]:
+    """Process groups of live processes that this supervisord started for program `name`
+    (supervisord puts both in their environment, which children inherit)."""
+    want = {f"SUPERVISOR_PROCESS_NAME={name}".encode(),
+            f"SUPERVISOR_SERVER_URL={server_url}".encode()}
+    groups = set()
+    for pid, pgid in live.items():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if want <= set(handle.read().split(b"\0")):
+                    groups.add(pgid)
+        except OSError:
+            continue
+    return groups
+
+
+def _signal_groups(groups: set[int], signum: int) -> None:
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signum)
 
 
 def parse_table(text: str) -> list[Job]:
@@ -329,22 +348,29 @@ class Scheduler:
             self.pids[name] = pid
 
     def reap(self, name: str) -> None:
-        """Stop what the finished run left in its process group (a backgrounded child):
-        SIGTERM, then SIGKILL to any still there after REAP_WAIT."""
-        pgid = self.pids.pop(name, None)
-        if pgid is None:
+        """Stop what the finished run left behind (a backgrounded child): its process
+        group, and any process whose environment says this supervisord started it for
+        this job (a run too short for its pid to be seen). SIGTERM, then SIGKILL to any
+        still there after REAP_WAIT."""
+        server = os.environ.get("SUPERVISOR_SERVER_URL") or f"unix://{self.supervisor.socket}"
+        noted = self.pids.pop(name, None)
+        live = _live_processes()
+        if live is None:  # no /proc: the noted group only
+            groups = {noted} if noted is not None else set()
+        else:
+            groups = {g for g in ({noted} if noted is not None else set())
+                      if g in live.values()} | _started_for(name, server, live)
+        groups.discard(os.getpgrp())  # never the scheduler's own group
+        if not groups:
             return
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            return  # nothing left (or not ours)
+        _signal_groups(groups, signal.SIGTERM)
         deadline = time.monotonic() + REAP_WAIT
         while time.monotonic() < deadline:
-            if not _group_alive(pgid):
+            live = _live_processes()
+            if live is not None and not groups & set(live.values()):
                 return
             time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
+        _signal_groups(groups, signal.SIGKILL)
 
     def _enforce_timeout(self, name: str) -> None:
         """Ask supervisord to stop a run past its timeout (it stops the process group:
