@@ -299,3 +299,36 @@ def test_a_run_past_its_timeout_is_stopped_with_its_children(lab: DemoLab) -> No
     slow = wait_for(degraded, timeout=30)
     assert "did not run to its end" in slow["detail"]
     assert "ran longer than its timeout (2s)" in slow["detail"]
+
+
+def test_a_run_too_short_to_be_seen_leaves_no_child(lab: DemoLab,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler never learns the run's pid (it exits before the scheduler looks:
+    here the pid lookup is switched off, in a scheduler run by the test against the real
+    supervisord): its backgrounded child is still found (supervisord's environment names
+    the job and the supervisord) and stopped."""
+    import blumeops.scheduler as sched
+    from blumeops.catalog.schedule import SCHEDULER
+
+    _lab_with(lab, """\
+  spawn:
+    native: box
+    command: [sh, -c, "sleep 300 & echo $! >> children.txt"]
+    schedule: {every: 1h}
+""")
+    lab.cli("apply", "--yes", check=True)
+    supervisor = sched.Supervisor(lab.state, sched.supervisor_socket(lab.state))
+    supervisor.rpc.supervisor.stopProcess(SCHEDULER)  # this test runs the loop itself
+    monkeypatch.setattr(sched.Scheduler, "_note_pid", lambda *a, **k: None)
+    scheduler = sched.Scheduler(lab.state, [sched.Job("spawn", None, 3600)])
+    scheduler.due["spawn"] = sched.now()  # due now
+    children = lab.lab / "children.txt"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(min(scheduler.tick(), 0.2))
+        if children.exists() and scheduler.records["spawn"].get("last_end"):
+            break
+    assert scheduler.records["spawn"].get("exit_code") == 0, scheduler.records
+    assert not scheduler.pids
+    child = int(children.read_text().split()[0])
+    wait_for(lambda: not _alive(child), timeout=10)
