@@ -15,6 +15,14 @@ time. A run still going at the next time skips that time (recorded in `skipped`)
 Kubernetes CronJob with `concurrencyPolicy: Forbid` does. Jobs that leave the table are
 dropped from the state file; supervisord removes their programs.
 
+The wall clock may be stepped back (NTP, a person): each look compares it with the
+monotonic clock, and on a step back an interval job keeps the time it had left and a cron
+job waits for its next time on the new clock, so no job stalls until the old time comes
+round again. When a run's process exits, what it left running in its process group
+(a child it put in the background) is stopped too, as supervisord stops a group. A run
+longer than its job's `timeout` (seconds, in the table) is stopped by supervisord (the
+whole group) and recorded as a failed run saying so.
+
     python -m blumeops.scheduler --state-dir STATE --table '[{"name": ..., "cron": ...}]'
 
 Standard library only (Python 3.9) with blumeops.cronmatch: on a supervisor host reached
@@ -44,6 +52,8 @@ from typing import Any
 from blumeops.cronmatch import next_after
 
 TICK = 0.2  # seconds between looks while a job runs
+STEP = 2.0  # seconds the wall clock may drift from the monotonic one before it is a step
+REAP_WAIT = 2.0  # seconds a run's leftover processes get between SIGTERM and SIGKILL
 OUTPUT_LINES = 20  # tail of a run's output kept in the state file
 FINISHED = {"EXITED", "FATAL", "STOPPED", "BACKOFF", "UNKNOWN"}
 
@@ -57,6 +67,7 @@ class Job:
     name: str
     cron: str | None
     every: int | None
+    timeout: int | None = None  # seconds a run may take; None: no limit
 
 
 def next_run(cron: str | None, every: int | None, after: datetime) -> datetime:
@@ -163,9 +174,52 @@ def now() -> datetime:
     return datetime.now().astimezone()
 
 
+def _live_processes() -> dict[int, int] | None:
+    """pid -> process group of every live (not zombie) process; None without /proc."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    out = {}
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                out[int(entry)] = int(fields[2])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _started_for(name: str, server_url: str, live: dict[int, int]) -> set[int]:
+    """Process groups of live processes that this supervisord started for program `name`
+    (supervisord puts both in their environment, which children inherit)."""
+    want = {f"SUPERVISOR_PROCESS_NAME={name}".encode(),
+            f"SUPERVISOR_SERVER_URL={server_url}".encode()}
+    groups = set()
+    for pid, pgid in live.items():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if want <= set(handle.read().split(b"\0")):
+                    groups.add(pgid)
+        except OSError:
+            continue
+    return groups
+
+
+def _signal_groups(groups: set[int], signum: int) -> None:
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signum)
+
+
 def parse_table(text: str) -> list[Job]:
     rows = json.loads(text)
-    return [Job(str(r["name"]), r.get("cron"), r.get("every")) for r in rows]
+    return [Job(str(r["name"]), r.get("cron"), r.get("every"), r.get("timeout"))
+            for r in rows]
 
 
 def state_path(state_dir: Path) -> Path:
@@ -191,7 +245,11 @@ class Scheduler:
         self.jobs = {job.name: job for job in jobs}
         self.supervisor = Supervisor(state_dir, socket_file or supervisor_socket(state_dir))
         self.offsets: dict[str, int] = {}  # log size at a run's start: its output follows
+        self.pids: dict[str, int] = {}  # a running job's pid: its process group's id
+        self.began: dict[str, float] = {}  # a running job's start, monotonic
+        self.timed_out: set[str] = set()  # runs stopped for their timeout
         started = now()
+        self._wall, self._mono = started, time.monotonic()  # the last look, both clocks
         old = read_state(state_dir)
         self.records: dict[str, dict[str, Any]] = {}
         for job in jobs:
@@ -206,8 +264,30 @@ class Scheduler:
         once when that passed while the scheduler was down), else after this start."""
         last = self.records[job.name].get("last_start")
         if job.every is not None and last:
-            return max(next_run(None, job.every, datetime.fromisoformat(last)), started)
+            # At most one interval away: a last start "in the future" (the clock was set
+            # back while the scheduler was down) must not hold the job until then.
+            due = next_run(None, job.every, datetime.fromisoformat(last))
+            return min(max(due, started), next_run(None, job.every, started))
         return next_run(job.cron, job.every, started)
+
+    def clock_stepped_back(self, at: datetime) -> float:
+        """Seconds the wall clock went back since the last look (0.0: it did not). Due
+        times are moved to the new clock: an interval job keeps the time it had left,
+        a cron job gets its next time after `at`."""
+        mono = time.monotonic()
+        step = (at - self._wall).total_seconds() - (mono - self._mono)
+        self._wall, self._mono = at, mono
+        if step > -STEP:
+            return 0.0
+        for name, due in self.due.items():
+            job = self.jobs[name]
+            if job.cron is None:
+                self.due[name] = due + timedelta(seconds=step)
+            else:
+                self.due[name] = next_run(job.cron, None, at)
+        print(f"blumeops-scheduler: the clock went back {-step:.0f}s; next runs recomputed",
+              flush=True)
+        return -step
 
     # -- records -----------------------------------------------------------------------
 
@@ -250,11 +330,69 @@ class Scheduler:
                           exit_code=None, output=f"could not start: {text}")
             return
         self.offsets[name] = offset  # this run's output starts here
+        self.began[name] = time.monotonic()
+        self._note_pid(name)
         record.update(last_start=at.isoformat(), running=True, last_end=None,
                       exit_code=None, output="")
 
+    def _note_pid(self, name: str, info: dict[str, Any] | None = None) -> None:
+        """Remember the run's pid (its process group, supervisord makes one per program),
+        to stop what it leaves behind; a run that already ended has none."""
+        if info is None:
+            try:
+                info = self.supervisor.rpc.supervisor.getProcessInfo(name)
+            except Exception:  # it is looked at again on the next tick
+                return
+        pid = info.get("pid") if isinstance(info, dict) else None
+        if isinstance(pid, int) and pid > 1:
+            self.pids[name] = pid
+
+    def reap(self, name: str) -> None:
+        """Stop what the finished run left behind (a backgrounded child): its process
+        group, and any process whose environment says this supervisord started it for
+        this job (a run too short for its pid to be seen). SIGTERM, then SIGKILL to any
+        still there after REAP_WAIT."""
+        server = os.environ.get("SUPERVISOR_SERVER_URL") or f"unix://{self.supervisor.socket}"
+        noted = self.pids.pop(name, None)
+        live = _live_processes()
+        if live is None:  # no /proc: the noted group only
+            groups = {noted} if noted is not None else set()
+        else:
+            groups = {g for g in ({noted} if noted is not None else set())
+                      if g in live.values()} | _started_for(name, server, live)
+        groups.discard(os.getpgrp())  # never the scheduler's own group
+        if not groups:
+            return
+        _signal_groups(groups, signal.SIGTERM)
+        deadline = time.monotonic() + REAP_WAIT
+        while time.monotonic() < deadline:
+            live = _live_processes()
+            if live is not None and not groups & set(live.values()):
+                return
+            time.sleep(0.05)
+        _signal_groups(groups, signal.SIGKILL)
+
+    def _enforce_timeout(self, name: str) -> None:
+        """Ask supervisord to stop a run past its timeout (it stops the process group:
+        stopasgroup/killasgroup); the next look records it as stopped."""
+        job = self.jobs.get(name)
+        began = self.began.get(name)
+        if job is None or job.timeout is None or name in self.timed_out:
+            return
+        if began is None:  # running before this scheduler started: count from now
+            self.began[name] = time.monotonic()
+            return
+        if time.monotonic() - began <= job.timeout:
+            return
+        self.timed_out.add(name)
+        print(f"blumeops-scheduler: {name} ran longer than its timeout ({job.timeout}s): "
+              "stopping it", flush=True)
+        with contextlib.suppress(Exception):  # it may just have ended: the next look says
+            self.supervisor.rpc.supervisor.stopProcess(name, False)
+
     def finish(self, name: str, info: dict[str, Any]) -> None:
         record = self.records[name]
+        self.reap(name)
         state = info.get("statename", "UNKNOWN")
         code: int | None = info.get("exitstatus")
         if state in ("FATAL", "BACKOFF"):
@@ -267,8 +405,13 @@ class Scheduler:
         if state in ("FATAL", "BACKOFF") and info.get("spawnerr"):
             output = f"could not start: {info['spawnerr']}\n{output}".strip()
         if state == "STOPPED":
-            output = f"stopped before it finished\n{output}".strip()
+            why = "stopped before it finished"
+            if name in self.timed_out:
+                why = f"stopped: ran longer than its timeout ({self.jobs[name].timeout}s)"
+            output = f"{why}\n{output}".strip()
             code = None
+        self.timed_out.discard(name)
+        self.began.pop(name, None)
         record.update(running=False, last_end=ended.isoformat(), exit_code=code, output=output,
                       last_state=state)
         if code == 0:
@@ -289,7 +432,13 @@ class Scheduler:
                 if info is None or info["statename"] in FINISHED:
                     self.finish(name, info or {"statename": "UNKNOWN", "exitstatus": None})
                     changed = True
+                else:
+                    if name not in self.pids:
+                        self._note_pid(name, info)
+                    self._enforce_timeout(name)
         at = now()
+        if self.clock_stepped_back(at):
+            changed = True
         for name, due in sorted(self.due.items()):
             if due <= at:
                 self.start(name, at)

@@ -82,3 +82,62 @@ def test_another_branch_of_the_same_origin_is_delivered(tmp_path: Path) -> None:
     assert branch_log(origin, "main") == ["the lab"]
     [deploy] = branch_log(origin, "deploy")
     assert f"Source-Commit: {git(repo, 'rev-parse', 'HEAD')}" in deploy
+
+
+def test_a_relative_remote_url_is_the_same_origin(tmp_path: Path) -> None:
+    """`git remote add origin ../origin.git`: git reads it from the checkout's root, and so
+    does the guard (not from wherever blumeops was started)."""
+    origin = tmp_path / "origin.git"
+    repo = _checkout(tmp_path, str(origin), "main")
+    git(repo, "remote", "set-url", "origin", "../origin.git")
+    before = (_refs(repo), _refs(origin))
+    applied = run("apply", str(repo / "lab.yaml"), "--state-dir", str(tmp_path / "state"),
+                  "--yes")
+    assert applied.exit_code == 1, applied.output
+    assert "is the branch your checkout" in applied.output
+    assert (_refs(repo), _refs(origin)) == before
+    assert branch_log(origin, "main") == ["the lab"]
+
+
+def _alias(tmp_path: Path, origin: Path, kind: str) -> str:
+    """Another name git accepts for the bare repository `origin`."""
+    if kind == "symlink git completes with .git":
+        (tmp_path / "alias.git").symlink_to(origin)
+        return str(tmp_path / "alias")  # git tries alias/.git, alias, alias.git/.git, alias.git
+    assert kind == "linked worktree"
+    git(origin, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "elsewhere")
+    return str(tmp_path / "wt")  # its refs are origin's refs
+
+
+@pytest.mark.parametrize("kind", ["symlink git completes with .git", "linked worktree"])
+def test_the_controller_refuses_its_own_branch_by_another_name(tmp_path: Path,
+                                                                kind: str) -> None:
+    """The controller follows `main` of a bare repository; the catalog names that same
+    repository by a second name as the deploy repository, with deploy_branch main."""
+    from blumeops.engine.controller import Controller, ControllerConfig
+
+    origin = bare_origin(tmp_path / "origin.git")
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q")
+    git(work, "commit", "-q", "--allow-empty", "-m", "start")
+    git(work, "push", "-q", str(origin), "main")
+    alias = _alias(tmp_path, origin, kind)
+    (work / "lab.yaml").write_text(yaml.safe_dump(lab_data(alias, ("api",), "main"),
+                                                  sort_keys=False))
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "the lab")
+    git(work, "push", "-q", str(origin), "main")
+    before = _refs(origin)
+    controller = Controller(ControllerConfig(source_url=str(origin),
+                                             state_dir=tmp_path / "state"))
+    try:
+        controller.tick()
+        failed = [e for e in controller.events(20) if e["kind"] == "deliver-failed"]
+        assert failed and "the branch the controller follows" in failed[0]["message"], \
+            controller.events(20)
+        assert not [e for e in controller.events(20) if e["kind"] == "delivered"]
+    finally:
+        controller.stop()
+    assert _refs(origin) == before  # no deploy commit on main
+    assert branch_log(origin, "main") == ["the lab", "start"]

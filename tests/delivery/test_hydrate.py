@@ -215,3 +215,28 @@ def test_a_password_in_the_rendered_files_is_never_pushed(tmp_path: Path) -> Non
     with pytest.raises(HydrateError, match="hold the password") as err:
         Hydrator(target, tmp_path / "state").hydrate(files, SRC1)
     assert "pw-canary-9" not in str(err.value)
+
+
+def test_a_percent_encoded_password_reaches_the_forge_decoded(tmp_path: Path) -> None:
+    """A password with '@', ':' or '%' is percent-encoded in the URL; git decodes it, so
+    the credential helper hands git the decoded one. Either form in the rendered files
+    is refused."""
+    from urllib.parse import quote
+
+    password = "p@ss:w%rd/9"
+    encoded = quote(password, safe="")
+    forge = tmp_path / "forge"
+    forge.mkdir()
+    origin = bare_origin(forge / "lab.git")
+    with stand_in_forge(forge, "bob", password) as (port, seen):
+        lab = load(tmp_path / "lab", lab_data(f"http://127.0.0.1:{port}/lab.git"))
+        url = f"http://bob:{encoded}@127.0.0.1:{port}/lab.git"
+        [result] = hydrate_lab(lab, rendered(lab), SRC1, tmp_path / "state", repo_url=url)
+        assert result.changed and "rendered/argocd/kind/api.yaml" in branch_files(origin,
+                                                                                 "deploy")
+        for leaked in (password, encoded):
+            target = hydrate.DeployTarget("kind", url, "deploy", "rendered")
+            files = {"rendered/argocd/kind/api.yaml": f"repoURL: http://bob:{leaked}@x/\n"}
+            with pytest.raises(HydrateError, match="hold the password"):
+                Hydrator(target, tmp_path / "state2").hydrate(files, SRC2)
+    assert any(h.startswith("Basic ") for h in seen)

@@ -69,6 +69,17 @@ def test_a_run_that_hangs_past_max_age_is_degraded() -> None:
                       "since 2026-11-27T03:00:00+00:00")
 
 
+def test_a_run_not_stopped_at_its_timeout_is_degraded() -> None:
+    """The scheduler stops a run at its timeout; one still running well past it (the
+    scheduler was down) is Degraded, whatever max_age says."""
+    job = JobSpec(every=3600, timeout=600)
+    busy = record(last_start=at(minutes=1), running=True)
+    assert judge(job, busy, at(minutes=11))[0] is Health.progressing
+    health, detail = judge(job, busy, at(minutes=12))
+    assert health is Health.degraded
+    assert detail == "running since 2026-11-27T12:01:00+00:00, longer than its timeout (600s)"
+
+
 def test_interval_grace_and_overdue() -> None:
     ran = record(last_start=at(minutes=0), exit_code=0, last_success=at(minutes=0))
     # Due at +60 min, grace = the period capped at 10 minutes.

@@ -146,3 +146,189 @@ def test_a_job_is_not_started_by_apply(lab: DemoLab) -> None:
     assert services["tick"]["health"] == "Healthy"
     assert services["tick"]["detail"].startswith("no run yet; first at")
     assert services["tick"]["job"]["last_run"] is None
+
+
+def _lab_with(lab: DemoLab, services: str) -> None:
+    head = LAB.split("services:")[0]
+    (lab.lab / "lab.yaml").write_text(head + "services:\n" + services)
+
+
+def test_a_run_hung_past_max_age_is_degraded_and_a_backup_notice(lab: DemoLab) -> None:
+    """supervisord says RUNNING for a run that hangs: past `max_age` with no success the
+    job is Degraded (not Progressing for ever), and as the backup job that is a
+    backup-overdue notice."""
+    from blumeops.engine.health import Health
+    from blumeops.engine.jobs import backup_events
+    from blumeops.engine.local import ServiceHealth
+    from blumeops.engine.spec import JobSpec, ServiceSpec
+
+    _lab_with(lab, """\
+  hang:
+    native: box
+    command: [sh, -c, "echo started; exec sleep 600"]
+    schedule: {every: 1s, max_age: 4s}
+""")
+    lab.cli("apply", "--yes", check=True)
+    wait_for(lambda: read_state(lab.state).get("hang", {}).get("running"))
+
+    def degraded() -> Any:
+        hang = status(lab)[1]["hang"]
+        return hang if hang["health"] == "Degraded" else None
+
+    hang = wait_for(degraded)
+    assert hang["state"] == "RUNNING" and hang["job"]["running"]
+    assert hang["detail"].startswith("running since ")
+    assert "no successful run since" in hang["detail"]
+    code, _ = status(lab)
+    assert code == 1  # the lab is not Healthy
+    spec = {"hang": ServiceSpec("hang", "box", True, job=JobSpec(every=1, max_age=4,
+                                                                 backup=True))}
+    [event] = backup_events([ServiceHealth("hang", Health.degraded, hang["detail"])], spec)
+    assert event[0] == "backup-overdue"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_jobs_background_child_is_stopped_with_it(lab: DemoLab) -> None:
+    """A run that puts a child in the background and exits: the child (same process
+    group) is stopped when the run ends, not left running."""
+    _lab_with(lab, """\
+  spawn:
+    native: box
+    command: [sh, -c, "sleep 300 & echo $! >> children.txt; echo spawned"]
+    schedule: {every: 2s}
+""")
+    lab.cli("apply", "--yes", check=True)
+    children = lab.lab / "children.txt"
+    wait_for(lambda: children.exists() and len(children.read_text().split()) >= 2)
+    first = int(children.read_text().split()[0])
+    # The first run has ended (a second has started): its child is gone.
+    wait_for(lambda: not _alive(first), timeout=10)
+    record = read_state(lab.state)["spawn"]
+    assert record.get("exit_code") == 0 or record.get("running")
+
+
+def test_the_wall_clock_set_back_does_not_stall_jobs(lab: DemoLab,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wall clock goes back an hour (stand-in: the scheduler's clock function is
+    shifted; the system clock cannot be stepped here). The real supervisord runs the
+    jobs: the interval job keeps its pace, the cron job runs at its next minute on the
+    new clock, instead of both waiting an hour for the old times."""
+    from datetime import datetime, timedelta
+
+    import blumeops.scheduler as sched
+    from blumeops.catalog.schedule import SCHEDULER
+
+    _lab_with(lab, """\
+  tick:
+    native: box
+    command: [sh, -c, "date +%s >> runs.txt"]
+    schedule: {every: 2s}
+  minute:
+    native: box
+    command: [sh, -c, "date +%s >> minutes.txt"]
+    schedule: {cron: "* * * * *"}
+""")
+    lab.cli("apply", "--yes", check=True)
+    supervisor = sched.Supervisor(lab.state, sched.supervisor_socket(lab.state))
+    supervisor.rpc.supervisor.stopProcess(SCHEDULER)  # this test runs the loop itself
+    shift = [timedelta(0)]
+    monkeypatch.setattr(sched, "now", lambda: datetime.now().astimezone() + shift[0])
+    scheduler = sched.Scheduler(lab.state, [sched.Job("tick", None, 2),
+                                            sched.Job("minute", "* * * * *", None)])
+    runs, minutes = lab.lab / "runs.txt", lab.lab / "minutes.txt"
+
+    def count(path: Path) -> int:
+        return len(path.read_text().split()) if path.exists() else 0
+
+    def ticking(until: Callable[[], bool], seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(min(scheduler.tick(), 0.2))
+            if until():
+                return True
+        return False
+
+    assert ticking(lambda: count(runs) >= 1, 10)
+    # Back one hour, to 3 s before a minute on the new clock.
+    real = datetime.now().astimezone()
+    shift[0] = timedelta(hours=-1, seconds=57 - real.second - real.microsecond / 1e6)
+    before_runs, before_minutes = count(runs), count(minutes)
+    assert ticking(lambda: count(runs) >= before_runs + 2
+                   and count(minutes) >= before_minutes + 1, 12), \
+        (count(runs) - before_runs, count(minutes) - before_minutes)
+    ticking(lambda: not any(r.get("running") for r in scheduler.records.values()), 5)
+
+
+def test_a_run_past_its_timeout_is_stopped_with_its_children(lab: DemoLab) -> None:
+    """`timeout: 2s`: the scheduler has supervisord stop the run (its whole process
+    group, the backgrounded child too); the run is recorded as stopped for its timeout
+    and the job is Degraded saying so."""
+    _lab_with(lab, """\
+  slow:
+    native: box
+    command: [sh, -c, "sleep 300 & echo $! >> children.txt; echo working; sleep 600"]
+    schedule: {every: 6s, timeout: 2s}
+""")
+    lab.cli("apply", "--yes", check=True)
+    children = lab.lab / "children.txt"
+    wait_for(lambda: children.exists() and children.read_text().split())
+    child = int(children.read_text().split()[0])
+
+    def stopped() -> Any:
+        record = read_state(lab.state).get("slow", {})
+        return record if record.get("last_end") and not record.get("running") else None
+
+    record = wait_for(stopped)
+    assert record["exit_code"] is None
+    assert record["output"].startswith("stopped: ran longer than its timeout (2s)"), record
+    assert "working" in record["output"]
+    assert record["last_state"] == "STOPPED"
+    wait_for(lambda: not _alive(child), timeout=10)
+
+    def degraded() -> Any:
+        slow = status(lab)[1]["slow"]
+        return slow if slow["health"] == "Degraded" else None
+
+    slow = wait_for(degraded, timeout=30)
+    assert "did not run to its end" in slow["detail"]
+    assert "ran longer than its timeout (2s)" in slow["detail"]
+
+
+def test_a_run_too_short_to_be_seen_leaves_no_child(lab: DemoLab,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler never learns the run's pid (it exits before the scheduler looks:
+    here the pid lookup is switched off, in a scheduler run by the test against the real
+    supervisord): its backgrounded child is still found (supervisord's environment names
+    the job and the supervisord) and stopped."""
+    import blumeops.scheduler as sched
+    from blumeops.catalog.schedule import SCHEDULER
+
+    _lab_with(lab, """\
+  spawn:
+    native: box
+    command: [sh, -c, "sleep 300 & echo $! >> children.txt"]
+    schedule: {every: 1h}
+""")
+    lab.cli("apply", "--yes", check=True)
+    supervisor = sched.Supervisor(lab.state, sched.supervisor_socket(lab.state))
+    supervisor.rpc.supervisor.stopProcess(SCHEDULER)  # this test runs the loop itself
+    monkeypatch.setattr(sched.Scheduler, "_note_pid", lambda *a, **k: None)
+    scheduler = sched.Scheduler(lab.state, [sched.Job("spawn", None, 3600)])
+    scheduler.due["spawn"] = sched.now()  # due now
+    children = lab.lab / "children.txt"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(min(scheduler.tick(), 0.2))
+        if children.exists() and scheduler.records["spawn"].get("last_end"):
+            break
+    assert scheduler.records["spawn"].get("exit_code") == 0, scheduler.records
+    assert not scheduler.pids
+    child = int(children.read_text().split()[0])
+    wait_for(lambda: not _alive(child), timeout=10)

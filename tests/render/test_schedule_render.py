@@ -284,3 +284,51 @@ def test_docs_say_when_a_job_runs(blumeops_lab: Lab) -> None:
             "most 26h old |") in page
     assert "The result and age of its last run" in page
     assert "| Schedule |" not in pages["docs/services/forgejo.md"]
+
+
+# --- a run's time limit -----------------------------------------------------------------
+
+
+def test_timeout_reaches_every_target_that_can_stop_a_run(tmp_path: Path) -> None:
+    """`timeout` is the scheduler's table entry, systemd's TimeoutStartSec= (a oneshot's
+    run is its start), a CronJob's activeDeadlineSeconds; launchd cannot stop a run, so
+    validate refuses it there instead of silently ignoring it."""
+    import kubernetes_validate
+    import yaml
+
+    sched = {"every": "5m", "timeout": "90s"}
+    lab = job_lab(tmp_path / "sup", "linux", "supervisor", {"slow": sched})
+    [prog] = [r for r in native.render(lab, RenderContext()) if r.name == "blumeops-scheduler"]
+    argv = shlex.split(prog.body.split("command=", 1)[1].splitlines()[0])
+    table = json.loads(argv[argv.index("--table") + 1].replace("%%", "%"))
+    assert table == [{"name": "slow", "every": 300, "timeout": 90}]
+
+    lab = job_lab(tmp_path / "sd", "linux", "systemd", {"slow": sched})
+    units = {r.path.rsplit("/", 1)[1]: r.body for r in native.render(lab, RenderContext())
+             if r.target == "systemd@h"}
+    assert "TimeoutStartSec=90\n" in units["blumeops-slow.service"]
+    out = tmp_path / "units"
+    out.mkdir()
+    for name, body in units.items():
+        (out / name).write_text(body)
+    verify_clean(sorted(out.iterdir()))
+
+    result = load_data(tmp_path, {
+        "lab": "j", "hosts": {"h": {"role": "compute", "os": "linux"}},
+        "clusters": {"k": {"host": "h", "context": "k"}},
+        "services": {"slow": {"kubernetes": "k", "image": "busybox:1.36",
+                              "schedule": {"cron": "@daily", "timeout": "2h"}}}})
+    assert result.lab is not None, [str(d) for d in result.diagnostics]
+    [job] = [r for r in kubernetes.render(result.lab, RenderContext()) if r.kind == "CronJob"]
+    doc = yaml.safe_load(job.body)
+    kubernetes_validate.validate(doc, "1.31.0", strict=True)
+    assert doc["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 7200
+
+    (tmp_path / "mac").mkdir()
+    refused = load_data(tmp_path / "mac", {
+        "lab": "j", "hosts": {"h": {"role": "compute", "os": "macos",
+                                    "service_manager": "launchd", "local": True}},
+        "services": {"slow": {"native": "h", "command": ["/usr/bin/true"],
+                              "schedule": sched}}})
+    assert refused.lab is None
+    assert any("launchd cannot stop a run of 'slow'" in str(d) for d in refused.diagnostics)

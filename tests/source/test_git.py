@@ -543,6 +543,7 @@ def url_source(url: str, tmp_path: Path) -> GitSource:
     "ssh://forgejo@forge.ops.eblu.me:2200/eblume/blumeops.git",
     "forgejo@forge.ops.eblu.me:eblume/blumeops.git",
     "https://user@Forge.Ops.Eblu.Me:443/Eblume/BlumeOps.git",
+    "https://forge.ops.eblu.me//eblume/./blumeops.git",  # the same path, as a server reads it
 ])
 def test_repo_matches_same_repo_any_form(url: str, tmp_path: Path) -> None:
     payload_urls = [
@@ -583,6 +584,22 @@ def test_local_source_matches_by_path_or_full_name(origin: Path, tmp_path: Path)
     assert src.repo_matches(["https://forge.example/x/y.git", "eblume/blumeops"])
     assert not src.repo_matches(["eblume/other", "https://forge.example/eblume/other.git"])
     assert not src.repo_matches([str(origin)])
+
+
+def test_local_repository_identity_is_the_git_dir_git_reaches(origin: Path,
+                                                             tmp_path: Path) -> None:
+    """Names git accepts for one repository match; a neighbour does not."""
+    git(origin, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "other")
+    (tmp_path / "link.git").symlink_to(origin / ".git")
+    subprocess.run(["git", "clone", "-q", "--separate-git-dir", str(tmp_path / "sep.git"),
+                    str(origin), str(tmp_path / "sep")], env=ENV, check=True)
+    src = GitSource(str(origin), "main", "lab", tmp_path / "cache")
+    assert src.repo_matches([str(tmp_path / "wt")])  # a linked worktree shares the refs
+    assert src.repo_matches([str(tmp_path / "link")])  # git tries link.git
+    assert src.repo_matches([f"file://{tmp_path}/x/../link.git/"])
+    assert not src.repo_matches([str(tmp_path / "sep")])  # a clone is another repository
+    assert gitmod.same_repository(str(tmp_path / "sep"), str(tmp_path / "sep.git"))
+    assert gitmod.same_repository("../origin", str(origin), base_a=tmp_path / "wt")
 
 
 def test_file_url_source_matches_its_path(origin: Path, tmp_path: Path) -> None:

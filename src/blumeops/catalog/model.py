@@ -681,6 +681,9 @@ class Schedule(Strict):
                                                         "period, at most 10m)")
     max_age: str | None = Field(default=None, description="the last successful run must be "
                                                           "newer than this (e.g. 26h)")
+    timeout: str | None = Field(default=None, description="a run longer than this is stopped "
+                                                          "(its whole process group) and "
+                                                          "counts as failed (e.g. 2h)")
 
     @field_validator("cron")
     @classmethod
@@ -691,7 +694,7 @@ class Schedule(Strict):
             parse_cron(value)
         return value
 
-    @field_validator("every", "grace", "max_age")
+    @field_validator("every", "grace", "max_age", "timeout")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:

@@ -1469,6 +1469,11 @@ def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                        if field == "health" else "a job is not kept running")
                 yield marks.diag((*at, field), "job",
                                  f"'{field}' is not for a scheduled job ('{name}'): {why}")
+        if svc.schedule.timeout is not None and svc.native in lab.hosts and service_manager(
+                lab, svc.native) is ServiceManager.launchd:
+            yield marks.diag((*at, "schedule", "timeout"), "job",
+                             f"launchd cannot stop a run of '{name}' that takes too long: "
+                             f"drop 'timeout', or run the job on a supervisor or systemd host")
         every = svc.schedule.every_seconds
         if svc.kubernetes is not None and every is not None and as_kubernetes(every) is None:
             yield marks.diag((*at, "schedule", "every"), "job",

@@ -32,7 +32,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 @click.command()
 @click.option("--source", required=True,
-              help="git repository: a local path or a URL (file://, ssh://, https://)")
+              help="git repository: a local path or a URL (file://, ssh://, https://); an "
+                   "https password goes in $BLUMEOPS_SOURCE_PASSWORD, not here")
 @click.option("--branch", default="main", show_default=True)
 @click.option("--lab-path", default=".", show_default=True,
               help="the lab's path inside the repository (a directory or a lab.yaml)")
@@ -56,14 +57,15 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
     """Follow a git branch: sync each new commit, heal drift, serve the API.
 
     Secrets: BLUMEOPS_API_TOKEN guards the changing endpoints; BLUMEOPS_WEBHOOK_SECRET
-    verifies forge webhooks (POST /api/webhook).
+    verifies forge webhooks (POST /api/webhook); BLUMEOPS_SOURCE_PASSWORD is the https
+    password of --source (a URL with a user name), given to git by a credential helper.
     """
     from blumeops.engine.controller import Controller, ControllerConfig
     from blumeops.engine.paths import state_dir as default_state_dir
     from blumeops.server.auth import exposure_problem
     from blumeops.server.hosts import AddressError, allowed_hosts_from_env, host_rules
     from blumeops.server.serve import ApiServer, ListenError, format_address
-    from blumeops.source.git import SourceError
+    from blumeops.source.git import SOURCE_PASSWORD_ENV, SourceError, redact, with_password
     from blumeops.state.store import StateError
 
     if interval <= 0:
@@ -79,6 +81,15 @@ def controller(source: str, branch: str, lab_path: str, listen: str, interval: f
         host_rules(address, hosts)
     except AddressError as exc:
         fail(str(exc))
+    password = os.environ.pop(SOURCE_PASSWORD_ENV, "")  # not for child processes
+    if password:
+        try:
+            source = with_password(source, password)
+        except SourceError as exc:
+            fail(str(exc))
+    elif redact(source) != source:
+        click.echo(f"note: the password in --source is on this command line, which every "
+                   f"local user can read; put it in {SOURCE_PASSWORD_ENV} instead", err=True)
     config = ControllerConfig(
         source_url=source, branch=branch, lab_path=lab_path,
         state_dir=default_state_dir(f"controller-{branch}", state_dir), interval=interval,

@@ -55,7 +55,7 @@ def own_branch_conflict(lab_file: Path, targets: Iterable[DeployTarget]) -> str 
     checkout is on, in that checkout's repository (the checkout itself or one of its
     remotes). Deploy commits there would become the catalog's next commits, rendered
     manifests in the user's branch. None when every target is elsewhere."""
-    from blumeops.source.git import _ENV, GitSource, work_tree_of
+    from blumeops.source.git import _ENV, same_repository, work_tree_of
 
     tree = work_tree_of(lab_file)
     if tree is None:
@@ -69,8 +69,8 @@ def own_branch_conflict(lab_file: Path, targets: Iterable[DeployTarget]) -> str 
     urls = [str(tree.root)] + [line.partition(" ")[2] for line in proc.stdout.splitlines()
                                if line.partition(" ")[2]]
     for target in mine:
-        if any(GitSource(url, tree.branch, ".", tree.root).repo_matches([target.repo_url])
-               for url in urls):
+        # Remote URLs relative to the checkout are relative to its root, as git reads them.
+        if any(same_repository(url, target.repo_url, base_a=tree.root) for url in urls):
             return (f"cluster {target.cluster!r}: its deploy branch {target.branch!r} is the "
                     f"branch your checkout {tree.root} is on, in the same repository: deploy "
                     "commits would land on the catalog's own branch; choose another "

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from blumeops.catalog.model import Lab
 from blumeops.engine.resources import Resource
@@ -32,6 +32,8 @@ from blumeops.source.git import (
     LOCAL_TIMEOUT,
     _is_url,
     _run_group,
+    _split_credentials,
+    credential_args,
     git_reason,
     redact,
 )
@@ -40,10 +42,6 @@ COMMITTER = "blumeops <blumeops@localhost>"
 REMOTE_REF = "refs/blumeops/remote"  # the deploy branch as last fetched
 CANDIDATE_REF = "refs/blumeops/candidate"  # the commit being pushed
 STATE_FILE = "hydrate-state.json"
-_PASSWORD_ENV = "BLUMEOPS_GIT_PASSWORD"
-# Answers git's credential `get` from the environment: the password is never in argv.
-_HELPER = ("!f() { test \"$1\" = get && printf 'password=%s\\n' \"$" + _PASSWORD_ENV
-           + "\"; }; f")
 _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "stale info",
              "cannot lock ref", "failed to update ref")
 
@@ -141,20 +139,6 @@ def _digest(files: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
-def _split_credentials(url: str) -> tuple[str, str | None]:
-    """(URL without its password, the password) for scheme://user:pass@host URLs."""
-    if "://" not in url:
-        return url, None
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc)), parts.password
-
-
 class Hydrator:
     """One deploy target, mirrored into a private bare repository at `cache_dir`."""
 
@@ -167,13 +151,13 @@ class Hydrator:
         if not _is_url(url):
             url = str(Path(url).expanduser().resolve())
         self._url, password = _split_credentials(url)
-        self._password = password
+        # As written in the URL and as git reads it (percent-encoding undone): both are
+        # what must never reach the branch.
+        raw = urlsplit(url).password if "://" in url else None
+        self._secrets = {v for v in (password, raw) if v}
         self.shown_url = redact(url)
         self._env = dict(_ENV)
-        self._extra: list[str] = []
-        if password is not None:
-            self._env[_PASSWORD_ENV] = password
-            self._extra = ["-c", f"credential.helper={_HELPER}"]
+        self._extra = credential_args(password, self._env)
         self.cache_dir = Path(cache_dir).resolve()
         self._ref = f"refs/heads/{target.branch}"
 
@@ -328,7 +312,7 @@ class Hydrator:
     def _check_secretless(self, files: Mapping[str, str]) -> None:
         """A password of the repository URL must not be written to the branch (it would be
         if the catalog's repo_url held it: the Applications carry that URL)."""
-        if self._password and any(self._password in body for body in files.values()):
+        if any(secret in body for secret in self._secrets for body in files.values()):
             raise HydrateError(
                 f"the rendered files hold the password of {self.shown_url} (the catalog's "
                 "repo_url?): nothing pushed. Keep credentials out of the catalog: use ssh, "

@@ -3,8 +3,9 @@
 A job is never kept running, so a probe cannot tell whether it works; its record can
 (STATE/jobs/state.json, written by blumeops-scheduler). The words:
 
-- Progressing: a run is going on (unless `max_age` passed: a hung run is Degraded), or
-  the scheduler has not registered the job yet (just applied);
+- Progressing: a run is going on (unless `max_age` passed, or the run is longer than
+  its `timeout`: a hung run is Degraded), or the scheduler has not registered the job
+  yet (just applied);
 - Healthy: the last run exited 0 and the job is not overdue, or it has not run yet and
   its first time has not passed (a daily backup applied at noon is not a failure until
   tomorrow; the detail says when it first runs);
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from blumeops.engine.spec import JobSpec, ServiceSpec
 
 MAX_GRACE = 600  # seconds: the default grace is the period, at most this
+TIMEOUT_SLACK = 30  # seconds a run past its timeout may take to be stopped
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,10 @@ def judge(job: JobSpec, record: dict[str, Any] | None, at: datetime) -> tuple[He
         seconds=job.max_age)
     if record.get("running"):
         running = f"running since {last.isoformat(timespec='seconds') if last else '?'}"
+        # Past its timeout by more than a look of the scheduler: it was not stopped.
+        if job.timeout is not None and last is not None and at > last + timedelta(
+                seconds=job.timeout + TIMEOUT_SLACK):
+            return Health.degraded, f"{running}, longer than its timeout ({job.timeout}s)"
         if stale:  # a run that hangs: the archive it should write is overdue
             return Health.degraded, (f"{running}, and no successful run since "
                                      f"{(success or since).isoformat(timespec='seconds')}")
@@ -136,7 +142,10 @@ def program_job_health(name: str, svc: ServiceSpec, state: str | None, pid: int 
         return ServiceHealth(name, Health.missing, f"{SCHEDULER} is {word}{at}: nothing "
                              "starts this job", state, pid, job=run)
     health, detail = judge(svc.job, record, datetime.now().astimezone())
-    if state in ("RUNNING", "STARTING") and health is not Health.progressing:
+    # supervisord runs it: Progressing, unless the recorded run hangs past `max_age`
+    # (judge's Degraded for a running record), which must show and be notified.
+    hung = health is Health.degraded and bool((record or {}).get("running"))
+    if state in ("RUNNING", "STARTING") and health is not Health.progressing and not hung:
         health, detail = Health.progressing, "running"
     return ServiceHealth(name, health, detail + at, state, pid, job=run)
 

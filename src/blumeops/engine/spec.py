@@ -66,6 +66,7 @@ class JobSpec:
     grace: int | None = None  # seconds a run may start late; None: the period, <= 10 min
     max_age: int | None = None  # seconds the last success may be old; None: no limit
     backup: bool = False  # the lab's backup job (backups.job): its health is the backups'
+    timeout: int | None = None  # seconds a run may take before it is stopped; None: no limit
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,8 @@ def _job(svc: object, backup: bool = False) -> JobSpec | None:
         return None
     return JobSpec(sched.cron, sched.every_seconds,
                    parse_duration(sched.grace) if sched.grace else None,
-                   parse_duration(sched.max_age) if sched.max_age else None, backup)
+                   parse_duration(sched.max_age) if sched.max_age else None, backup,
+                   parse_duration(sched.timeout) if sched.timeout else None)
 
 
 def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | None,

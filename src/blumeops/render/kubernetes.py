@@ -404,10 +404,11 @@ def _workload(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> D
 
 def _cron_job(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> Doc:
     """A scheduled service: a CronJob whose pods run to completion, one run at a time."""
-    from blumeops.catalog.schedule import as_kubernetes, parse_cron
+    from blumeops.catalog.schedule import as_kubernetes, parse_cron, parse_duration
 
     assert svc.schedule is not None
     k8s_name = resolve.kubernetes_name(name, svc)
+    timeout = parse_duration(svc.schedule.timeout) if svc.schedule.timeout else None
     every = svc.schedule.every_seconds
     cron = svc.schedule.cron or ""
     # The field sets written plainly (Kubernetes reads weekdays 0-6 only, no 7): the
@@ -424,7 +425,9 @@ def _cron_job(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> D
             "concurrencyPolicy": "Forbid",  # a run still going skips the next, as blumeops' does
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {"backoffLimit": 0, "template": template}},
+            "jobTemplate": {"spec": {"backoffLimit": 0, "template": template,
+                                     **({"activeDeadlineSeconds": timeout}
+                                        if timeout is not None else {})}},
         },
     }
 

@@ -147,6 +147,8 @@ def job_table(jobs: dict[str, Service]) -> str:
     """The scheduler's job table: JSON, one entry per job, sorted (scheduler.py reads it)."""
     import json
 
+    from blumeops.catalog.schedule import parse_duration
+
     table = []
     for name, svc in sorted(jobs.items()):
         assert svc.schedule is not None
@@ -155,6 +157,8 @@ def job_table(jobs: dict[str, Service]) -> str:
             row["cron"] = svc.schedule.cron
         else:
             row["every"] = svc.schedule.every_seconds
+        if svc.schedule.timeout is not None:
+            row["timeout"] = parse_duration(svc.schedule.timeout)
         table.append(row)
     return json.dumps(table, separators=(",", ":"), sort_keys=True)
 

@@ -98,6 +98,11 @@ def unit_text(name: str, svc: Service, ctx: RenderContext, lab: Lab | None = Non
     if job:
         # No [Install]: its timer (blumeops-NAME.timer) is what is enabled.
         lines.append("KillMode=control-group")
+        if svc.schedule is not None and svc.schedule.timeout is not None:
+            from blumeops.catalog.schedule import parse_duration
+
+            # A oneshot's run is its start: past this, systemd stops it, Result=timeout.
+            lines.append(f"TimeoutStartSec={parse_duration(svc.schedule.timeout)}")
         return "\n".join(lines) + "\n"
     lines += [
         "Restart=on-failure",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import re
 import shutil
 import signal
@@ -19,8 +20,10 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+# The followed repository's password, for `blumeops controller` (never on its command line).
+SOURCE_PASSWORD_ENV = "BLUMEOPS_SOURCE_PASSWORD"
 FETCH_TIMEOUT = 120.0  # seconds: network operations (clone, fetch)
 LOCAL_TIMEOUT = 30.0  # seconds: operations on the local clone
 GC_EVERY = 200  # fetches between `git gc --auto` runs
@@ -58,7 +61,8 @@ def _git_env() -> dict[str, str]:
     HOME stays, so ssh still finds ~/.ssh (keys, known_hosts, config).
     """
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GIT_") or _KEEP_GIT_ENV.fullmatch(k)}
+           if (not k.startswith("GIT_") or _KEEP_GIT_ENV.fullmatch(k))
+           and k != SOURCE_PASSWORD_ENV}
     env.update({
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "true",
@@ -77,6 +81,49 @@ _ENV = _git_env()
 # Per-command config: no credential helper, no hooks.
 _BASE = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=" + os.devnull,
          "-c", "advice.detachedHead=false"]
+# A URL's password reaches git in this variable, answered by _HELPER: never in argv
+# (any local user reads /proc/*/cmdline; the environment only its owner).
+_PASSWORD_ENV = "BLUMEOPS_GIT_PASSWORD"
+_HELPER = ("!f() { test \"$1\" = get && printf 'password=%s\\n' \"$" + _PASSWORD_ENV
+           + "\"; }; f")
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """(URL without its password, the password) for scheme://user:pass@host URLs."""
+    if "://" not in url:
+        return url, None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` (http(s), with a user name, no password) with `password` in it, for GitSource,
+    which hands it to git through the environment. SourceError when it cannot take one."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.username:
+        raise SourceError(f"{SOURCE_PASSWORD_ENV} is set: the source must be an http(s) URL "
+                          f"with a user name (https://USER@host/owner/repo.git), got "
+                          f"{redact(url)}")
+    if parts.password is not None:
+        raise SourceError(f"{SOURCE_PASSWORD_ENV} is set and the source URL holds a password "
+                          "too: keep only the variable")
+    netloc = f"{parts.username}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def credential_args(password: str | None, env: dict[str, str]) -> list[str]:
+    """git options that hand `password` to git through `env` (updated in place): a
+    credential helper reading the environment. [] when there is no password."""
+    if password is None:
+        return []
+    env[_PASSWORD_ENV] = password
+    return ["-c", f"credential.helper={_HELPER}"]
 
 
 # Lines git adds after the real reason of a failed fetch: advice, not a cause.
@@ -147,8 +194,12 @@ class GitSource:
         if not url:
             raise SourceError("no repository given")
         self.is_local = not _is_url(url)
-        self.url = str(Path(url).expanduser().resolve()) if self.is_local else url
-        self.shown_url = redact(self.url)  # for messages: no password from the URL
+        full = str(Path(url).expanduser().resolve()) if self.is_local else url
+        self.shown_url = redact(full)  # for messages: no password from the URL
+        # The password goes to git through the environment, never its command line.
+        self.url, password = _split_credentials(full)
+        self._env = dict(_ENV)
+        self._extra = credential_args(password, self._env)
         self.branch = branch
         self.lab_path = _safe_lab_path(lab_path)
         self.cache_dir = Path(cache_dir).resolve()
@@ -165,9 +216,10 @@ class GitSource:
     def _run(self, args: list[str], *, what: str, timeout: float = LOCAL_TIMEOUT,
              check: bool = True, bare: bool = True,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [*_BASE, *(["--git-dir", str(self.cache_dir)] if bare else []), *args]
+        cmd = [*_BASE, *self._extra, *(["--git-dir", str(self.cache_dir)] if bare else []),
+               *args]
         try:
-            proc = _run_group(cmd, env or _ENV, timeout)
+            proc = _run_group(cmd, env or self._env, timeout)
         except FileNotFoundError:
             raise SourceError(f"{what}: the git command is not installed") from None
         except subprocess.TimeoutExpired:
@@ -300,7 +352,7 @@ class GitSource:
         fd, index = tempfile.mkstemp(prefix=".index.", dir=work_tree.parent)
         os.close(fd)
         os.unlink(index)  # git wants to create it itself
-        env = {**_ENV, "GIT_INDEX_FILE": index}
+        env = {**self._env, "GIT_INDEX_FILE": index}
         try:
             self._run(["--work-tree", str(work_tree), "checkout", "--quiet", sha, "--", "."],
                       what=f"cannot check out {sha[:12]}", env=env)
@@ -366,7 +418,10 @@ def _parse_info(line: str) -> CommitInfo:
 
 def _norm_path(path: str, lower: bool = True) -> str:
     """Forges ignore case and a trailing `.git` or `/`; a local file system may not."""
-    path = unquote(path).strip().rstrip("/")
+    path = unquote(path).strip()
+    if path.startswith("/"):  # `a//b`, `a/./b` and `a/x/../b` name `a/b`
+        path = posixpath.normpath(path)
+    path = path.rstrip("/")
     if path.endswith(".git"):
         path = path[:-4]
     path = path.strip("/")
@@ -384,13 +439,45 @@ def _is_full_name(text: str) -> bool:
             and len([p for p in text.strip("/").split("/") if p]) == 2)
 
 
-def _repo_key(url: str) -> tuple[str, str]:
-    """(host, path) identifying a repository: host '' for local paths and file:// URLs."""
-    if url.lower().startswith("file:") or not _is_url(url):
-        path = url
-        if url.lower().startswith("file:"):
-            path = unquote(urlsplit(url).path)
-        resolved = str(Path(path).expanduser().resolve())
+def _git_common_dir(path: Path) -> Path | None:
+    """The repository git reaches at local `path`, as git finds it (`path/.git`, `path`,
+    `path.git/.git`, `path.git`): its common git dir with symlinks resolved, so a work
+    tree, its `.git`, a linked worktree, a separate git dir and a symlink to any of them
+    are one repository. None when there is none."""
+    for suffix in ("/.git", "", ".git/.git", ".git"):
+        candidate = Path(f"{path}{suffix}")
+        if not candidate.exists():
+            continue
+        try:
+            proc = subprocess.run(
+                ["git", "--git-dir", str(candidate), "rev-parse", "--path-format=absolute",
+                 "--git-common-dir"], capture_output=True, text=True, env=_ENV,
+                timeout=LOCAL_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if proc.returncode == 0 and proc.stdout.strip():
+            return Path(proc.stdout.strip()).resolve()
+    return None
+
+
+def _local_path(url: str, base: Path | None) -> Path | None:
+    """The path a local path or file:// URL names (relative ones against `base`, else the
+    working directory); None for a network URL."""
+    if url.lower().startswith("file:"):
+        return Path(unquote(urlsplit(url).path))
+    if _is_url(url):
+        return None
+    path = Path(url).expanduser()
+    return path if path.is_absolute() or base is None else base / path
+
+
+def _repo_key(url: str, base: Path | None = None) -> tuple[str, str]:
+    """(host, path) identifying a repository: host '' for local paths and file:// URLs,
+    whose path is the repository git would reach there (see _git_common_dir)."""
+    local = _local_path(url, base)
+    if local is not None:
+        found = _git_common_dir(local)
+        resolved = str(found if found is not None else local.resolve())
         return ("", _norm_path(resolved, lower=False))
     if _URL_SCHEME.match(url):
         parts = urlsplit(url)
@@ -399,6 +486,14 @@ def _repo_key(url: str) -> tuple[str, str]:
     if scp:
         return (scp["host"].lower(), _norm_path(scp["path"]))
     return ("", _norm_path(url))
+
+
+def same_repository(a: str, b: str, base_a: Path | None = None,
+                    base_b: Path | None = None) -> bool:
+    """Whether two URLs or paths name one repository (not merely equal strings): local
+    ones by the git dir they reach, network ones by host and normalised path whatever
+    the scheme, user or port. Relative paths are taken against `base_a`/`base_b`."""
+    return _repo_key(a, base_a) == _repo_key(b, base_b)
 
 
 @dataclass(frozen=True)
