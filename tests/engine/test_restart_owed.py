@@ -9,7 +9,9 @@ supervisord is told (as a crash or a dropped connection would leave it).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from demolab import DemoLab, demo_fixture  # noqa: F401 (fixture "demo")
@@ -115,3 +117,49 @@ def test_a_restart_lost_with_nothing_else_changed_is_still_seen(
     _, after = api_status(demo)
     assert isinstance(after["pid"], int) and b"API_NAME=other" in environ(after["pid"])
     assert "No changes" in demo.cli("plan", check=True).stdout
+
+
+CRASHER = """
+  crasher:
+    native: box
+    description: Exits half a second after every start (a crash loop)
+    command: [python3, -c, "import time; time.sleep(0.5); raise SystemExit(3)"]
+"""
+
+
+def test_apply_fails_a_program_that_never_reached_running(
+        demo: DemoLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash loop read as STARTING at every poll (polls slowed as on a loaded machine,
+    so each lands while supervisord is starting it again) is a failure, not a success."""
+    from blumeops.commands.lifecycle import Session
+    from blumeops.engine.apply import apply, prepare
+    from blumeops.engine.local import LocalRuntime
+
+    for name in ("BLUMEOPS_AGE_KEY", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(name, demo.env[name])
+    demo.cli("apply", "--yes", check=True)
+    demo.edit("\nservices:\n", "\nservices:\n" + CRASHER)
+    real = LocalRuntime.service_health
+
+    def slow_poll(self: LocalRuntime, names: list[str], started: dict[str, float]) -> Any:
+        """The real answer, taken only at a moment the crasher reads STARTING."""
+        while True:
+            out = real(self, names, started)
+            if "crasher" not in out or out["crasher"].state != "BACKOFF":
+                return out
+            time.sleep(0.05)
+
+    monkeypatch.setattr(LocalRuntime, "service_health", slow_poll)
+    session = Session(demo.lab, demo.state)
+    try:
+        report = apply(session.runtime, prepare(session.runtime, session.store),
+                       session.store, wait=3)
+    finally:
+        session.close()
+    assert not report.ok and "crasher" in report.failed, report.as_dict()
+    assert ("never reached RUNNING" in report.failed["crasher"]
+            or "FATAL" in report.failed["crasher"]), report.failed
+    monkeypatch.undo()
+    # The CLI says so too, and exits non-zero.
+    out = demo.cli("apply", "--yes")
+    assert out.returncode == 1 and "failed: crasher" in out.stderr, out.stderr
