@@ -357,7 +357,7 @@ def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, fl
                     or health.state in ("", "RUNNING", "active", "running")):
                 pending.remove(name)
         now = time.monotonic()
-        starting = {n for n in pending if out[n].state in NOT_UP}
+        starting = {n for n in pending if out[n].state in NOT_UP and services[n].job is None}
         # Services nothing waits on get a short look; dependencies get the full wait.
         if not pending or now > deadline or (now > quick and not set(pending) & (needed
                                                                                  | starting)):
