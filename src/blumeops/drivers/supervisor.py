@@ -396,6 +396,10 @@ class SupervisorDriver:
         was started ("" when it runs what is written)."""
         return marks_differ(self._read_mark(name, WRITTEN), self._read_mark(name, STARTED))
 
+    def mark_written(self, name: str, mark: str) -> None:
+        """Record `mark` as what is on disk for `name`, before any of its files change."""
+        self._set_mark(name, WRITTEN, mark)
+
     def _set_mark(self, name: str, which: str, mark: str) -> None:
         if self._read_mark(name, which) != mark:
             self.marks_dir.mkdir(parents=True, exist_ok=True)
@@ -663,13 +667,15 @@ class LocalSupervisor(Driver):
                 errors[change.id] = (f"port {busy[0]} is already in use by another process; "
                                      f"stop it or change the port of '{name}' in the catalog")
                 continue
+            mark = config_mark(change.desired.body, change.secrets_fp)
             try:
+                sup.mark_written(name, mark)  # before its file secrets change
                 env = deliver_secret_files(runtime, name, dict(secrets.get(change.id, {})))
             except OSError as exc:
                 errors[change.id] = f"cannot write its secret files: {exc.strerror or exc}"
                 continue
             upsert[name] = (change.desired.body, env)
-            marks[name] = config_mark(change.desired.body, change.secrets_fp)
+            marks[name] = mark
             ids[name] = change.id
             if restart_reasons(change):
                 restart.append(name)
