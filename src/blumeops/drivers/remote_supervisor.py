@@ -22,8 +22,8 @@ one to fetch a program file only when its hash differs (for a readable diff). Ap
 two: files + `reloadConfig` in one batch, then the process-group calls; plus one to
 start supervisord the first time, and one to record what the programs now run (their
 marks, drivers/marks.py) once supervisord took their (re)starts. Secret values travel
-only inside put_files' blobs (stdin), never in argv: environment secrets in STATE/secrets/NAME.env, file secrets
-(`file:`) as 0600 files in the service's working directory (drivers/remote_services.py).
+only inside put_files' blobs (stdin), never in argv: environment secrets in
+STATE/secrets/NAME.env, file secrets (`file:`) as 0600 files in the service's working directory (drivers/remote_services.py).
 A Degraded service's health names its log and shows its last lines (one more round trip,
 only then), the service's secret values masked on the host.
 
