@@ -23,9 +23,10 @@ two: files + `reloadConfig` in one batch, then the process-group calls; plus one
 start supervisord the first time, and one to record what the programs now run (their
 marks, drivers/marks.py) once supervisord took their (re)starts. Secret values travel
 only inside put_files' blobs (stdin), never in argv: environment secrets in
-STATE/secrets/NAME.env, file secrets (`file:`) as 0600 files in the service's working directory (drivers/remote_services.py).
-A Degraded service's health names its log and shows its last lines (one more round trip,
-only then), the service's secret values masked on the host.
+STATE/secrets/NAME.env, file secrets (`file:`) as 0600 files in the service's working
+directory (drivers/remote_services.py). A Degraded service's health names its log and
+shows its last lines (one more round trip, only then), the service's secret values
+masked on the host.
 
 Jobs (`schedule:`) run as on this machine: the job's program is added, never started
 here; `blumeops-scheduler` (a copy of scheduler.py and cronmatch.py, standard library
