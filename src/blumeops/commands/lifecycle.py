@@ -402,7 +402,8 @@ def _stop_lab(s: Session) -> list[str]:
     if sup.is_running() or sup.daemon_pid():
         stopped.extend(sup.observe())
         sup.shutdown()
-    for path in list(sup.programs_dir.glob("*.conf")) + list(sup.secrets_dir.glob("*.env")):
+    for path in [*sup.programs_dir.glob("*.conf"), *sup.secrets_dir.glob("*.env"),
+                 *sup.marks_dir.glob("*")]:
         path.unlink(missing_ok=True)
     from blumeops.engine.apply import remove_secret_files
 

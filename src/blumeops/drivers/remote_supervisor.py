@@ -6,6 +6,7 @@ The layout on the host mirrors the local one, under the lab's state dir there
     STATE/supervisor.sock               supervisord's XML-RPC (a unix socket, 0700)
     STATE/supervisor/supervisord.conf   includes programs/*.conf
     STATE/supervisor/programs/NAME.conf one per service, the rendered bytes
+    STATE/supervisor/marks/NAME.*       what is written / what runs (drivers/marks.py)
     STATE/secrets/NAME.env              resolved secret values, JSON, 0600 (stdin only)
     STATE/secrets/files.json            the file secrets written (paths, never values)
     STATE/logs/NAME.log                 each program's output
@@ -19,11 +20,13 @@ Round trips: observe is one (in the host's batch: program hashes, supervisord's 
 table, the file-secret index, each service's probe, a health command included), plus
 one to fetch a program file only when its hash differs (for a readable diff). Apply is
 two: files + `reloadConfig` in one batch, then the process-group calls; plus one to
-start supervisord the first time. Secret values travel only inside put_files' blobs
-(stdin), never in argv: environment secrets in STATE/secrets/NAME.env, file secrets
-(`file:`) as 0600 files in the service's working directory (drivers/remote_services.py).
-A Degraded service's health names its log and shows its last lines (one more round trip,
-only then), the service's secret values masked on the host.
+start supervisord the first time, and one to record what the programs now run (their
+marks, drivers/marks.py) once supervisord took their (re)starts. Secret values travel
+only inside put_files' blobs (stdin), never in argv: environment secrets in
+STATE/secrets/NAME.env, file secrets (`file:`) as 0600 files in the service's working
+directory (drivers/remote_services.py). A Degraded service's health names its log and
+shows its last lines (one more round trip, only then), the service's secret values
+masked on the host.
 
 Jobs (`schedule:`) run as on this machine: the job's program is added, never started
 here; `blumeops-scheduler` (a copy of scheduler.py and cronmatch.py, standard library
@@ -42,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from blumeops.catalog.schedule import SCHEDULER
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.marks import STARTED, WRITTEN, config_mark, restart_pending
 from blumeops.drivers.remote_services import (
     SecretFiles,
     index_op,
@@ -113,6 +117,7 @@ class RemoteSupervisor(Driver):
         self._observed: list[JSON] | None = None
         self._secret_files: dict[str, str] = {}  # "SERVICE:NAME" -> path, from the host
         self._jobs: dict[str, Any] = {}  # job -> its run record (STATE/jobs/state.json)
+        self._pending: dict[str, str] = {}  # program -> why a restart is owed (marks.py)
 
     # -- paths -----------------------------------------------------------------------
 
@@ -125,6 +130,19 @@ class RemoteSupervisor(Driver):
 
     def program_path(self, name: str) -> str:
         return self.path("supervisor", "programs", f"{name}.conf")
+
+    def mark_path(self, name: str, which: str) -> str:
+        return self.path("supervisor", "marks", f"{name}{which}")
+
+    def _marks_ops(self) -> list[JSON]:
+        return [{"op": "list", "dir": self.path("supervisor", "marks"), "suffix": which}
+                for which in (WRITTEN, STARTED)]
+
+    def _parse_marks(self, written: JSON, started: JSON) -> None:
+        """Hashes of the two marks of each program: they differ while a restart is owed."""
+        have: dict[str, str] = dict(started.get("files") or {})
+        self._pending = {n: why for n, sha in (written.get("files") or {}).items()
+                         if (why := restart_pending(sha, have.get(n)))}
 
     def _services(self) -> list[str]:
         return sorted(n for n, s in self.ctx.spec.services.items() if s.host == self.ctx.name)
@@ -162,6 +180,7 @@ class RemoteSupervisor(Driver):
                  "calls": [["supervisor.getAllProcessInfo", []]]},
                 index_op(secret_index_path(self.path())),
                 {"op": "jobs", "path": self.jobs_path()},
+                *self._marks_ops(),
                 *probes]
 
     def _parse_status(self, answer: JSON) -> None:
@@ -178,7 +197,8 @@ class RemoteSupervisor(Driver):
         self._parse_status(answers[1])
         self._secret_files = parse_index(answers[2])
         self._jobs = dict(answers[3].get("jobs") or {})
-        self._observed = [answers[1], *answers[4:]]
+        self._parse_marks(answers[4], answers[5])
+        self._observed = [answers[1], *answers[6:]]
         desired = {r.name: r for r in self.resources}
         differs = [n for n, sha in programs.items() if n not in desired
                    or sha != hashlib.sha256(desired[n].body.encode()).hexdigest()]
@@ -194,7 +214,9 @@ class RemoteSupervisor(Driver):
             running: bool | None = state in ("RUNNING", "STARTING")
             if is_job_program(body) and st is not None:
                 running = None  # a job is not kept running: between runs it is EXITED
-            live[f"{self.target}/program/{name}"] = Live(body, running, state)
+            pending = self._pending.get(name, "") if st is not None else ""
+            live[f"{self.target}/program/{name}"] = Live(body, running, state,
+                                                         restart_pending=pending)
         return live
 
     # -- apply -----------------------------------------------------------------------
@@ -264,15 +286,23 @@ class RemoteSupervisor(Driver):
         problem = self._ensure_running(transport)
         if problem:
             return {c.id: problem for c in changes}
+        from blumeops.drivers.supervisor import restart_reasons
+
+        # The agent renames a batch's files in order: each program's written mark goes
+        # first, so a batch cut short never leaves new files under an old mark.
+        marks: dict[str, str] = {}
         writes: list[FileWrite] = []
         removes: list[str] = []
         restart: list[str] = []
         files = SecretFiles(self._secret_files)
         for c in changes:
             if c.desired is None:
-                removes += [self.program_path(c.name), self.path("secrets", f"{c.name}.env")]
+                removes += [self.program_path(c.name), self.path("secrets", f"{c.name}.env"),
+                            self.mark_path(c.name, WRITTEN), self.mark_path(c.name, STARTED)]
                 files.forget(c.name)
                 continue
+            marks[c.name] = config_mark(c.desired.body, c.secrets_fp)
+            writes.insert(0, FileWrite(self.mark_path(c.name, WRITTEN), marks[c.name].encode()))
             writes.append(FileWrite(self.program_path(c.name), c.desired.body.encode()))
             svc = self.ctx.spec.services.get(c.name)
             values = dict(secrets.get(c.id) or {})
@@ -283,8 +313,7 @@ class RemoteSupervisor(Driver):
                 data = json.dumps({str(k): str(v) for k, v in values.items()}, sort_keys=True)
                 writes.append(FileWrite(self.path("secrets", f"{c.name}.env"), data.encode(),
                                         secret=True))
-            if c.action == "update" and any(r.startswith(("not running", "secret"))
-                                            for r in c.reasons):
+            if restart_reasons(c):
                 restart.append(c.name)
         if any(c.name == SCHEDULER and c.desired is not None for c in changes):
             writes += self._lib_writes()  # the scheduler runs the modules of this version
@@ -322,15 +351,22 @@ class RemoteSupervisor(Driver):
         for name in [n for n in restart_only if n not in jobs]:
             calls.append(["supervisor.startProcessGroup", [name, False]])
         errors: dict[str, str] = {}
+        ids = {c.name: c.id for c in changes}
+        answered = True
         if calls:
             results = self._rpc(transport, calls).get("results", [])
-            ids = {c.name: c.id for c in changes}
+            answered = len(results) == len(calls)
             for (method, args), res in zip(calls, results, strict=False):
                 fault = res.get("fault")
                 if fault and not any(w in fault for w in ("NOT_RUNNING", "ALREADY_STARTED",
                                                           "ALREADY_ADDED", "BAD_NAME")):
                     name = str(args[0])
                     errors.setdefault(ids.get(name, name), f"{method}: {fault}")
+        # What each program now runs: recorded only after supervisord took its (re)start.
+        started = [FileWrite(self.mark_path(n, STARTED), m.encode())
+                   for n, m in marks.items() if ids[n] not in errors]
+        if started and answered:
+            transport.put_files(FileBatch(started, root=self.path()))
         return errors
 
     # -- health ----------------------------------------------------------------------
@@ -351,9 +387,10 @@ class RemoteSupervisor(Driver):
         else:
             ops = [{"op": "xmlrpc", "socket": self.socket,
                     "calls": [["supervisor.getAllProcessInfo", []]]},
-                   {"op": "jobs", "path": self.jobs_path()}, *probes]
+                   {"op": "jobs", "path": self.jobs_path()}, *self._marks_ops(), *probes]
             results = transport.call({"op": "batch", "ops": ops})["results"]
             self._jobs = dict(results.pop(1).get("jobs") or {})
+            self._parse_marks(results.pop(1), results.pop(1))
         self._parse_status(results[0])
         probed = {n: r for n, r in zip(names, results[1:], strict=True)}
         out = {}
@@ -383,6 +420,11 @@ class RemoteSupervisor(Driver):
                                           f"{state} {where}: {why}; log: {log}/{name}.log",
                                           state, pid, svc.urls)
                 degraded.append(name)
+                continue
+            if name in self._pending:
+                out[name] = ServiceHealth(name, Health.progressing,
+                                          f"restart pending {where}: {self._pending[name]}",
+                                          state, pid, svc.urls)
                 continue
             out[name] = probed_health(svc, probed.get(name), started, where, state, pid)
         if degraded:
@@ -463,6 +505,8 @@ class RemoteSupervisor(Driver):
                        for p in answer["results"][0].get("value", [])]
             stopped.append(f"{self.ctx.name}: supervisord")
         removes = [self.program_path(n) for n in results[2].get("files", {})]
+        removes += [self.mark_path(n, which) for n in results[2].get("files", {})
+                    for which in (WRITTEN, STARTED)]
         removes += [self.path("secrets", f"{n}.env") for n in results[3].get("files", {})]
         written = parse_index(results[4])
         if written:

@@ -6,6 +6,7 @@ blumeops runs its own supervisord (never the system's), configured under the sta
     STATE/supervisor/programs/NAME.conf one per service, rendered (docs/contracts.md)
     STATE/secrets/NAME.env              resolved secret values, JSON, 0600
     STATE/logs/NAME.log                 each program's output
+    STATE/supervisor/marks/NAME.*       what is written / what runs (drivers/marks.py)
 
 Observe reads the program files (what we last applied); status asks supervisord over
 XML-RPC on a unix socket. Apply writes files, then lets supervisord diff them
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.marks import STARTED, WRITTEN, config_mark
+from blumeops.drivers.marks import restart_pending as marks_differ
 from blumeops.drivers.process import (
     DriverError,
     UnixHTTPConnection,
@@ -116,6 +119,7 @@ class SupervisorDriver:
         self.timeout = timeout
         self.dir = self.state_dir / "supervisor"
         self.programs_dir = self.dir / "programs"
+        self.marks_dir = self.dir / "marks"
         self.secrets_dir = self.state_dir / "secrets"
         self.logs_dir = self.state_dir / "logs"
         self.conf_path = self.dir / "supervisord.conf"
@@ -378,11 +382,39 @@ class SupervisorDriver:
     def env_path(self, name: str) -> Path:
         return self.secrets_dir / f"{name}.env"
 
+    def mark_path(self, name: str, which: str) -> Path:
+        return self.marks_dir / f"{name}{which}"
+
+    def _read_mark(self, name: str, which: str) -> str | None:
+        try:
+            return self.mark_path(name, which).read_text()
+        except OSError:
+            return None
+
+    def restart_pending(self, name: str) -> str:
+        """Why program `name` owes a restart: its files were written after its process
+        was started ("" when it runs what is written)."""
+        return marks_differ(self._read_mark(name, WRITTEN), self._read_mark(name, STARTED))
+
+    def mark_written(self, name: str, mark: str) -> None:
+        """Record `mark` as what is on disk for `name`, before any of its files change."""
+        self._set_mark(name, WRITTEN, mark)
+
+    def _set_mark(self, name: str, which: str, mark: str) -> None:
+        if self._read_mark(name, which) != mark:
+            self.marks_dir.mkdir(parents=True, exist_ok=True)
+            self._write_atomic(self.mark_path(name, which), mark)
+
+    def _forget_marks(self, name: str) -> None:
+        for which in (WRITTEN, STARTED):
+            self.mark_path(name, which).unlink(missing_ok=True)
+
     def apply(
         self,
         upsert: dict[str, tuple[str, dict[str, str]]],
         remove: Iterable[str] = (),
         restart: Iterable[str] = (),
+        marks: Mapping[str, str] | None = None,
     ) -> ApplyResult:
         """Make the given programs exist with these bodies and secrets; remove others.
 
@@ -391,8 +423,12 @@ class SupervisorDriver:
         is restarted (it reads them only at start). `restart` forces a restart of
         programs that are otherwise unchanged; it also starts again a program that gave
         up (FATAL), which is how a later pass retries it. One program's failure is
-        recorded in `errors` and does not stop the others.
+        recorded in `errors` and does not stop the others. `marks` (name -> config
+        mark, drivers/marks.py): recorded as written before the files, and as started
+        once the program is (re)started, so a run cut off in between leaves a restart
+        owed that the next plan shows.
         """
+        marks = marks or {}
         result = ApplyResult()
         restart_set = set(restart)
         old_bodies: dict[str, str | None] = {}
@@ -401,6 +437,8 @@ class SupervisorDriver:
                 result.errors[name] = f"invalid program name {name!r}"
                 continue
             try:
+                if name in marks:
+                    self._set_mark(name, WRITTEN, marks[name])
                 # A wrapped command reads its env file even when every secret is a file.
                 if self._write_secrets(name, values, "blumeops.secrets.exec" in body):
                     restart_set.add(name)
@@ -416,6 +454,7 @@ class SupervisorDriver:
             if NAME_RE.match(name):
                 removing.append(name)
                 self.program_path(name).unlink(missing_ok=True)
+                self._forget_marks(name)
             else:
                 result.errors[name] = f"invalid program name {name!r}"
 
@@ -423,6 +462,7 @@ class SupervisorDriver:
         # (a run that died between writing and reloading would leave it unknown).
         wanted = set(upsert) - set(result.errors)
         if not (old_bodies or removing or restart_set) and wanted <= set(self.status()):
+            self._started(marks, wanted, result)
             return result
         added, changed, removed = self._reload(old_bodies, result)
 
@@ -449,7 +489,18 @@ class SupervisorDriver:
         result.added = sorted(n for n in added if n not in result.errors)
         result.changed = sorted(n for n in changed if n not in result.errors)
         result.removed = sorted(removed)
+        self._started(marks, wanted, result)
         return result
+
+    def _started(self, marks: Mapping[str, str], names: set[str], result: ApplyResult) -> None:
+        """Record what each program now runs, once supervisord took its (re)start (a job
+        is only loaded: its runs read what is written)."""
+        for name in sorted(names & set(marks)):
+            if name not in result.errors:
+                try:
+                    self._set_mark(name, STARTED, marks[name])
+                except OSError as e:
+                    result.errors[name] = f"cannot record its start: {e}"
 
     def _reload(
         self, old_bodies: dict[str, str | None], result: ApplyResult
@@ -557,10 +608,11 @@ def is_job_program(body: str) -> bool:
 
 
 def restart_reasons(change: Change) -> bool:
-    """A service reads its secrets only at start: new values (a file secret's too) or a
-    stopped process mean a restart even when its program is unchanged."""
-    return change.action == "update" and any(r.startswith(("not running", "secret"))
-                                             for r in change.reasons)
+    """A service reads its secrets only at start: new values (a file secret's too), a
+    stopped process or a restart owed (drivers/marks.py) mean a restart even when its
+    program is unchanged."""
+    return change.action == "update" and any(
+        r.startswith(("not running", "secret", "restart pending")) for r in change.reasons)
 
 
 class LocalSupervisor(Driver):
@@ -584,7 +636,9 @@ class LocalSupervisor(Driver):
             running: bool | None = st is not None and st.state in ("RUNNING", "STARTING")
             if is_job_program(body):
                 running = None  # a job is not kept running: between runs it is EXITED
-            live[f"supervisor@{host}/program/{name}"] = Live(body, running, state)
+            pending = runtime.supervisor.restart_pending(name) if st is not None else ""
+            live[f"supervisor@{host}/program/{name}"] = Live(body, running, state,
+                                                             restart_pending=pending)
         return live
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
@@ -601,6 +655,7 @@ class LocalSupervisor(Driver):
                            if c.name in result.errors})
         status = runtime.program_status()
         upsert: dict[str, tuple[str, dict[str, str]]] = {}
+        marks: dict[str, str] = {}
         restart: list[str] = []
         ids = {}
         for change in changes:
@@ -612,17 +667,20 @@ class LocalSupervisor(Driver):
                 errors[change.id] = (f"port {busy[0]} is already in use by another process; "
                                      f"stop it or change the port of '{name}' in the catalog")
                 continue
+            mark = config_mark(change.desired.body, change.secrets_fp)
             try:
+                sup.mark_written(name, mark)  # before its file secrets change
                 env = deliver_secret_files(runtime, name, dict(secrets.get(change.id, {})))
             except OSError as exc:
                 errors[change.id] = f"cannot write its secret files: {exc.strerror or exc}"
                 continue
             upsert[name] = (change.desired.body, env)
+            marks[name] = mark
             ids[name] = change.id
             if restart_reasons(change):
                 restart.append(name)
         if upsert:
-            result = sup.apply(upsert, restart=restart)
+            result = sup.apply(upsert, restart=restart, marks=marks)
             errors.update({ids[n]: e for n, e in result.errors.items() if n in ids})
         return errors
 

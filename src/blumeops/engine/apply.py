@@ -330,14 +330,23 @@ def _verb(change: Change) -> str:
                                                                            change.action)
 
 
+# supervisord's words for a process that has not yet stayed up for its startsecs.
+NOT_UP = ("STARTING", "BACKOFF")
+
+
 def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, float],
                   wait: float, needed: set[str]) -> dict[str, ServiceHealth]:
     """Poll until every service leaves Progressing (or `wait` runs out for needed ones).
 
+    A program still STARTING is waited for in full, whoever needs it: supervisord says
+    RUNNING only once it stayed up for its startsecs, and a crash loop can read STARTING
+    at every poll. One that never reached RUNNING is Degraded, so apply fails.
     Each poll asks every host once (one round trip per remote host)."""
-    deadline = time.monotonic() + wait
-    quick = time.monotonic() + max((runtime.spec.services[n].startsecs for n in names),
-                                   default=1) + 0.5
+    services = runtime.spec.services
+    longest = max((services[n].startsecs for n in names), default=1)
+    begun = time.monotonic()
+    deadline = begun + max(wait, longest + 5.0)
+    quick = begun + longest + 0.5
     out: dict[str, ServiceHealth] = {}
     pending = list(names)
     while True:
@@ -348,10 +357,22 @@ def _wait_healthy(runtime: LocalRuntime, names: list[str], started: dict[str, fl
                     or health.state in ("", "RUNNING", "active", "running")):
                 pending.remove(name)
         now = time.monotonic()
+        starting = {n for n in pending if out[n].state in NOT_UP and services[n].job is None}
         # Services nothing waits on get a short look; dependencies get the full wait.
-        if not pending or now > deadline or (now > quick and not set(pending) & needed):
-            return out
+        if not pending or now > deadline or (now > quick and not set(pending) & (needed
+                                                                                 | starting)):
+            break
         time.sleep(0.05)
+    from dataclasses import replace
+
+    for name, health in out.items():
+        if (health.health is Health.progressing and health.state in NOT_UP
+                and services[name].job is None):
+            out[name] = replace(health, health=Health.degraded, detail=(
+                f"never reached RUNNING: still {health.state} after "
+                f"{time.monotonic() - begun:.0f}s (it exits or hangs while starting; "
+                f"startsecs is {services[name].startsecs}s): {health.detail}"))
+    return out
 
 
 def final_health(runtime: LocalRuntime) -> list[ServiceHealth]:

@@ -295,6 +295,10 @@ class LocalRuntime:
                                   else st.description)
             detail = f"{st.state}: {why}; log: {self._log_hint(service)}"
             return ServiceHealth(service, Health.degraded, detail, st.state, st.pid, urls)
+        pending = self.supervisor.restart_pending(service)
+        if pending:
+            return ServiceHealth(service, Health.progressing, f"restart pending: {pending}",
+                                 st.state, st.pid, urls)
         if svc.probe is None:
             return ServiceHealth(service, Health.unknown, "running; no health probe declared",
                                  st.state, st.pid, urls)

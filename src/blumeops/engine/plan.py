@@ -29,6 +29,9 @@ class Live:
     diff: str | None = None
     reason: str = ""
     skip: str = ""
+    # A process started before its configuration was last written (drivers/marks.py):
+    # why a restart is owed, "" when none.
+    restart_pending: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Change:
     reasons: tuple[str, ...] = ()
     diff: str = ""
     desired: Resource | None = None
+    secrets_fp: str = ""  # keyed fingerprint of the desired secret values ("" for none)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,7 +107,8 @@ def make_plan(
         current = live.get(res.id)
         if current is None:
             plan.changes.append(Change("create", res.id, res.kind, res.name, res.target,
-                                       res.service, ("not present",), desired=res))
+                                       res.service, ("not present",), desired=res,
+                                       secrets_fp=want_fp.get(res.id, "")))
             continue
         if current.skip:
             continue
@@ -122,9 +127,11 @@ def make_plan(
             reasons.append(f"secret values changed (fingerprint {want_fp.get(res.id, '')[:12]})")
         if current.running is False:
             reasons.append(f"not running ({current.state or 'stopped'})")
+        elif current.restart_pending and not reasons:
+            reasons.append(f"restart pending: {current.restart_pending}")
         action: Action = "update" if reasons else "unchanged"
         plan.changes.append(Change(action, res.id, res.kind, res.name, res.target, res.service,
-                                   tuple(reasons), diff, res))
+                                   tuple(reasons), diff, res, want_fp.get(res.id, "")))
     wanted = {r.id for r in desired}
     for rid in sorted(set(live) - wanted):
         if live[rid].skip:
