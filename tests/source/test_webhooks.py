@@ -155,6 +155,32 @@ def test_forge_from_signature_when_no_event_header() -> None:
     assert verify({"X-Hub-Signature-256": f"sha256={sign(body)}"}, body, SECRET) is Forge.GITHUB
 
 
+SIGNATURE_HEADERS = ("X-Forgejo-Signature", "X-Gitea-Signature", "X-Hub-Signature-256")
+SIGNED_BY = dict(zip(SIGNATURE_HEADERS, (Forge.FORGEJO, Forge.GITEA, Forge.GITHUB),
+                     strict=True))
+
+
+def signature(header: str, body: bytes, secret: str = SECRET) -> str:
+    value = sign(body, secret)
+    return f"sha256={value}" if header == "X-Hub-Signature-256" else value
+
+
+@pytest.mark.parametrize("most", range(len(SIGNATURE_HEADERS) - 1))
+def test_only_the_most_specific_signature_header_counts(most: int) -> None:
+    """Each signature header present but the most specific one is right: refused; only
+    the most specific one right: accepted. The others are never a second chance."""
+    body = body_of(gitea_payload())
+    present = SIGNATURE_HEADERS[most:]
+    wrong_first = {h: signature(h, body, "another secret" if h == present[0] else SECRET)
+                   for h in present}
+    with pytest.raises(WebhookError) as info:
+        verify(wrong_first, body, SECRET)
+    assert info.value.status == 401
+    right_first = {h: signature(h, body, SECRET if h == present[0] else "another secret")
+                   for h in present}
+    assert verify(right_first, body, SECRET) is SIGNED_BY[present[0]]
+
+
 @pytest.mark.parametrize("headers", [github_headers, gitea_headers, forgejo_headers])
 def test_headers_are_case_insensitive(headers: Any) -> None:
     body = body_of(gitea_payload())
