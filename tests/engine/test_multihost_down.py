@@ -2,10 +2,13 @@
 
 examples/multihost with `files:` on app: after `down`, every file blumeops recorded
 writing there is gone, with the directories that leaves empty and the index itself;
-a file the user put beside them, and so its directory, stay.
+a file the user put beside them, and so its directory, stay. An index edited to name
+files outside the lab dir is not obeyed there, and does not stop the rest of `down`.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from multihostlab import MultiLab, multihost_fixture, needs_sshd  # noqa: F401
@@ -32,6 +35,15 @@ def test_down_removes_exactly_the_remote_files_blumeops_wrote(multihost: MultiLa
     (lab / "conf" / "mine.txt").write_text("the user's own\n")
     (lab / "notes").mkdir()
     (lab / "notes" / "todo.txt").write_text("mine too\n")
+    # The index edited on the host to name files outside the lab dir.
+    outside = [multihost.remote_state("app") / "precious.txt",
+               multihost.host("app").root / "precious.txt"]
+    for p in outside:
+        p.write_text("not blumeops's\n")
+    names = json.loads(index.read_text())
+    names.update({f"x{i}": str(p) for i, p in enumerate(outside)})
+    names["up"] = str(lab / ".." / "precious.txt")
+    index.write_text(json.dumps(names))
 
     down = multihost.cli("down")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -41,6 +53,7 @@ def test_down_removes_exactly_the_remote_files_blumeops_wrote(multihost: MultiLa
     assert (lab / "conf" / "mine.txt").read_text() == "the user's own\n"
     assert (lab / "notes" / "todo.txt").read_text() == "mine too\n"
     assert not index.exists()
+    assert all(p.read_text() == "not blumeops's\n" for p in outside)
 
     # Up again: everything comes back, as the catalog says.
     multihost.cli("apply", "--yes", check=True)
