@@ -24,11 +24,18 @@ def test_down_removes_exactly_the_remote_files_blumeops_wrote(multihost: MultiLa
     path.write_text(text.replace(anchor, anchor + (
         "    files: {conf/site/a.txt: \"a\\n\", conf/b.txt: \"b\\n\", "
         "deep/er/c.txt: \"c\\n\", top.txt: \"top\\n\"}\n"), 1))
+    # store holds a secret: its files may quote it, so only its user reads them.
+    anchor = '    secrets: {STORE_TOKEN: "vault:multihost/store-token"}\n'
+    text = path.read_text()
+    assert anchor in text
+    path.write_text(text.replace(anchor, anchor + '    files: {store.ini: "s\\n"}\n', 1))
     multihost.cli("apply", "--yes", check=True)
     lab = multihost.remote_state("app") / "lab"
     written = [lab / "conf" / "site" / "a.txt", lab / "conf" / "b.txt",
                lab / "deep" / "er" / "c.txt", lab / "top.txt"]
-    assert all(p.is_file() for p in written)
+    assert all(p.is_file() and p.stat().st_mode & 0o777 == 0o644 for p in written)
+    store_ini = multihost.remote_state("data") / "lab" / "store.ini"
+    assert store_ini.stat().st_mode & 0o777 == 0o600
     index = multihost.remote_state("app") / "files.json"
     assert index.is_file()
     # The user's own files: one beside blumeops's in conf/, one in a directory of theirs.
@@ -54,6 +61,7 @@ def test_down_removes_exactly_the_remote_files_blumeops_wrote(multihost: MultiLa
     assert (lab / "notes" / "todo.txt").read_text() == "mine too\n"
     assert not index.exists()
     assert all(p.read_text() == "not blumeops's\n" for p in outside)
+    assert not store_ini.exists()
 
     # Up again: everything comes back, as the catalog says.
     multihost.cli("apply", "--yes", check=True)
