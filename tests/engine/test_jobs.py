@@ -11,15 +11,16 @@ import json
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from demolab import DemoLab, reap
 
-from blumeops.scheduler import read_state
+from blumeops.scheduler import Supervisor, read_state, supervisor_socket
+from polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,16 +58,6 @@ def lab_fixture() -> Iterator[DemoLab]:
         assert not left, f"processes left behind after down: {left}"
 
 
-def wait_for(what: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def status(lab: DemoLab) -> tuple[int, dict[str, dict[str, Any]]]:
     proc = lab.cli("status", "-o", "json")
     return proc.returncode, {s["service"]: s for s in json.loads(proc.stdout)["services"]}
@@ -76,9 +67,10 @@ def test_jobs_run_are_recorded_fail_and_stop(lab: DemoLab) -> None:
     lab.cli("apply", "--yes", check=True)
     runs = lab.lab / "runs.txt"
     # The interval job runs again and again, each run recorded by the scheduler.
-    wait_for(lambda: runs.exists() and len(runs.read_text().split()) >= 2)
-    record = wait_for(lambda: read_state(lab.state).get("tick", {}).get("last_success"))
-    assert record
+    wait_for(lambda: runs.exists() and len(runs.read_text().split()) >= 2, 30,
+             "two runs of tick", every=0.2)
+    wait_for(lambda: read_state(lab.state).get("tick", {}).get("last_success"), 30,
+             "tick's success recorded", every=0.2)
     tick = read_state(lab.state)["tick"]
     assert tick["output"] == "tick" or tick["running"]
     assert oct((lab.state / "jobs" / "state.json").stat().st_mode & 0o777) == "0o600"
@@ -93,7 +85,8 @@ def test_jobs_run_are_recorded_fail_and_stop(lab: DemoLab) -> None:
         ran = boom["health"] == "Degraded" and boom["job"]["exit_code"] is not None
         return (code, services) if ran else None
 
-    code, services = wait_for(failed)
+    code, services = wait_for(failed, 30, lambda: f"boom's failed run: {status(lab)}",
+                              every=0.5)
     assert code == 1
     assert services["boom"]["job"]["exit_code"] == 3
     assert "exit 3" in services["boom"]["detail"]
@@ -123,9 +116,11 @@ def test_jobs_run_are_recorded_fail_and_stop(lab: DemoLab) -> None:
     boom_log = lab.state / "logs" / "boom.log"
     size = boom_log.stat().st_size if boom_log.exists() else 0
     count = len(runs.read_text().split())
-    wait_for(lambda: len(runs.read_text().split()) >= count + 2)
+    wait_for(lambda: len(runs.read_text().split()) >= count + 2, 30, "two more ticks",
+             every=0.2)
     assert (boom_log.stat().st_size if boom_log.exists() else 0) == size
-    code, services = wait_for(lambda: (st := status(lab))[0] == 0 and st)
+    code, services = wait_for(lambda: (st := status(lab))[0] == 0 and st, 30,
+                              lambda: f"a Healthy lab: {status(lab)}", every=0.5)
     assert "boom" not in services
     assert services["tick"]["job"]["exit_code"] == 0
     checked = lab.cli("check")
@@ -139,7 +134,17 @@ def test_a_job_is_not_started_by_apply(lab: DemoLab) -> None:
     one interval after the schedule starts, never at apply time."""
     (lab.lab / "lab.yaml").write_text(LAB.replace("every: 2s", "every: 1h").split("  boom:")[0])
     lab.cli("apply", "--yes", check=True)
-    time.sleep(1.5)
+    # The scheduler, started by the supervisord update that added tick, has its table:
+    # tick's first time is one interval after the schedule started, not yet come.
+    record = wait_for(lambda: read_state(lab.state).get("tick", {}).get("next_run")
+                      and read_state(lab.state)["tick"], 30, "the scheduler's record of tick")
+    since = datetime.fromisoformat(record["scheduled_since"])
+    assert datetime.fromisoformat(record["next_run"]) - since == timedelta(hours=1), record
+    assert not record.get("last_start"), record
+    # Nor did supervisord start it in that update: it has never spawned it.
+    rpc = Supervisor(lab.state, supervisor_socket(lab.state)).rpc
+    info = rpc.supervisor.getProcessInfo("tick")
+    assert info["start"] == 0 and info["statename"] == "STOPPED", info
     assert not (lab.lab / "runs.txt").exists()
     code, services = status(lab)
     assert code == 0, services

@@ -23,6 +23,8 @@ from test_multihost_managers import (  # noqa: F401
     units_fixture,
 )
 
+from polling import wait_for
+
 pytestmark = [needs_sshd, pytest.mark.slow]
 
 LAB = """\
@@ -119,11 +121,8 @@ def test_systemd_jobs_enable_timers_and_are_judged_by_their_last_run(units: Unit
     assert only(units.calls("linbox")) == []
 
     # Without runs, an every-2s job is overdue after its grace: Degraded.
-    import time
-
-    time.sleep(4.5)
-    got = status(units)
-    assert got["tick"]["health"] == "Degraded", got["tick"]
+    got = wait_for(lambda: (g := status(units))["tick"]["health"] == "Degraded" and g, 60,
+                   lambda: f"tick overdue: {status(units)['tick']}", every=1.0)
     assert got["tick"]["detail"].startswith("overdue: due at "), got["tick"]
 
     # A changed schedule: the timer is rewritten and restarted (re-armed), not the job.
