@@ -75,7 +75,8 @@ def status(units: UnitLab) -> dict[str, dict[str, Any]]:
 
 def test_systemd_jobs_enable_timers_and_are_judged_by_their_last_run(units: UnitLab) -> None:
     fail(units)
-    write(units, drop=("mtick", "mboom"))
+    # Hourly at first: "no run yet" stays Healthy however slowly the steps below go.
+    write(units, every="1h", drop=("mtick", "mboom"))
     unit_dir = units.hosts["linbox"].root / ".config/systemd/user"
     first = units.cli("apply", "--yes")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -120,7 +121,10 @@ def test_systemd_jobs_enable_timers_and_are_judged_by_their_last_run(units: Unit
     assert changes(units) == []
     assert only(units.calls("linbox")) == []
 
-    # Without runs, an every-2s job is overdue after its grace: Degraded.
+    # Every 2 s and no run since: overdue after its grace, Degraded.
+    write(units, every="2s", drop=("mtick", "mboom"))
+    sped = units.cli("apply", "--yes")
+    assert "~ update systemd@linbox/timer/tick" in sped.stdout, sped.stdout + sped.stderr
     got = wait_for(lambda: (g := status(units))["tick"]["health"] == "Degraded" and g, 60,
                    lambda: f"tick overdue: {status(units)['tick']}", every=1.0)
     assert got["tick"]["detail"].startswith("overdue: due at "), got["tick"]
