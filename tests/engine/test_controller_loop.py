@@ -56,7 +56,7 @@ def test_drift_is_healed_between_commits(followed: Followed) -> None:
     assert followed.metric("blumeops_drift_heals_total") == 0
 
     drop_route_by_hand(followed, "www.ops.localhost")
-    wait_for(lambda: followed.answers("www", "BlumeOps demo"), 10, "the route to be healed")
+    wait_for(lambda: followed.answers("www", "BlumeOps demo"), 30, "the route to be healed")
     healed = followed.events("healed")
     assert [e["resource"] for e in healed] == ["caddy@box/config/box"], healed
     assert followed.metric("blumeops_drift_heals_total") == 1
@@ -64,7 +64,7 @@ def test_drift_is_healed_between_commits(followed: Followed) -> None:
     # A killed process: supervisord restarts it, the controller records and counts it.
     old = service_pid(followed, "web")
     os.kill(old, signal.SIGKILL)
-    wait_for(lambda: followed.events("restarted"), 15, "the restart to be noticed")
+    wait_for(lambda: followed.events("restarted"), 60, "the restart to be noticed")
     (restarted,) = followed.events("restarted")
     assert restarted["service"] == "web" and str(old) in restarted["message"]
     assert followed.metric("blumeops_drift_heals_total") == 2

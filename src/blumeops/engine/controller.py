@@ -369,7 +369,9 @@ class Controller:
                 self._emit("drift-healed", resources=[c.id for c in prepared.plan.pending],
                            restarted=sorted(r[0] for r in restarted))
             self._record_health(final_health(runtime), runtime)
-            self._pids = pids(runtime)
+            # A pass between a crash and supervisord's restart sees no pid: keep the last
+            # one, or the restart that follows would never be noted.
+            self._pids = {n: p or self._pids.get(n) for n, p in pids(runtime).items()}
             self.state.heal_passes += 1
             return fixes if self.config.self_heal else 0
 
