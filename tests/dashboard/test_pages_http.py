@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from blumeops.server.app import create_app
 from blumeops.server.auth import reads_need_token
 from blumeops.server.context import ApiSettings
 from blumeops.server.hosts import host_rules
+from blumeops.server.limits import Limits
+from polling import wait_for
 from server.serverlab import TOKEN, make_controller, serving
 
 OFF = "http://192.0.2.1:7300"  # a documentation address: the app runs in process only
@@ -108,10 +109,13 @@ def test_foreign_host_is_refused_on_pages(controller: Controller) -> None:
         assert httpx.get(f"{server.url}/static/style.css", timeout=5).status_code == 200
 
 
-def test_live_events_arrive_within_a_second_and_end_on_shutdown(
-        controller: Controller) -> None:
-    got: list[tuple[float, str]] = []
-    with serving(controller) as server:
+def test_live_events_arrive_and_end_on_shutdown(controller: Controller) -> None:
+    """A published step reaches an open live page; the open stream does not hold the
+    server's shutdown (its grace is made far longer than the wait here, so only the
+    stream's own end can let the server stop in time)."""
+    got: list[str] = []
+    patient = Limits(shutdown_timeout=600)
+    with serving(controller, limits=patient) as server:
         ready = threading.Event()
 
         def listen() -> None:
@@ -121,22 +125,16 @@ def test_live_events_arrive_within_a_second_and_end_on_shutdown(
                     if line.startswith("retry:"):
                         ready.set()
                     if line.startswith("data:"):
-                        got.append((time.monotonic(), line))
+                        got.append(line)
 
         t = threading.Thread(target=listen, daemon=True)
         t.start()
-        assert ready.wait(5)
-        sent = time.monotonic()
+        assert ready.wait(30)
         controller.set_paused(True)  # a step the controller publishes
-        deadline = time.monotonic() + 5
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert got and got[0][0] - sent < 1.0, got
-        assert '"kind": "paused"' in got[0][1]
-        stopping = time.monotonic()
-    t.join(10)
+        wait_for(lambda: got, 30, "the paused step on the live stream")
+        assert '"kind": "paused"' in got[0]
+    t.join(60)
     assert not t.is_alive()
-    assert time.monotonic() - stopping < 3.0  # the open stream did not hold the shutdown
 
 
 def test_tokens_in_urls_are_masked_in_the_history_diff(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from blumeops.drivers.process import wait_until
+from polling import wait_for
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def http_server() -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert wait_until(lambda: answers(port), 10)
+        wait_for(lambda: answers(port), 30, "answers(port)")
         yield port
     finally:
         proc.kill()

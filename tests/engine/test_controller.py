@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -32,7 +31,7 @@ def add_extra(f: Followed) -> str:
 
 def test_follow_webhook_invalid_commit_and_rollback(followed: Followed) -> None:
     first = followed.git("rev-parse", "HEAD")
-    followed.start()
+    followed.start(3600)  # no polling in this test's time: every pass is a wake
     wait_for(lambda: followed.synced(first), 60, "first sync")
     assert followed.status()["health"] == "Healthy"
     assert followed.answers("www", "BlumeOps demo")
@@ -44,16 +43,17 @@ def test_follow_webhook_invalid_commit_and_rollback(followed: Followed) -> None:
     # Another branch: acknowledged, ignored.
     other = followed.webhook(second, branch="feature")
     assert other.status_code == 202 and other.json()["accepted"] is False
-    time.sleep(0.5)
+    # Counted as they were answered: none of them woke the loop (that is only for an
+    # accepted push; source/test_webhooks.py watches the wakes themselves).
+    assert followed.metric('blumeops_webhook_requests_total{result="unauthorized"}') == 2
+    assert followed.metric('blumeops_webhook_requests_total{result="ignored"}') == 1
+    assert followed.metric('blumeops_webhook_requests_total{result="accepted"}') == 0
     assert followed.status()["applied"] == first
 
-    # A signed push: the new service comes up and its route answers through Caddy.
-    start = time.monotonic()
+    # A signed push wakes the loop: the new service comes up, its route answers via Caddy.
     assert followed.webhook(second).status_code == 202
-    wait_for(lambda: followed.answers("extra", "BlumeOps demo"), 30, "the new route")
-    elapsed = time.monotonic() - start
-    assert elapsed < 10, elapsed
     wait_for(lambda: followed.synced(second), 30, "second sync")
+    wait_for(lambda: followed.answers("extra", "BlumeOps demo"), 30, "the new route")
 
     # A broken catalog: nothing changes, status names the commit and file:line.
     followed.edit("native: box\n    description: A small JSON API",
@@ -81,8 +81,8 @@ def test_follow_webhook_invalid_commit_and_rollback(followed: Followed) -> None:
     followed.edit("native: boxx", "native: box")
     fixed = followed.commit("fix typo")
     followed.webhook(fixed)
-    time.sleep(1)
-    assert followed.status()["applied"] == first
+    status = followed.settled()  # the pass the push woke has fetched it, and is done
+    assert status["newest"] == fixed and status["applied"] == first
     # Resume: back to the branch's newest commit.
     assert followed.post("/api/resume").status_code == 200
     wait_for(lambda: followed.synced(fixed), 30, "resume")
@@ -101,6 +101,7 @@ def test_webhook_burst_coalesces(followed: Followed) -> None:
     followed.start()
     wait_for(lambda: followed.synced(first), 60, "first sync")
     before = len(httpx.get(f"{followed.api}/api/history").json()["syncs"])
+    before_wakes = followed.status()["wakes"]
     second = add_extra(followed)
 
     def hook(_: int) -> int:
@@ -108,13 +109,11 @@ def test_webhook_burst_coalesces(followed: Followed) -> None:
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(hook, range(200)))
-        # Responsive while the burst lands.
-        t = time.monotonic()
-        assert followed.status_or_none() is not None
-        assert time.monotonic() - t < 2
+        assert followed.status_or_none() is not None  # answers while the burst lands
     assert codes == [202] * 200
     wait_for(lambda: followed.synced(second), 30, "sync after burst")
-    time.sleep(1)
+    status = followed.settled()  # every wake of the burst handled: no sync still to come
+    assert status["wakes"] - before_wakes == 200
     after = len(httpx.get(f"{followed.api}/api/history").json()["syncs"])
     assert 1 <= after - before <= 2
     metrics = httpx.get(f"{followed.api}/metrics").text

@@ -265,9 +265,15 @@ def test_apply_asks_and_refuses_without_a_terminal(demo: DemoLab) -> None:
 def test_service_files_are_written_updated_and_removed(demo: DemoLab) -> None:
     demo.edit("    backup: [data/]\n", "    backup: [data/]\n"
               "    files: {conf/notes.ini: \"title = Notes\\n\"}\n")
+    # api holds a secret: its files may quote it, so only its user reads them.
+    demo.edit('    secrets: {API_TOKEN: "vault:demo/api-token"}\n',
+              '    secrets: {API_TOKEN: "vault:demo/api-token"}\n'
+              '    files: {conf/api.ini: "name = demo\\n"}\n')
     demo.cli("apply", "--yes", check=True)
     path = demo.lab / "conf" / "notes.ini"
     assert path.read_text() == "title = Notes\n"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert (demo.lab / "conf" / "api.ini").stat().st_mode & 0o777 == 0o600
     path.write_text("edited by hand\n")  # drift
     plan = json.loads(demo.cli("plan", "--output", "json").stdout)
     assert [c["id"] for c in plan["changes"]] == ["files@box/file/notes:conf/notes.ini"]

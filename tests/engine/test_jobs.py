@@ -11,15 +11,16 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from demolab import DemoLab, reap
 
-from blumeops.scheduler import read_state
+from blumeops.scheduler import Supervisor, read_state, supervisor_socket
+from polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,16 +58,6 @@ def lab_fixture() -> Iterator[DemoLab]:
         assert not left, f"processes left behind after down: {left}"
 
 
-def wait_for(what: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def status(lab: DemoLab) -> tuple[int, dict[str, dict[str, Any]]]:
     proc = lab.cli("status", "-o", "json")
     return proc.returncode, {s["service"]: s for s in json.loads(proc.stdout)["services"]}
@@ -76,9 +67,10 @@ def test_jobs_run_are_recorded_fail_and_stop(lab: DemoLab) -> None:
     lab.cli("apply", "--yes", check=True)
     runs = lab.lab / "runs.txt"
     # The interval job runs again and again, each run recorded by the scheduler.
-    wait_for(lambda: runs.exists() and len(runs.read_text().split()) >= 2)
-    record = wait_for(lambda: read_state(lab.state).get("tick", {}).get("last_success"))
-    assert record
+    wait_for(lambda: runs.exists() and len(runs.read_text().split()) >= 2, 30,
+             "two runs of tick", every=0.2)
+    wait_for(lambda: read_state(lab.state).get("tick", {}).get("last_success"), 30,
+             "tick's success recorded", every=0.2)
     tick = read_state(lab.state)["tick"]
     assert tick["output"] == "tick" or tick["running"]
     assert oct((lab.state / "jobs" / "state.json").stat().st_mode & 0o777) == "0o600"
@@ -93,7 +85,8 @@ def test_jobs_run_are_recorded_fail_and_stop(lab: DemoLab) -> None:
         ran = boom["health"] == "Degraded" and boom["job"]["exit_code"] is not None
         return (code, services) if ran else None
 
-    code, services = wait_for(failed)
+    code, services = wait_for(failed, 30, lambda: f"boom's failed run: {status(lab)}",
+                              every=0.5)
     assert code == 1
     assert services["boom"]["job"]["exit_code"] == 3
     assert "exit 3" in services["boom"]["detail"]
@@ -123,9 +116,11 @@ def test_jobs_run_are_recorded_fail_and_stop(lab: DemoLab) -> None:
     boom_log = lab.state / "logs" / "boom.log"
     size = boom_log.stat().st_size if boom_log.exists() else 0
     count = len(runs.read_text().split())
-    wait_for(lambda: len(runs.read_text().split()) >= count + 2)
+    wait_for(lambda: len(runs.read_text().split()) >= count + 2, 30, "two more ticks",
+             every=0.2)
     assert (boom_log.stat().st_size if boom_log.exists() else 0) == size
-    code, services = wait_for(lambda: (st := status(lab))[0] == 0 and st)
+    code, services = wait_for(lambda: (st := status(lab))[0] == 0 and st, 30,
+                              lambda: f"a Healthy lab: {status(lab)}", every=0.5)
     assert "boom" not in services
     assert services["tick"]["job"]["exit_code"] == 0
     checked = lab.cli("check")
@@ -139,7 +134,17 @@ def test_a_job_is_not_started_by_apply(lab: DemoLab) -> None:
     one interval after the schedule starts, never at apply time."""
     (lab.lab / "lab.yaml").write_text(LAB.replace("every: 2s", "every: 1h").split("  boom:")[0])
     lab.cli("apply", "--yes", check=True)
-    time.sleep(1.5)
+    # The scheduler, started by the supervisord update that added tick, has its table:
+    # tick's first time is one interval after the schedule started, not yet come.
+    record = wait_for(lambda: read_state(lab.state).get("tick", {}).get("next_run")
+                      and read_state(lab.state)["tick"], 30, "the scheduler's record of tick")
+    since = datetime.fromisoformat(record["scheduled_since"])
+    assert datetime.fromisoformat(record["next_run"]) - since == timedelta(hours=1), record
+    assert not record.get("last_start"), record
+    # Nor did supervisord start it in that update: it has never spawned it.
+    rpc = Supervisor(lab.state, supervisor_socket(lab.state)).rpc
+    info = rpc.supervisor.getProcessInfo("tick")
+    assert info["start"] == 0 and info["statename"] == "STOPPED", info
     assert not (lab.lab / "runs.txt").exists()
     code, services = status(lab)
     assert code == 0, services
@@ -169,13 +174,14 @@ def test_a_run_hung_past_max_age_is_degraded_and_a_backup_notice(lab: DemoLab) -
     schedule: {every: 1s, max_age: 4s}
 """)
     lab.cli("apply", "--yes", check=True)
-    wait_for(lambda: read_state(lab.state).get("hang", {}).get("running"))
+    wait_for(lambda: read_state(lab.state).get("hang", {}).get("running"), 30,
+             "the hanging run to start")
 
     def degraded() -> Any:
         hang = status(lab)[1]["hang"]
         return hang if hang["health"] == "Degraded" else None
 
-    hang = wait_for(degraded)
+    hang = wait_for(degraded, 30, "hang to be Degraded")
     assert hang["state"] == "RUNNING" and hang["job"]["running"]
     assert hang["detail"].startswith("running since ")
     assert "no successful run since" in hang["detail"]
@@ -206,10 +212,11 @@ def test_a_jobs_background_child_is_stopped_with_it(lab: DemoLab) -> None:
 """)
     lab.cli("apply", "--yes", check=True)
     children = lab.lab / "children.txt"
-    wait_for(lambda: children.exists() and len(children.read_text().split()) >= 2)
+    wait_for(lambda: children.exists() and len(children.read_text().split()) >= 2, 30,
+             "two runs to leave a child each")
     first = int(children.read_text().split()[0])
     # The first run has ended (a second has started): its child is gone.
-    wait_for(lambda: not _alive(first), timeout=10)
+    wait_for(lambda: not _alive(first), 10, "the first run's child to be stopped")
     record = read_state(lab.state)["spawn"]
     assert record.get("exit_code") == 0 or record.get("running")
 
@@ -247,23 +254,20 @@ def test_the_wall_clock_set_back_does_not_stall_jobs(lab: DemoLab,
     def count(path: Path) -> int:
         return len(path.read_text().split()) if path.exists() else 0
 
-    def ticking(until: Callable[[], bool], seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            time.sleep(min(scheduler.tick(), 0.2))
-            if until():
-                return True
-        return False
+    def ticking(until: Callable[[], bool], seconds: float, what: str) -> None:
+        """The test runs the scheduler's loop: tick, then look."""
+        wait_for(lambda: scheduler.tick() is not None and until(), seconds, what,
+                 every=0.2)
 
-    assert ticking(lambda: count(runs) >= 1, 10)
+    ticking(lambda: count(runs) >= 1, 10, "the first interval run")
     # Back one hour, to 3 s before a minute on the new clock.
     real = datetime.now().astimezone()
     shift[0] = timedelta(hours=-1, seconds=57 - real.second - real.microsecond / 1e6)
     before_runs, before_minutes = count(runs), count(minutes)
-    assert ticking(lambda: count(runs) >= before_runs + 2
-                   and count(minutes) >= before_minutes + 1, 12), \
-        (count(runs) - before_runs, count(minutes) - before_minutes)
-    ticking(lambda: not any(r.get("running") for r in scheduler.records.values()), 5)
+    ticking(lambda: count(runs) >= before_runs + 2 and count(minutes) >= before_minutes + 1,
+            12, "two interval runs and a cron run on the clock set back")
+    ticking(lambda: not any(r.get("running") for r in scheduler.records.values()), 5,
+            "the runs to end")
 
 
 def test_a_run_past_its_timeout_is_stopped_with_its_children(lab: DemoLab) -> None:
@@ -278,25 +282,26 @@ def test_a_run_past_its_timeout_is_stopped_with_its_children(lab: DemoLab) -> No
 """)
     lab.cli("apply", "--yes", check=True)
     children = lab.lab / "children.txt"
-    wait_for(lambda: children.exists() and children.read_text().split())
+    wait_for(lambda: children.exists() and children.read_text().split(), 30,
+             "the run to start its child")
     child = int(children.read_text().split()[0])
 
     def stopped() -> Any:
         record = read_state(lab.state).get("slow", {})
         return record if record.get("last_end") and not record.get("running") else None
 
-    record = wait_for(stopped)
+    record = wait_for(stopped, 30, "the run to be stopped for its timeout")
     assert record["exit_code"] is None
     assert record["output"].startswith("stopped: ran longer than its timeout (2s)"), record
     assert "working" in record["output"]
     assert record["last_state"] == "STOPPED"
-    wait_for(lambda: not _alive(child), timeout=10)
+    wait_for(lambda: not _alive(child), 10, "the child to be stopped")
 
     def degraded() -> Any:
         slow = status(lab)[1]["slow"]
         return slow if slow["health"] == "Degraded" else None
 
-    slow = wait_for(degraded, timeout=30)
+    slow = wait_for(degraded, 30, "slow to be Degraded")
     assert "did not run to its end" in slow["detail"]
     assert "ran longer than its timeout (2s)" in slow["detail"]
 
@@ -323,12 +328,10 @@ def test_a_run_too_short_to_be_seen_leaves_no_child(lab: DemoLab,
     scheduler = sched.Scheduler(lab.state, [sched.Job("spawn", None, 3600)])
     scheduler.due["spawn"] = sched.now()  # due now
     children = lab.lab / "children.txt"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        time.sleep(min(scheduler.tick(), 0.2))
-        if children.exists() and scheduler.records["spawn"].get("last_end"):
-            break
+    wait_for(lambda: scheduler.tick() is not None and children.exists()
+             and scheduler.records["spawn"].get("last_end"), 20, "spawn's run to end",
+             every=0.2)
     assert scheduler.records["spawn"].get("exit_code") == 0, scheduler.records
     assert not scheduler.pids
     child = int(children.read_text().split()[0])
-    wait_for(lambda: not _alive(child), timeout=10)
+    wait_for(lambda: not _alive(child), 10, "the child to be stopped")

@@ -9,12 +9,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from multihostlab import TOKEN, MultiLab, multihost_fixture, needs_sshd  # noqa: F401
+
+from polling import wait_for
 
 pytestmark = [needs_sshd, pytest.mark.slow]
 
@@ -64,15 +65,12 @@ def test_apply_routes_across_hosts_and_a_second_apply_is_a_one_trip_no_op(
             } == {"status", "store", "web"}
 
     before = sessions(multihost)
-    t0 = time.monotonic()
     again = multihost.cli("apply", "--yes")
-    took = time.monotonic() - t0
     assert again.returncode == 0 and "No changes" in again.stdout, again.stdout
     after = sessions(multihost)
     # One round trip per host: the observation (programs, supervisord's table, each
     # service's probe, Caddy's config) also fills the health table.
     assert {h: after[h] - before[h] for h in after} == {"gate": 1, "app": 1, "data": 1}
-    assert took < 5.0, took  # a loose bound: the machine is shared; trips are exact
     # The remote no-op path stays as light as the local one: no YAML parser, no pydantic.
     proc = multihost.run("-X", "importtime", "-m", "blumeops", "apply", str(multihost.lab),
                          "--state-dir", str(multihost.state), "--yes", python_flags=True)
@@ -88,7 +86,7 @@ def test_a_killed_remote_service_is_restarted_and_an_edited_program_restored(
     conf = multihost.remote_state("app") / "supervisor" / "programs" / "web.conf"
     conf.write_text(conf.read_text().replace("autorestart=true", "autorestart=false"))
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, f"web's process {pid} reaped")
     plan = multihost.cli("plan")
     assert plan.returncode == 2 and "supervisor@app/program/web" in plan.stdout
     assert "-autorestart=false" in plan.stdout and "+autorestart=true" in plan.stdout
@@ -193,7 +191,6 @@ def commit_and_follow(multihost: MultiLab) -> tuple[subprocess.Popen[bytes], str
 
 def test_the_controller_applies_every_host_and_heals_remote_drift(multihost: MultiLab) -> None:
     import httpx
-    from controllerlab import wait_for
 
     proc, api, log = commit_and_follow(multihost)
 
@@ -242,7 +239,6 @@ def test_the_controller_notifies_once_when_a_host_drops_and_once_when_it_is_back
     import sys
 
     import httpx
-    from controllerlab import wait_for
 
     sys.path.insert(0, str(Path(__file__).parent.parent / "notify"))
     from receiver import Receiver
@@ -271,7 +267,10 @@ def test_the_controller_notifies_once_when_a_host_drops_and_once_when_it_is_back
         multihost.host("app").start()
         wait_for(lambda: any("host app is reachable again" in t for t in hook.titles()), 30,
                  "the recovery notice")
-        time.sleep(3)  # more heal passes: no repeats
+        # More heal passes, each probing app again: no repeats.
+        passes = httpx.get(f"http://{api}/api/status", timeout=5).json()["heal_passes"]
+        wait_for(lambda: httpx.get(f"http://{api}/api/status", timeout=5)
+                 .json()["heal_passes"] >= passes + 4, 60, "four more heal passes")
         titles = hook.titles()
         assert len([t for t in titles if "unreachable" in t]) == 1, titles
         assert len([t for t in titles if "reachable again" in t]) == 1, titles

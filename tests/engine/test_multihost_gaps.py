@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from multihostlab import MultiLab, multihost_fixture, needs_sshd  # noqa: F401
+
+from polling import wait_for
 
 pytestmark = [needs_sshd, pytest.mark.slow]
 
@@ -151,10 +152,9 @@ def test_a_degraded_remote_service_shows_its_log_tail_with_secrets_masked(
     out = multihost.cli("apply", "--yes")
     assert "crashy" in out.stderr, out.stdout + out.stderr
     # Between two crashes supervisord says STARTING (Progressing): wait for the verdict.
-    deadline = time.monotonic() + 60
-    while (crashy := services(multihost)["crashy"])["health"] != "Degraded":
-        assert time.monotonic() < deadline, crashy
-        time.sleep(0.5)
+    crashy = wait_for(lambda: (c := services(multihost)["crashy"])["health"] == "Degraded"
+                      and c, 60, lambda: f"crashy Degraded: {services(multihost)['crashy']}",
+                      every=0.5)
     detail = str(crashy["detail"])
     log = multihost.remote_state("app") / "logs" / "crashy.log"
     # The log's path on app (as `~/...` when this run did not ask app for its home),

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from typing import Any
 
 import pytest
 from multihostlab import MultiLab, multihost_fixture, needs_sshd  # noqa: F401
+
+from polling import wait_for
 
 pytestmark = [needs_sshd, pytest.mark.slow]
 
@@ -33,15 +34,6 @@ def status(lab: MultiLab) -> dict[str, dict[str, Any]]:
     return {s["service"]: s for s in json.loads(out.stdout)["services"]}
 
 
-def wait_for(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(0.5)
-
-
 def test_jobs_run_on_schedule_on_a_remote_supervisor_host(multihost: MultiLab) -> None:
     path = multihost.lab / "lab.yaml"
     path.write_text(path.read_text() + JOBS)
@@ -56,9 +48,9 @@ def test_jobs_run_on_schedule_on_a_remote_supervisor_host(multihost: MultiLab) -
     ticks = state / "lab" / "ticks.txt"
 
     # The job really runs, every 2 s, started by the scheduler on the host.
-    lines = wait_for(lambda: ticks.exists() and len(ticks.read_text().split()) >= 3)
-    assert lines, (first.stdout + first.stderr
-                   + (state / "logs" / "blumeops-scheduler.log").read_text())
+    wait_for(lambda: ticks.exists() and len(ticks.read_text().split()) >= 3, 30,
+             lambda: "3 runs of tick: " + first.stdout + first.stderr
+             + (state / "logs" / "blumeops-scheduler.log").read_text(), every=0.5)
     stamps = [int(x) for x in ticks.read_text().split()]
     assert all(1 <= b - a <= 4 for a, b in itertools.pairwise(stamps)), stamps
 
@@ -66,13 +58,14 @@ def test_jobs_run_on_schedule_on_a_remote_supervisor_host(multihost: MultiLab) -
         return dict(json.loads((state / "jobs" / "state.json").read_text())["jobs"])
 
     # Runs recorded as the local scheduler records them (a run going has no exit code yet).
-    assert wait_for(lambda: records()["tick"].get("last_success")
-                    and records()["boom"].get("exit_code") == 3), records()
+    wait_for(lambda: records()["tick"].get("last_success")
+             and records()["boom"].get("exit_code") == 3, 30,
+             lambda: f"a success of tick and boom's exit 3: {records()}", every=0.5)
     assert (state / "jobs" / "state.json").stat().st_mode & 0o777 == 0o600
 
     got = wait_for(lambda: (lambda g: g if g["tick"]["health"] == "Healthy" and
-                            g["boom"]["health"] == "Degraded" else None)(status(multihost)))
-    assert got, status(multihost)
+                            g["boom"]["health"] == "Degraded" else None)(status(multihost)),
+                   30, lambda: f"tick Healthy, boom Degraded: {status(multihost)}", every=0.5)
     assert got["tick"]["detail"].startswith("last run ") and "exit 0 on data" in \
         got["tick"]["detail"], got["tick"]
     assert got["tick"]["job"]["exit_code"] == 0 and got["tick"]["job"]["next_run"]
@@ -95,11 +88,13 @@ def test_jobs_run_on_schedule_on_a_remote_supervisor_host(multihost: MultiLab) -
     assert "- delete supervisor@data/program/boom" in dropped.stdout, dropped.stdout
     assert not (state / "supervisor" / "programs" / "boom.conf").exists()
     # The scheduler restarted with the new table: boom's record is dropped, tick goes on.
-    assert wait_for(lambda: "boom" not in records(), 10), records()
+    wait_for(lambda: "boom" not in records(), 20,
+             lambda: f"boom's record dropped: {records()}", every=0.5)
     boom_log = state / "logs" / "boom.log"
     size = boom_log.stat().st_size if boom_log.exists() else 0
     count = len(ticks.read_text().split())
-    time.sleep(4.5)
-    assert len(ticks.read_text().split()) > count
+    # Two more runs of tick, on the same 2 s beat boom had: it would have run by now.
+    wait_for(lambda: len(ticks.read_text().split()) >= count + 2, 30, "two more ticks",
+             every=0.5)
     assert (boom_log.stat().st_size if boom_log.exists() else 0) == size  # never ran again
     assert "boom" not in status(multihost)

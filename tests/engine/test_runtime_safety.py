@@ -27,10 +27,11 @@ import pytest
 from demolab import DemoLab, demo_fixture, lab_pids  # noqa: F401 (fixture "demo")
 
 from blumeops.drivers.caddy import CaddyDriver
-from blumeops.drivers.process import read_pidfile, wait_until
+from blumeops.drivers.process import read_pidfile
 from blumeops.drivers.supervisor import SupervisorDriver
 from blumeops.engine.spec import ROUTE_HEADER
 from blumeops.state.store import Store
+from polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +45,9 @@ def status_json(demo: DemoLab) -> tuple[int, dict[str, Any]]:
     return out.returncode, json.loads(out.stdout)
 
 
-def no_lab_left(demo: DemoLab) -> bool:
-    return wait_until(lambda: not lab_pids(str(demo.root)), 10)
+def no_lab_left(demo: DemoLab) -> None:
+    wait_for(lambda: not lab_pids(str(demo.root)), 30,
+             lambda: f"every lab process to exit: {lab_pids(str(demo.root))}")
 
 
 # -- 1. no way in for another local user ---------------------------------------------------
@@ -149,7 +151,7 @@ def test_status_with_caddy_killed(demo: DemoLab) -> None:
     pid = read_pidfile(demo.state / "caddy" / "caddy.pid")
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    assert wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "not Path(f'/proc/{pid}').exists()")
     with pytest.raises(httpx.ConnectError):
         demo.get("www")  # every route is refused
     code, report = status_json(demo)
@@ -232,7 +234,7 @@ def test_corrupt_database_is_named_its_advice_works_and_down_needs_it_not(
     assert out.returncode == 0, out.stderr
     assert CORRUPT in out.stderr and "Traceback" not in out.stderr
     assert "Stopped:" in out.stdout and "caddy" in out.stdout and "api" in out.stdout
-    assert no_lab_left(demo)
+    no_lab_left(demo)
 
 
 def limited(limit: int) -> None:
@@ -266,7 +268,7 @@ def test_full_disk_says_free_space_and_down_still_works(demo: DemoLab) -> None:
     assert down.returncode == 0, down.stderr
     assert "no space left on device" in down.stderr and "Traceback" not in down.stderr
     assert "Stopped:" in down.stdout and "caddy" in down.stdout
-    assert no_lab_left(demo)
+    no_lab_left(demo)
 
 
 # -- 4. two applies at once ------------------------------------------------------------------
@@ -310,7 +312,8 @@ def test_two_concurrent_applies_restart_each_service_once(demo: DemoLab) -> None
     for t in readers:
         t.start()
     try:
-        assert wait_until(lambda: all(any("waiting" in line for line in e) for e in errs), 60)
+        wait_for(lambda: all(any("waiting" in line for line in e) for e in errs), 180,
+                 "all(any('waiting' in line for line in e) for e in errs)")
     finally:
         os.close(fd)  # release: they run one after the other
     for p in procs:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 from controllerlab import Followed, wait_for
@@ -65,8 +64,8 @@ def test_one_notice_per_state_change_retried_and_redacted(followed: Followed) ->
         followed.start(0.5)
         wait_for(lambda: followed.synced(head), 60, "first sync")
         wait_for(lambda: followed.status()["health"] == "Healthy", 30, "a healthy lab")
-        time.sleep(2)  # several heal rounds of a healthy lab: nothing to say
-        assert ntfy.got == []
+        followed.passes("heal", 4)  # several heal rounds of a healthy lab: nothing to say
+        assert ntfy.got == []  # (and the one notice below is the first: one queue, in order)
 
         # A hung process: one Degraded notice; the webhook receiver is down at first.
         pid = int(next(s for s in followed.status()["services"]
@@ -84,7 +83,7 @@ def test_one_notice_per_state_change_retried_and_redacted(followed: Followed) ->
             os.kill(pid, signal.SIGCONT)
         assert hook is not None
         wait_for(lambda: len(ntfy.got) == 2 and len(hook.got) == 2, 30, "the recovery")
-        time.sleep(2)  # more heal rounds: no repeats
+        followed.passes("heal", 4)  # more heal rounds: no repeats
         assert ntfy.titles() == ["web is Degraded", "web is Healthy again"]
         assert hook.titles() == ["web is Degraded", "web is Healthy again"]
         assert hook.got[0]["path"] == f"/{URL_CANARY}" and ntfy.got[0]["topic"] == "lab"
@@ -96,7 +95,7 @@ def test_one_notice_per_state_change_retried_and_redacted(followed: Followed) ->
         wait_for(lambda: len(httpx.get(f"{followed.api}/api/history", timeout=5)
                              .json()["syncs"]) > syncs and followed.synced(head), 30,
                  "the no-op sync")
-        time.sleep(1.5)
+        followed.passes("heal", 2)
         assert len(ntfy.got) == 2 and len(hook.got) == 2
 
         # A service whose log holds a secret: its Degraded notice is redacted.
@@ -104,6 +103,12 @@ def test_one_notice_per_state_change_retried_and_redacted(followed: Followed) ->
         followed.webhook(crash)
         wait_for(lambda: any("crashy" in t for t in ntfy.titles()), 90, "crashy's notice")
         wait_for(lambda: any("crashy" in t for t in hook.titles()), 30, "the webhook's")
+        # Notices leave one queue in order: nothing was sent between the recovery and
+        # crashy's (the heal rounds and the no-op sync above said nothing, even late).
+        for got in (ntfy, hook):
+            assert got.titles()[:2] == ["web is Degraded", "web is Healthy again"]
+            assert all("crashy" in t or crash[:12] in t for t in got.titles()[2:]), \
+                got.titles()
         body = next(m for m in ntfy.got if "crashy" in str(m["title"]))["message"]
         assert "[redacted]" in body, body
         everything = json.dumps([ntfy.got, hook.got])

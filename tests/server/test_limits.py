@@ -10,10 +10,18 @@ import httpx
 
 from blumeops.engine.controller import Controller
 from blumeops.server.limits import Limits
+from polling import wait_for
 
 from .serverlab import TOKEN, closed_by_server, concurrent_gets, raw_request, serving, status_of
 
-SHORT = Limits(header_timeout=1.0, body_timeout=1.0, write_timeout=1.0)
+# Short deadlines, and an idle keep-alive far longer than any wait below: only the
+# deadline under test can close a connection in time.
+SHORT = Limits(header_timeout=1.0, body_timeout=1.0, write_timeout=1.0, keep_alive=600)
+TCP_CLOSE = 7  # tcp_info.tcpi_state of a socket the peer reset
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
 
 
 def _connect(port: int) -> socket.socket:
@@ -21,7 +29,8 @@ def _connect(port: int) -> socket.socket:
 
 
 def test_trickled_head_is_dropped_at_its_deadline(controller: Controller) -> None:
-    """A byte every 0.2 s does not extend the header deadline (slowloris)."""
+    """A byte every 0.2 s does not extend the header deadline (slowloris): the head is
+    dropped long before its 100 bytes (20 s) are sent, and not before the deadline."""
     with serving(controller, limits=SHORT) as server:
         sock = _connect(server.address[1])
         start = time.monotonic()
@@ -35,7 +44,7 @@ def test_trickled_head_is_dropped_at_its_deadline(controller: Controller) -> Non
             pass
         elapsed = time.monotonic() - start
         sock.close()
-        assert 0.9 < elapsed < 3.0, elapsed
+        assert elapsed > 0.9, elapsed  # a lower bound: load only makes it later
 
 
 def test_next_head_on_a_kept_alive_connection_has_a_deadline_too(
@@ -46,20 +55,18 @@ def test_next_head_on_a_kept_alive_connection_has_a_deadline_too(
         sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /api/status HTTP/1.1\r\nHo")  # and stall
-        assert closed_by_server(sock, 3.0)
+        assert closed_by_server(sock, 60)
         sock.close()
 
 
 def test_slow_body_gets_408(controller: Controller) -> None:
     with serving(controller, limits=SHORT) as server:
         port = server.address[1]
-        start = time.monotonic()
         answer = raw_request(port, b"POST /api/sync HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                              b"Authorization: Bearer %s\r\nContent-Length: 100\r\n\r\n"
-                             b'{"revision":' % (port, TOKEN.encode()))
+                             b'{"revision":' % (port, TOKEN.encode()), timeout=60)
         assert status_of(answer) == 408, answer
         assert b"connection: close" in answer.lower()
-        assert time.monotonic() - start < 3.0
 
 
 def test_bodies_over_the_cap_are_413_declared_or_streamed(controller: Controller) -> None:
@@ -97,11 +104,9 @@ def test_connections_held_open_do_not_starve_the_operator(controller: Controller
             sock.sendall(b"POST /api/sync HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                          b"Authorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{"
                          % (port, TOKEN.encode()))
-        time.sleep(0.6)
+        time.sleep(0.6)  # the stalled ones wait past stale_after (the scenario, not a wait)
         for _ in range(3):  # again and again, while the others stay stalled
-            t = time.monotonic()
             assert httpx.get(f"{server.url}/api/status", timeout=5).status_code == 200
-            assert time.monotonic() - t < 1.0
         closed = [s for s in heads + bodies if closed_by_server(s, 0.5)]
         assert len(closed) >= 3, "no stalled connection made room"
         for sock in heads + bodies:
@@ -130,7 +135,9 @@ def test_unread_answers_abort_the_connection(controller: Controller) -> None:
         sock.settimeout(5)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request * wanted)
-        time.sleep(SHORT.write_timeout + 1.5)
+        # Never read until the server gave up: it resets the connection.
+        wait_for(lambda: tcp_state(sock) == TCP_CLOSE, 60,
+                 "the server to abort the connection whose answers are not read")
         got = b""
         try:
             while chunk := sock.recv(1 << 20):

@@ -16,18 +16,32 @@ from .serverlab import ControllerProcess, closed_by_server, concurrent_gets
 
 
 def test_500_concurrent_readers_all_answered(controller_process: ControllerProcess) -> None:
-    start = time.monotonic()
     results = concurrent_gets(f"{controller_process.api}/api/status", 500)
-    elapsed = time.monotonic() - start
     failures = [code for code, _ in results if code != 200]
     assert not failures, f"{len(failures)} of 500 failed: {sorted(set(failures))}"
-    assert elapsed < 60, elapsed
+
+
+def still_connected(sock: socket.socket) -> bool:
+    """Open, nothing to read (the server has neither answered nor closed it); looked at
+    without waiting."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        sock.recv(1, socket.MSG_PEEK)  # an answer, or b"": closed
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass
+    finally:
+        sock.settimeout(timeout)
+    return False
 
 
 def test_slow_clients_do_not_block_and_are_dropped(
         controller_process: ControllerProcess) -> None:
-    """200 clients send half a request head and stall: a normal request still answers
-    at once, and the server drops every stalled one after its header deadline (5 s)."""
+    """200 clients send half a request head and stall: a normal request is answered
+    while every one of them is still connected (it did not wait for their deadline), and
+    the server then drops every stalled one after its header deadline (5 s)."""
     port = controller_process.port
     slow = []
     try:
@@ -35,15 +49,12 @@ def test_slow_clients_do_not_block_and_are_dropped(
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Slow: " % port)
             slow.append(sock)
-        time.sleep(0.2)  # the server has seen them all
-        t = time.monotonic()
-        resp = httpx.get(f"{controller_process.api}/api/status", timeout=5)
-        took = time.monotonic() - t
+        resp = httpx.get(f"{controller_process.api}/api/status", timeout=30)
         assert resp.status_code == 200
-        assert took < 1.0, took
-        # Dropped: each stalled connection is closed by the server (EOF or reset),
-        # within the 5 s header deadline plus scheduling slack.
-        deadline = time.monotonic() + 10
+        assert all(still_connected(s) for s in slow), "answered only after drops"
+        # Dropped: each stalled connection is closed by the server (EOF or reset); the
+        # 60 s are a ceiling for a loaded machine, the deadline itself is 5 s.
+        deadline = time.monotonic() + 60
         open_ones = [s for s in slow
                      if not closed_by_server(s, max(0.01, deadline - time.monotonic()))]
         assert not open_ones, f"{len(open_ones)} of 200 stalled clients still connected"

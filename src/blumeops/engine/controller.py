@@ -63,6 +63,11 @@ class ControllerState:
     rejected: str | None = None  # the last commit whose catalog was invalid
     drift: list[str] = field(default_factory=list)  # resources off the applied commit
     targets: list[dict[str, Any]] = field(default_factory=list)  # clusters', the tailnet's
+    # Passes since start: a watcher waits on these to know that a pass has happened.
+    fetch_passes: int = 0  # fetches tried; counted once the pass chose to sync or not
+    heal_passes: int = 0  # re-observations of the applied commit, counted when done
+    wakes: int = 0  # requests for a pass now (webhook, sync, rollback, resume)
+    wakes_handled: int = 0  # of those, how many a finished pass began after
 
 
 class Controller:
@@ -83,6 +88,7 @@ class Controller:
         self.state.applied = self.store.get(APPLIED_KEY)
         self.state.paused = self.store.get(PAUSED_KEY) == "1"
         self._wake = threading.Event()
+        self._wake_lock = threading.Lock()  # counts wakes exactly under a burst
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one sync at a time
         self._wanted: str | None = None  # an explicit revision (rollback, manual sync)
@@ -116,13 +122,15 @@ class Controller:
 
     def wake(self) -> None:
         """Fetch and sync now (a webhook arrived, or someone asked)."""
-        self._wake.set()
+        with self._wake_lock:
+            self.state.wakes += 1
+            self._wake.set()
 
     def request_sync(self, revision: str | None = None) -> str:
         """Sync `revision` (or the newest commit) on the loop thread; returns the target."""
         target = self.source.resolve(revision) if revision else self.source.fetch()
         self._wanted = target
-        self._wake.set()
+        self.wake()
         return target
 
     def rollback(self, revision: str) -> str:
@@ -131,7 +139,7 @@ class Controller:
         self.set_paused(True)
         self.store.event("rollback", f"rollback to {target[:12]}; auto-sync paused")
         self._wanted = target
-        self._wake.set()
+        self.wake()
         return target
 
     def set_paused(self, paused: bool) -> None:
@@ -139,7 +147,7 @@ class Controller:
         self.store.set(PAUSED_KEY, "1" if paused else "0")
         self._emit("paused", paused=paused)
         if not paused:
-            self._wake.set()
+            self.wake()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -149,6 +157,8 @@ class Controller:
         while not self._stop.is_set():
             woke = self._wake.is_set()
             self._wake.clear()
+            with self._wake_lock:  # after the clear: a later wake makes another pass
+                seen = self.state.wakes
             try:
                 synced = self.tick()
                 if synced or (not woke and time.monotonic() >= next_heal):
@@ -157,6 +167,7 @@ class Controller:
                     next_heal = time.monotonic() + heal_every
             except Exception as exc:  # the loop must survive anything; report it
                 self._error("loop", f"{type(exc).__name__}: {exc}")
+            self.state.wakes_handled = seen
             jitter = random.uniform(0, self.config.interval * 0.1)
             self._wake.wait(min(self.config.interval + jitter, heal_every))
 
@@ -170,6 +181,7 @@ class Controller:
             self.metrics.fetch_failures.inc()
             self.state.last_fetch_error = str(exc)
             self.store.event("fetch-failed", str(exc))
+            self.state.fetch_passes += 1
             return False
         self.state.last_fetch_error = None
         if newest != self.state.newest:
@@ -181,6 +193,9 @@ class Controller:
             done = (self.state.applied, self.state.rejected)
             wanted = newest if newest not in done else None
         self._update_lag()
+        if wanted is not None:
+            self.state.sync_state = "syncing"  # before the count: a watcher sees either
+        self.state.fetch_passes += 1
         if wanted is None:
             return False
         self.sync(wanted)
@@ -354,7 +369,10 @@ class Controller:
                 self._emit("drift-healed", resources=[c.id for c in prepared.plan.pending],
                            restarted=sorted(r[0] for r in restarted))
             self._record_health(final_health(runtime), runtime)
-            self._pids = pids(runtime)
+            # A pass between a crash and supervisord's restart sees no pid: keep the last
+            # one, or the restart that follows would never be noted.
+            self._pids = {n: p or self._pids.get(n) for n, p in pids(runtime).items()}
+            self.state.heal_passes += 1
             return fixes if self.config.self_heal else 0
 
     def _record_health(self, healths: list[Any], runtime: Any) -> None:
@@ -394,6 +412,8 @@ class Controller:
             "health": s.lab_health, "services": s.services, "targets": s.targets,
             "last_errors": s.last_errors,
             "last_fetch_error": s.last_fetch_error, "drift": s.drift,
+            "fetch_passes": s.fetch_passes, "heal_passes": s.heal_passes,
+            "wakes": s.wakes, "wakes_handled": s.wakes_handled,
         }
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:

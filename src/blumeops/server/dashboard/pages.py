@@ -33,6 +33,7 @@ from blumeops.server.responses import ApiError
 
 HERE = Path(__file__).parent
 MAX_FORM = 4 * 1024
+WRONG_LOGIN_PAUSE_S = 0.5  # a guesser pays this per wrong token
 _BACK = re.compile(r"^/(history|topology|service/[a-z0-9-]{1,63})?$")
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -290,7 +291,7 @@ async def login(request: Request) -> Response:
         return refused
     if not bearer_matches(f"Bearer {form.get('token', '')}", dash.ctx.settings.token):
         dash.ctx.failures.failed(client)
-        await asyncio.sleep(0.5)  # a guesser pays time per try
+        await asyncio.sleep(WRONG_LOGIN_PAUSE_S)  # a guesser pays time per try
         return await page("login.html", request, 401, error="wrong token", nav="login")
     session = dash.sessions.create()
     resp = RedirectResponse("/", 303, headers=HEADERS)
