@@ -14,6 +14,7 @@ import time
 from demolab import DemoLab, demo_fixture, lab_pids  # noqa: F401 (fixture "demo")
 
 from blumeops.state.store import Store
+from polling import wait_for
 
 
 def statuses(demo: DemoLab) -> dict[str, dict[str, object]]:
@@ -80,9 +81,11 @@ def test_bad_commands_degrade_only_themselves(demo: DemoLab) -> None:
               "    health: {command: ['true']}\n")
     out = demo.cli("apply", "--yes")
     assert out.returncode == 1, out.stdout
-    st = statuses(demo)
-    assert st["ghost"]["health"] == "Degraded"
-    assert st["quitter"]["health"] == "Degraded"
+    # A crash loop passes through STARTING between its tries (Progressing, honestly) and
+    # ends FATAL: wait for the verdict instead of catching one phase of the loop.
+    st = wait_for(lambda: (s := statuses(demo))["ghost"]["health"] == "Degraded"
+                  and s["quitter"]["health"] == "Degraded" and s, 60,
+                  lambda: f"ghost and quitter Degraded: {statuses(demo)}")
     assert "bye now" in str(st["quitter"]["detail"])  # the last lines of its log
     for name in ("web", "api", "notes", "echo"):
         assert st[name]["health"] == "Healthy", st[name]
