@@ -133,13 +133,13 @@ class RemoteFiles(Driver):
     def down(self) -> list[str]:
         """Remove the files blumeops wrote here (and only those) and the index. Two round
         trips: the index (with the host's facts, for absolute paths), then the removals."""
-        from blumeops.transports.base import parse_facts, put_request
+        from blumeops.transports.base import parse_facts, put_request, sub_result
 
         transport = self.ctx.transport
         assert transport is not None
         facts, answer = transport.call({"op": "batch", "ops": [
             {"op": "observe"}, index_op(self.index_path())]})["results"]
-        self.ctx.facts = parse_facts(facts["facts"])
+        self.ctx.facts = parse_facts(sub_result(self.ctx.name, facts)["facts"])
         self.ctx.home = self.ctx.facts.home
         written = parse_index(answer)
         if not written:

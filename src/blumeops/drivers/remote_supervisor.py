@@ -441,7 +441,7 @@ class RemoteSupervisor(Driver):
     def down(self) -> list[str]:
         """Stop every program and supervisord; remove program and secret files. Two round
         trips: stop + list (with the host's facts, for absolute paths), then remove."""
-        from blumeops.transports.base import parse_facts
+        from blumeops.transports.base import parse_facts, sub_result
 
         transport = self.ctx.transport
         assert transport is not None
@@ -455,7 +455,7 @@ class RemoteSupervisor(Driver):
             {"op": "list", "dir": self.path("secrets"), "suffix": ".env"},
             index_op(secret_index_path(self.path())),
         ]})["results"]
-        self.ctx.home = parse_facts(results[0]["facts"]).home
+        self.ctx.home = parse_facts(sub_result(self.ctx.name, results[0])["facts"]).home
         answer = results[1]
         stopped = []
         if "down" not in answer and answer.get("results"):

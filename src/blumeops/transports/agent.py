@@ -931,8 +931,34 @@ def spawn(req: dict[str, Any]) -> dict[str, Any]:
 # --- dispatch --------------------------------------------------------------------------
 
 
+class _Deadline(BaseException):
+    """The round trip's deadline passed (SIGALRM): a BaseException, so that no op's
+    `except Exception` swallows it; subprocess.run kills its child on the way out."""
+
+
+_running: list[str] = []  # the op being handled, for the deadline's message
+
+
+def _arm(req: dict[str, Any]) -> None:
+    """Stop this agent at the request's deadline, whatever it is stuck on (a FIFO, a
+    dead NFS mount, a socket that never answers): the client has given up by then."""
+    seconds = req.get("deadline")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        # Should unwinding hang too, the default action ends the process 2 s later.
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_REAL, 2.0)
+        raise _Deadline(float(seconds))
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+
+
 def handle(req: dict[str, Any], blobs: Blobs) -> Any:
     op = req.get("op")
+    _running[:] = [str(op)]
     if op == "observe":
         return observe(req)
     if op == "put":
@@ -967,8 +993,9 @@ def _sub(req: dict[str, Any], blobs: Blobs) -> Any:
         return {"error": "os-error", "message": exc.strerror or type(exc).__name__}
 
 
-def answer(req_line: bytes, stream: BinaryIO) -> dict[str, Any]:
-    """The JSON answer to one request; never raises for a bad request.
+def answer(req_line: bytes, stream: BinaryIO, arm: bool = False) -> dict[str, Any]:
+    """The JSON answer to one request; never raises for a bad request. With `arm` (a
+    process of its own), the request's deadline ends the work (`_arm`).
 
     Messages name paths and fields, never values: a request may carry secrets.
     """
@@ -979,7 +1006,14 @@ def answer(req_line: bytes, stream: BinaryIO) -> dict[str, Any]:
     try:
         if not isinstance(req, dict) or req.get("v") != 1:
             raise AgentError("bad-request", "expected a version 1 request object")
+        if arm:
+            _arm(req)
         return {"ok": True, "result": handle(req, Blobs(stream))}
+    except _Deadline as exc:
+        return {"ok": False, "error": "deadline",
+                "message": f"the host did not finish within {exc.args[0]:g} s (stuck in "
+                           f"{'/'.join(_running) or 'the request'}: a hung file, socket or "
+                           "command?); stopped there"}
     except AgentError as exc:
         return {"ok": False, "error": exc.code, "message": exc.message}
     except OSError as exc:
@@ -1002,9 +1036,12 @@ def main() -> None:
     for sig in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, _terminate)
     stdin = sys.stdin.buffer
-    reply = answer(stdin.readline(), stdin)
+    reply = answer(stdin.readline(), stdin, arm=True)
+    signal.setitimer(signal.ITIMER_REAL, 0)
     sys.stdout.buffer.write(MARKER + json.dumps(reply).encode() + b"\n")
     sys.stdout.buffer.flush()
+    if reply.get("error") == "deadline":
+        os._exit(1)  # no waiting for the threads of a stuck op
 
 
 if __name__ == "__main__":
