@@ -11,32 +11,20 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 from sshhost import (
-    SshHost,
     SshLab,
-    descendants,
+    agents_on,
+    hostile_python,
     needs_sshd,
     ssh_lab_fixture,  # noqa: F401 (fixture "ssh_lab")
 )
 
-from blumeops.transports import wire
 from blumeops.transports.exceptions import RemoteError, TransportError
 from blumeops.transports.types import FileBatch, FileWrite, ObserveRequest
 
 pytestmark = [needs_sshd, pytest.mark.slow]
-
-
-def hostile_python(host: SshHost, answer: str) -> None:
-    """Replace the host's python3 with a script that reads the request and prints
-    `answer` (shell code writing to stdout) after the agent's marker."""
-    script = host.root / "bin" / "python3"
-    script.unlink()
-    script.write_text("#!/bin/sh\ncat >/dev/null\nprintf '\\n##blumeops-agent-response##\\n'\n"
-                      + answer + "\n")
-    script.chmod(0o755)
 
 
 def reply(result: object) -> str:
@@ -101,19 +89,6 @@ def test_a_flooding_host_is_cut_off_at_the_cap_in_bounded_memory(ssh_lab: SshLab
                                   "more than 32 MB"), got
     assert got["maxrss_mb"] < 150, got  # the whole answer would be 300 MB and more
     assert "Traceback" not in proc.stderr
-
-
-def agents_on(host: SshHost) -> list[int]:
-    """The host's processes running the agent (python3 -c BOOTSTRAP)."""
-    out = []
-    for pid in descendants(host.proc.pid if host.proc else 0):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if wire.BOOTSTRAP.encode() in cmdline:
-            out.append(pid)
-    return out
 
 
 def test_a_hung_agent_times_out_in_seconds_and_leaves_nothing_on_the_host(

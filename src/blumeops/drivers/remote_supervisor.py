@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from blumeops.transports.types import JSON
 
 STOPPED = {"STOPPED", "EXITED", "FATAL", "BACKOFF"}
+# supervisord's process table answers in milliseconds: a look that waits longer finds a
+# hung daemon, and should not hold the round trip (its budget, answers.py) for 30 s.
+LOOK_SECONDS = 10
 INSTALL_HINT = ("install it there (`pip install supervisor` for the SSH user, or "
                 "`apt install supervisor`), or declare service_manager: systemd/launchd "
                 "for this host")
@@ -159,7 +162,7 @@ class RemoteSupervisor(Driver):
         _, probes = self._probe_ops(self._services())
         return [{"op": "list", "dir": self.path("supervisor", "programs"), "suffix": ".conf"},
                 {"op": "xmlrpc", "socket": self.socket,
-                 "calls": [["supervisor.getAllProcessInfo", []]]},
+                 "calls": [["supervisor.getAllProcessInfo", []]], "timeout": LOOK_SECONDS},
                 index_op(secret_index_path(self.path())),
                 {"op": "jobs", "path": self.jobs_path()},
                 *probes]
@@ -350,7 +353,7 @@ class RemoteSupervisor(Driver):
             results = [cached[0], *(by_name[n] for n in names)]
         else:
             ops = [{"op": "xmlrpc", "socket": self.socket,
-                    "calls": [["supervisor.getAllProcessInfo", []]]},
+                    "calls": [["supervisor.getAllProcessInfo", []]], "timeout": LOOK_SECONDS},
                    {"op": "jobs", "path": self.jobs_path()}, *probes]
             results = transport.call({"op": "batch", "ops": ops})["results"]
             self._jobs = dict(results.pop(1).get("jobs") or {})
