@@ -49,6 +49,7 @@ from blumeops.drivers.remote_services import (
     parse_index,
     probe_op,
     probed_health,
+    secret_files_missing,
     secret_index_path,
     tail_op,
     workdir,
@@ -163,7 +164,7 @@ class RemoteSupervisor(Driver):
         return [{"op": "list", "dir": self.path("supervisor", "programs"), "suffix": ".conf"},
                 {"op": "xmlrpc", "socket": self.socket,
                  "calls": [["supervisor.getAllProcessInfo", []]], "timeout": LOOK_SECONDS},
-                index_op(secret_index_path(self.path())),
+                index_op(secret_index_path(self.path()), stat=True, root=self.path("lab")),
                 {"op": "jobs", "path": self.jobs_path()},
                 *probes]
 
@@ -180,6 +181,7 @@ class RemoteSupervisor(Driver):
         programs: dict[str, str] = dict(answers[0].get("files", {}))
         self._parse_status(answers[1])
         self._secret_files = parse_index(answers[2])
+        missing = secret_files_missing(answers[2], self._services(), self.ctx.spec.services)
         self._jobs = dict(answers[3].get("jobs") or {})
         self._observed = [answers[1], *answers[4:]]
         desired = {r.name: r for r in self.resources}
@@ -197,7 +199,8 @@ class RemoteSupervisor(Driver):
             running: bool | None = state in ("RUNNING", "STARTING")
             if is_job_program(body) and st is not None:
                 running = None  # a job is not kept running: between runs it is EXITED
-            live[f"{self.target}/program/{name}"] = Live(body, running, state)
+            live[f"{self.target}/program/{name}"] = Live(body, running, state,
+                                                         reason=missing.get(name, ""))
         return live
 
     # -- apply -----------------------------------------------------------------------

@@ -397,10 +397,23 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _check_write(path: str, root: str | None) -> str:
+    """A write named under `root` must land under it once symlinks are resolved: a
+    symlinked directory inside the lab dir must not carry a file out of it (as the
+    local driver refuses). Writes named elsewhere (the state dir's own files) pass."""
+    if root is None or not _within(path, root):
+        return path
+    real_root = os.path.realpath(root)
+    if not _within(os.path.realpath(os.path.dirname(path)), real_root):
+        raise AgentError("outside-root", f"refusing to write {path}: it leads outside "
+                                         f"{root} through a symlink")
+    return path
+
+
 def put(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
-    files = [(_path(f["path"]), int(f["size"]), int(f["mode"]) & 0o7777, f.get("owner"))
-             for f in req.get("files", [])]
     root = _path(req["root"]) if req.get("root") else None  # "~/..." as the SSH user's
+    files = [(_check_write(_path(f["path"]), root), int(f["size"]), int(f["mode"]) & 0o7777,
+              f.get("owner")) for f in req.get("files", [])]
     removes = [_check_removal(raw, root) for raw in req.get("removes", [])]
     dirs = sorted({os.path.dirname(p) for p, _, _, _ in files} | {os.path.dirname(p)
                                                                   for p in removes})
@@ -809,17 +822,39 @@ def _probe_command(req: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def index(req: dict[str, Any]) -> dict[str, Any]:
+    """An index's entries; ``damaged`` when it exists but is not an object of paths (the
+    driver rewrites it); with ``root``, entries whose path is not under it (symlinks
+    resolved) are left out and listed in ``outside``: never obeyed, dropped when the
+    index is next written."""
     entries: dict[str, str] = {}
+    damaged = False
     try:
         with open(_path(req["path"]), encoding="utf-8") as handle:
             data = json.load(handle)
+        damaged = not isinstance(data, dict)
         if isinstance(data, dict):
-            entries = {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
-    except (OSError, ValueError):
+            entries = {str(k): v for k, v in data.items() if _index_path(v)}
+            damaged = len(entries) != len(data)
+    except FileNotFoundError:
         pass
-    files = ({p: file_state(_path(p)) for p in sorted(set(entries.values()))}
+    except (OSError, ValueError):
+        damaged = True
+    outside: dict[str, str] = {}
+    if req.get("root"):
+        real_root = os.path.realpath(_path(req["root"]))
+        for key, path in list(entries.items()):
+            real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+            if not _within(real, real_root) or real == real_root:
+                outside[key] = entries.pop(key)
+    files = ({p: file_state(p) for p in sorted(set(entries.values()))}
              if req.get("stat") else {})
-    return {"entries": entries, "files": files}
+    return {"entries": entries, "files": files, "damaged": damaged, "outside": outside}
+
+
+def _index_path(value: Any) -> bool:
+    """An index value blumeops could have written: an absolute, normalised path."""
+    return (isinstance(value, str) and value.startswith("/") and "\0" not in value
+            and os.path.normpath(value) == value)
 
 
 def jobs(req: dict[str, Any]) -> dict[str, Any]:
