@@ -91,8 +91,6 @@ class HostSession:
         """A failure on a remote host as its reason: a transport's own message, or what
         in its answer blumeops could not use (answers.py checks shapes first; this is
         the net under it, so one host's answer never ends the run for the others)."""
-        from blumeops.transports.exceptions import TransportError
-
         if isinstance(exc, TransportError):
             return exc.message
         if not self.remote:
