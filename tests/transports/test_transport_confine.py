@@ -79,3 +79,18 @@ def test_index_entries_outside_root_are_left_out(local: LocalTransport,
     assert sorted(got["outside"]) == ["b", "c", "d"]
     assert list(got["files"]) == [str(root / "sub" / "a.txt")]  # never stats outside
     assert got["damaged"] is False
+
+
+def test_index_entries_under_home_are_kept(local: LocalTransport, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit host's index names `~/...` paths (its lab dir before the home is known)."""
+    home = tmp_path / "home"
+    (home / "lab").mkdir(parents=True)
+    (home / "lab" / "a.key").write_text("x")
+    monkeypatch.setenv("HOME", str(home))
+    index = tmp_path / "files.json"
+    index.write_text(json.dumps({"svc:A": "~/lab/a.key", "svc:B": "~/elsewhere.key"}))
+    got = local.call({"op": "index", "path": str(index), "stat": True, "root": "~/lab"})
+    assert got["entries"] == {"svc:A": "~/lab/a.key"} and got["damaged"] is False
+    assert got["outside"] == {"svc:B": "~/elsewhere.key"}
+    assert got["files"]["~/lab/a.key"]["kind"] == "file"

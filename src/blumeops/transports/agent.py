@@ -842,19 +842,23 @@ def index(req: dict[str, Any]) -> dict[str, Any]:
     outside: dict[str, str] = {}
     if req.get("root"):
         real_root = os.path.realpath(_path(req["root"]))
-        for key, path in list(entries.items()):
+        for key, raw in list(entries.items()):
+            path = _path(raw)
             real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
             if not _within(real, real_root) or real == real_root:
                 outside[key] = entries.pop(key)
-    files = ({p: file_state(p) for p in sorted(set(entries.values()))}
+    files = ({p: file_state(_path(p)) for p in sorted(set(entries.values()))}
              if req.get("stat") else {})
     return {"entries": entries, "files": files, "damaged": damaged, "outside": outside}
 
 
 def _index_path(value: Any) -> bool:
-    """An index value blumeops could have written: an absolute, normalised path."""
-    return (isinstance(value, str) and value.startswith("/") and "\0" not in value
-            and os.path.normpath(value) == value)
+    """An index value blumeops could have written: an absolute, normalised path (or one
+    under ``~/``, the SSH user's home)."""
+    if not isinstance(value, str) or "\0" in value:
+        return False
+    path = value[1:] if value.startswith("~/") else value
+    return path.startswith("/") and os.path.normpath(path) == path
 
 
 def jobs(req: dict[str, Any]) -> dict[str, Any]:
