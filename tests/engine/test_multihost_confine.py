@@ -7,10 +7,14 @@ deleted on the host is delivered again."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 from multihostlab import MultiLab, multihost_fixture, needs_sshd  # noqa: F401
+from test_multihost_managers import UnitLab, units_fixture  # noqa: F401
+from test_multihost_managers_gaps import status, write
 
 pytestmark = [needs_sshd, pytest.mark.slow]
 
@@ -119,3 +123,27 @@ def test_a_file_secret_deleted_on_the_host_is_delivered_again(multihost: MultiLa
         time.sleep(0.2)
     assert key.read_text() == "key-two"
     assert precious.read_text() == "not blumeops's\n"
+
+
+def test_a_unit_hosts_deleted_file_secret_is_delivered_again(units: UnitLab) -> None:
+    """The same on a systemd host (its systemctl the TEST DOUBLE of tests/drivers/doubles,
+    as in test_multihost_managers_gaps.py): the unit is restarted with its file back."""
+    done = subprocess.run([sys.executable, "-m", "blumeops", "secret", "set", str(units.lab),
+                           "units/api-key", "--value", "unit-key"], env=units.env,
+                          cwd=units.root, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    write(units, '{ref: "vault:units/api-key", file: keys/api.key}')
+    first = units.cli("apply", "--yes")
+    assert "api: healthy" in first.stderr, first.stdout + first.stderr
+    key = units.hosts["linbox"].root / ".local/state/blumeops/lab/keys/api.key"
+    assert key.read_text() == "unit-key"
+
+    key.unlink()
+    plan = units.cli("plan")
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "secret file missing on the host: API_KEY" in plan.stdout, plan.stdout
+    again = units.cli("apply", "--yes")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert key.read_text() == "unit-key" and key.stat().st_mode & 0o777 == 0o600
+    assert status(units)["api"] == ("Healthy", "exit 0 on linbox")
+    assert units.cli("plan").returncode == 0
