@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from blumeops.transports import wire
 from blumeops.transports.ssh import SshTarget, SshTransport, control_dir
 from requires import MAKE_TOOLS, PYENV, needs, require
 
@@ -186,6 +187,37 @@ class SshHost:
     def sessions(self) -> int:
         """Commands sshd started (one per round trip)."""
         return self.log_text().count("Starting session: command")
+
+
+def hostile_python(host: SshHost, answer: str) -> None:
+    """Replace the host's python3 with a script that reads the request and prints
+    `answer` (shell code writing to stdout) after the agent's marker."""
+    script = host.root / "bin" / "python3"
+    script.unlink()
+    script.write_text("#!/bin/sh\ncat >/dev/null\nprintf '\\n##blumeops-agent-response##\\n'\n"
+                      + answer + "\n")
+    script.chmod(0o755)
+
+
+def restore_python(host: SshHost) -> None:
+    """The host's own python3 again, after `hostile_python`."""
+    script = host.root / "bin" / "python3"
+    script.unlink()
+    assert host.python
+    script.symlink_to(host.python)
+
+
+def agents_on(host: SshHost) -> list[int]:
+    """The host's processes running the agent (python3 -c BOOTSTRAP)."""
+    out = []
+    for pid in descendants(host.proc.pid if host.proc else 0):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if wire.BOOTSTRAP.encode() in cmdline:
+            out.append(pid)
+    return out
 
 
 @dataclass

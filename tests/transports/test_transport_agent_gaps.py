@@ -91,8 +91,9 @@ def test_index_lists_what_was_written_and_whether_it_is_still_there(
                               "svc:b.txt": str(tmp_path / "b.txt")}
     assert got["files"][str(tmp_path / "a.txt")]["kind"] == "file"
     assert got["files"][str(tmp_path / "b.txt")]["kind"] == "missing"
+    assert got["damaged"] is True  # "odd" is not a path blumeops wrote
     assert local.call({"op": "index", "path": str(tmp_path / "none.json")}) == {
-        "entries": {}, "files": {}}
+        "entries": {}, "files": {}, "damaged": False, "outside": {}}
 
 
 def test_a_removal_root_may_be_given_from_home(local: LocalTransport, tmp_path: Path,

@@ -40,6 +40,7 @@ from blumeops.drivers.remote_services import (
     parse_index,
     probe_op,
     probed_health,
+    secret_files_missing,
     secret_index_path,
     workdir,
 )
@@ -85,6 +86,7 @@ class UnitDriver(Driver):
         self._probes: dict[str, JSON] | None = None  # from the observe trip, until used
         # File secrets written on the host ("SERVICE:NAME" -> path); None: not read yet.
         self._secret_files: dict[str, str] | None = None
+        self._missing: dict[str, str] = {}  # service -> why its file secrets go again
 
     # -- the manager -----------------------------------------------------------------
 
@@ -200,7 +202,7 @@ class UnitDriver(Driver):
         if self._mode is None:
             return []  # first contact: the manager observes once the facts are known
         ops: list[JSON] = [{"op": "list", "dir": self._unit_dir(), "suffix": self.suffix},
-                           index_op(self._index_path())]
+                           index_op(self._index_path(), stat=True, root=self.lab_dir())]
         names = sorted(self.units())
         batch, parse, first = self._batch(names, self._probe_ops(self._hosted()))
         self._pending = (batch, parse, names, first)
@@ -223,6 +225,8 @@ class UnitDriver(Driver):
             batch, parse, names, first = self._pending
             self._pending = None
             self._secret_files = parse_index(answers[1])
+            self._missing = secret_files_missing(answers[1], self._hosted(),
+                                                 self.ctx.spec.services)
             result = BatchResult(batch, list(answers[2:]))
             self._states = parse(result)
             self._probes = dict(zip(self._probe_ops(self._hosted()),
@@ -274,7 +278,8 @@ class UnitDriver(Driver):
                 # A job is not a process: between runs it is converged while it is
                 # scheduled (launchd: loaded; systemd: its timer enabled).
                 running = None if st is not None and st.enabled else False
-            live[f"{self.target}/{self.unit_kind}/{name}"] = Live(body, running, state)
+            live[f"{self.target}/{self.unit_kind}/{name}"] = Live(
+                body, running, state, reason=self._missing.get(name, ""))
         live.update(self._timers_live())
         return live
 
@@ -360,7 +365,8 @@ class UnitDriver(Driver):
                 or (remove and self._secret_files is None)):
             return None
         if self._secret_files is None:
-            self._secret_files = parse_index(self.transport.call(index_op(self._index_path())))
+            self._secret_files = parse_index(self.transport.call(
+                index_op(self._index_path(), root=self.lab_dir())))
         files = SecretFiles(self._secret_files)
         lab = self.lab_dir()
         for name in remove:

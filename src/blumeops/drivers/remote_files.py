@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from blumeops.drivers.base import Driver, Secrets
-from blumeops.drivers.remote_services import index_op, parse_index
+from blumeops.drivers.remote_services import index_op, index_trouble, parse_index
 from blumeops.engine.plan import Change, Live
 from blumeops.engine.resources import Resource
 from blumeops.transports.types import FileBatch, FileWrite
@@ -46,6 +46,7 @@ class RemoteFiles(Driver):
         self._index: dict[str, str] = {}  # resource name -> path on the host
         self._asked: list[str] = []
         self._observed = False  # observe_ops asked (False: the SSH user was not known)
+        self._rewrite_index = False  # the host's index is damaged: apply writes it whole
 
     def _base(self) -> str | None:
         from blumeops.drivers.managed import host_lab_dir
@@ -77,7 +78,7 @@ class RemoteFiles(Driver):
     def _ops(self) -> list[JSON]:
         self._asked = [self._dest(r) for r in self.resources]
         return [{"op": "observe", "paths": self._asked},
-                index_op(self.index_path(), stat=True)]
+                index_op(self.index_path(), stat=True, root=self._root())]
 
     def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
         if not self._observed and self.ctx.transport is not None:
@@ -85,13 +86,17 @@ class RemoteFiles(Driver):
         files = answers[0].get("files", {}) if answers else {}
         written = answers[1] if len(answers) > 1 else {}
         self._index = parse_index(written)
+        # A damaged index (or one naming paths outside the lab dir) is written again by
+        # the next apply: until then every file shows as an update, with the reason.
+        trouble = index_trouble(written)
+        self._rewrite_index = bool(trouble)
         live = {}
         for res, path in zip(self.resources, self._asked, strict=True):
             state = files.get(path, {})
             if not state.get("exists"):
                 continue
             same = state.get("sha256") == hashlib.sha256(res.body.encode()).hexdigest()
-            live[res.id] = Live(res.body if same else "(differs on the host)")
+            live[res.id] = Live(res.body if same else "(differs on the host)", reason=trouble)
         desired = {r.name for r in self.resources}
         states = written.get("files", {}) if isinstance(written, dict) else {}
         for name, path in self._index.items():
@@ -119,7 +124,7 @@ class RemoteFiles(Driver):
             index[c.name] = path
         if not (writes or removes):
             return {}
-        if index != self._index:
+        if index != self._index or self._rewrite_index:
             writes.append(FileWrite(self.index_path(), json.dumps(
                 index, indent=2, sort_keys=True).encode(), mode=0o600))
         try:
@@ -128,18 +133,19 @@ class RemoteFiles(Driver):
         except RemoteError as exc:
             return {c.id: exc.message for c in changes}
         self._index = index
+        self._rewrite_index = False
         return {}
 
     def down(self) -> list[str]:
         """Remove the files blumeops wrote here (and only those) and the index. Two round
         trips: the index (with the host's facts, for absolute paths), then the removals."""
-        from blumeops.transports.base import parse_facts, put_request
+        from blumeops.transports.base import parse_facts, put_request, sub_result
 
         transport = self.ctx.transport
         assert transport is not None
         facts, answer = transport.call({"op": "batch", "ops": [
             {"op": "observe"}, index_op(self.index_path())]})["results"]
-        self.ctx.facts = parse_facts(facts["facts"])
+        self.ctx.facts = parse_facts(sub_result(self.ctx.name, facts)["facts"])
         self.ctx.home = self.ctx.facts.home
         written = parse_index(answer)
         if not written:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from blumeops.transports.types import FileWrite
@@ -69,14 +69,55 @@ def secret_index_path(state: str) -> str:
     return posixpath.join(state, "secrets", "files.json")
 
 
-def index_op(path: str, stat: bool = False) -> JSON:
-    return {"op": "index", "path": path, "stat": stat}
+def index_op(path: str, stat: bool = False, root: str | None = None) -> JSON:
+    """Read an index on the host; with `root`, its entries outside it are left out."""
+    op: JSON = {"op": "index", "path": path, "stat": stat}
+    if root:
+        op["root"] = root
+    return op
+
+
+def index_trouble(answer: JSON | None) -> str:
+    """Why an index on the host must be written again ("" when it is sound): unreadable
+    (its files would be forgotten), or naming paths outside the lab dir (ignored)."""
+    if not answer:
+        return ""
+    if answer.get("damaged"):
+        return "the host's index of the files blumeops wrote is damaged: apply rewrites it"
+    outside = answer.get("outside") or {}
+    if outside:
+        return ("the host's index of the files blumeops wrote names paths outside the lab "
+                f"dir (ignored, dropped by apply): {', '.join(sorted(outside)[:5])}")
+    return ""
 
 
 def parse_index(answer: JSON | None) -> dict[str, str]:
     if not answer or "entries" not in answer:
         return {}
     return {str(k): str(v) for k, v in answer["entries"].items()}
+
+
+def secret_files_missing(answer: JSON, services: Sequence[str],
+                         spec: Mapping[str, ServiceSpec]) -> dict[str, str]:
+    """Service -> why its file secrets must be delivered again, from the host's secret
+    index (read with stat): a file deleted on the host, or an index that is damaged
+    (then blumeops cannot tell which are there). "secret ..." reasons restart it."""
+    entries = parse_index(answer)
+    states = answer.get("files") or {}
+    damaged = bool(answer.get("damaged"))
+    out: dict[str, str] = {}
+    for name in services:
+        svc = spec.get(name)
+        if svc is None or not svc.secret_files:
+            continue
+        if damaged:
+            out[name] = "secret files to deliver again: the host's index of them is damaged"
+            continue
+        gone = [key for key in sorted(svc.secret_files)
+                if states.get(entries.get(f"{name}:{key}", ""), {}).get("kind") != "file"]
+        if gone:
+            out[name] = f"secret file missing on the host: {', '.join(gone)}"
+    return out
 
 
 class SecretFiles:

@@ -53,6 +53,7 @@ from blumeops.drivers.remote_services import (
     parse_index,
     probe_op,
     probed_health,
+    secret_files_missing,
     secret_index_path,
     tail_op,
     workdir,
@@ -66,6 +67,9 @@ if TYPE_CHECKING:
     from blumeops.transports.types import JSON
 
 STOPPED = {"STOPPED", "EXITED", "FATAL", "BACKOFF"}
+# supervisord's process table answers in milliseconds: a look that waits longer finds a
+# hung daemon, and should not hold the round trip (its budget, answers.py) for 30 s.
+LOOK_SECONDS = 10
 INSTALL_HINT = ("install it there (`pip install supervisor` for the SSH user, or "
                 "`apt install supervisor`), or declare service_manager: systemd/launchd "
                 "for this host")
@@ -177,8 +181,8 @@ class RemoteSupervisor(Driver):
         _, probes = self._probe_ops(self._services())
         return [{"op": "list", "dir": self.path("supervisor", "programs"), "suffix": ".conf"},
                 {"op": "xmlrpc", "socket": self.socket,
-                 "calls": [["supervisor.getAllProcessInfo", []]]},
-                index_op(secret_index_path(self.path())),
+                 "calls": [["supervisor.getAllProcessInfo", []]], "timeout": LOOK_SECONDS},
+                index_op(secret_index_path(self.path()), stat=True, root=self.path("lab")),
                 {"op": "jobs", "path": self.jobs_path()},
                 *self._marks_ops(),
                 *probes]
@@ -196,6 +200,7 @@ class RemoteSupervisor(Driver):
         programs: dict[str, str] = dict(answers[0].get("files", {}))
         self._parse_status(answers[1])
         self._secret_files = parse_index(answers[2])
+        missing = secret_files_missing(answers[2], self._services(), self.ctx.spec.services)
         self._jobs = dict(answers[3].get("jobs") or {})
         self._parse_marks(answers[4], answers[5])
         self._observed = [answers[1], *answers[6:]]
@@ -216,6 +221,7 @@ class RemoteSupervisor(Driver):
                 running = None  # a job is not kept running: between runs it is EXITED
             pending = self._pending.get(name, "") if st is not None else ""
             live[f"{self.target}/program/{name}"] = Live(body, running, state,
+                                                         reason=missing.get(name, ""),
                                                          restart_pending=pending)
         return live
 
@@ -386,7 +392,7 @@ class RemoteSupervisor(Driver):
             results = [cached[0], *(by_name[n] for n in names)]
         else:
             ops = [{"op": "xmlrpc", "socket": self.socket,
-                    "calls": [["supervisor.getAllProcessInfo", []]]},
+                    "calls": [["supervisor.getAllProcessInfo", []]], "timeout": LOOK_SECONDS},
                    {"op": "jobs", "path": self.jobs_path()}, *self._marks_ops(), *probes]
             results = transport.call({"op": "batch", "ops": ops})["results"]
             self._jobs = dict(results.pop(1).get("jobs") or {})
@@ -483,7 +489,7 @@ class RemoteSupervisor(Driver):
     def down(self) -> list[str]:
         """Stop every program and supervisord; remove program and secret files. Two round
         trips: stop + list (with the host's facts, for absolute paths), then remove."""
-        from blumeops.transports.base import parse_facts
+        from blumeops.transports.base import parse_facts, sub_result
 
         transport = self.ctx.transport
         assert transport is not None
@@ -497,7 +503,7 @@ class RemoteSupervisor(Driver):
             {"op": "list", "dir": self.path("secrets"), "suffix": ".env"},
             index_op(secret_index_path(self.path())),
         ]})["results"]
-        self.ctx.home = parse_facts(results[0]["facts"]).home
+        self.ctx.home = parse_facts(sub_result(self.ctx.name, results[0])["facts"]).home
         answer = results[1]
         stopped = []
         if "down" not in answer and answer.get("results"):

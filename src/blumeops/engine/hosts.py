@@ -19,12 +19,16 @@ from blumeops.drivers.base import Driver, HostContext, Secrets, driver_class
 from blumeops.engine.health import Health
 from blumeops.engine.plan import Change, Live
 from blumeops.engine.resources import Resource
+from blumeops.transports.exceptions import TransportError
 
 if TYPE_CHECKING:
     from blumeops.engine.local import ServiceHealth
     from blumeops.engine.spec import HostSpec, RuntimeSpec
     from blumeops.transports.types import HostFacts
 
+# What a remote host's round trip may raise: the transport's errors, and (the net under
+# answers.py's shape checks) a driver tripping over an answer it did not expect.
+UNUSABLE = (TransportError, KeyError, TypeError, ValueError, IndexError, AttributeError)
 # Where a lab's state lives on a remote host (0700): its supervisord, Caddy, secrets.
 REMOTE_STATE = "~/.local/state/blumeops/{lab}"
 # ssh -F: a client config that replaces ~/.ssh/config (tests, CI, a lab of loopback hosts).
@@ -61,8 +65,6 @@ class HostSession:
 
     def observe(self) -> dict[str, Live]:
         """Every driver's live resources; one round trip to a remote host."""
-        from blumeops.transports.exceptions import TransportError
-
         drivers = self.ordered()
         if not self.remote:
             live: dict[str, Live] = {}
@@ -71,8 +73,8 @@ class HostSession:
             return live
         try:
             answers = self._observe_remote(drivers)
-        except TransportError as exc:
-            self.unreachable = exc.message
+        except UNUSABLE as exc:
+            self.unreachable = self._why(exc)
             return {}
         if self.unreachable:
             return {}
@@ -80,13 +82,25 @@ class HostSession:
         try:
             for driver, part in zip(drivers, answers, strict=True):
                 live.update(driver.observe(part))
-        except TransportError as exc:
-            self.unreachable = exc.message
+        except UNUSABLE as exc:
+            self.unreachable = self._why(exc)
             return {}
         return live
 
+    def _why(self, exc: BaseException) -> str:
+        """A failure on a remote host as its reason: a transport's own message, or what
+        in its answer blumeops could not use (answers.py checks shapes first; this is
+        the net under it, so one host's answer never ends the run for the others)."""
+        if isinstance(exc, TransportError):
+            return exc.message
+        if not self.remote:
+            raise exc
+        said = str(exc)[:200]
+        return (f"host {self.name}: its answer could not be used ({type(exc).__name__}"
+                + (f": {said})" if said else ")"))
+
     def _observe_remote(self, drivers: list[Driver]) -> list[list[Any]]:
-        from blumeops.transports.base import observe_request, parse_facts
+        from blumeops.transports.base import observe_request, parse_facts, sub_result
         from blumeops.transports.facts import check_declared
         from blumeops.transports.types import ObserveRequest
 
@@ -98,7 +112,7 @@ class HostSession:
         result = self.ctx.transport.call({"op": "batch", "ops": ops})
         self.round_trips += 1
         results = list(result["results"])
-        facts = parse_facts(results[0]["facts"])
+        facts = parse_facts(sub_result(self.name, results[0])["facts"])
         self.facts = facts
         self.ctx.facts = facts
         self.ctx.home = facts.home
@@ -116,8 +130,6 @@ class HostSession:
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
         """Each driver applies its share, in driver order; errors per resource id."""
-        from blumeops.transports.exceptions import TransportError
-
         errors: dict[str, str] = {}
         for driver in self.ordered():
             mine = [c for c in changes if c.target.partition("@")[0] == driver.kind]
@@ -125,9 +137,9 @@ class HostSession:
                 continue
             try:
                 errors.update(driver.apply(mine, secrets))
-            except TransportError as exc:
-                self.unreachable = exc.message
-                errors.update({c.id: exc.message for c in mine})
+            except UNUSABLE as exc:
+                self.unreachable = self._why(exc)
+                errors.update({c.id: self.unreachable for c in mine})
         for change in changes:
             if change.target.partition("@")[0] not in self.drivers:
                 errors[change.id] = f"no driver for {change.target} on this host"
@@ -136,7 +148,6 @@ class HostSession:
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
         from blumeops.engine.local import ServiceHealth
-        from blumeops.transports.exceptions import TransportError
 
         spec = self.ctx.spec.services
         if self.unreachable:
@@ -147,8 +158,8 @@ class HostSession:
             if driver.manages_services:
                 try:
                     out.update(driver.health(services, started))
-                except TransportError as exc:
-                    self.unreachable = exc.message
+                except UNUSABLE as exc:
+                    self.unreachable = self._why(exc)
                     return self.health(services, started)
         for name in services:
             if name not in out:
@@ -157,14 +168,12 @@ class HostSession:
         return out
 
     def down(self) -> list[str]:
-        from blumeops.transports.exceptions import TransportError
-
         stopped: list[str] = []
         for driver in reversed(self.ordered()):
             try:
                 stopped += driver.down()
-            except TransportError as exc:
-                self.unreachable = exc.message
+            except UNUSABLE as exc:
+                self.unreachable = self._why(exc)
                 break
         return stopped
 

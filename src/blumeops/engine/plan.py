@@ -123,6 +123,8 @@ def make_plan(
             if old != new:
                 reasons.append("configuration differs")
                 diff = unified_diff(old, new, res.path)
+            if current.reason:  # the driver's own reason to write it again
+                reasons.append(current.reason)
         if want_fp.get(res.id, "") != have_fp.get(res.id, ""):
             reasons.append(f"secret values changed (fingerprint {want_fp.get(res.id, '')[:12]})")
         if current.running is False:

@@ -397,10 +397,23 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _check_write(path: str, root: str | None) -> str:
+    """A write named under `root` must land under it once symlinks are resolved: a
+    symlinked directory inside the lab dir must not carry a file out of it (as the
+    local driver refuses). Writes named elsewhere (the state dir's own files) pass."""
+    if root is None or not _within(path, root):
+        return path
+    real_root = os.path.realpath(root)
+    if not _within(os.path.realpath(os.path.dirname(path)), real_root):
+        raise AgentError("outside-root", f"refusing to write {path}: it leads outside "
+                                         f"{root} through a symlink")
+    return path
+
+
 def put(req: dict[str, Any], blobs: Blobs) -> dict[str, Any]:
-    files = [(_path(f["path"]), int(f["size"]), int(f["mode"]) & 0o7777, f.get("owner"))
-             for f in req.get("files", [])]
     root = _path(req["root"]) if req.get("root") else None  # "~/..." as the SSH user's
+    files = [(_check_write(_path(f["path"]), root), int(f["size"]), int(f["mode"]) & 0o7777,
+              f.get("owner")) for f in req.get("files", [])]
     removes = [_check_removal(raw, root) for raw in req.get("removes", [])]
     dirs = sorted({os.path.dirname(p) for p, _, _, _ in files} | {os.path.dirname(p)
                                                                   for p in removes})
@@ -809,17 +822,43 @@ def _probe_command(req: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def index(req: dict[str, Any]) -> dict[str, Any]:
+    """An index's entries; ``damaged`` when it exists but is not an object of paths (the
+    driver rewrites it); with ``root``, entries whose path is not under it (symlinks
+    resolved) are left out and listed in ``outside``: never obeyed, dropped when the
+    index is next written."""
     entries: dict[str, str] = {}
+    damaged = False
     try:
         with open(_path(req["path"]), encoding="utf-8") as handle:
             data = json.load(handle)
+        damaged = not isinstance(data, dict)
         if isinstance(data, dict):
-            entries = {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
-    except (OSError, ValueError):
+            entries = {str(k): v for k, v in data.items() if _index_path(v)}
+            damaged = len(entries) != len(data)
+    except FileNotFoundError:
         pass
+    except (OSError, ValueError):
+        damaged = True
+    outside: dict[str, str] = {}
+    if req.get("root"):
+        real_root = os.path.realpath(_path(req["root"]))
+        for key, raw in list(entries.items()):
+            path = _path(raw)
+            real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+            if not _within(real, real_root) or real == real_root:
+                outside[key] = entries.pop(key)
     files = ({p: file_state(_path(p)) for p in sorted(set(entries.values()))}
              if req.get("stat") else {})
-    return {"entries": entries, "files": files}
+    return {"entries": entries, "files": files, "damaged": damaged, "outside": outside}
+
+
+def _index_path(value: Any) -> bool:
+    """An index value blumeops could have written: an absolute, normalised path (or one
+    under ``~/``, the SSH user's home)."""
+    if not isinstance(value, str) or "\0" in value:
+        return False
+    path = value[1:] if value.startswith("~/") else value
+    return path.startswith("/") and os.path.normpath(path) == path
 
 
 def jobs(req: dict[str, Any]) -> dict[str, Any]:
@@ -931,8 +970,34 @@ def spawn(req: dict[str, Any]) -> dict[str, Any]:
 # --- dispatch --------------------------------------------------------------------------
 
 
+class _Deadline(BaseException):
+    """The round trip's deadline passed (SIGALRM): a BaseException, so that no op's
+    `except Exception` swallows it; subprocess.run kills its child on the way out."""
+
+
+_running: list[str] = []  # the op being handled, for the deadline's message
+
+
+def _arm(req: dict[str, Any]) -> None:
+    """Stop this agent at the request's deadline, whatever it is stuck on (a FIFO, a
+    dead NFS mount, a socket that never answers): the client has given up by then."""
+    seconds = req.get("deadline")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        # Should unwinding hang too, the default action ends the process 2 s later.
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_REAL, 2.0)
+        raise _Deadline(float(seconds))
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+
+
 def handle(req: dict[str, Any], blobs: Blobs) -> Any:
     op = req.get("op")
+    _running[:] = [str(op)]
     if op == "observe":
         return observe(req)
     if op == "put":
@@ -967,8 +1032,9 @@ def _sub(req: dict[str, Any], blobs: Blobs) -> Any:
         return {"error": "os-error", "message": exc.strerror or type(exc).__name__}
 
 
-def answer(req_line: bytes, stream: BinaryIO) -> dict[str, Any]:
-    """The JSON answer to one request; never raises for a bad request.
+def answer(req_line: bytes, stream: BinaryIO, arm: bool = False) -> dict[str, Any]:
+    """The JSON answer to one request; never raises for a bad request. With `arm` (a
+    process of its own), the request's deadline ends the work (`_arm`).
 
     Messages name paths and fields, never values: a request may carry secrets.
     """
@@ -979,7 +1045,14 @@ def answer(req_line: bytes, stream: BinaryIO) -> dict[str, Any]:
     try:
         if not isinstance(req, dict) or req.get("v") != 1:
             raise AgentError("bad-request", "expected a version 1 request object")
+        if arm:
+            _arm(req)
         return {"ok": True, "result": handle(req, Blobs(stream))}
+    except _Deadline as exc:
+        return {"ok": False, "error": "deadline",
+                "message": f"the host did not finish within {exc.args[0]:g} s (stuck in "
+                           f"{'/'.join(_running) or 'the request'}: a hung file, socket or "
+                           "command?); stopped there"}
     except AgentError as exc:
         return {"ok": False, "error": exc.code, "message": exc.message}
     except OSError as exc:
@@ -1002,9 +1075,12 @@ def main() -> None:
     for sig in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, _terminate)
     stdin = sys.stdin.buffer
-    reply = answer(stdin.readline(), stdin)
+    reply = answer(stdin.readline(), stdin, arm=True)
+    signal.setitimer(signal.ITIMER_REAL, 0)
     sys.stdout.buffer.write(MARKER + json.dumps(reply).encode() + b"\n")
     sys.stdout.buffer.flush()
+    if reply.get("error") == "deadline":
+        os._exit(1)  # no waiting for the threads of a stuck op
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from blumeops.transports import answers
+from blumeops.transports.exceptions import RemoteError
 from blumeops.transports.types import (
     JSON,
     FileBatch,
@@ -31,13 +33,23 @@ class Transport(ABC):
 
     host: str
 
-    @abstractmethod
     def call(self, request: JSON, blobs: Sequence[bytes] = ()) -> JSON:
-        """Send one request (see `agent` for the schema) and return the agent's result.
+        """Send one request (see `agent` for the schema) and return the agent's result,
+        checked against the shape its op promises (`answers`).
 
-        Raises HostUnreachable when the host cannot be reached and RemoteError when it
-        answered with an error.
+        Raises HostUnreachable when the host cannot be reached (or did not answer within
+        the request's budget) and RemoteError when it answered with an error or with
+        something unusable (answers.BadAnswer).
         """
+        seconds = answers.budget(request, blobs)
+        # The agent stops itself at the deadline too: nothing stays behind on the host.
+        result = self.send({**request, "deadline": seconds}, blobs, seconds)
+        return answers.check(self.host, request, result)
+
+    @abstractmethod
+    def send(self, request: JSON, blobs: Sequence[bytes], seconds: float) -> JSON:
+        """One round trip, as it comes back (unchecked), within `seconds` of work on the
+        host; at most answers.MAX_ANSWER bytes are read."""
 
     @abstractmethod
     def close(self) -> None:
@@ -93,6 +105,14 @@ def observe_request(request: ObserveRequest, timeout: float = 1.0) -> JSON:
             "ports": [[p.host, p.port] for p in request.ports],
             "pidfiles": list(request.pidfiles),
             "supervisor_socket": request.supervisor_socket, "timeout": timeout}
+
+
+def sub_result(host: str, answer: JSON) -> JSON:
+    """One read-only op's answer in a batch, or the error it answered in its place
+    raised as a RemoteError (answers.py has checked it is one or the other)."""
+    if "error" in answer and isinstance(answer.get("message"), str):
+        raise RemoteError(host, str(answer["error"]), f"host {host}: {answer['message']}")
+    return answer
 
 
 def parse_facts(data: Mapping[str, Any]) -> HostFacts:

@@ -8,35 +8,39 @@ is how the tests exercise the wire (and an older interpreter) without sshd.
 from __future__ import annotations
 
 import io
-import subprocess
 from collections.abc import Sequence
 
-from blumeops.transports import agent, wire
+from blumeops.transports import agent, answers, wire
 from blumeops.transports.base import Transport
 from blumeops.transports.exceptions import RemoteError
+from blumeops.transports.exchange import TimedOut, TooLarge, exchange
 from blumeops.transports.types import JSON
 
 
 class LocalTransport(Transport):
     def __init__(self, host: str = "localhost", *, python: str | None = None,
-                 timeout: float = 300.0) -> None:
+                 timeout: float | None = None) -> None:
         self.host = host
         self.python = python
-        self.timeout = timeout
+        self.timeout = timeout  # None: each request's budget (answers.budget) + 5 s
 
-    def call(self, request: JSON, blobs: Sequence[bytes] = ()) -> JSON:
+    def send(self, request: JSON, blobs: Sequence[bytes], seconds: float) -> JSON:
         if self.python is None:
             stream = io.BytesIO(b"".join(blobs))
             return wire.unwrap(self.host, agent.answer(wire.request_line(request), stream))
+        wait = self.timeout or seconds + 5
         try:
-            proc = subprocess.run([self.python, *wire.PYTHON_FLAGS, "-c", wire.BOOTSTRAP],
-                                  input=wire.encode(request, blobs), capture_output=True,
-                                  timeout=self.timeout, check=False)
+            proc = exchange([self.python, *wire.PYTHON_FLAGS, "-c", wire.BOOTSTRAP],
+                            wire.encode(request, blobs), seconds=wait,
+                            limit=answers.MAX_ANSWER)
         except FileNotFoundError:
             raise wire.python_missing(self.host) from None
-        except subprocess.TimeoutExpired:
+        except TimedOut:
             raise RemoteError(self.host, "timeout", f"host {self.host}: the agent did not "
-                              f"answer within {self.timeout:g} s") from None
+                              f"answer within {wait:g} s") from None
+        except TooLarge:
+            raise answers.BadAnswer(self.host, "more than "
+                                    f"{answers.MAX_ANSWER >> 20} MB; not read further") from None
         return wire.decode(self.host, proc.stdout, proc.stderr)
 
     def close(self) -> None:

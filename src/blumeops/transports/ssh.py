@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blumeops.transports import wire
+from blumeops.transports import answers, wire
 from blumeops.transports.base import Transport
 from blumeops.transports.exceptions import HostKeyChanged, HostUnreachable, RemoteError
+from blumeops.transports.exchange import TimedOut, TooLarge, exchange
 from blumeops.transports.types import JSON, Reason
 
 if TYPE_CHECKING:  # the engine builds targets from its spec: no catalog model (pydantic)
@@ -131,13 +132,13 @@ class SshTransport(Transport):
     """One host over ssh. Calls may run in parallel; they share one TCP connection."""
 
     def __init__(self, host: str, target: SshTarget, control: Path, *,
-                 persist: int = 300, max_sessions: int = 8, timeout: float = 300.0,
+                 persist: int = 300, max_sessions: int = 8, timeout: float | None = None,
                  ssh: str = "ssh") -> None:
         self.host = host
         self.target = target
         self.control_path = Path(control) / target.key()
         self.persist = persist
-        self.timeout = timeout
+        self.timeout = timeout  # None: each request's budget (answers.budget) + connecting
         self.ssh = ssh
         # sshd allows 10 sessions per connection by default (MaxSessions): stay under it.
         self._sessions = threading.BoundedSemaphore(max_sessions)
@@ -175,28 +176,33 @@ class SshTransport(Transport):
     def argv(self) -> list[str]:
         return [self.ssh, *self.options(), "--", self.target.destination, wire.REMOTE_COMMAND]
 
-    def call(self, request: JSON, blobs: Sequence[bytes] = ()) -> JSON:
+    def send(self, request: JSON, blobs: Sequence[bytes], seconds: float) -> JSON:
         data = wire.encode(request, blobs)
+        # The agent gives up at `seconds`; ssh may first need to connect, then carry
+        # the answer back.
+        wait = self.timeout or seconds + self.target.connect_timeout + 5
         with self._sessions:
             if not self._connected:
                 with self._first:
                     if not self._connected:  # the call that held the lock may have connected
-                        result = self._roundtrip(data)
+                        result = self._roundtrip(data, wait)
                         self._connected = True
                         return result
-            return self._roundtrip(data)
+            return self._roundtrip(data, wait)
 
-    def _roundtrip(self, data: bytes) -> JSON:
+    def _roundtrip(self, data: bytes, wait: float) -> JSON:
         if shutil.which(self.ssh) is None:
             raise HostUnreachable(self.host, Reason.other,
                                   f"host {self.host}: no `{self.ssh}` client on this machine")
         try:
-            proc = subprocess.run(self.argv(), input=data, capture_output=True,
-                                  timeout=self.timeout, check=False)
-        except subprocess.TimeoutExpired:
+            proc = exchange(self.argv(), data, seconds=wait, limit=answers.MAX_ANSWER)
+        except TimedOut:
             self._connected = False
             raise HostUnreachable(self.host, Reason.timeout, f"host {self.host}: no answer "
-                                  f"within {self.timeout:g} s") from None
+                                  f"within {wait:g} s") from None
+        except TooLarge:
+            raise answers.BadAnswer(self.host, "more than "
+                                    f"{answers.MAX_ANSWER >> 20} MB; not read further") from None
         if wire.MARKER in proc.stdout:
             return wire.decode(self.host, proc.stdout, proc.stderr)
         stderr = proc.stderr.decode(errors="replace")

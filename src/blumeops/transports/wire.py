@@ -58,6 +58,9 @@ def decode(host: str, stdout: bytes, stderr: bytes) -> JSON:
     _, _, body = stdout.rpartition(MARKER)  # all of stdout when there is no marker
     try:
         reply = json.loads(body.decode("utf-8"))
+    except RecursionError:  # nested deeper than json can parse: not an agent's answer
+        raise RemoteError(host, "bad-answer", f"host {host}: its agent's answer is unusable:"
+                          " nested too deep") from None
     except ValueError:
         last = stderr.decode(errors="replace").strip().splitlines()[-3:]
         raise RemoteError(host, "no-answer", f"host {host}: the agent gave no answer"
@@ -73,13 +76,20 @@ def unwrap(host: str, reply: JSON) -> JSON:
         result = reply.get("result")
         return result if isinstance(result, dict) else {"value": result}
     if reply.get("error") == "python-too-old":
-        version = str(reply.get("python"))
-        facts = HostFacts(system=str(reply.get("system", "")),
-                          machine=str(reply.get("machine", "")), python=version)
+        version = _text(reply.get("python"))[:40]
+        facts = HostFacts(system=_text(reply.get("system")),
+                          machine=_text(reply.get("machine")), python=version)
         raise PythonUnsupported(host, f"host {host}: python3 is {version}; blumeops needs "
                                 "python3 >= 3.9 on the host", facts)
-    raise RemoteError(host, str(reply.get("error", "error")),
-                      f"host {host}: {reply.get('message', 'the request failed')}")
+    code, message = reply.get("error"), reply.get("message")
+    raise RemoteError(host, code[:100] if isinstance(code, str) else "error",
+                      f"host {host}: " + (message[:2000] if isinstance(message, str)
+                                          else "the request failed"))
+
+
+def _text(value: object) -> str:
+    """A string field of a reply, or "" (never str() of a hostile structure)."""
+    return value if isinstance(value, str) else ""
 
 
 def python_missing(host: str) -> PythonUnsupported:
