@@ -12,14 +12,16 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from demolab import DemoLab, reap
 
 from blumeops.scheduler import read_state
+from polling import wait_for
 from requires import require
 
 pytestmark = pytest.mark.slow
@@ -95,14 +97,16 @@ def test_the_backup_job_reads_the_delivered_config_and_archives(lab: DemoLab,
                            "--encryption", "repokey"], capture_output=True, text=True,
                           env=borg_env(lab), check=False)
     assert init.returncode == 0, init.stdout + init.stderr
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        run = read_state(lab.state).get("borgmatic", {})
-        if run.get("last_success") or (run.get("exit_code") not in (None, 0)):
-            break
-        time.sleep(0.3)
-    run = read_state(lab.state).get("borgmatic", {})
-    assert run.get("exit_code") == 0, run
+    created = datetime.now().astimezone()  # runs before this found no repository yet
+
+    def finished_since_created() -> dict[str, Any] | None:
+        run: dict[str, Any] = read_state(lab.state).get("borgmatic", {})
+        start, end = run.get("last_start"), run.get("last_end")
+        fresh = start and datetime.fromisoformat(start) > created
+        return run if fresh and end and not run.get("running") else None
+
+    run = wait_for(finished_since_created, 60, "a run of the job after the repository exists")
+    assert run.get("exit_code") == 0, run.get("output")
     listed = subprocess.run(["borg", "list", "--short", str(lab.lab / "backups" / "box")],
                             capture_output=True, text=True, env=borg_env(lab), check=False)
     assert listed.returncode == 0, listed.stderr
