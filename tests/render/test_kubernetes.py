@@ -307,6 +307,13 @@ def test_dump_yaml_round_trips(value: Any) -> None:
     assert yaml.safe_load(dump_yaml(doc)) == doc
 
 
+def test_dump_yaml_quotes_a_string_ending_in_a_line_break() -> None:
+    """Found by the round trip above: a plain-looking key with a trailing newline was
+    written raw (the pattern's `$` matched before the newline)."""
+    for doc in ({"A\n": None}, {"k": "A\n"}, {"": None, "x": ["b\n"]}):
+        assert yaml.safe_load(dump_yaml(doc)) == doc
+
+
 # --- beyond one Deployment ----------------------------------------------------------
 
 

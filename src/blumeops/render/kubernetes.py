@@ -79,7 +79,7 @@ def _implicit_tag(value: str) -> str:
 @lru_cache(maxsize=65536)
 def _scalar_str(value: str) -> str:
     """A string as PyYAML would write it: plain if it reads back as the same string."""
-    if _PLAIN.match(value) and _implicit_tag(value) == _STR_TAG:
+    if _PLAIN.fullmatch(value) and _implicit_tag(value) == _STR_TAG:  # `$` passes "A\n"
         return value
     if value and value.isprintable() and value == value.strip():
         return "'" + value.replace("'", "''") + "'"
