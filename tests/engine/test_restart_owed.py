@@ -33,10 +33,27 @@ def api_status(demo: DemoLab) -> tuple[int, dict[str, object]]:
     return out.returncode, services["api"]
 
 
-def test_a_restart_lost_after_the_write_is_pending_until_the_next_apply(
-        demo: DemoLab, monkeypatch: pytest.MonkeyPatch) -> None:
+
+def apply_cut_after_the_write(demo: DemoLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An apply whose files land but whose reload/restart never happens (the fault)."""
     from blumeops.commands.lifecycle import Session
     from blumeops.engine.apply import apply, prepare
+
+    def cut(self: SupervisorDriver, *args: object) -> object:
+        raise DriverError("connection lost (injected after the write)")
+
+    with monkeypatch.context() as m:
+        m.setattr(SupervisorDriver, "_reload", cut)
+        session = Session(demo.lab, demo.state)
+        try:
+            with pytest.raises(DriverError, match="injected"):
+                apply(session.runtime, prepare(session.runtime, session.store),
+                      session.store, wait=5)
+        finally:
+            session.close()
+
+def test_a_restart_lost_after_the_write_is_pending_until_the_next_apply(
+        demo: DemoLab, monkeypatch: pytest.MonkeyPatch) -> None:
 
     for name in ("BLUMEOPS_AGE_KEY", "XDG_CACHE_HOME"):
         monkeypatch.setenv(name, demo.env[name])
@@ -51,18 +68,7 @@ def test_a_restart_lost_after_the_write_is_pending_until_the_next_apply(
     demo.run("secret", "set", str(demo.lab), "demo/api-token", "--value", "rotated-v2",
              check=True)
 
-    def cut(self: SupervisorDriver, *args: object) -> object:
-        raise DriverError("connection lost (injected after the write)")
-
-    with monkeypatch.context() as m:
-        m.setattr(SupervisorDriver, "_reload", cut)
-        session = Session(demo.lab, demo.state)
-        try:
-            with pytest.raises(DriverError, match="injected"):
-                apply(session.runtime, prepare(session.runtime, session.store),
-                      session.store, wait=5)
-        finally:
-            session.close()
+    apply_cut_after_the_write(demo, monkeypatch)
     program = (demo.state / "supervisor" / "programs" / "api.conf").read_text()
     assert "API_NAME=\"other\"" in program or "API_NAME=other" in program
     _, mid = api_status(demo)
@@ -91,26 +97,13 @@ def test_a_restart_lost_with_nothing_else_changed_is_still_seen(
         demo: DemoLab, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the environment changed (no secret): the state database has nothing to
     compare, only the marks know the process runs the old program."""
-    from blumeops.commands.lifecycle import Session
-    from blumeops.engine.apply import apply, prepare
 
     for name in ("BLUMEOPS_AGE_KEY", "XDG_CACHE_HOME"):
         monkeypatch.setenv(name, demo.env[name])
     demo.cli("apply", "--yes", check=True)
     demo.edit("API_NAME: demo", "API_NAME: other")
 
-    def cut(self: SupervisorDriver, *args: object) -> object:
-        raise DriverError("connection lost (injected after the write)")
-
-    with monkeypatch.context() as m:
-        m.setattr(SupervisorDriver, "_reload", cut)
-        session = Session(demo.lab, demo.state)
-        try:
-            with pytest.raises(DriverError, match="injected"):
-                apply(session.runtime, prepare(session.runtime, session.store),
-                      session.store, wait=5)
-        finally:
-            session.close()
+    apply_cut_after_the_write(demo, monkeypatch)
     plan = demo.cli("plan")
     assert plan.returncode == 2 and "restart pending" in plan.stdout, plan.stdout
     demo.cli("apply", "--yes", check=True)
