@@ -2,7 +2,7 @@
 
 - `blumeops validate examples/blumeops` (target <= 0.5 s), cold and warm apart:
   cold runs each get a fresh, empty XDG_CACHE_HOME, so nothing is taken from the catalog
-  cache (catalog/cache.py); warm runs share one that the warm-up filled.
+  cache (lab/cache.py); warm runs share one that the warm-up filled.
 - a no-op `blumeops apply` of the demo lab, running for real (target <= 0.3 s): the
   catalog is unchanged since the apply that started it, so the cache is warm, as it is
   for a person re-running apply.

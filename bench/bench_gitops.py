@@ -242,9 +242,9 @@ import sys, tempfile
 from pathlib import Path
 sys.path.insert(0, "bench")
 from common import rss_kb, write_synthetic
-from blumeops.catalog.loader import load_lab
+from blumeops.lab.loader import load_lab
 from blumeops.render import render_lab
-from blumeops.engine.plan import make_plan
+from blumeops.core.plan import make_plan
 with tempfile.TemporaryDirectory() as tmp:
     lab = load_lab(write_synthetic(Path(tmp), int(sys.argv[1]))).lab
 make_plan(render_lab(lab), {})

@@ -16,10 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from blumeops.catalog.loader import load_lab
 from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
 from blumeops.delivery.hydrate import hydrate_lab
+from blumeops.lab.loader import load_lab
 from blumeops.render import render_lab
 
 sys.path.insert(0, str(Path(__file__).parent))

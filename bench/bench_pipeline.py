@@ -22,10 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from blumeops.catalog.loader import LoadResult, load_lab
 from blumeops.catalog.model import Lab
-from blumeops.engine.plan import Live, Plan, make_plan
-from blumeops.engine.resources import Resource
+from blumeops.core.plan import Live, Plan, make_plan
+from blumeops.core.resources import Resource
+from blumeops.lab.loader import LoadResult, load_lab
 from blumeops.render import render_lab
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -33,7 +33,7 @@ from common import ROOT, Row, Timer, clear_memos, previous_commit, write_lab, wr
 
 FRESH_RENDER = """
 import sys, time
-from blumeops.catalog.loader import load_lab
+from blumeops.lab.loader import load_lab
 lab = load_lab(sys.argv[1]).lab
 start = time.perf_counter()
 from blumeops.render import render_lab

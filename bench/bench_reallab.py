@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from blumeops.catalog.loader import load_lab
 from blumeops.catalog.synthetic import synthetic_lab
+from blumeops.lab.loader import load_lab
 from common import BLUMEOPS, Row, Timer, clear_memos, run_ok, user_env, write_lab
 
 SERVICES, HOSTS = 60, 4

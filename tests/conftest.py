@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from blumeops.catalog.loader import LoadResult, load_lab
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
+from blumeops.lab.loader import LoadResult, load_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from cronsim import CronSim
 
-from blumeops.catalog.schedule import parse_cron
+from blumeops.core.schedule import parse_cron
 
 FIXED = ["* * * * *", "*/5 * * * *", "7 * * * *", "15 3 * * *", "0 0 1 1 *", "0 0 29 2 *",
          "30 4 1,15 * 5", "0 9-17/2 * * MON-FRI", "5/15 * * * *", "0 0 * JAN,JUL SUN",

@@ -16,7 +16,7 @@ import pytest
 from cronsim import CronSim
 
 from blumeops import cronmatch
-from blumeops.catalog.schedule import parse_cron
+from blumeops.core.schedule import parse_cron
 from cronexamples import FIXED, RANDOM
 
 

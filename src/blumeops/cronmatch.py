@@ -1,8 +1,8 @@
-"""A cron matcher in the standard library only: the portable subset catalog/schedule.py
+"""A cron matcher in the standard library only: the portable subset core/schedule.py
 accepts (five fields, lists, ranges, steps, month and weekday names, the @ macros).
 
 This is the one reading of cron in blumeops: the catalog validates with it
-(catalog/schedule.py), job health and the renderers take its field sets, and
+(core/schedule.py), job health and the renderers take its field sets, and
 blumeops-scheduler fires by it, also where blumeops is not installed (on a supervisor
 host reached over SSH it runs from a copy of scheduler.py and this file: python3 >= 3.9,
 stdlib only). A bad expression is a plain ValueError; the catalog words the refusal.

@@ -72,7 +72,7 @@ class Job:
 
 def next_run(cron: str | None, every: int | None, after: datetime) -> datetime:
     """When a job with this schedule next runs after `after` (an interval counts from it);
-    the catalog's rule (catalog/schedule.py), with the stdlib cron matcher."""
+    the catalog's rule (core/schedule.py), with the stdlib cron matcher."""
     if cron is not None:
         return next_after(cron, after)
     assert every is not None
@@ -105,7 +105,7 @@ def supervisor_socket(state_dir: Path) -> str:
     if os.environ.get(SOCKET_ENV):
         return os.environ[SOCKET_ENV]
     try:
-        from blumeops.drivers.process import socket_path
+        from blumeops.sockets import socket_path
     except ImportError:  # a copy on a remote host without blumeops
         return str(state_dir / "supervisor.sock")
     return str(socket_path(state_dir.resolve(), "supervisor", "supervisord.sock"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from blumeops.catalog.loader import load_lab
+from blumeops.lab.loader import load_lab
 
 BAD = Path(__file__).parent / "bad"
 CASES = sorted(BAD.glob("*.yaml"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blumeops.catalog import cache
-from blumeops.catalog.loader import load_lab
+from blumeops.lab import cache
+from blumeops.lab.loader import load_lab
 from conftest import write_lab
 
 LAB = "lab: t\ninclude: [more.yaml]\nhosts:\n  a: {role: compute, os: linux}\n"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from blumeops.catalog.loader import load_lab
 from blumeops.catalog.paths import MAX_CATALOG_BYTES, MAX_INCLUDE_MATCHES
 from blumeops.drivers.files import FilesDriver, PathEscape
+from blumeops.lab.loader import load_lab
 from conftest import load_data, write_lab
 
 BASE = ("lab: t\nhosts:\n  a: {role: compute, os: linux, service_manager: supervisor}\n")

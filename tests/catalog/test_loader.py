@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blumeops.catalog.loader import load_lab
 from blumeops.catalog.synthetic import synthetic_lab
 from blumeops.cli import cli
+from blumeops.lab.loader import load_lab
 from conftest import EXAMPLES, load_data, write_lab
 
 MINIMAL = "lab: t\nhosts:\n  a: {role: compute, os: linux}\n"
@@ -287,7 +287,7 @@ def test_examples_validate_against_the_json_schema() -> None:
 BOMB_CHILD = """
 import sys
 from pathlib import Path
-from blumeops.catalog.loader import load_lab
+from blumeops.lab.loader import load_lab
 result = load_lab(Path(sys.argv[1]))
 print(result.errors[0].message if result.errors else "accepted")
 status = Path("/proc/self/status").read_text().split("VmHWM:")[1].split()

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from blumeops.catalog.loader import load_lab
 from blumeops.catalog.reach import scrapes
+from blumeops.lab.loader import load_lab
 from blumeops.render import RenderContext
 from blumeops.render.prometheus import render
 from blumeops.tailnet.evaluate import check as acl_check

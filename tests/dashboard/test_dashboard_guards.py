@@ -18,8 +18,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from blumeops.catalog.loader import load_lab
 from blumeops.engine.controller import Controller
+from blumeops.lab.loader import load_lab
 from blumeops.secrets.vault import Vault
 from blumeops.server.app import create_app
 from blumeops.server.auth import reads_need_token

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from blumeops.catalog.loader import load_lab
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
+from blumeops.lab.loader import load_lab
 from blumeops.render import render_lab
 
 GIT = ["git", "-c", "user.name=Other", "-c", "user.email=other@example.com",

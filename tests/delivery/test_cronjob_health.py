@@ -1,6 +1,6 @@
 """Kubernetes CronJobs (services with `schedule:` in a `delivery: apply` cluster): health
 from the CronJob's status and its newest Job, by the rules of native jobs
-(engine/jobs.py), with last run, next run and exit code as `status` shows them.
+(core/jobs.py), with last run, next run and exit code as `status` shows them.
 
 The status objects follow the Kubernetes documentation ("CronJob", "Jobs": `kubectl get
 -o yaml` of a CronJob with an active Job, a complete Job, a Job failed with
@@ -22,9 +22,9 @@ from click.testing import CliRunner, Result
 from k8s_standin import KubeStandIn, kube_stand_in, kubeconfig
 
 from blumeops.cli import cli
+from blumeops.core.health import Health
+from blumeops.core.spec import JobSpec
 from blumeops.delivery.kube import cronjob_health, exit_code, owned_jobs
-from blumeops.engine.health import Health
-from blumeops.engine.spec import JobSpec
 
 CRONJOB = """
 apiVersion: batch/v1

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from deliverylab import load
 
+from blumeops.core.health import Health
 from blumeops.delivery.kube import Manifest, manifests
 from blumeops.delivery.kubeapply import KubeDelivery
-from blumeops.engine.health import Health
 from blumeops.render import render_lab
 
 pytestmark = pytest.mark.skipif(

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from blumeops.catalog.model import Lab
+from blumeops.core.health import Health
 from blumeops.delivery.kube import (
     LiveObject,
     manifests,
@@ -20,7 +21,6 @@ from blumeops.delivery.kube import (
     waves,
 )
 from blumeops.delivery.kubeapply import clean, object_diff
-from blumeops.engine.health import Health
 from blumeops.render import render_lab
 
 OWN = {"app.kubernetes.io/managed-by": "blumeops", "blumeops.dev/lab": "blumeops"}

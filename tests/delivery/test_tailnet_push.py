@@ -12,8 +12,8 @@ import pytest
 from tailscale_standin import DEFAULT_POLICY, StandIn, tailscale_stand_in
 
 from blumeops.catalog.model import Lab
-from blumeops.engine.health import Health
-from blumeops.tailnet.push import (
+from blumeops.core.health import Health
+from blumeops.delivery.tailnet import (
     Conflict,
     LivePolicy,
     PushError,
@@ -167,7 +167,7 @@ def test_live_tailscale_reads_and_validates_without_pushing(blumeops_lab: Lab) -
 
 
 def test_catalog_takes_only_references_for_tailscale_credentials(tmp_path: Path) -> None:
-    from blumeops.catalog.loader import load_lab
+    from blumeops.lab.loader import load_lab
 
     (tmp_path / "lab.yaml").write_text(
         "lab: t\n"

@@ -362,8 +362,8 @@ def test_runtime_spec_carries_targets_without_secret_values(tmp_path: Path) -> N
     """What the engine keeps of clusters and the tailnet is plain data and references."""
     import pickle
 
-    from blumeops.catalog.loader import load_lab
     from blumeops.engine.spec import runtime_spec
+    from blumeops.lab.loader import load_lab
 
     data = _lab()
     data["tailnet"] = {"name": "example.ts.net", "api_key": "vault:tailscale/key"}
@@ -480,8 +480,8 @@ def test_stand_in_controller_pushes_the_tailnet_and_waits_on_an_outside_edit(
 
 def test_a_delivered_clusters_applications_are_read_where_its_argocd_runs() -> None:
     """k3s's Applications live in minikube's ArgoCD: its health is read there."""
-    from blumeops.catalog.loader import load_lab
     from blumeops.engine.spec import runtime_spec
+    from blumeops.lab.loader import load_lab
     from conftest import EXAMPLES
 
     result = load_lab(EXAMPLES / "blumeops" / "lab.yaml")

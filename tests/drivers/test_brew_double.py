@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from blumeops.core.plan import make_plan
+from blumeops.core.resources import Resource
+from blumeops.core.spec import HostSpec, ProbeSpec, RuntimeSpec, ServiceSpec
 from blumeops.drivers.base import HostContext, driver_class
 from blumeops.drivers.brew import BrewDriver
 from blumeops.engine.hosts import HostSession
-from blumeops.engine.plan import make_plan
-from blumeops.engine.resources import Resource
-from blumeops.engine.spec import HostSpec, ProbeSpec, RuntimeSpec, ServiceSpec
 from blumeops.render.brew import brewfile_line
 from transports.sshhost import (
     SshHost,

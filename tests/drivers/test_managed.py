@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from blumeops.catalog.model import Names, SecretRef, Service
+from blumeops.core.plan import make_plan
+from blumeops.core.resources import Resource
+from blumeops.core.spec import HostSpec, RuntimeSpec, ServiceSpec
 from blumeops.drivers.base import HostContext, driver_class
 from blumeops.drivers.managed import AS_USER_ENV, LaunchdDriver, SystemdDriver
 from blumeops.engine.hosts import HostSession
-from blumeops.engine.plan import make_plan
-from blumeops.engine.resources import Resource
-from blumeops.engine.spec import HostSpec, RuntimeSpec, ServiceSpec
 from blumeops.render import RenderContext
 from blumeops.render import launchd as render_launchd
 from blumeops.render import systemd as render_systemd

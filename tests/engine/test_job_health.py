@@ -1,4 +1,4 @@
-"""Job health from a run record at a given time (engine/jobs.py `judge`), and schedules."""
+"""Job health from a run record at a given time (core/jobs.py `judge`), and schedules."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from blumeops.catalog.schedule import as_kubernetes, next_run, parse_cron, parse_duration
-from blumeops.engine.health import Health
-from blumeops.engine.jobs import judge
-from blumeops.engine.spec import JobSpec
+from blumeops.core.health import Health
+from blumeops.core.jobs import judge
+from blumeops.core.schedule import as_kubernetes, next_run, parse_cron, parse_duration
+from blumeops.core.spec import JobSpec
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DAILY = JobSpec(cron="15 3 * * *")
@@ -143,9 +143,9 @@ def test_intervals_as_kubernetes_cron() -> None:
 def test_backup_job_health_becomes_backup_notices() -> None:
     """The controller turns the backup job's health into backup-* steps; the notify
     rules make one notice per change of them."""
-    from blumeops.engine.jobs import backup_events
-    from blumeops.engine.local import ServiceHealth
-    from blumeops.engine.spec import ServiceSpec
+    from blumeops.core.health import ServiceHealth
+    from blumeops.core.jobs import backup_events
+    from blumeops.core.spec import ServiceSpec
     from blumeops.notify.rules import Rules
 
     services = {"borgmatic": ServiceSpec("borgmatic", "box", True,

@@ -164,10 +164,9 @@ def test_a_run_hung_past_max_age_is_degraded_and_a_backup_notice(lab: DemoLab) -
     """supervisord says RUNNING for a run that hangs: past `max_age` with no success the
     job is Degraded (not Progressing for ever), and as the backup job that is a
     backup-overdue notice."""
-    from blumeops.engine.health import Health
-    from blumeops.engine.jobs import backup_events
-    from blumeops.engine.local import ServiceHealth
-    from blumeops.engine.spec import JobSpec, ServiceSpec
+    from blumeops.core.health import Health, ServiceHealth
+    from blumeops.core.jobs import backup_events
+    from blumeops.core.spec import JobSpec, ServiceSpec
 
     _lab_with(lab, """\
   hang:
@@ -232,7 +231,7 @@ def test_the_wall_clock_set_back_does_not_stall_jobs(lab: DemoLab,
     from datetime import datetime, timedelta
 
     import blumeops.scheduler as sched
-    from blumeops.catalog.schedule import SCHEDULER
+    from blumeops.core.schedule import SCHEDULER
 
     _lab_with(lab, """\
   tick:
@@ -315,7 +314,7 @@ def test_a_run_too_short_to_be_seen_leaves_no_child(lab: DemoLab,
     supervisord): its backgrounded child is still found (supervisord's environment names
     the job and the supervisord) and stopped."""
     import blumeops.scheduler as sched
-    from blumeops.catalog.schedule import SCHEDULER
+    from blumeops.core.schedule import SCHEDULER
 
     _lab_with(lab, """\
   spawn:

@@ -37,7 +37,7 @@ def environ(pid: int) -> list[bytes]:
 
 def test_a_dropped_connection_between_write_and_restart_leaves_a_restart_owed(
         multihost: MultiLab, monkeypatch: pytest.MonkeyPatch) -> None:
-    from blumeops.commands.lifecycle import Session
+    from blumeops.commands.session import Session
     from blumeops.engine.apply import apply, prepare
 
     for name in [k for k in os.environ if k.startswith("BLUMEOPS_")]:
@@ -95,7 +95,7 @@ def test_a_dropped_connection_between_write_and_restart_leaves_a_restart_owed(
 def test_only_an_environment_change_lost_is_still_a_pending_restart(
         multihost: MultiLab, monkeypatch: pytest.MonkeyPatch) -> None:
     """No secret changed: the state database has nothing to compare; the marks do."""
-    from blumeops.commands.lifecycle import Session
+    from blumeops.commands.session import Session
     from blumeops.engine.apply import apply, prepare
 
     for name in [k for k in os.environ if k.startswith("BLUMEOPS_")]:

@@ -36,7 +36,7 @@ def api_status(demo: DemoLab) -> tuple[int, dict[str, object]]:
 
 def apply_cut_after_the_write(demo: DemoLab, monkeypatch: pytest.MonkeyPatch) -> None:
     """An apply whose files land but whose reload/restart never happens (the fault)."""
-    from blumeops.commands.lifecycle import Session
+    from blumeops.commands.session import Session
     from blumeops.engine.apply import apply, prepare
 
     def cut(self: SupervisorDriver, *args: object) -> object:
@@ -125,7 +125,7 @@ def test_apply_fails_a_program_that_never_reached_running(
         demo: DemoLab, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash loop read as STARTING at every poll (polls slowed as on a loaded machine,
     so each lands while supervisord is starting it again) is a failure, not a success."""
-    from blumeops.commands.lifecycle import Session
+    from blumeops.commands.session import Session
     from blumeops.engine.apply import apply, prepare
     from blumeops.engine.local import LocalRuntime
 

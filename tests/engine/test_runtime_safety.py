@@ -26,10 +26,10 @@ import httpx
 import pytest
 from demolab import DemoLab, demo_fixture, lab_pids  # noqa: F401 (fixture "demo")
 
+from blumeops.core.spec import ROUTE_HEADER
 from blumeops.drivers.caddy import CaddyDriver
 from blumeops.drivers.process import read_pidfile
 from blumeops.drivers.supervisor import SupervisorDriver
-from blumeops.engine.spec import ROUTE_HEADER
 from blumeops.state.store import Store
 from polling import wait_for
 
@@ -335,7 +335,7 @@ def test_plan_made_before_another_apply_is_made_again(demo: DemoLab,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """No wait for the lock, but another apply ran while this plan was shown: the
     plan is stale all the same, and is made again."""
-    from blumeops.commands.lifecycle import Session
+    from blumeops.commands.session import Session
     from blumeops.engine.apply import apply, prepare
 
     for name in ("BLUMEOPS_AGE_KEY", "XDG_CACHE_HOME"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blumeops.catalog.loader import load_lab
+from blumeops.lab.loader import load_lab
 
 LAB = """lab: t
 hosts:

@@ -20,9 +20,9 @@ import yaml
 
 from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
+from blumeops.core.spec import ROUTE_HEADER
 from blumeops.drivers.caddy import find_caddy
 from blumeops.drivers.process import DriverError
-from blumeops.engine.spec import ROUTE_HEADER
 from blumeops.render import RenderContext, caddy
 from conftest import EXAMPLES, check_golden
 from requires import require

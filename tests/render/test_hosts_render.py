@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from blumeops.catalog import crds
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext, render_lab
 from blumeops.render.mounts import unit_stem
 from blumeops.render.systemd import exec_start

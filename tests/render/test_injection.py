@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from systemd_check import verify_clean
 
-from blumeops.catalog.loader import LoadResult, load_lab
+from blumeops.lab.loader import LoadResult, load_lab
 from blumeops.render import RenderContext, caddy, launchd, native
 from blumeops.render import systemd as systemd_render
 from requires import require

@@ -15,7 +15,7 @@ from kubernetes_validate.utils import all_versions
 from blumeops.catalog import crds
 from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.render.kubernetes import dump_yaml, kubernetes_notes, render
 from conftest import check_golden_tree, load_data

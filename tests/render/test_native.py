@@ -341,7 +341,7 @@ def test_files_and_no_secret_values(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                         "CERT": {"ref": "vault:app/token", "file": "conf/cert.pem"}},
         }},
     }))
-    from blumeops.catalog.loader import load_lab
+    from blumeops.lab.loader import load_lab
 
     result = load_lab(tmp_path)
     assert result.lab is not None, [str(d) for d in result.diagnostics]

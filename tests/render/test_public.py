@@ -30,9 +30,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blumeops.catalog.loader import LoadResult, load_lab
 from blumeops.catalog.model import Lab
-from blumeops.engine.spec import ROUTE_HEADER
+from blumeops.core.spec import ROUTE_HEADER
+from blumeops.lab.loader import LoadResult, load_lab
 from blumeops.render import RenderContext, caddy, public
 from blumeops.tailnet.evaluate import check as acl_check
 from blumeops.tailnet.policy import derive_policy

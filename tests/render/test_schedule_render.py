@@ -31,7 +31,7 @@ from systemd_check import systemd_analyze, verify_clean
 from test_injection import supervisor_programs
 
 from blumeops.catalog.model import Lab
-from blumeops.catalog.schedule import next_run, parse_cron
+from blumeops.core.schedule import next_run, parse_cron
 from blumeops.render import RenderContext, kubernetes, launchd, native, supervisor, systemd
 from conftest import check_golden, load_data
 from cronexamples import RANDOM

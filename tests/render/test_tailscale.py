@@ -9,7 +9,7 @@ import subprocess
 from typing import Any
 
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext, tailscale
 from conftest import check_golden
 

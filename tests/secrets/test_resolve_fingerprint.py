@@ -107,10 +107,10 @@ def test_plan_fingerprints_are_keyed_per_lab_state(tmp_path: Path) -> None:
     import hashlib
     import shutil
 
-    from blumeops.catalog.loader import load_lab
     from blumeops.engine.apply import prepare
     from blumeops.engine.local import LocalRuntime
     from blumeops.engine.spec import runtime_spec
+    from blumeops.lab.loader import load_lab
     from blumeops.state.store import Store
 
     lab = tmp_path / "lab"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from blumeops.catalog.loader import load_lab
 from blumeops.catalog.model import Serve
+from blumeops.lab.loader import load_lab
 from conftest import EXAMPLES, write_lab
 
 BAD = Path(__file__).parent.parent / "catalog" / "bad"

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from blumeops.core.sshtarget import SshTarget
 from blumeops.transports import wire
-from blumeops.transports.ssh import SshTarget, SshTransport, control_dir
+from blumeops.transports.ssh import SshTransport, control_dir
 from requires import MAKE_TOOLS, PYENV, needs, require
 
 SSHD = "/usr/sbin/sshd"

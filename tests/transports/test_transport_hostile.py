@@ -68,7 +68,8 @@ def test_a_flooding_host_is_cut_off_at_the_cap_in_bounded_memory(ssh_lab: SshLab
     program = textwrap.dedent(f"""
         import json, time
         from blumeops.transports.exceptions import TransportError
-        from blumeops.transports.ssh import SshTarget, SshTransport
+        from blumeops.core.sshtarget import SshTarget
+        from blumeops.transports.ssh import SshTransport
         t = SshTransport("flood", SshTarget(destination="flood",
                          config_file={str(ssh_lab.ssh_config)!r}), {str(ssh_lab.control)!r})
         start = time.monotonic()

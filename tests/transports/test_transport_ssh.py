@@ -22,6 +22,7 @@ from sshhost import (
     ssh_lab_fixture,  # noqa: F401 (fixture "ssh_lab")
 )
 
+from blumeops.core.sshtarget import SshTarget
 from blumeops.transports.exceptions import (
     HostKeyChanged,
     HostUnreachable,
@@ -29,7 +30,7 @@ from blumeops.transports.exceptions import (
     RemoteError,
     TransportError,
 )
-from blumeops.transports.ssh import SshTarget, SshTransport
+from blumeops.transports.ssh import SshTransport
 from blumeops.transports.types import FileBatch, FileWrite, ObserveRequest, PortCheck, Reason
 from polling import wait_for
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from blumeops.catalog.model import Host
-from blumeops.transports.ssh import SshTarget, SshTransport, control_dir
+from blumeops.core.sshtarget import SshTarget
+from blumeops.transports.ssh import SshTransport, control_dir
 
 
 def test_target_refuses_option_injection() -> None:

@@ -689,7 +689,7 @@ class Schedule(Strict):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
-            from blumeops.catalog.schedule import parse_cron
+            from blumeops.core.schedule import parse_cron
 
             parse_cron(value)
         return value
@@ -698,7 +698,7 @@ class Schedule(Strict):
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
-            from blumeops.catalog.schedule import parse_duration
+            from blumeops.core.schedule import parse_duration
 
             parse_duration(value)
         return value
@@ -711,7 +711,7 @@ class Schedule(Strict):
 
     @property
     def every_seconds(self) -> int | None:
-        from blumeops.catalog.schedule import parse_duration
+        from blumeops.core.schedule import parse_duration
 
         return None if self.every is None else parse_duration(self.every)
 
@@ -816,7 +816,7 @@ class Service(Strict):
     def _schedule_shorthand(cls, value: Any) -> Any:
         # `schedule: "15 3 * * *"` or `schedule: 1h`.
         if isinstance(value, str):
-            from blumeops.catalog.schedule import DURATION
+            from blumeops.core.schedule import DURATION
 
             return {"every": value} if DURATION.match(value) else {"cron": value}
         return value

@@ -23,7 +23,7 @@ class CatalogFiles(list[Path]):
     """The files a lab was read from, and the include globs that found them.
 
     `globs` holds (directory, pattern, matches) per glob, so the catalog cache can expand
-    each again and miss when a file that matches appears or goes (see catalog/cache.py).
+    each again and miss when a file that matches appears or goes (see lab/cache.py).
     """
 
     def __init__(self, files: list[Path] | None = None) -> None:

@@ -1,6 +1,6 @@
 """Who reaches what by which name: the lab's own URLs, scrape targets and probe addresses.
 
-Pure helpers for the cross-layer rules (catalog/rules.py) and the tailnet policy: the
+Pure helpers for the cross-layer rules (lab/rules.py) and the tailnet policy: the
 names a lab answers to (routes, hosts on the tailnet, public names) with the scheme and
 ports each answers on; where the lab's Prometheus runs and what it scrapes; and the URLs
 written into environment values and probe commands.
@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from blumeops.catalog.model import Lab, TLSMode
+from blumeops.catalog import resolve
+from blumeops.catalog.model import Lab, Role, Service, TLSMode
 from blumeops.catalog.public import is_loopback, public_routes, public_scheme_port
 from blumeops.catalog.resolve import ResolvedRoute, cluster_port, in_cluster_host, routes
 
@@ -180,7 +181,6 @@ class Scrape:
 
 def prometheus_at(lab: Lab) -> tuple[str, str, str | None] | None:
     """(service, host its traffic leaves from, cluster or None) of the lab's Prometheus."""
-    from blumeops.render.prometheus import store_service
 
     name = store_service(lab, "prometheus")
     if name is None:
@@ -251,8 +251,6 @@ def _url_endpoint(lab: Lab, url: str, by_name: dict[str, ResolvedRoute]
 
 def collector_paths(lab: Lab) -> list[tuple[str, str, str, int, str]]:
     """(host running Alloy, kind, device, port, URL) for each place Alloy sends to."""
-    from blumeops.render.alloy import collector_hosts
-    from blumeops.render.prometheus import store_service, store_url
 
     stores = [(kind, name) for kind in ("prometheus", "loki")
               if (name := store_service(lab, kind)) is not None]
@@ -267,3 +265,62 @@ def collector_paths(lab: Lab) -> list[tuple[str, str, str, int, str]]:
             if url and end is not None and end[0] != host:
                 out.append((host, kind, end[0], end[1], url))
     return out
+
+
+def store_service(lab: Lab, kind: str) -> str | None:
+    """The service that is the lab's `kind` ("prometheus", "loki", "grafana"), if any.
+
+    A service named after it wins; otherwise the first whose image is `.../KIND:TAG`.
+    """
+    if kind in lab.services:
+        return kind
+    for name, svc in lab.services.items():
+        if svc.image and svc.image.rsplit("/", 1)[-1].split(":", 1)[0].split("@")[0] == kind:
+            return name
+    return None
+
+
+def http_port(svc: Service) -> int | None:
+    """The port a service speaks HTTP on: its first http route's, else `http`, else first."""
+    for route in svc.routes.values():
+        if route.protocol == "http" and route.port in svc.ports:
+            return svc.ports[route.port]
+    if "http" in svc.ports:
+        return svc.ports["http"]
+    return next(iter(svc.ports.values()), None)
+
+
+def store_url(lab: Lab, name: str, *, cluster: str | None = None,
+              host: str | None = None) -> str | None:
+    """The base URL of service `name` as seen from a client in `cluster` or on `host`.
+
+    Same cluster: in-cluster DNS; same host: loopback; otherwise its first HTTP route's
+    URL, or a native service's host address. None when nothing outside can reach it.
+    """
+    svc = lab.services[name]
+    port = http_port(svc)
+    if port is not None and svc.kubernetes is not None and svc.kubernetes == cluster:
+        port_name = next(n for n, p in svc.ports.items() if p == port)
+        return f"http://{resolve.in_cluster_host(name, svc)}:{resolve.cluster_port(svc, port_name)}"
+    if port is not None and svc.native is not None and svc.native == host:
+        return f"http://127.0.0.1:{port}"
+    for route in resolve.service_routes(lab, name):
+        if route.protocol == "http":
+            return resolve.service_url(route, lab)
+    if port is not None and svc.native is not None:
+        return f"http://{resolve.host_address(lab, svc.native)}:{port}"
+    return None
+
+
+COLLECTOR_ROLES = (Role.compute, Role.gpu)
+
+
+def collector_hosts(lab: Lab) -> dict[str, list[str]]:
+    """Host -> its native services (sorted), for hosts that get an Alloy config."""
+    out: dict[str, list[str]] = {}
+    for name, svc in sorted(lab.services.items()):
+        host = svc.native
+        if host is not None and host in lab.hosts and lab.hosts[host].role in COLLECTOR_ROLES \
+                and lab.hosts[host].managed:  # an appliance runs no collector of ours
+            out.setdefault(host, []).append(name)
+    return dict(sorted(out.items()))

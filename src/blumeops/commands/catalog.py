@@ -11,7 +11,7 @@ import click
 from blumeops.output import OUTPUT_OPTION, emit_json
 
 if TYPE_CHECKING:
-    from blumeops.catalog.loader import LoadResult
+    from blumeops.lab.loader import LoadResult
 
 LAB_ARGUMENT = click.argument("lab", required=False, type=click.Path(path_type=Path))
 
@@ -23,7 +23,7 @@ def report(result: LoadResult) -> None:
 
 
 def load_or_exit(lab: Path | None, strict: bool = False) -> LoadResult:
-    from blumeops.catalog.loader import load_lab
+    from blumeops.lab.loader import load_lab
 
     result = load_lab(lab, strict=strict, cache=True)
     if not result.ok:
@@ -40,7 +40,7 @@ def load_or_exit(lab: Path | None, strict: bool = False) -> LoadResult:
 @OUTPUT_OPTION
 def validate(lab: Path | None, strict: bool, output: str) -> None:
     """Check a lab: schema, references and cross-layer rules. Exit 0 valid, 1 invalid."""
-    from blumeops.catalog.loader import load_lab
+    from blumeops.lab.loader import load_lab
 
     result = load_lab(lab, strict=strict, cache=True)
     if output == "json":

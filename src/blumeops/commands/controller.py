@@ -184,9 +184,8 @@ def controller_status(url: str, output: str) -> None:
         f"{'in sync' if data['in_sync'] else 'OUT OF SYNC'}   state {data['sync_state']}"
         f"{'   auto-sync PAUSED' if data.get('paused') else ''}")
     say(f"health  {data['health']}")
-    from blumeops.commands.lifecycle import print_health
-    from blumeops.engine.health import Health
-    from blumeops.engine.local import ServiceHealth
+    from blumeops.commands.session import print_health
+    from blumeops.core.health import Health, ServiceHealth
 
     print_health([ServiceHealth(s["service"], Health(s["health"]), s["detail"], s["state"],
                                 s["pid"], tuple(s["urls"])) for s in data["services"]])

@@ -13,7 +13,7 @@ from blumeops.commands.catalog import LAB_ARGUMENT, load_or_exit
 from blumeops.output import OUTPUT_OPTION, emit_json, fail, say, table
 
 if TYPE_CHECKING:
-    from blumeops.catalog.loader import LoadResult
+    from blumeops.lab.loader import LoadResult
 
 STATE_OPTION = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=None,
@@ -149,9 +149,9 @@ def cluster_apply(lab: Path | None, name: str | None, no_prune: bool, wait: floa
 def cluster_health(lab: Path | None, state_dir: Path | None, output: str) -> None:
     """Each cluster's services (their workloads, or their ArgoCD Application) and its
     app-of-apps: Healthy, Progressing, ... The cluster part of `blumeops status`."""
-    from blumeops.commands.lifecycle import session
-    from blumeops.delivery.api import cluster_health as read_health
-    from blumeops.engine.health import Health, worst
+    from blumeops.commands.session import session
+    from blumeops.core.health import Health, worst
+    from blumeops.engine.targets import cluster_health as read_health
 
     with session(lab, state_dir) as s:
         if not s.spec.clusters:

@@ -117,7 +117,7 @@ def get(first: str, second: str | None, no_newline: bool) -> None:
 
 def referenced(lab: Path | None) -> dict[str, list[str]]:
     """vault NAME -> services referencing it, if the catalog loads (else empty)."""
-    from blumeops.catalog.loader import load_lab
+    from blumeops.lab.loader import load_lab
 
     result = load_lab(lab)
     if result.lab is None:

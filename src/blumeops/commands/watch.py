@@ -25,8 +25,8 @@ def _mtimes(files: list[Path]) -> dict[Path, float]:
 def watch_local(lab: Path | None, state_dir: Path | None, interval: float, output: str,
                 poll: float = 0.5) -> None:
     """Run until interrupted (KeyboardInterrupt propagates to the caller)."""
-    from blumeops.catalog.loader import load_lab
     from blumeops.catalog.paths import resolve_lab_path
+    from blumeops.lab.loader import load_lab
 
     lab_path = resolve_lab_path(lab)
     files = load_lab(lab_path).files or [lab_path]
@@ -57,7 +57,7 @@ def watch_local(lab: Path | None, state_dir: Path | None, interval: float, outpu
 
 
 def _pids(lab: Path | None, state_dir: Path | None) -> dict[str, int | None]:
-    from blumeops.commands.lifecycle import session
+    from blumeops.commands.session import session
     from blumeops.engine.heal import pids
 
     with session(lab, state_dir) as s:
@@ -66,7 +66,7 @@ def _pids(lab: Path | None, state_dir: Path | None) -> dict[str, int | None]:
 
 def _pass(lab: Path | None, state_dir: Path | None, output: str, heal: bool,
           old_pids: dict[str, int | None]) -> dict[str, int | None]:
-    from blumeops.commands.lifecycle import run_apply, session
+    from blumeops.commands.session import run_apply, session
     from blumeops.engine.apply import prepare
     from blumeops.engine.heal import note_restarts, pids, record_drift
 

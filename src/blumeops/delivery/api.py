@@ -12,13 +12,11 @@ from typing import TYPE_CHECKING
 
 from blumeops.catalog.model import Lab
 from blumeops.delivery.hydrate import HydrateError, HydrateResult, hydrate_lab
-from blumeops.engine.health import Health
-from blumeops.tailnet.push import PolicyPlan, PushError, PushResult
+from blumeops.delivery.tailnet import PolicyPlan, PushError, PushResult
 
 if TYPE_CHECKING:
     from blumeops.delivery.hydrate import DeployTarget
     from blumeops.delivery.kubeapply import ItemResult, KubeChange
-    from blumeops.engine.local import LocalRuntime
 
 DEFAULT_DEPLOY_BRANCH = "blumeops-deploy"
 
@@ -169,30 +167,10 @@ def apply_cluster(lab: Lab, cluster: str | None = None, prune: bool = True,
     return out
 
 
-def cluster_health(runtime: LocalRuntime) -> dict[str, dict[str, tuple[Health, str]]]:
-    """Per cluster: each of its services and its own rows (the app-of-apps), in the five
-    words and why: what `status` shows of the clusters, read by the same sessions
-    (engine/targets.py). An unreachable cluster is Unknown, with the reason."""
-    from blumeops.engine.targets import TargetSession
-
-    spec = runtime.spec
-    names = [n for n, svc in spec.services.items() if svc.host in spec.clusters]
-    healths = runtime.service_health(names, {})
-    out: dict[str, dict[str, tuple[Health, str]]] = {c: {} for c in spec.clusters}
-    for name in names:
-        h = healths[name]
-        out[h.host][name] = (h.health, h.detail)
-    for session in runtime.unique_sessions():
-        if isinstance(session, TargetSession) and session.name in out:
-            out[session.name].update({row.name: (row.health, row.detail)
-                                      for row in session.target_health()})
-    return out
-
-
 # -- the tailnet policy ----------------------------------------------------------------------
 
 def _tailnet(lab: Lab) -> tuple[str, str]:
-    from blumeops.tailnet.push import rendered_policy
+    from blumeops.delivery.tailnet import rendered_policy
 
     got = rendered_policy(lab)
     if got is None:
@@ -201,7 +179,7 @@ def _tailnet(lab: Lab) -> tuple[str, str]:
 
 
 def plan_tailnet(lab: Lab, lab_dir: Path, state_dir: Path) -> PolicyPlan:
-    from blumeops.tailnet.push import client_for, plan_policy, read_seen
+    from blumeops.delivery.tailnet import client_for, plan_policy, read_seen
 
     name, text = _tailnet(lab)
     try:
@@ -214,7 +192,7 @@ def plan_tailnet(lab: Lab, lab_dir: Path, state_dir: Path) -> PolicyPlan:
 def apply_tailnet(lab: Lab, lab_dir: Path, state_dir: Path, *, overwrite: bool = False,
                   take_theirs: bool = False) -> PushResult:
     """Validate, test offline, then push when the catalog enables it (else a dry run)."""
-    from blumeops.tailnet.push import apply_policy, client_for, offline_tests_fail
+    from blumeops.delivery.tailnet import apply_policy, client_for, offline_tests_fail
 
     name, text = _tailnet(lab)
     assert lab.tailnet is not None

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.source.git import (
     _BASE,
     _ENV,

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from blumeops.engine.health import Health, worst
-from blumeops.engine.resources import Resource
+from blumeops.core.health import Health, worst
+from blumeops.core.resources import Resource
 
 if TYPE_CHECKING:
-    from blumeops.engine.jobs import JobRun
-    from blumeops.engine.spec import JobSpec
+    from blumeops.core.health import JobRun
+    from blumeops.core.spec import JobSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LAB_LABEL = "blumeops.dev/lab"
@@ -355,19 +355,20 @@ def exit_code(pods: Iterable[Doc]) -> int | None:
 
 def cronjob_health(job: JobSpec, cronjob: Doc | None, jobs: Iterable[Doc], at: datetime,
                    failed_exit: int | None = None) -> tuple[Health, str, JobRun]:
-    """A CronJob's health by the rules of native jobs (engine/jobs.py `judge`), from its
+    """A CronJob's health by the rules of native jobs (core/jobs.py `judge`), from its
     status (lastScheduleTime, lastSuccessfulTime, active) and its newest Job: Degraded
     when that Job failed, when a run is overdue or when the last success is older than
     `max_age`. `failed_exit`: the exit code the failed Job's pods report, if any.
 
     Times are in the CronJob's `timeZone`, else UTC (the kube-controller-manager's zone
-    on kind, minikube and k3s): next runs are computed with catalog/schedule.py from the
+    on kind, minikube and k3s): next runs are computed with core/schedule.py from the
     schedule the cluster holds."""
     from dataclasses import replace
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from blumeops.catalog.schedule import next_run, parse_cron
-    from blumeops.engine.jobs import JobRun, judge
+    from blumeops.core.health import JobRun
+    from blumeops.core.jobs import judge
+    from blumeops.core.schedule import next_run, parse_cron
 
     if cronjob is None:
         return Health.missing, "CronJob not found in the cluster", JobRun(None, None, None)

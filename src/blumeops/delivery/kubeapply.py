@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from blumeops.core.health import Health, worst
 from blumeops.delivery.kube import (
     FIELD_MANAGER,
     JOB_NAME_LABEL,
@@ -40,11 +41,10 @@ from blumeops.delivery.kube import (
     service_health,
     waves,
 )
-from blumeops.engine.health import Health, worst
 
 if TYPE_CHECKING:
-    from blumeops.engine.jobs import JobRun
-    from blumeops.engine.spec import JobSpec
+    from blumeops.core.health import JobRun
+    from blumeops.core.spec import JobSpec
 
 ARGOCD_NAMESPACE = "argocd"
 # Kinds render.kubernetes makes: listed for pruning even when none is rendered any more.

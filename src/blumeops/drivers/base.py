@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from blumeops.engine.plan import Change, Live
-from blumeops.engine.resources import Resource
+from blumeops.core.health import TargetHealth
+from blumeops.core.plan import Change, Live
+from blumeops.core.resources import Resource
 
 if TYPE_CHECKING:
-    from blumeops.engine.local import ServiceHealth
-    from blumeops.engine.spec import HostSpec, RuntimeSpec
+    from blumeops.core.health import ServiceHealth
+    from blumeops.core.spec import HostSpec, RuntimeSpec
     from blumeops.transports.base import Transport
     from blumeops.transports.types import JSON, HostFacts
 
@@ -138,3 +139,10 @@ def driver_class(kind: str, remote: bool) -> type[Driver] | None:
     cls = getattr(importlib.import_module(module), name)
     assert isinstance(cls, type) and issubclass(cls, Driver)
     return cls
+
+
+class ApiDriver(Driver):
+    """A driver of a target reached through an API: no agent ops, plus its own health."""
+
+    def target_health(self) -> list[TargetHealth]:
+        return []

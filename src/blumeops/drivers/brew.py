@@ -21,16 +21,16 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from blumeops.core.health import Health
+from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.remote_services import probed_health
 from blumeops.drivers.units import Batch, failure
-from blumeops.engine.health import Health
-from blumeops.engine.plan import Change, Live
 from blumeops.render.brew import brewfile_line
 from blumeops.transports.base import run_request
 
 if TYPE_CHECKING:
-    from blumeops.engine.local import ServiceHealth
+    from blumeops.core.health import ServiceHealth
     from blumeops.transports.base import Transport
     from blumeops.transports.types import JSON
 
@@ -197,7 +197,7 @@ class BrewDriver(Driver):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.engine.local import ServiceHealth
+        from blumeops.core.health import ServiceHealth
 
         wanted = self.formulae()
         mine = [n for n in services if n in wanted]

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.process import (
     DriverError,
@@ -36,14 +37,13 @@ from blumeops.drivers.process import (
     pid_alive,
     private_socket_dir,
     read_pidfile,
-    socket_path,
     tail_file,
     terminate,
     wait_gone,
     wait_until,
 )
-from blumeops.engine.plan import Change, Live
 from blumeops.fileio import tail_since
+from blumeops.sockets import socket_path
 from blumeops.state.dirs import private_dir
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blumeops.catalog.paths import inside
+from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
-from blumeops.engine.plan import Change, Live
 from blumeops.fileio import write_atomic
 
 if TYPE_CHECKING:

@@ -21,17 +21,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from blumeops.drivers.base import Secrets
-from blumeops.engine.health import Health
-from blumeops.engine.plan import Change, Live
-from blumeops.engine.resources import Resource
-from blumeops.engine.targets import ApiDriver, ClusterSpec, TargetHealth, TargetUnavailable
+from blumeops.core.health import Health, TargetHealth
+from blumeops.core.plan import Change, Live
+from blumeops.core.resources import Resource
+from blumeops.core.spec import ClusterSpec, TargetUnavailable
+from blumeops.drivers.base import ApiDriver, Secrets
 
 if TYPE_CHECKING:
+    from blumeops.core.health import ServiceHealth
     from blumeops.delivery.hydrate import DeployTarget, Hydrator
     from blumeops.delivery.kube import LiveObject, Manifest
     from blumeops.delivery.kubeapply import KubeDelivery
-    from blumeops.engine.local import ServiceHealth
 
 _HTTP_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2")
 HOOK_NOTE = "written by the controller after each sync (see its `delivered` events)"
@@ -265,7 +265,7 @@ class KubeDriver(_ClusterDriver):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.engine.local import ServiceHealth
+        from blumeops.core.health import ServiceHealth
 
         spec = self.ctx.spec.services
         out: dict[str, ServiceHealth] = {}

@@ -19,7 +19,7 @@ names a unit exactly as the renderer did (including a service's `names:`).
 Jobs (`schedule:`): the manager runs them, apply never does. systemd: the job's timer is
 its own resource (`systemd@HOST/timer/NAME`) applied with its unit (the TIMER is enabled);
 launchd: the plist is bootstrapped, never kickstarted. Between runs a job is converged
-(`Live.running` None while it is scheduled); its health is engine/jobs.py's, from what
+(`Live.running` None while it is scheduled); its health is core/jobs.py's, from what
 the manager shows of the last run. `host_lab_dir` is the one definition of where a
 host's services run, shared with the files driver.
 """
@@ -33,6 +33,8 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from blumeops.core.health import Health
+from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.remote_services import (
     SecretFiles,
@@ -45,14 +47,12 @@ from blumeops.drivers.remote_services import (
     workdir,
 )
 from blumeops.drivers.units import Batch, BatchResult, UnitState
-from blumeops.engine.health import Health
-from blumeops.engine.plan import Change, Live
 
 if TYPE_CHECKING:
+    from blumeops.core.health import ServiceHealth
     from blumeops.drivers.base import HostContext
     from blumeops.drivers.launchd import LaunchdManager
     from blumeops.drivers.systemd import SystemdManager
-    from blumeops.engine.local import ServiceHealth
     from blumeops.transports.base import Transport
     from blumeops.transports.types import JSON, HostFacts
 
@@ -393,7 +393,7 @@ class UnitDriver(Driver):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.engine.local import ServiceHealth
+        from blumeops.core.health import ServiceHealth
 
         mine = [n for n in services if n in self.units()]
         cached, self._probes = self._probes, None
@@ -432,7 +432,7 @@ class UnitDriver(Driver):
         return out
 
     def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
-        """A job's health from what its manager says of its last run (engine/jobs.py)."""
+        """A job's health from what its manager says of its last run (core/jobs.py)."""
         raise NotImplementedError
 
     def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
@@ -538,7 +538,7 @@ class SystemdDriver(UnitDriver):
         return errors
 
     def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
-        from blumeops.engine.jobs import systemd_job_health
+        from blumeops.drivers.jobs import systemd_job_health
 
         return systemd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
 
@@ -606,7 +606,7 @@ class LaunchdDriver(UnitDriver):
                               jobs=jobs)
 
     def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
-        from blumeops.engine.jobs import launchd_job_health
+        from blumeops.drivers.jobs import launchd_job_health
 
         return launchd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
 

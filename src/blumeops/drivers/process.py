@@ -7,7 +7,6 @@ has a budget of a few hundred milliseconds, imports included.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import signal
@@ -18,8 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 POLL = 0.02  # seconds between polls: fast enough to not show up in timings
-# Linux allows 107 bytes in a unix socket path, macOS 103: stay under both.
-MAX_SOCKET_PATH = 100
 
 
 class DriverError(Exception):
@@ -132,20 +129,6 @@ def tail_file(path: Path, lines: int = 20, block: int = 8192) -> str:
 
 
 # -- control sockets ---------------------------------------------------------------------
-
-
-def socket_path(state_dir: Path, subdir: str, name: str) -> Path:
-    """Where a control socket lives: STATE/SUBDIR/NAME, inside the 0700 state dir.
-
-    A deep state dir would overflow sun_path (107 bytes on Linux, 103 on macOS): then a
-    short per-state-dir directory under /tmp, named by a hash so two labs never share
-    it, which `private_socket_dir` creates 0700 and refuses if another user owns it.
-    """
-    path = state_dir / subdir / name
-    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
-        return path
-    digest = hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:12]
-    return Path("/tmp") / f"blumeops-{digest}" / name
 
 
 def private_socket_dir(path: Path) -> None:

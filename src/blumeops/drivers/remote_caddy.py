@@ -17,8 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
-from blumeops.engine.plan import Change, Live
 from blumeops.transports.types import FileBatch, FileWrite
 
 if TYPE_CHECKING:

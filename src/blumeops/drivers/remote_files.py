@@ -24,10 +24,10 @@ import posixpath
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from blumeops.core.plan import Change, Live
+from blumeops.core.resources import Resource
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.remote_services import index_op, index_trouble, parse_index
-from blumeops.engine.plan import Change, Live
-from blumeops.engine.resources import Resource
 from blumeops.transports.types import FileBatch, FileWrite
 
 if TYPE_CHECKING:

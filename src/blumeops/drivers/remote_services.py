@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from blumeops.transports.types import FileWrite
 
 if TYPE_CHECKING:
-    from blumeops.engine.local import ServiceHealth
-    from blumeops.engine.spec import ServiceSpec
+    from blumeops.core.health import ServiceHealth
+    from blumeops.core.spec import ServiceSpec
     from blumeops.transports.types import JSON
 
 # A Degraded service's log: the last lines, read from at most this many bytes at the end.
@@ -187,8 +187,7 @@ def probed_health(svc: ServiceSpec, probe: JSON | None, started: Mapping[str, fl
     + 10 s since blumeops started it), then Degraded."""
     import time
 
-    from blumeops.engine.health import Health
-    from blumeops.engine.local import ServiceHealth
+    from blumeops.core.health import Health, ServiceHealth
 
     name = svc.name
     if probe is None:

@@ -31,7 +31,7 @@ masked on the host.
 Jobs (`schedule:`) run as on this machine: the job's program is added, never started
 here; `blumeops-scheduler` (a copy of scheduler.py and cronmatch.py, standard library
 only) starts it at its times and records its runs in STATE/jobs/state.json, which the
-observe round trip reads (`jobs` op) for the job's health (engine/jobs.py).
+observe round trip reads (`jobs` op) for the job's health (core/jobs.py).
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blumeops.catalog.schedule import SCHEDULER
+from blumeops.core.health import Health
+from blumeops.core.plan import Change, Live
+from blumeops.core.schedule import SCHEDULER
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.marks import STARTED, WRITTEN, config_mark, restart_pending
 from blumeops.drivers.remote_services import (
@@ -58,12 +60,10 @@ from blumeops.drivers.remote_services import (
     tail_op,
     workdir,
 )
-from blumeops.engine.health import Health
-from blumeops.engine.plan import Change, Live
 from blumeops.transports.types import FileBatch, FileWrite
 
 if TYPE_CHECKING:
-    from blumeops.engine.local import ServiceHealth
+    from blumeops.core.health import ServiceHealth
     from blumeops.transports.types import JSON
 
 STOPPED = {"STOPPED", "EXITED", "FATAL", "BACKOFF"}
@@ -379,7 +379,7 @@ class RemoteSupervisor(Driver):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.engine.local import ServiceHealth
+        from blumeops.core.health import ServiceHealth
 
         transport = self.ctx.transport
         assert transport is not None
@@ -439,8 +439,8 @@ class RemoteSupervisor(Driver):
 
     def _job_health(self, name: str, svc: Any, st: dict[str, Any] | None) -> ServiceHealth:
         """A job: judged by its run record; the scheduler: Healthy while it runs."""
-        from blumeops.engine.jobs import program_job_health
-        from blumeops.engine.local import ServiceHealth
+        from blumeops.core.health import ServiceHealth
+        from blumeops.drivers.jobs import program_job_health
 
         where = f"on {self.ctx.name}"
         state = str(st["statename"]) if st else None

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.marks import STARTED, WRITTEN, config_mark
 from blumeops.drivers.marks import restart_pending as marks_differ
@@ -42,18 +43,18 @@ from blumeops.drivers.process import (
     private_socket_dir,
     processes_with_env,
     read_pidfile,
-    socket_path,
     tail_file,
     terminate,
     wait_gone,
     wait_until,
 )
-from blumeops.engine.plan import Change, Live
+from blumeops.drivers.secret_files import deliver_secret_files
 from blumeops.fileio import tail_since, write_atomic
+from blumeops.sockets import socket_path
 from blumeops.state.dirs import private_dir
 
 if TYPE_CHECKING:
-    from blumeops.engine.local import ServiceHealth
+    from blumeops.core.health import ServiceHealth
     from blumeops.transports.types import JSON
 
 __all__ = ["ApplyResult", "DriverError", "LocalSupervisor", "ProgramStatus", "SupervisorDriver"]
@@ -642,8 +643,6 @@ class LocalSupervisor(Driver):
         return live
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
-        from blumeops.engine.apply import deliver_secret_files
-
         runtime = self.ctx.runtime
         sup = runtime.supervisor
         sup.ensure_running()
@@ -670,7 +669,9 @@ class LocalSupervisor(Driver):
             mark = config_mark(change.desired.body, change.secrets_fp)
             try:
                 sup.mark_written(name, mark)  # before its file secrets change
-                env = deliver_secret_files(runtime, name, dict(secrets.get(change.id, {})))
+                env = deliver_secret_files(runtime.state_dir, name, runtime.spec.services[name],
+                                           runtime.files.resolve,
+                                           dict(secrets.get(change.id, {})))
             except OSError as exc:
                 errors[change.id] = f"cannot write its secret files: {exc.strerror or exc}"
                 continue
@@ -699,7 +700,7 @@ class LocalSupervisor(Driver):
 
 def _taken_ports(runtime: Any, name: str, status: dict[str, ProgramStatus]) -> list[int]:
     """Ports of the service held by something other than its own running program."""
-    from blumeops.engine.health import port_in_use
+    from blumeops.drivers.probes import port_in_use
 
     st = status.get(name)
     if st is not None and st.state in ("RUNNING", "STARTING", "BACKOFF"):

@@ -1,5 +1,5 @@
 """Driver of the tailnet: `tailscale@TAILNET/policy/policy`, the policy file behind
-Tailscale's API (tailnet/push.py does the talking).
+Tailscale's API (delivery/tailnet.py does the talking).
 
 observe reads the live policy and its ETag and compares it with the rendered one and with
 the one blumeops last pushed: the plan shows the difference, and an edit made elsewhere
@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from blumeops.drivers.base import Secrets
-from blumeops.engine.plan import Change, Live
-from blumeops.engine.targets import ApiDriver, TailnetSpec, TargetHealth, TargetUnavailable
+from blumeops.core.health import TargetHealth
+from blumeops.core.plan import Change, Live
+from blumeops.core.spec import TailnetSpec, TargetUnavailable
+from blumeops.drivers.base import ApiDriver, Secrets
 
 if TYPE_CHECKING:
-    from blumeops.tailnet.push import PolicyPlan, TailscaleClient
+    from blumeops.delivery.tailnet import PolicyPlan, TailscaleClient
 
 CHOOSE = "`blumeops tailnet push --overwrite` or `--take-theirs` chooses"
 
@@ -40,7 +41,7 @@ class TailscaleDriver(ApiDriver):
         return shared
 
     def _client(self) -> TailscaleClient:
-        from blumeops.tailnet.push import PushError, client_from_refs
+        from blumeops.delivery.tailnet import PushError, client_from_refs
 
         t = self.tailnet
         owner = self.shared.get("owner")
@@ -54,7 +55,7 @@ class TailscaleDriver(ApiDriver):
     def _desired(self) -> str:
         policy = [r for r in self.resources if r.kind == "policy"]
         if not policy:
-            from blumeops.tailnet.push import PushError
+            from blumeops.delivery.tailnet import PushError
 
             raise PushError("no rendered policy")
         return policy[0].body
@@ -62,7 +63,7 @@ class TailscaleDriver(ApiDriver):
     def _plan(self) -> PolicyPlan:
         """The live policy against the catalog's and the last seen (read once)."""
         if "plan" not in self.shared:
-            from blumeops.tailnet.push import PushError, plan_policy, read_seen
+            from blumeops.delivery.tailnet import PushError, plan_policy, read_seen
 
             try:
                 with self._client() as client:
@@ -95,7 +96,7 @@ class TailscaleDriver(ApiDriver):
         return out
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
-        from blumeops.tailnet.push import PushError, apply_policy
+        from blumeops.delivery.tailnet import PushError, apply_policy
 
         t = self.tailnet
         try:
@@ -116,8 +117,8 @@ class TailscaleDriver(ApiDriver):
 
     def _offline_failures(self) -> list[str]:
         """The policy's own tests, run offline on the catalog (read again only to push)."""
-        from blumeops.catalog.loader import load_lab
-        from blumeops.tailnet.push import PushError, offline_tests_fail
+        from blumeops.delivery.tailnet import PushError, offline_tests_fail
+        from blumeops.lab.loader import load_lab
 
         result = load_lab(self.shared["lab_file"])
         if result.lab is None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blumeops.engine.health import Health
+from blumeops.core.health import Health
 from blumeops.transports.base import (
     Transport,
     observe_request,

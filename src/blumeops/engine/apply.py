@@ -7,18 +7,16 @@ apply retries whatever did not converge.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from blumeops.engine.health import Health
-from blumeops.engine.local import LocalRuntime, ServiceHealth
-from blumeops.engine.plan import Change, Plan, make_plan
-from blumeops.engine.resources import Resource
-from blumeops.engine.spec import ServiceSpec
+from blumeops.core.health import Health, ServiceHealth
+from blumeops.core.plan import Change, Plan, make_plan
+from blumeops.core.resources import Resource
+from blumeops.core.spec import ServiceSpec
+from blumeops.engine.local import LocalRuntime
 from blumeops.state.store import Store
 
 Progress = Callable[[str, str], None]  # (service or resource, message)
@@ -240,7 +238,7 @@ _NO_SERVICE = ServiceSpec("", None, False)
 
 def _is_program(runtime: LocalRuntime, change: Change) -> bool:
     """A change to a service's process (its manager's resource), not a file or route."""
-    from blumeops.engine.spec import SERVICE_KINDS
+    from blumeops.core.spec import SERVICE_KINDS
 
     return runtime.manages_services(change.target) and change.kind in SERVICE_KINDS
 
@@ -273,56 +271,6 @@ def _waves(runtime: LocalRuntime, changes: list[Change]) -> list[list[Change]]:
         wave = level(name, frozenset()) if program and name in services else 0
         waves.setdefault(wave, []).append(change)
     return [sorted(waves[k], key=lambda c: c.id) for k in sorted(waves)]
-
-
-def deliver_secret_files(runtime: LocalRuntime, name: str, values: dict[str, str]
-                         ) -> dict[str, str]:
-    """Write the service's file secrets (0600); return the rest, for its environment.
-
-    Paths are listed in STATE/secrets/files.json so `down` can remove them. A secret that
-    is no longer a file (moved to the environment or dropped) or moved to another path
-    loses its old file: the value must not stay behind where the service no longer looks.
-    """
-
-    from blumeops.fileio import write_atomic
-
-    svc = runtime.spec.services[name]
-    index_path = runtime.state_dir / "secrets" / "files.json"
-    if not svc.secret_files and not index_path.exists():
-        return values
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError):
-        index = {}
-    before = dict(index)
-    env = dict(values)
-    wanted: dict[str, Path] = {}
-    for secret, declared in svc.secret_files.items():
-        if secret in env:
-            wanted[f"{name}:{secret}"] = runtime.files.resolve(declared, svc.workdir)
-    for key in [k for k in index if k.startswith(f"{name}:")]:
-        if key not in wanted or str(wanted[key]) != index[key]:
-            Path(index.pop(key)).unlink(missing_ok=True)
-    for key, path in wanted.items():
-        write_atomic(path, env.pop(key.partition(":")[2]), 0o600)
-        index[key] = str(path)
-    if index != before or wanted:
-        write_atomic(index_path, json.dumps(index, indent=2, sort_keys=True), 0o600)
-    return env
-
-
-def remove_secret_files(state_dir: Path) -> list[str]:
-    """Delete every file secret written by `deliver_secret_files`."""
-
-    index_path = state_dir / "secrets" / "files.json"
-    try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError):
-        return []
-    for path in index.values():
-        Path(path).unlink(missing_ok=True)
-    index_path.unlink(missing_ok=True)
-    return list(index)
 
 
 def _verb(change: Change) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blumeops.engine.health import ProbeResult, probe_http, probe_tcp
+from blumeops.core.spec import ROUTE_HEADER, RouteCheck
+from blumeops.drivers.probes import ProbeResult, probe_http, probe_tcp
 from blumeops.engine.local import LocalRuntime
-from blumeops.engine.spec import ROUTE_HEADER, RouteCheck
 
 
 @dataclass(frozen=True)

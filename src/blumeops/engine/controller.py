@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blumeops.engine.health import Health
+from blumeops.core.health import Health
 
 APPLIED_KEY = "controller.applied_commit"
 # A listener gets (kind, data) on the loop thread for each step the dashboard and the
@@ -73,7 +73,7 @@ class ControllerState:
 class Controller:
     def __init__(self, config: ControllerConfig,
                  on_sync: Callable[[str, float, bool], None] | None = None) -> None:
-        from blumeops.server.metrics import Metrics
+        from blumeops.engine.metrics import Metrics
         from blumeops.source.git import GitSource
         from blumeops.state.store import Store
 
@@ -215,7 +215,7 @@ class Controller:
 
     def sync(self, commit: str) -> bool:
         """catalog -> render -> plan -> apply for one exact commit. True when applied."""
-        from blumeops.catalog.loader import load_lab
+        from blumeops.lab.loader import load_lab
         from blumeops.source.git import SourceError
 
         with self._lock:
@@ -287,9 +287,9 @@ class Controller:
     def _runtime(self, live_root: Path) -> Any:
         """The local runtime for the applied commit; parses the catalog only after a
         restart (a heal before any sync)."""
-        from blumeops.catalog.loader import load_lab
         from blumeops.engine.local import LocalRuntime
         from blumeops.engine.spec import runtime_spec
+        from blumeops.lab.loader import load_lab
 
         lab_file = self._lab_file(live_root)
         if self._spec is None:
@@ -376,7 +376,7 @@ class Controller:
             return fixes if self.config.self_heal else 0
 
     def _record_health(self, healths: list[Any], runtime: Any) -> None:
-        from blumeops.engine.health import worst
+        from blumeops.core.health import worst
         from blumeops.engine.targets import target_health
 
         targets = target_health(runtime)  # ArgoCD's Applications, the tailnet policy
@@ -387,7 +387,7 @@ class Controller:
         self.metrics.set_health({h.service: h.health.value for h in healths})
         self.metrics.set_target_health({(t.target, t.name): t.health.value for t in targets})
         self._emit("health", services=self.state.services, lab_health=self.state.lab_health)
-        from blumeops.engine.jobs import backup_events
+        from blumeops.core.jobs import backup_events
 
         for kind, job, detail in backup_events(healths, runtime.spec.services):
             self._emit(kind, job=job, detail=detail)

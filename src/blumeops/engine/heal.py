@@ -6,8 +6,8 @@ what drifted as events, then apply the same plan an apply would.
 
 from __future__ import annotations
 
+from blumeops.core.plan import Plan
 from blumeops.engine.local import LocalRuntime
-from blumeops.engine.plan import Plan
 from blumeops.state.store import Store
 
 

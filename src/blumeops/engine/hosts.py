@@ -15,15 +15,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blumeops.core.health import Health
+from blumeops.core.plan import Change, Live
+from blumeops.core.resources import Resource
 from blumeops.drivers.base import Driver, HostContext, Secrets, driver_class
-from blumeops.engine.health import Health
-from blumeops.engine.plan import Change, Live
-from blumeops.engine.resources import Resource
 from blumeops.transports.exceptions import TransportError
 
 if TYPE_CHECKING:
-    from blumeops.engine.local import ServiceHealth
-    from blumeops.engine.spec import HostSpec, RuntimeSpec
+    from blumeops.core.health import ServiceHealth
+    from blumeops.core.spec import HostSpec, RuntimeSpec
     from blumeops.transports.types import HostFacts
 
 # What a remote host's round trip may raise: the transport's errors, and (the net under
@@ -147,7 +147,7 @@ class HostSession:
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.engine.local import ServiceHealth
+        from blumeops.core.health import ServiceHealth
 
         spec = self.ctx.spec.services
         if self.unreachable:
@@ -201,7 +201,8 @@ def remote_session(spec: RuntimeSpec, host: HostSpec, state_dir: Path, lab_dir: 
     ssh config (tests, CI) or first-contact acceptance (the CLI flag, tests)."""
     from dataclasses import replace
 
-    from blumeops.transports.ssh import SshTarget, SshTransport, control_dir
+    from blumeops.core.sshtarget import SshTarget
+    from blumeops.transports.ssh import SshTransport, control_dir
 
     target = SshTarget.for_values(host.name, host.ssh, host.address)
     config = os.environ.get(SSH_CONFIG_ENV) or None

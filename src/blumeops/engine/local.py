@@ -9,44 +9,23 @@ driver by name. Clusters and the tailnet join as sessions too (engine/targets.py
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blumeops.catalog.schedule import SCHEDULER
-from blumeops.engine.health import Health, probe_command, probe_http, probe_tcp
-from blumeops.engine.plan import Live
-from blumeops.engine.resources import Resource
-from blumeops.engine.spec import RuntimeSpec
+from blumeops.core.health import Health, ServiceHealth
+from blumeops.core.plan import Live
+from blumeops.core.resources import Resource
+from blumeops.core.schedule import SCHEDULER
+from blumeops.core.spec import RuntimeSpec
+from blumeops.drivers.probes import probe_command, probe_http, probe_tcp
 
 if TYPE_CHECKING:
+    from blumeops.core.plan import Change
     from blumeops.drivers.base import Secrets
     from blumeops.drivers.caddy import CaddyDriver
     from blumeops.drivers.files import FilesDriver
     from blumeops.drivers.supervisor import ProgramStatus, SupervisorDriver
     from blumeops.engine.hosts import HostSession
-    from blumeops.engine.jobs import JobRun
-    from blumeops.engine.plan import Change
-
-
-@dataclass(frozen=True)
-class ServiceHealth:
-    service: str
-    health: Health
-    detail: str
-    state: str = ""  # the supervisor's word
-    pid: int | None = None
-    urls: tuple[str, ...] = ()
-    host: str = ""
-    job: JobRun | None = None  # a scheduled job's last and next run (engine/jobs.py)
-
-    def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "service": self.service, "health": self.health.value, "detail": self.detail,
-            "state": self.state, "pid": self.pid, "urls": list(self.urls), "host": self.host}
-        if self.job is not None:
-            out["job"] = self.job.as_dict()
-        return out
 
 
 class LocalRuntime:
@@ -113,9 +92,9 @@ class LocalRuntime:
     def sessions(self) -> dict[str, HostSession]:
         """One session per host blumeops applies; all local hosts share this machine's."""
         if self._sessions is None:
+            from blumeops.core.spec import HostSpec
             from blumeops.drivers.base import HostContext
             from blumeops.engine.hosts import HostSession, host_kinds, remote_session
-            from blumeops.engine.spec import HostSpec
 
             sessions: dict[str, HostSession] = {}
             desired = self.spec.desired
@@ -219,7 +198,7 @@ class LocalRuntime:
     def runs_jobs(self, host: str | None) -> bool:
         """A host reached over SSH whose jobs blumeops applies (blumeops-scheduler under its
         supervisord, systemd timers, launchd calendar jobs): the job's health is asked there."""
-        from blumeops.engine.spec import UNIT_MANAGERS
+        from blumeops.core.spec import UNIT_MANAGERS
 
         spec = self.spec.hosts.get(host or "")
         return (spec is not None and not spec.local
@@ -278,7 +257,7 @@ class LocalRuntime:
             return ServiceHealth(service, Health.unknown, "not run on this machine", urls=urls)
         status = self.program_status() if status is None else status
         if svc.job is not None or service == SCHEDULER:
-            from blumeops.engine import jobs
+            from blumeops.drivers import jobs
 
             return (jobs.scheduler_health(service, status, self.state_dir) if svc.job is None
                     else jobs.job_health(service, svc, self.state_dir, status))

@@ -8,121 +8,24 @@ an unchanged catalog can skip parsing, validation and even importing pydantic.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
+from blumeops.core.spec import (
+    APPLIED_KINDS,
+    APPLIED_RENDERERS,
+    UNIT_MANAGERS,
+    HostSpec,
+    JobSpec,
+    ProbeSpec,
+    RouteCheck,
+    RuntimeSpec,
+    ServiceSpec,
+)
 
 if TYPE_CHECKING:  # the targets pull in drivers and HTTP: not for `render` (render/caddy)
-    from blumeops.engine.targets import ClusterSpec, TailnetSpec
-
-# The render modules whose resources the local runtime applies (borgmatic: the backup
-# job's config, delivered to its host as a file).
-APPLIED_RENDERERS = ("native", "caddy", "brew", "borgmatic")
-# Every rendered Caddy HTTP route sets this response header to its hostname, so a probe
-# through the proxy knows the answer came from that route: Caddy answers a Host it has
-# no route for with an empty 200, which must not pass for a working route.
-ROUTE_HEADER = "X-Blumeops-Route"
-
-
-@dataclass(frozen=True)
-class ProbeSpec:
-    kind: Literal["http", "tcp", "command"]
-    port: int | None = None
-    path: str = "/"
-    command: tuple[str, ...] = ()
-    timeout: float = 2.0
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """A catalog host as the engine reaches it (plain data: no pydantic on the fast path)."""
-
-    name: str
-    local: bool
-    ssh: str | None = None  # user@host[:port]; None: reached by `address` or its name
-    address: str | None = None
-    system: str = ""  # what platform.system() should answer: Linux, Darwin
-    os: str = ""  # as declared: linux, macos, dsm
-    manager: str = ""  # effective service manager: supervisor, systemd, launchd
-    manager_declared: bool = False
-    ssh_identity: str | None = None  # ssh -i
-    accept_new_host_key: bool = False  # first contact: record an unknown host key
-    arch: str | None = None  # declared: checked against the host's facts
-
-    @property
-    def reachable(self) -> bool:
-        """Applied by blumeops: this machine, or a host with `ssh:`."""
-        return self.local or self.ssh is not None
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A scheduled service's schedule, as the scheduler and job health read it."""
-
-    cron: str | None = None
-    every: int | None = None  # seconds
-    grace: int | None = None  # seconds a run may start late; None: the period, <= 10 min
-    max_age: int | None = None  # seconds the last success may be old; None: no limit
-    backup: bool = False  # the lab's backup job (backups.job): its health is the backups'
-    timeout: int | None = None  # seconds a run may take before it is stopped; None: no limit
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    host: str | None  # native host; None for Kubernetes services
-    local: bool  # runs on this machine
-    ports: dict[str, int] = field(default_factory=dict)
-    probe: ProbeSpec | None = None
-    startsecs: int = 1
-    depends_on: tuple[str, ...] = ()
-    urls: tuple[str, ...] = ()
-    workdir: str | None = None
-    has_secrets: bool = False
-    secret_files: dict[str, str] = field(default_factory=dict)  # NAME -> declared path
-    address: str = "127.0.0.1"  # where its probe connects, on its host
-    probed_here: bool = False  # on a host blumeops does not manage: probed from this machine
-    job: JobSpec | None = None  # scheduled: run at its times, never kept running
-
-
-@dataclass(frozen=True)
-class RouteCheck:
-    """One route as `blumeops check` probes it through the local proxy."""
-
-    hostname: str
-    address: str  # host the proxy listens on
-    port: int  # HTTP listen port, or the TCP route's listen port
-    protocol: Literal["http", "tcp"]
-    path: str = "/"
-
-
-@dataclass(frozen=True)
-class RuntimeSpec:
-    lab: str
-    local_hosts: tuple[str, ...]
-    supervisor_host: str | None
-    proxy_hosts: tuple[str, ...]
-    services: dict[str, ServiceSpec]
-    routes: tuple[RouteCheck, ...]
-    notes: tuple[str, ...]
-    desired: tuple[Resource, ...]
-    catalog_hash: str = ""  # of the catalog files: what a sync without a commit applied
-    hosts: dict[str, HostSpec] = field(default_factory=dict)  # every host blumeops applies
-    # Targets reached through an API from this machine (engine/targets.py).
-    clusters: dict[str, ClusterSpec] = field(default_factory=dict)
-    tailnet: TailnetSpec | None = None
-    # Run by the controller's loop: its hook writes deploy branches after each sync, and
-    # changes that wait for a person's choice are not retried on every pass.
-    controller: bool = False
-
-    def host_of(self, resource_target: str) -> str:
-        return resource_target.partition("@")[2]
-
-    @property
-    def remote_hosts(self) -> list[HostSpec]:
-        return [h for h in self.hosts.values() if not h.local and h.reachable]
+    pass
 
 
 def catalog_digest(files: list[Path]) -> str:
@@ -253,14 +156,6 @@ def _probe_address(lab: object, service: str, host: str | None,
     return lab.hosts[host].address or "127.0.0.1"
 
 
-APPLIED_KINDS = {"supervisor": {"program"}, "caddy": {"config"}, "files": {"file"},
-                 "systemd": {"unit", "timer"}, "launchd": {"plist"}, "brew": {"formula"}}
-# What a service manager's resource is called: a change to one starts or stops a process.
-SERVICE_KINDS = {"program", "unit", "plist", "formula"}
-# Service managers reached over SSH through their unit managers (drivers/managed.py).
-UNIT_MANAGERS = ("systemd", "launchd")
-
-
 def _applies_here(res: Resource, applied: tuple[str, ...], managed: dict[str, str],
                   drivable: list[str], local: tuple[str, ...] = ()) -> bool:
     """Applied by blumeops: a resource of a kind its driver takes, on an applied host;
@@ -277,7 +172,7 @@ def _applies_here(res: Resource, applied: tuple[str, ...], managed: dict[str, st
 
 def _job(svc: object, backup: bool = False) -> JobSpec | None:
     from blumeops.catalog.model import Service
-    from blumeops.catalog.schedule import parse_duration
+    from blumeops.core.schedule import parse_duration
 
     assert isinstance(svc, Service)
     sched = svc.schedule
@@ -297,7 +192,7 @@ def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | No
     scheduler is one service name: its row is this machine's, else the first SSH host's
     with jobs (the others' are applied and judge their jobs all the same). Jobs elsewhere
     are rendered only: say so."""
-    from blumeops.catalog.schedule import SCHEDULER
+    from blumeops.core.schedule import SCHEDULER
 
     jobs = [s for s in services.values() if s.job is not None and s.host is not None]
     if host is not None and any(s.host == host for s in jobs):

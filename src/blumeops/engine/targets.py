@@ -16,83 +16,38 @@ them with no code of their own. What differs from a host:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from blumeops.drivers.base import Driver, HostContext, Secrets
-from blumeops.engine.health import Health
+from blumeops.core.health import Health, TargetHealth
+from blumeops.core.plan import Change, Live
+from blumeops.core.resources import Resource
+from blumeops.core.spec import ClusterSpec, HostSpec, RuntimeSpec, TailnetSpec, TargetUnavailable
+from blumeops.drivers.base import ApiDriver, HostContext, Secrets
 from blumeops.engine.hosts import HostSession
-from blumeops.engine.plan import Change, Live
-from blumeops.engine.resources import Resource
 
 if TYPE_CHECKING:
-    from blumeops.engine.local import LocalRuntime, ServiceHealth
+    from blumeops.core.health import ServiceHealth
 
 
-@dataclass(frozen=True)
-class ClusterSpec:
-    """A cluster as the engine reaches it: a kubeconfig context and how it is delivered."""
+class Runtime(Protocol):
+    """What target sessions and their health need of engine/local.py's LocalRuntime."""
 
-    name: str
-    context: str
-    delivery: str  # "argocd" or "apply"
-    repo_url: str | None = None
-    deploy_branch: str | None = None
-    path: str = "rendered"
-    apps: dict[str, str | None] = field(default_factory=dict)  # Application -> service
-    # Where its Applications live: the context of the cluster whose ArgoCD delivers it.
-    argocd_context: str | None = None
+    spec: RuntimeSpec
+    state_dir: Path
+    lab_dir: Path
+    lab_file: Path
 
-    @property
-    def deploys(self) -> bool:
-        """blumeops writes this cluster's deploy branch (ArgoCD follows it)."""
-        return self.delivery == "argocd" and bool(self.repo_url and self.deploy_branch)
+    def unique_sessions(self) -> list[HostSession]: ...
 
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return ("argocd", "k8s") if self.deploys else ("k8s",)
-
-
-@dataclass(frozen=True)
-class TailnetSpec:
-    """The tailnet's policy target: credentials as references only, never values."""
-
-    name: str
-    push: bool = False
-    api_key: str | None = None
-    oauth_client_id: str | None = None
-    oauth_client_secret: str | None = None
-
-
-@dataclass(frozen=True)
-class TargetHealth:
-    """One row of a target's own health: an Application, the tailnet policy."""
-
-    target: str
-    name: str
-    health: Health
-    detail: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"target": self.target, "name": self.name, "health": self.health.value,
-                "detail": self.detail}
-
-
-class TargetUnavailable(Exception):
-    """The target cannot be read or reached: it is Unknown, for this reason."""
+    def service_health(self, names: list[str], started: dict[str, float]
+                       ) -> dict[str, ServiceHealth]: ...
 
 
 def _why(exc: Exception) -> str:
     """A reason to show: ours as is; anything else from an API client with its type (a
     cluster answering what its client cannot read must not end the plan)."""
     return str(exc) if isinstance(exc, TargetUnavailable) else f"{type(exc).__name__}: {exc}"
-
-
-class ApiDriver(Driver):
-    """A driver of a target reached through an API: no agent ops, plus its own health."""
-
-    def target_health(self) -> list[TargetHealth]:
-        return []
 
 
 def target_specs(lab: Any, source: str, applied_hosts: set[str], notes: list[str]
@@ -197,7 +152,7 @@ class TargetSession(HostSession):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.engine.local import ServiceHealth
+        from blumeops.core.health import ServiceHealth
 
         spec = self.ctx.spec.services
         out: dict[str, ServiceHealth] = {}
@@ -236,10 +191,8 @@ class TargetSession(HostSession):
         return None
 
 
-def target_sessions(runtime: LocalRuntime, taken: set[str]) -> dict[str, TargetSession]:
+def target_sessions(runtime: Runtime, taken: set[str]) -> dict[str, TargetSession]:
     """A session per cluster and for the tailnet, keyed as their targets' `@` part."""
-    from blumeops.engine.spec import HostSpec
-
     spec = runtime.spec
     out: dict[str, TargetSession] = {}
     wanted: list[tuple[str, tuple[str, ...], str]] = [
@@ -259,9 +212,27 @@ def target_sessions(runtime: LocalRuntime, taken: set[str]) -> dict[str, TargetS
     return out
 
 
-def target_health(runtime: LocalRuntime) -> list[TargetHealth]:
+def target_health(runtime: Runtime) -> list[TargetHealth]:
     """Every target's own health rows (clusters, tailnet); none for a lab without them."""
     if not runtime.spec.clusters and runtime.spec.tailnet is None:
         return []
     return [row for s in runtime.unique_sessions() if isinstance(s, TargetSession)
             for row in s.target_health()]
+
+
+def cluster_health(runtime: Runtime) -> dict[str, dict[str, tuple[Health, str]]]:
+    """Per cluster: each of its services and its own rows (the app-of-apps), in the five
+    words and why: what `status` shows of the clusters, read by the same sessions
+    (engine/targets.py). An unreachable cluster is Unknown, with the reason."""
+    spec = runtime.spec
+    names = [n for n, svc in spec.services.items() if svc.host in spec.clusters]
+    healths = runtime.service_health(names, {})
+    out: dict[str, dict[str, tuple[Health, str]]] = {c: {} for c in spec.clusters}
+    for name in names:
+        h = healths[name]
+        out[h.host][name] = (h.health, h.detail)
+    for session in runtime.unique_sessions():
+        if isinstance(session, TargetSession) and session.name in out:
+            out[session.name].update({row.name: (row.health, row.detail)
+                                      for row in session.target_health()})
+    return out

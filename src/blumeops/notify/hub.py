@@ -66,8 +66,8 @@ class Notifier:
             return self._config
 
     def _load(self) -> _Config | None:
-        from blumeops.catalog.loader import load_lab
         from blumeops.catalog.paths import resolve_lab_path
+        from blumeops.lab.loader import load_lab
 
         ctl = self.controller
         live = ctl.state_dir / "source" / "live" / ctl.config.lab_path

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 
 
 @dataclass(frozen=True)

@@ -14,25 +14,13 @@ from __future__ import annotations
 
 from json import dumps as q
 
-from blumeops.catalog.model import Lab, Role
-from blumeops.engine.resources import Resource
+from blumeops.catalog.model import Lab
+from blumeops.catalog.reach import collector_hosts, store_service, store_url
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
-from blumeops.render.prometheus import store_service, store_url
 
-COLLECTOR_ROLES = (Role.compute, Role.gpu)
 REMOTE_WRITE_PATH = "/api/v1/write"
 LOKI_PUSH_PATH = "/loki/api/v1/push"
-
-
-def collector_hosts(lab: Lab) -> dict[str, list[str]]:
-    """Host -> its native services (sorted), for hosts that get an Alloy config."""
-    out: dict[str, list[str]] = {}
-    for name, svc in sorted(lab.services.items()):
-        host = svc.native
-        if host is not None and host in lab.hosts and lab.hosts[host].role in COLLECTOR_ROLES \
-                and lab.hosts[host].managed:  # an appliance runs no collector of ours
-            out.setdefault(host, []).append(name)
-    return dict(sorted(out.items()))
 
 
 def _sink(lab: Lab, kind: str, host: str, path: str) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from blumeops.catalog.model import Cluster, Lab, Service
 from blumeops.catalog.resolve import application_name
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.render.kubernetes import (
     CLUSTER_DIR,

@@ -11,7 +11,7 @@ service takes no command, environment or secrets; its configuration files go thr
 from __future__ import annotations
 
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 
 

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from blumeops.catalog.model import Domain, Lab, TLSMode
 from blumeops.catalog.resolve import ResolvedRoute, routes
-from blumeops.engine.resources import Resource
-from blumeops.engine.spec import ROUTE_HEADER
+from blumeops.core.resources import Resource
+from blumeops.core.spec import ROUTE_HEADER
 from blumeops.render import RenderContext
 
 L4_MODULE = "github.com/mholt/caddy-l4"

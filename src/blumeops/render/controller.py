@@ -12,7 +12,7 @@ import dataclasses
 from blumeops.catalog.model import ControllerSpec, Health, Lab, SecretRef, Service
 from blumeops.catalog.model import ServiceManager as Manager
 from blumeops.catalog.resolve import service_manager
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 
 NAME = "blumeops-controller"

@@ -17,11 +17,10 @@ from collections.abc import Iterable
 from blumeops.catalog import resolve
 from blumeops.catalog.model import Lab, Service
 from blumeops.catalog.public import public_routes, public_url, public_urls
-from blumeops.engine.resources import Resource
+from blumeops.catalog.reach import collector_hosts, store_service
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
-from blumeops.render.alloy import collector_hosts
 from blumeops.render.borgmatic import backup_target, source_path, sources_by_host
-from blumeops.render.prometheus import store_service
 
 DIAGRAM_NAMES = 8  # list service names in a diagram node up to this many, else count
 

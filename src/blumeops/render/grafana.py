@@ -11,9 +11,9 @@ from __future__ import annotations
 from json import dumps as q
 
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.catalog.reach import store_service, store_url
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
-from blumeops.render.prometheus import store_service, store_url
 
 PATH = "grafana/datasources.yaml"
 # (catalog kind, datasource name, Grafana type, default?)

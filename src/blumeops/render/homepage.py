@@ -14,7 +14,7 @@ from json import dumps as q
 
 from blumeops.catalog import resolve
 from blumeops.catalog.model import Lab
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 
 PATH = "homepage/services.yaml"

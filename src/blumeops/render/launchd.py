@@ -13,8 +13,8 @@ import posixpath
 
 from blumeops.catalog.model import Service
 from blumeops.catalog.resolve import launchd_label
-from blumeops.engine.resources import Resource
-from blumeops.render.native import secret_refs
+from blumeops.core.resources import Resource
+from blumeops.render.unitfields import secret_refs
 
 STATE_DIR = "/usr/local/var/blumeops"
 LAB_DIR = f"{STATE_DIR}/lab"  # relative commands and workdirs resolve here
@@ -72,7 +72,7 @@ def calendar(expression: str) -> list[dict[str, int]]:
     """
     from itertools import product
 
-    from blumeops.catalog import schedule as cs
+    from blumeops.core import schedule as cs
 
     cron = cs.parse_cron(expression)
     days, weekdays = cron.days, cron.weekdays

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from blumeops.catalog.model import Lab, Mount
 from blumeops.catalog.resolve import host_mounts, share_source, split_share
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 
 _UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")

@@ -8,28 +8,11 @@ resource carries `secret_refs`, resolved only at apply time.
 
 from __future__ import annotations
 
-import posixpath
-
 from blumeops.catalog.model import Lab, Service, ServiceManager
 from blumeops.catalog.resolve import service_manager
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
-
-
-def secret_refs(svc: Service) -> tuple[tuple[str, str], ...]:
-    """(NAME, reference) pairs, sorted: what apply resolves and delivers."""
-    return tuple(sorted((name, ref.ref) for name, ref in svc.secrets.items()))
-
-
-def one_line(text: str | None) -> str:
-    """A description safe to put in a one-line comment."""
-    return " ".join((text or "").split())
-
-
-def safe_relpath(path: str) -> str:
-    """A declared file path as a relative path that cannot leave the render directory."""
-    parts = [p for p in posixpath.normpath("/" + path).split("/") if p and p != ".."]
-    return "/".join(parts) or "_"
+from blumeops.render.unitfields import safe_relpath
 
 
 def _files(lab: Lab, name: str, svc: Service, host: str) -> list[Resource]:

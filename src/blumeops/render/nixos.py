@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from blumeops.catalog.model import Lab, Mount, Service, ServiceManager
 from blumeops.catalog.resolve import host_mounts, service_manager, share_source, systemd_unit
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
-from blumeops.render.native import one_line
 from blumeops.render.systemd import LAB_DIR, _resolve, env_file, exec_start, spec
+from blumeops.render.unitfields import one_line
 
 
 def nix_string(value: str) -> str:

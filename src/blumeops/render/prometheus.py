@@ -4,8 +4,8 @@ Renders `prometheus/prometheus.yml`, a render-only artifact. The YAML is written
 (every string JSON-quoted, which YAML reads verbatim) because a YAML emitter is several
 times slower on a thousand-service lab and the shape here is fixed.
 
-Also home of `store_service`, which the Alloy, Grafana and docs renderers use to find the
-lab's Prometheus and Loki, so they all agree on where metrics and logs go.
+The lab's Prometheus and Loki are found by catalog/reach.py's `store_service`, which
+the Alloy, Grafana and docs renderers use too, so they all agree on where metrics go.
 """
 
 from __future__ import annotations
@@ -14,61 +14,17 @@ from json import dumps as q
 
 from blumeops.catalog import resolve
 from blumeops.catalog.model import Lab, Service
-from blumeops.engine.resources import Resource
+from blumeops.catalog.reach import store_service
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 
 PATH = "prometheus/prometheus.yml"
 SCRAPE_INTERVAL = "30s"
 
 
-def store_service(lab: Lab, kind: str) -> str | None:
-    """The service that is the lab's `kind` ("prometheus", "loki", "grafana"), if any.
-
-    A service named after it wins; otherwise the first whose image is `.../KIND:TAG`.
-    """
-    if kind in lab.services:
-        return kind
-    for name, svc in lab.services.items():
-        if svc.image and svc.image.rsplit("/", 1)[-1].split(":", 1)[0].split("@")[0] == kind:
-            return name
-    return None
-
-
-def http_port(svc: Service) -> int | None:
-    """The port a service speaks HTTP on: its first http route's, else `http`, else first."""
-    for route in svc.routes.values():
-        if route.protocol == "http" and route.port in svc.ports:
-            return svc.ports[route.port]
-    if "http" in svc.ports:
-        return svc.ports["http"]
-    return next(iter(svc.ports.values()), None)
-
-
 def in_cluster_host(name: str, svc: Service) -> str:
     """The in-cluster DNS name of a Kubernetes service: SERVICE.NAMESPACE.svc."""
     return resolve.in_cluster_host(name, svc)
-
-
-def store_url(lab: Lab, name: str, *, cluster: str | None = None,
-              host: str | None = None) -> str | None:
-    """The base URL of service `name` as seen from a client in `cluster` or on `host`.
-
-    Same cluster: in-cluster DNS; same host: loopback; otherwise its first HTTP route's
-    URL, or a native service's host address. None when nothing outside can reach it.
-    """
-    svc = lab.services[name]
-    port = http_port(svc)
-    if port is not None and svc.kubernetes is not None and svc.kubernetes == cluster:
-        port_name = next(n for n, p in svc.ports.items() if p == port)
-        return f"http://{in_cluster_host(name, svc)}:{resolve.cluster_port(svc, port_name)}"
-    if port is not None and svc.native is not None and svc.native == host:
-        return f"http://127.0.0.1:{port}"
-    for route in resolve.service_routes(lab, name):
-        if route.protocol == "http":
-            return resolve.service_url(route, lab)
-    if port is not None and svc.native is not None:
-        return f"http://{resolve.host_address(lab, svc.native)}:{port}"
-    return None
 
 
 def scrape_target(lab: Lab, name: str, svc: Service, port: int) -> tuple[str, str, bool]:

@@ -24,7 +24,7 @@ import re
 
 from blumeops.catalog.model import Lab, TLSMode
 from blumeops.catalog.public import PublicRoute, public_routes
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 
 NGINX_PATH = "public/nginx.conf"

@@ -14,10 +14,10 @@ import re
 import shlex
 
 from blumeops.catalog.model import Service
-from blumeops.catalog.schedule import SCHEDULER
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
+from blumeops.core.schedule import SCHEDULER
 from blumeops.render import RenderContext
-from blumeops.render.native import one_line, secret_refs
+from blumeops.render.unitfields import one_line, secret_refs
 
 STATE = "%(ENV_BLUMEOPS_STATE_DIR)s"
 LAB = "%(ENV_BLUMEOPS_LAB_DIR)s"
@@ -147,7 +147,7 @@ def job_table(jobs: dict[str, Service]) -> str:
     """The scheduler's job table: JSON, one entry per job, sorted (scheduler.py reads it)."""
     import json
 
-    from blumeops.catalog.schedule import parse_duration
+    from blumeops.core.schedule import parse_duration
 
     table = []
     for name, svc in sorted(jobs.items()):

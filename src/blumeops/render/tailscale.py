@@ -19,7 +19,7 @@ from typing import Any
 
 from blumeops.catalog.model import Lab, Serve
 from blumeops.catalog.resolve import tailnet_name
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 from blumeops.tailnet.evaluate import matches, resolve
 from blumeops.tailnet.policy import Policy, derive_policy, device_tag

@@ -10,9 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from blumeops.catalog.model import Lab
+from blumeops.core.sshtarget import SshTarget
 from blumeops.transports.base import Transport
 from blumeops.transports.local import LocalTransport
-from blumeops.transports.ssh import SshTarget, SshTransport, control_dir
+from blumeops.transports.ssh import SshTransport, control_dir
 
 
 def transport_for(lab: Lab, name: str, state_dir: Path, *, accept_new: bool = False,

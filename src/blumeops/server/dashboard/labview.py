@@ -115,8 +115,8 @@ class LabView:
         return Applied(commit, lab, resources, redact)
 
     def _load(self, commit: str | None) -> Applied:
-        from blumeops.catalog.loader import load_lab
         from blumeops.catalog.paths import resolve_lab_path
+        from blumeops.lab.loader import load_lab
         from blumeops.render import RenderContext, render_lab
 
         ctl = self.controller

@@ -139,11 +139,11 @@ def load_lab(lab: str | Path | None, strict: bool = False, cache: bool = False) 
     """Load and check a lab; never raises for bad input.
 
     With `cache`, a lab whose files are unchanged since its last valid load is taken
-    from the user's cache (see catalog/cache.py) instead of parsed again.
+    from the user's cache (see lab/cache.py) instead of parsed again.
     """
     path = resolve_lab_path(lab)
     if cache:
-        from blumeops.catalog import cache as catalog_cache
+        from blumeops.lab import cache as catalog_cache
 
         kind = f"catalog:strict={strict}"
         hit = catalog_cache.lookup(kind, path)
@@ -200,7 +200,7 @@ def _load(path: Path, strict: bool) -> LoadResult:
     diagnostics.extend(control_characters(root, marks))
     if model is not None and not diagnostics:
         from blumeops.catalog.confine import confined_paths
-        from blumeops.catalog.rules import check
+        from blumeops.lab.rules import check
 
         diagnostics.extend(check(model, marks))
         diagnostics.extend(confined_paths(model, marks, lab_dir(path)))

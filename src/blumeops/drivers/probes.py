@@ -10,33 +10,7 @@ import http.client
 import socket
 import subprocess
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-
-
-class Health(StrEnum):
-    healthy = "Healthy"
-    progressing = "Progressing"
-    degraded = "Degraded"
-    missing = "Missing"
-    unknown = "Unknown"
-
-
-# Worst first: a lab is as healthy as its least healthy service.
-_SEVERITY = [Health.degraded, Health.missing, Health.progressing, Health.unknown, Health.healthy]
-
-
-def worst(healths: list[Health]) -> Health:
-    if not healths:
-        return Health.unknown
-    return min(healths, key=_SEVERITY.index)
-
-
-def lab_health(services: list[Health], routes_ok: list[bool]) -> Health:
-    """The lab's verdict: Healthy only when every service run here is Healthy and every
-    route answers through the proxy; a failing route makes it Degraded."""
-    routes = [Health.healthy if ok else Health.degraded for ok in routes_ok]
-    return worst([*services, *routes])
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from blumeops.engine.resources import Resource
+from blumeops.core.resources import Resource
 
 Action = Literal["create", "update", "delete", "unchanged"]
 

@@ -216,7 +216,7 @@ def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     options on the local host (they would be silently ignored there)."""
     specs = {name: host.ssh for name, host in lab.hosts.items() if host.ssh is not None}
     if specs:  # the transport's own parser (imported only when needed: validate stays fast)
-        from blumeops.transports.ssh import SshTarget
+        from blumeops.core.sshtarget import SshTarget
 
         for name, spec in specs.items():
             try:
@@ -1447,7 +1447,7 @@ _NOT_FOR_JOBS = ("routes", "health", "metrics", "helm", "manifests", "workload",
 @rule
 def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """A job runs at its times and exits: nothing may route to it, wait on it or probe it."""
-    from blumeops.catalog.schedule import SCHEDULER, as_kubernetes
+    from blumeops.core.schedule import SCHEDULER, as_kubernetes
 
     scheduled = {n for n, s in lab.services.items() if s.schedule is not None}
     for name, svc in lab.services.items():

@@ -19,99 +19,24 @@ A job is never kept running, so a probe cannot tell whether it works; its record
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blumeops.engine.health import Health
+from blumeops.core.health import Health, JobRun
+from blumeops.core.jobs import judge
 
 if TYPE_CHECKING:
+    from blumeops.core.health import ServiceHealth
+    from blumeops.core.spec import ServiceSpec
     from blumeops.drivers.supervisor import ProgramStatus
     from blumeops.drivers.units import UnitState
-    from blumeops.engine.local import ServiceHealth
-    from blumeops.engine.spec import JobSpec, ServiceSpec
-
-MAX_GRACE = 600  # seconds: the default grace is the period, at most this
-TIMEOUT_SLACK = 30  # seconds a run past its timeout may take to be stopped
-
-
-@dataclass(frozen=True)
-class JobRun:
-    """What `status` shows of a job beside its health."""
-
-    last_run: str | None  # ISO time the last run started
-    next_run: str | None
-    exit_code: int | None
-    running: bool = False
-
-    def as_dict(self) -> dict[str, object]:
-        return {"last_run": self.last_run, "next_run": self.next_run,
-                "exit_code": self.exit_code, "running": self.running}
-
-
-def _time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def grace_seconds(job: JobSpec, around: datetime) -> int:
-    from blumeops.catalog.schedule import period
-
-    if job.grace is not None:
-        return job.grace
-    return min(period(job.cron, job.every, around), MAX_GRACE)
-
-
-def judge(job: JobSpec, record: dict[str, Any] | None, at: datetime) -> tuple[Health, str]:
-    """The job's health from its record at time `at` (pure: tests give their own clock)."""
-    from blumeops.catalog.schedule import next_run
-
-    if record is None or _time(record.get("scheduled_since")) is None:
-        return Health.progressing, "waiting for the scheduler to take it"
-    since = _time(record["scheduled_since"])
-    assert since is not None
-    last = _time(record.get("last_start"))
-    success = _time(record.get("last_success"))
-    stale = job.max_age is not None and (success or since) < at - timedelta(
-        seconds=job.max_age)
-    if record.get("running"):
-        running = f"running since {last.isoformat(timespec='seconds') if last else '?'}"
-        # Past its timeout by more than a look of the scheduler: it was not stopped.
-        if job.timeout is not None and last is not None and at > last + timedelta(
-                seconds=job.timeout + TIMEOUT_SLACK):
-            return Health.degraded, f"{running}, longer than its timeout ({job.timeout}s)"
-        if stale:  # a run that hangs: the archive it should write is overdue
-            return Health.degraded, (f"{running}, and no successful run since "
-                                     f"{(success or since).isoformat(timespec='seconds')}")
-        return Health.progressing, running
-    code = record.get("exit_code")
-    output = " | ".join(str(record.get("output") or "").strip().splitlines()[-5:])
-    if last is not None and code != 0:
-        what = f"exit {code}" if code is not None else "did not run to its end"
-        return Health.degraded, (f"last run {last.isoformat(timespec='seconds')}: {what}"
-                                 + (f"; output: {output}" if output else ""))
-    # When the job should have started again after its last run (or first, after it was
-    # scheduled): past that by more than the grace, it is overdue.
-    due = next_run(job.cron, job.every, last or since)
-    if at > due + timedelta(seconds=grace_seconds(job, at)):
-        return Health.degraded, (f"overdue: due at {due.isoformat(timespec='seconds')}, "
-                                 "no run since" + (" it was scheduled" if last is None else ""))
-    if stale:
-        return Health.degraded, ("no successful run since "
-                                 f"{(success or since).isoformat(timespec='seconds')} "
-                                 f"(max_age {job.max_age}s)")
-    if last is None:
-        return Health.healthy, f"no run yet; first at {due.isoformat(timespec='seconds')}"
-    return Health.healthy, f"last run {last.isoformat(timespec='seconds')}: exit 0"
 
 
 def job_health(name: str, svc: ServiceSpec, state_dir: Path,
                status: dict[str, ProgramStatus]) -> ServiceHealth:
     """A local supervisor job's health (see the module docstring)."""
-    from blumeops.catalog.schedule import SCHEDULER
+    from blumeops.core.schedule import SCHEDULER
     from blumeops.scheduler import read_state
 
     st = status.get(name)
@@ -127,8 +52,8 @@ def program_job_health(name: str, svc: ServiceSpec, state: str | None, pid: int 
     """A job run by blumeops-scheduler under supervisord (this machine's or a host's over
     SSH): `state` is its program's supervisord state (None: not loaded), `scheduler` the
     scheduler's, `record` its run record from STATE/jobs/state.json."""
-    from blumeops.catalog.schedule import SCHEDULER
-    from blumeops.engine.local import ServiceHealth
+    from blumeops.core.health import ServiceHealth
+    from blumeops.core.schedule import SCHEDULER
 
     assert svc.job is not None
     run = JobRun((record or {}).get("last_start"), (record or {}).get("next_run"),
@@ -153,7 +78,7 @@ def program_job_health(name: str, svc: ServiceSpec, state: str | None, pid: int 
 def scheduler_health(name: str, status: dict[str, ProgramStatus], state_dir: Path
                      ) -> ServiceHealth:
     """blumeops-scheduler is Healthy while supervisord runs it."""
-    from blumeops.engine.local import ServiceHealth
+    from blumeops.core.health import ServiceHealth
     from blumeops.scheduler import read_state
 
     st = status.get(name)
@@ -175,8 +100,8 @@ def systemd_job_health(name: str, svc: ServiceSpec, st: UnitState, host: str
     it was scheduled; the service's ExecMain* are the last run; NextElapseUSecRealtime the
     next). systemd keeps only the last run: a success before a failure is not known, so
     `max_age` is judged only while the last run succeeds."""
+    from blumeops.core.health import ServiceHealth
     from blumeops.drivers.systemd import show_time
-    from blumeops.engine.local import ServiceHealth
 
     assert svc.job is not None
     props = st.job or {}
@@ -191,7 +116,7 @@ def systemd_job_health(name: str, svc: ServiceSpec, st: UnitState, host: str
             code = None  # killed, timed out: it did not run to its end
     upcoming = show_time(props.get("timer:NextElapseUSecRealtime"))
     if upcoming is None and svc.job.cron is not None:  # systemd said none: the schedule's
-        from blumeops.catalog.schedule import next_run
+        from blumeops.core.schedule import next_run
 
         upcoming = next_run(svc.job.cron, None, datetime.now().astimezone()).isoformat()
     run = JobRun(start, upcoming, code, running)
@@ -216,8 +141,8 @@ def launchd_job_health(name: str, svc: ServiceSpec, st: UnitState, host: str
     and `last exit code`. launchd records no time of a run, so whether a job is overdue
     or its last success older than `max_age` cannot be told: the detail says so. The
     next run is the schedule's next time (a cron job); launchd does not say it."""
-    from blumeops.catalog.schedule import next_run
-    from blumeops.engine.local import ServiceHealth
+    from blumeops.core.health import ServiceHealth
+    from blumeops.core.schedule import next_run
 
     assert svc.job is not None
     props = st.job or {}
@@ -247,19 +172,3 @@ def launchd_job_health(name: str, svc: ServiceSpec, st: UnitState, host: str
                          f"{untold}", st.state, job=run)
 
 
-def backup_events(healths: list[ServiceHealth], services: dict[str, ServiceSpec]
-                  ) -> list[tuple[str, str, str]]:
-    """(event, job, detail) for the backup job's health: `backup-failed` when its last run
-    failed, `backup-overdue` when it did not run in time or its archive is too old,
-    `backup-ok` when Healthy (the notify rules turn changes into one notice each)."""
-    out = []
-    for h in healths:
-        spec = services.get(h.service)
-        if spec is None or spec.job is None or not spec.job.backup:
-            continue
-        if h.health is Health.healthy:
-            out.append(("backup-ok", h.service, h.detail))
-        elif h.health is Health.degraded:
-            late = h.detail.startswith("overdue") or "no successful run since" in h.detail
-            out.append(("backup-overdue" if late else "backup-failed", h.service, h.detail))
-    return out

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import httpx
 
-from blumeops.engine.health import Health
+from blumeops.core.health import Health
 
 API_URL = "https://api.tailscale.com"
 API_URL_ENV = "BLUMEOPS_TAILSCALE_API"  # another API base (a stand-in, a proxy)
