@@ -9,7 +9,7 @@ LOCK ?= constraints/test.txt
 BORGMATIC_LOCK := constraints/borgmatic.txt
 PIP_LOCK = $(if $(LOCK),-c $(LOCK))
 
-.PHONY: test test-latest lock demo demo-down lint unit bench bench-peers tools clean
+.PHONY: test test-latest lock demo demo-down lint docs unit bench bench-peers tools clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
@@ -58,7 +58,11 @@ lint: $(STAMP)
 unit: $(STAMP) tools
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test: lint unit
+# The docs/ site (mkdocs.yml): a broken link, anchor or nav entry fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict -q
+
+test: lint docs unit
 
 # The suite on the newest release of every dependency, in its own venv: finds drift on
 # purpose (a release that breaks us) before a fresh clone does. Green? `make lock`.
