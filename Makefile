@@ -9,7 +9,7 @@ LOCK ?= constraints/test.txt
 BORGMATIC_LOCK := constraints/borgmatic.txt
 PIP_LOCK = $(if $(LOCK),-c $(LOCK))
 
-.PHONY: test test-latest lock demo demo-down lint unit bench bench-peers tools clean
+.PHONY: test test-latest lock demo demo-down lint docs unit bench bench-peers tools clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
@@ -60,7 +60,12 @@ lint: $(STAMP)
 unit: $(STAMP) tools
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test: lint unit
+# The docs/ site (mkdocs.yml): a broken link, anchor or nav entry fails the build. Not -q:
+# it hides warnings from the count --strict fails on (mkdocs 1.6), so nothing would fail.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: lint docs unit
 
 # The suite on the newest release of every dependency, in its own venv: finds drift on
 # purpose (a release that breaks us) before a fresh clone does. Green? `make lock`.

@@ -2,7 +2,7 @@
 repository and runs the demo lab (real supervisord, Caddy, git).
 
 Screenshots of each page go to the test's tmp dir; with BLUMEOPS_SCREENSHOTS=1 they also
-replace the ones in docs/screenshots/ that the README shows.
+replace the ones in docs/screenshots/ that docs/dashboard.md (and the README) show.
 """
 
 from __future__ import annotations

@@ -669,8 +669,8 @@ class Schedule(Strict):
     """When a job runs: a cron expression (host's local time) or an interval.
 
     A service with a schedule is a job: started at its times and left to finish, never
-    kept running. Its health is the result and age of its last run (README, "Scheduled
-    jobs and backups").
+    kept running. Its health is the result and age of its last run
+    (docs/jobs-and-backups.md).
     """
 
     cron: str | None = Field(default=None, description="five fields, e.g. '15 3 * * *', "
