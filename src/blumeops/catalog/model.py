@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from blumeops.core.schedule import DURATION, parse_cron, parse_duration
 from blumeops.secrets.refs import OP_REF as OP_REF  # re-exported: one pattern for all
 from blumeops.secrets.refs import SECRET_REF as SECRET_REF
 from blumeops.secrets.urltokens import token_problem
@@ -689,8 +690,6 @@ class Schedule(Strict):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
-            from blumeops.core.schedule import parse_cron
-
             parse_cron(value)
         return value
 
@@ -698,8 +697,6 @@ class Schedule(Strict):
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
-            from blumeops.core.schedule import parse_duration
-
             parse_duration(value)
         return value
 
@@ -711,8 +708,6 @@ class Schedule(Strict):
 
     @property
     def every_seconds(self) -> int | None:
-        from blumeops.core.schedule import parse_duration
-
         return None if self.every is None else parse_duration(self.every)
 
 
@@ -816,8 +811,6 @@ class Service(Strict):
     def _schedule_shorthand(cls, value: Any) -> Any:
         # `schedule: "15 3 * * *"` or `schedule: 1h`.
         if isinstance(value, str):
-            from blumeops.core.schedule import DURATION
-
             return {"every": value} if DURATION.match(value) else {"cron": value}
         return value
 

@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from blumeops.catalog import resolve
+from blumeops.catalog.diagnostics import did_you_mean
 from blumeops.catalog.model import Lab, Role, Service, TLSMode
 from blumeops.catalog.public import is_loopback, public_routes, public_scheme_port
-from blumeops.catalog.resolve import ResolvedRoute, cluster_port, in_cluster_host, routes
+from blumeops.catalog.resolve import (
+    ResolvedRoute,
+    cluster_port,
+    host_address,
+    in_cluster_host,
+    ingress_name,
+    ingress_scrape,
+    routes,
+)
 
 URL = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://([^\s/?#\"'<>]+)")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -138,7 +147,6 @@ def url_problem(url: FoundURL, names: dict[str, Name], suffixes: list[str]) -> s
         suffix = next((s for s in suffixes if url.host.endswith("." + s)), None)
         if suffix is None:
             return None
-        from blumeops.catalog.diagnostics import did_you_mean
 
         known = [n for n in names if n.endswith("." + suffix)]
         return (f"{url.text} names '{url.host}', which is no route or host of the lab"
@@ -194,8 +202,6 @@ def prometheus_at(lab: Lab) -> tuple[str, str, str | None] | None:
 
 def scrapes(lab: Lab) -> list[Scrape]:
     """What the rendered prometheus.yml scrapes, one per service with metrics."""
-    from blumeops.catalog.resolve import host_address, ingress_name, ingress_scrape
-
     at = prometheus_at(lab)
     home = at[2] if at is not None else None
     out = []
@@ -233,8 +239,6 @@ def loopback_urls(words: list[str]) -> list[FoundURL]:
 def _url_endpoint(lab: Lab, url: str, by_name: dict[str, ResolvedRoute]
                   ) -> tuple[str, int] | None:
     """(tailnet device, port) a URL the lab renders reaches, when it is the lab's own."""
-    from blumeops.catalog.resolve import host_address
-
     parts = urlsplit(url)
     name = parts.hostname or ""
     port = parts.port or DEFAULT_PORTS.get(parts.scheme)

@@ -12,6 +12,7 @@ from typing import Any
 
 
 def catalog_schema() -> dict[str, Any]:
+    # lazy: keeps pydantic out of start-up
     from blumeops.catalog.model import Lab
 
     data = Lab.model_json_schema()

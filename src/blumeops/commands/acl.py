@@ -13,6 +13,9 @@ from blumeops.output import OUTPUT_OPTION, emit_json
 if TYPE_CHECKING:
     from blumeops.tailnet.policy import Policy
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 
 def _policy(lab: Path | None) -> Policy:
     from blumeops.tailnet.policy import derive_policy

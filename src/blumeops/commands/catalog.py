@@ -13,6 +13,9 @@ from blumeops.output import OUTPUT_OPTION, emit_json
 if TYPE_CHECKING:
     from blumeops.lab.loader import LoadResult
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 LAB_ARGUMENT = click.argument("lab", required=False, type=click.Path(path_type=Path))
 
 

@@ -13,6 +13,9 @@ import click
 
 from blumeops.output import OUTPUT_OPTION, emit_json, fail, say
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 CONTROLLER_OPTION = click.option(
     "--controller", "controller_url", default="http://127.0.0.1:7300", show_default=True,
     envvar="BLUMEOPS_CONTROLLER", help="URL of a running controller")

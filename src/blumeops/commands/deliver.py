@@ -15,6 +15,9 @@ from blumeops.output import OUTPUT_OPTION, emit_json, fail, say, table
 if TYPE_CHECKING:
     from blumeops.lab.loader import LoadResult
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 STATE_OPTION = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=None,
     help="state directory (default: $BLUMEOPS_STATE_DIR or ~/.local/state/blumeops/LAB)",

@@ -23,6 +23,9 @@ from blumeops.output import OUTPUT_OPTION, emit_json, say, table
 if TYPE_CHECKING:
     pass
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 
 # -- printing ---------------------------------------------------------------------------
 

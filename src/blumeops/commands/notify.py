@@ -13,6 +13,9 @@ import click
 from blumeops.commands.catalog import LAB_ARGUMENT, load_or_exit
 from blumeops.output import fail
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 
 @click.group()
 def notify() -> None:

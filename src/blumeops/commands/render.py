@@ -18,6 +18,9 @@ import click
 from blumeops.commands.catalog import LAB_ARGUMENT, load_or_exit
 from blumeops.output import OUTPUT_OPTION, emit_json, fail
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 
 def write_atomic(path: Path, text: str) -> bool:
     """Write `text` to `path` unless it already holds exactly that; True if written."""

@@ -19,6 +19,9 @@ from blumeops.output import OUTPUT_OPTION, emit_json, fail
 from blumeops.secrets.errors import SecretError
 from blumeops.secrets.vault import Vault, check_name
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 LAB_OR_NAME = click.argument("first", metavar="[LAB]")
 NAME_ARG = click.argument("second", metavar="NAME", required=False)
 

@@ -18,6 +18,9 @@ from blumeops.output import emit_json, say, table
 if TYPE_CHECKING:
     from blumeops.state.store import Store
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 
 STATE_OPTION = click.option(
     "--state-dir", type=click.Path(path_type=Path), default=None,

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import click
 
+# lazy: each command imports what it runs inside itself, so `blumeops --help` and
+# every other command start without it.
+
 
 def _mtimes(files: list[Path]) -> dict[Path, float]:
     out = {}

@@ -11,8 +11,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blumeops.catalog.model import Lab
-from blumeops.delivery.hydrate import HydrateError, HydrateResult, hydrate_lab
-from blumeops.delivery.tailnet import PolicyPlan, PushError, PushResult
+from blumeops.delivery.hydrate import (
+    HydrateError,
+    HydrateResult,
+    deploy_targets,
+    hydrate_lab,
+    plan_lab,
+)
+from blumeops.delivery.tailnet import (
+    PolicyPlan,
+    PushError,
+    PushResult,
+    apply_policy,
+    client_for,
+    offline_tests_fail,
+    plan_policy,
+    read_seen,
+    rendered_policy,
+)
+from blumeops.render import RenderContext, render_lab
+from blumeops.source.git import _ENV, same_repository, work_tree_of
 
 if TYPE_CHECKING:
     from blumeops.delivery.hydrate import DeployTarget
@@ -30,8 +48,6 @@ class DeliveryError(Exception):
 def source_commit(lab_file: Path) -> tuple[str, str]:
     """(commit id, subject) of the lab's git checkout; refuses uncommitted catalog edits,
     since a deploy commit must name the source commit it was rendered from."""
-    from blumeops.source.git import _ENV, work_tree_of
-
     tree = work_tree_of(lab_file)
     if tree is None:
         raise DeliveryError(f"{lab_file} is not in a git repository with a commit: deploy "
@@ -53,8 +69,6 @@ def own_branch_conflict(lab_file: Path, targets: Iterable[DeployTarget]) -> str 
     checkout is on, in that checkout's repository (the checkout itself or one of its
     remotes). Deploy commits there would become the catalog's next commits, rendered
     manifests in the user's branch. None when every target is elsewhere."""
-    from blumeops.source.git import _ENV, same_repository, work_tree_of
-
     tree = work_tree_of(lab_file)
     if tree is None:
         return None
@@ -82,8 +96,6 @@ def apply_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
                         ) -> list[HydrateResult]:
     """Hydrate the deploy branch of every ArgoCD cluster (the catalog's, or `repo`);
     `dry_run` (the plan): build the commit and show its patch, push nothing."""
-    from blumeops.delivery.hydrate import plan_lab
-    from blumeops.render import RenderContext, render_lab
 
     if commit:
         sha, subject = commit, ""
@@ -97,7 +109,6 @@ def apply_deploy_branch(lab: Lab, lab_file: Path, state_dir: Path, *,
             c.deploy_branch and c.repo_url for c in lab.clusters.values()):
         raise DeliveryError("no deploy target: set clusters.NAME.repo_url and deploy_branch, "
                             "or pass --repo (and --branch)")
-    from blumeops.delivery.hydrate import deploy_targets
 
     conflict = own_branch_conflict(lab_file, deploy_targets(lab, branch, repo))
     if conflict is not None:
@@ -134,9 +145,10 @@ def _apply_clusters(lab: Lab, only: str | None) -> list[str]:
 def plan_cluster(lab: Lab, cluster: str | None = None,
                  prune: bool = True) -> dict[str, list[KubeChange]]:
     """Per cluster: KubeChange for every object (server-side dry run) and every prune."""
-    from blumeops.delivery.kube import manifests
+    from blumeops.delivery.kube import manifests  # lazy: keeps PyYAML out of start-up
+
+    # lazy: keeps PyYAML out of start-up
     from blumeops.delivery.kubeapply import KubeDelivery, KubeError
-    from blumeops.render import render_lab
 
     resources = render_lab(lab, only=("kubernetes",))
     out: dict[str, list[KubeChange]] = {}
@@ -152,9 +164,10 @@ def plan_cluster(lab: Lab, cluster: str | None = None,
 def apply_cluster(lab: Lab, cluster: str | None = None, prune: bool = True,
                   wait: float = 0.0) -> dict[str, list[ItemResult]]:
     """Per cluster: an ItemResult per applied or pruned object, in wave order."""
-    from blumeops.delivery.kube import manifests
+    from blumeops.delivery.kube import manifests  # lazy: keeps PyYAML out of start-up
+
+    # lazy: keeps PyYAML out of start-up
     from blumeops.delivery.kubeapply import KubeDelivery, KubeError
-    from blumeops.render import render_lab
 
     resources = render_lab(lab, only=("kubernetes",))
     out: dict[str, list[ItemResult]] = {}
@@ -170,8 +183,6 @@ def apply_cluster(lab: Lab, cluster: str | None = None, prune: bool = True,
 # -- the tailnet policy ----------------------------------------------------------------------
 
 def _tailnet(lab: Lab) -> tuple[str, str]:
-    from blumeops.delivery.tailnet import rendered_policy
-
     got = rendered_policy(lab)
     if got is None:
         raise DeliveryError("the catalog has no tailnet")
@@ -179,8 +190,6 @@ def _tailnet(lab: Lab) -> tuple[str, str]:
 
 
 def plan_tailnet(lab: Lab, lab_dir: Path, state_dir: Path) -> PolicyPlan:
-    from blumeops.delivery.tailnet import client_for, plan_policy, read_seen
-
     name, text = _tailnet(lab)
     try:
         with client_for(lab, lab_dir) as client:
@@ -192,8 +201,6 @@ def plan_tailnet(lab: Lab, lab_dir: Path, state_dir: Path) -> PolicyPlan:
 def apply_tailnet(lab: Lab, lab_dir: Path, state_dir: Path, *, overwrite: bool = False,
                   take_theirs: bool = False) -> PushResult:
     """Validate, test offline, then push when the catalog enables it (else a dry run)."""
-    from blumeops.delivery.tailnet import apply_policy, client_for, offline_tests_fail
-
     name, text = _tailnet(lab)
     assert lab.tailnet is not None
     try:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blumeops.catalog.model import Lab
+from blumeops.delivery.hydrate import HydrateError, deploy_targets, hydrate_lab
+from blumeops.render import RenderContext, render_lab
 
 if TYPE_CHECKING:
     from blumeops.source.git import GitSource
@@ -24,8 +26,6 @@ def after_sync(lab: Lab, source_name: str, commit: str, subject: str, state_dir:
     if not any(c.delivery == "argocd" and c.repo_url and c.deploy_branch
                for c in lab.clusters.values()):
         return []
-    from blumeops.delivery.hydrate import HydrateError, deploy_targets, hydrate_lab
-    from blumeops.render import RenderContext, render_lab
 
     if source is not None:
         for target in deploy_targets(lab):

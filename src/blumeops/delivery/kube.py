@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from blumeops.core.health import Health, worst
+from blumeops.core.health import Health, JobRun, worst
+from blumeops.core.jobs import judge
 from blumeops.core.resources import Resource
+from blumeops.core.schedule import next_run, parse_cron
 
 if TYPE_CHECKING:
     from blumeops.core.health import JobRun
@@ -366,9 +368,6 @@ def cronjob_health(job: JobSpec, cronjob: Doc | None, jobs: Iterable[Doc], at: d
     from dataclasses import replace
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from blumeops.core.health import JobRun
-    from blumeops.core.jobs import judge
-    from blumeops.core.schedule import next_run, parse_cron
 
     if cronjob is None:
         return Health.missing, "CronJob not found in the cluster", JobRun(None, None, None)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import httpx
 
 from blumeops.core.health import Health
+from blumeops.secrets.errors import SecretError
 
 API_URL = "https://api.tailscale.com"
 API_URL_ENV = "BLUMEOPS_TAILSCALE_API"  # another API base (a stand-in, a proxy)
@@ -260,6 +261,7 @@ class PushResult:
 
 def offline_tests_fail(lab: Any) -> list[str]:
     """The policy's own tests, run offline (tailnet.evaluate): one line per failure."""
+    # lazy: keeps pydantic out of start-up
     from blumeops.tailnet.evaluate import run_tests
     from blumeops.tailnet.policy import derive_policy
 
@@ -304,6 +306,7 @@ def apply_policy(client: TailscaleClient, desired: str, state_dir: Path, tailnet
 
 def rendered_policy(lab: Any) -> tuple[str, str] | None:
     """(tailnet name, the policy text `render` writes), or None without a tailnet."""
+    # lazy: keeps pydantic out of start-up
     from blumeops.render import render_lab
 
     for res in render_lab(lab, only=("tailscale",)):
@@ -326,8 +329,7 @@ def client_from_refs(api_key: str | None, oauth_client_id: str | None,
                      base_url: str | None = None) -> TailscaleClient:
     """A client from the catalog's secret references, resolved now; without any, the
     environment's TAILSCALE_API_KEY."""
-    from blumeops.secrets.errors import SecretError
-    from blumeops.secrets.resolve import resolve
+    from blumeops.secrets.resolve import resolve  # lazy: keeps pyrage out of start-up
 
     if api_key is None and oauth_client_secret is None:
         if os.environ.get(KEY_ENV):  # a plan (or the live suite) without catalog credentials

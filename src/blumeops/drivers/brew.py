@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from blumeops.core.health import Health
+from blumeops.core.health import Health, ServiceHealth
 from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.remote_services import probed_health
@@ -197,8 +197,6 @@ class BrewDriver(Driver):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.core.health import ServiceHealth
-
         wanted = self.formulae()
         mine = [n for n in services if n in wanted]
         cached, self._probes = self._probes, None

@@ -23,8 +23,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blumeops.core.health import Health, JobRun
+from blumeops.core.health import Health, JobRun, ServiceHealth
 from blumeops.core.jobs import judge
+from blumeops.core.schedule import SCHEDULER, next_run
+from blumeops.scheduler import read_state
 
 if TYPE_CHECKING:
     from blumeops.core.health import ServiceHealth
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
 def job_health(name: str, svc: ServiceSpec, state_dir: Path,
                status: dict[str, ProgramStatus]) -> ServiceHealth:
     """A local supervisor job's health (see the module docstring)."""
-    from blumeops.core.schedule import SCHEDULER
-    from blumeops.scheduler import read_state
 
     st = status.get(name)
     sched = status.get(SCHEDULER)
@@ -52,8 +52,6 @@ def program_job_health(name: str, svc: ServiceSpec, state: str | None, pid: int 
     """A job run by blumeops-scheduler under supervisord (this machine's or a host's over
     SSH): `state` is its program's supervisord state (None: not loaded), `scheduler` the
     scheduler's, `record` its run record from STATE/jobs/state.json."""
-    from blumeops.core.health import ServiceHealth
-    from blumeops.core.schedule import SCHEDULER
 
     assert svc.job is not None
     run = JobRun((record or {}).get("last_start"), (record or {}).get("next_run"),
@@ -78,8 +76,6 @@ def program_job_health(name: str, svc: ServiceSpec, state: str | None, pid: int 
 def scheduler_health(name: str, status: dict[str, ProgramStatus], state_dir: Path
                      ) -> ServiceHealth:
     """blumeops-scheduler is Healthy while supervisord runs it."""
-    from blumeops.core.health import ServiceHealth
-    from blumeops.scheduler import read_state
 
     st = status.get(name)
     if st is None:
@@ -100,7 +96,7 @@ def systemd_job_health(name: str, svc: ServiceSpec, st: UnitState, host: str
     it was scheduled; the service's ExecMain* are the last run; NextElapseUSecRealtime the
     next). systemd keeps only the last run: a success before a failure is not known, so
     `max_age` is judged only while the last run succeeds."""
-    from blumeops.core.health import ServiceHealth
+    # lazy: keeps pydantic out of start-up
     from blumeops.drivers.systemd import show_time
 
     assert svc.job is not None
@@ -116,7 +112,6 @@ def systemd_job_health(name: str, svc: ServiceSpec, st: UnitState, host: str
             code = None  # killed, timed out: it did not run to its end
     upcoming = show_time(props.get("timer:NextElapseUSecRealtime"))
     if upcoming is None and svc.job.cron is not None:  # systemd said none: the schedule's
-        from blumeops.core.schedule import next_run
 
         upcoming = next_run(svc.job.cron, None, datetime.now().astimezone()).isoformat()
     run = JobRun(start, upcoming, code, running)
@@ -141,8 +136,6 @@ def launchd_job_health(name: str, svc: ServiceSpec, st: UnitState, host: str
     and `last exit code`. launchd records no time of a run, so whether a job is overdue
     or its last success older than `max_age` cannot be told: the detail says so. The
     next run is the schedule's next time (a cron job); launchd does not say it."""
-    from blumeops.core.health import ServiceHealth
-    from blumeops.core.schedule import next_run
 
     assert svc.job is not None
     props = st.job or {}

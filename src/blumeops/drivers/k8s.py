@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from blumeops.core.health import Health, TargetHealth
+from blumeops.core.health import Health, ServiceHealth, TargetHealth
 from blumeops.core.plan import Change, Live
 from blumeops.core.resources import Resource
 from blumeops.core.spec import ClusterSpec, TargetUnavailable
@@ -52,6 +52,7 @@ class _ClusterDriver(ApiDriver):
     # -- the deploy branch (argocd) ----------------------------------------------------------
 
     def _deploy(self) -> tuple[DeployTarget, Hydrator]:
+        # lazy: keeps pydantic out of start-up
         from blumeops.delivery.hydrate import DeployTarget, Hydrator, cache_dir
 
         c = self.cluster
@@ -62,6 +63,7 @@ class _ClusterDriver(ApiDriver):
     def _branch(self) -> dict[str, str]:
         """Path -> text of what blumeops owns on the deploy branch's tip (fetched once)."""
         if "branch" not in self.shared:
+            # lazy: keeps pydantic out of start-up
             from blumeops.delivery.hydrate import HydrateError
 
             _, hydrator = self._deploy()
@@ -116,6 +118,7 @@ class _ClusterDriver(ApiDriver):
         """The deploy branch is the lab checkout's own branch (checked once per command):
         `apply` refuses it, as the controller's hook does."""
         if "conflict" not in self.shared:
+            # lazy: keeps pydantic, httpx out of start-up
             from blumeops.delivery.api import own_branch_conflict
 
             target, _ = self._deploy()
@@ -129,7 +132,10 @@ class _ClusterDriver(ApiDriver):
         if "hydrated" in self.shared:
             error: str | None = self.shared["hydrated"]
             return error
+        # lazy: keeps pydantic, httpx out of start-up
         from blumeops.delivery.api import DeliveryError, source_commit
+
+        # lazy: keeps pydantic out of start-up
         from blumeops.delivery.hydrate import HydrateError, deploy_files
 
         conflict = self._own_branch()
@@ -164,6 +170,7 @@ class KubeDriver(_ClusterDriver):
     @property
     def kube(self) -> KubeDelivery:
         if "kube" not in self.shared:
+            # lazy: keeps PyYAML out of start-up
             from blumeops.delivery.kubeapply import KubeDelivery
 
             self.shared["kube"] = KubeDelivery(self.ctx.spec.lab, self.cluster.context)
@@ -177,6 +184,7 @@ class KubeDriver(_ClusterDriver):
         if context == self.cluster.context:
             return self.kube
         if "argokube" not in self.shared:
+            # lazy: keeps PyYAML out of start-up
             from blumeops.delivery.kubeapply import KubeDelivery
 
             self.shared["argokube"] = KubeDelivery(self.ctx.spec.lab, context)
@@ -186,6 +194,7 @@ class KubeDriver(_ClusterDriver):
     def _manifests(self) -> list[tuple[Resource, Manifest]]:
         import yaml
 
+        # lazy: keeps PyYAML out of start-up
         from blumeops.delivery.kube import Manifest
 
         return [(r, Manifest(yaml.safe_load(r.body), r.service, r.depends_on, r.path))
@@ -193,6 +202,7 @@ class KubeDriver(_ClusterDriver):
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """A call to the API server; an unreachable or unreadable cluster is Unknown."""
+        # lazy: keeps PyYAML out of start-up
         from blumeops.delivery.kubeapply import KubeError
 
         try:
@@ -216,6 +226,7 @@ class KubeDriver(_ClusterDriver):
         changes = self._call(self.kube.plan, [m for _, m in pairs], prune=True)
         live: dict[str, Live] = {}
         doomed: dict[str, LiveObject] = {}
+        # lazy: keeps PyYAML out of start-up
         from blumeops.delivery.kube import LiveObject
 
         for c in changes:
@@ -241,6 +252,7 @@ class KubeDriver(_ClusterDriver):
         by_id = {r.id: m for r, m in self._manifests()}
         doomed = self.shared.get("doomed", {})
         wanted = [by_id[c.id] for c in changes if c.desired is not None and c.id in by_id]
+        # lazy: keeps PyYAML out of start-up
         from blumeops.delivery.kube import FIRST_KINDS
 
         # Workloads before the Namespaces holding them (which would take them along).
@@ -265,8 +277,6 @@ class KubeDriver(_ClusterDriver):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.core.health import ServiceHealth
-
         spec = self.ctx.spec.services
         out: dict[str, ServiceHealth] = {}
         if self.cluster.delivery == "apply":

@@ -33,20 +33,25 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from blumeops.core.health import Health
+from blumeops.core.health import Health, ServiceHealth
 from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.jobs import launchd_job_health, systemd_job_health
 from blumeops.drivers.remote_services import (
     SecretFiles,
     index_op,
+    log_hint,
     parse_index,
     probe_op,
     probed_health,
     secret_files_missing,
     secret_index_path,
+    tail_op,
     workdir,
 )
-from blumeops.drivers.units import Batch, BatchResult, UnitState
+from blumeops.drivers.units import Batch, BatchResult, UnitState, expand_home
+from blumeops.transports.exceptions import RemoteError
+from blumeops.transports.types import FileBatch
 
 if TYPE_CHECKING:
     from blumeops.core.health import ServiceHealth
@@ -354,9 +359,6 @@ class UnitDriver(Driver):
         them, and remove those no longer declared: one put, only when there are any.
         `values` keeps only what goes to the units' environment. An error sentence, or
         None."""
-        from blumeops.drivers.units import expand_home
-        from blumeops.transports.exceptions import RemoteError
-        from blumeops.transports.types import FileBatch
 
         spec = self.ctx.spec.services
         known = {k.partition(":")[0] for k in self._secret_files or {}}
@@ -393,8 +395,6 @@ class UnitDriver(Driver):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.core.health import ServiceHealth
-
         mine = [n for n in services if n in self.units()]
         cached, self._probes = self._probes, None
         if cached is not None and not started and set(self._states) >= set(mine):
@@ -487,6 +487,7 @@ def unit_lab_dir(manager: str, user: str) -> str:
     relative commands, workdirs, `files:` and file secrets land. The renderers' LAB_DIR,
     specifiers expanded for this SSH user (`~/` not yet: the agent expands it)."""
     if manager == "launchd":
+        # lazy: keeps pydantic out of start-up
         from blumeops.render.launchd import LAB_DIR as LAUNCHD_LAB
 
         return LAUNCHD_LAB
@@ -511,7 +512,6 @@ def host_lab_dir(ctx: HostContext) -> str | None:
         if cached is None:
             return None
         user = str(cached.get("user", ""))
-    from blumeops.drivers.units import expand_home
 
     home = (ctx.facts.home if ctx.facts else "") or ctx.home
     return expand_home(unit_lab_dir(manager, user), home)
@@ -524,6 +524,7 @@ class SystemdDriver(UnitDriver):
     default_prefix = "blumeops-"
 
     def make_manager(self, user: str, uid: int | None) -> SystemdManager:
+        # lazy: keeps pydantic out of start-up
         from blumeops.drivers.systemd import SystemdManager
 
         # System units for root; user units (`systemctl --user`) for anyone else.
@@ -538,8 +539,6 @@ class SystemdDriver(UnitDriver):
         return errors
 
     def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
-        from blumeops.drivers.jobs import systemd_job_health
-
         return systemd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
 
     def _timers_live(self) -> dict[str, Live]:
@@ -593,6 +592,7 @@ class LaunchdDriver(UnitDriver):
     default_prefix = "me.blumeops."
 
     def make_manager(self, user: str, uid: int | None) -> LaunchdManager:
+        # lazy: keeps pydantic out of start-up
         from blumeops.drivers.launchd import LaunchdManager
 
         if user == "root" and not _as_user():
@@ -606,8 +606,6 @@ class LaunchdDriver(UnitDriver):
                               jobs=jobs)
 
     def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
-        from blumeops.drivers.jobs import launchd_job_health
-
         return launchd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
 
     def _unit_dir(self) -> str:
@@ -621,7 +619,7 @@ class LaunchdDriver(UnitDriver):
         trip for all, the job's secret values masked on the host."""
         from dataclasses import replace
 
-        from blumeops.drivers.remote_services import log_hint, tail_op
+        # lazy: keeps pydantic out of start-up
         from blumeops.render.launchd import STATE_DIR
 
         logs = {n: f"{STATE_DIR}/logs/{n}.log" for n in healths}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.transports.exceptions import RemoteError
 from blumeops.transports.types import FileBatch, FileWrite
 
 if TYPE_CHECKING:
@@ -75,7 +76,6 @@ class RemoteCaddy(Driver):
         transport.run(["chmod", "700", self.path()])
         env = {"XDG_CONFIG_HOME": self.path("caddy", "config"),
                "XDG_DATA_HOME": self.path("caddy", "data")}
-        from blumeops.transports.exceptions import RemoteError
 
         try:
             transport.call({"op": "spawn", "argv": [

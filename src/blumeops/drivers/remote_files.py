@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 from blumeops.core.plan import Change, Live
 from blumeops.core.resources import Resource
 from blumeops.drivers.base import Driver, Secrets
-from blumeops.drivers.remote_services import index_op, index_trouble, parse_index
+from blumeops.drivers.managed import host_lab_dir
+from blumeops.drivers.remote_services import index_op, index_trouble, parse_index, workdir
+from blumeops.transports.base import parse_facts, put_request, sub_result
+from blumeops.transports.exceptions import RemoteError
 from blumeops.transports.types import FileBatch, FileWrite
 
 if TYPE_CHECKING:
@@ -49,13 +52,9 @@ class RemoteFiles(Driver):
         self._rewrite_index = False  # the host's index is damaged: apply writes it whole
 
     def _base(self) -> str | None:
-        from blumeops.drivers.managed import host_lab_dir
-
         return host_lab_dir(self.ctx)
 
     def _dest(self, res: Resource) -> str:
-        from blumeops.drivers.remote_services import workdir
-
         svc = self.ctx.spec.services.get(res.service or "")
         dest = res.meta.get("dest", res.name)
         if dest.startswith("/"):
@@ -105,8 +104,6 @@ class RemoteFiles(Driver):
         return live
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
-        from blumeops.transports.exceptions import RemoteError
-
         assert self.ctx.transport is not None
         index = dict(self._index)
         writes: list[FileWrite] = []
@@ -139,8 +136,6 @@ class RemoteFiles(Driver):
     def down(self) -> list[str]:
         """Remove the files blumeops wrote here (and only those) and the index. Two round
         trips: the index (with the host's facts, for absolute paths), then the removals."""
-        from blumeops.transports.base import parse_facts, put_request, sub_result
-
         transport = self.ctx.transport
         assert transport is not None
         facts, answer = transport.call({"op": "batch", "ops": [

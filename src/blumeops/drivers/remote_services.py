@@ -21,6 +21,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from blumeops.core.health import Health, ServiceHealth
 from blumeops.transports.types import FileWrite
 
 if TYPE_CHECKING:
@@ -187,7 +188,6 @@ def probed_health(svc: ServiceSpec, probe: JSON | None, started: Mapping[str, fl
     + 10 s since blumeops started it), then Degraded."""
     import time
 
-    from blumeops.core.health import Health, ServiceHealth
 
     name = svc.name
     if probe is None:

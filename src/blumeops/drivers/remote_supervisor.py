@@ -43,10 +43,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blumeops.core.health import Health
+from blumeops.core.health import Health, ServiceHealth
 from blumeops.core.plan import Change, Live
 from blumeops.core.schedule import SCHEDULER
 from blumeops.drivers.base import Driver, Secrets
+from blumeops.drivers.jobs import program_job_health
 from blumeops.drivers.marks import STARTED, WRITTEN, config_mark, restart_pending
 from blumeops.drivers.remote_services import (
     SecretFiles,
@@ -60,6 +61,9 @@ from blumeops.drivers.remote_services import (
     tail_op,
     workdir,
 )
+from blumeops.drivers.supervisor import is_job_program as local
+from blumeops.drivers.supervisor import restart_reasons
+from blumeops.transports.base import parse_facts, put_request, sub_result
 from blumeops.transports.types import FileBatch, FileWrite
 
 if TYPE_CHECKING:
@@ -102,8 +106,6 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def is_job_program(body: str) -> bool:
-    from blumeops.drivers.supervisor import is_job_program as local
-
     return local(body)
 
 
@@ -292,7 +294,6 @@ class RemoteSupervisor(Driver):
         problem = self._ensure_running(transport)
         if problem:
             return {c.id: problem for c in changes}
-        from blumeops.drivers.supervisor import restart_reasons
 
         # The agent renames a batch's files in order: each program's written mark goes
         # first, so a batch cut short never leaves new files under an old mark.
@@ -327,7 +328,6 @@ class RemoteSupervisor(Driver):
         removes += files.removes
         if files.changed:
             writes.append(files.index_write(secret_index_path(self.path())))
-        from blumeops.transports.base import put_request
 
         put, blobs = put_request(FileBatch(writes, removes, root=self.path()))
         reload = {"op": "xmlrpc", "socket": self.socket,
@@ -379,8 +379,6 @@ class RemoteSupervisor(Driver):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.core.health import ServiceHealth
-
         transport = self.ctx.transport
         assert transport is not None
         names, probes = self._probe_ops(services)
@@ -439,8 +437,6 @@ class RemoteSupervisor(Driver):
 
     def _job_health(self, name: str, svc: Any, st: dict[str, Any] | None) -> ServiceHealth:
         """A job: judged by its run record; the scheduler: Healthy while it runs."""
-        from blumeops.core.health import ServiceHealth
-        from blumeops.drivers.jobs import program_job_health
 
         where = f"on {self.ctx.name}"
         state = str(st["statename"]) if st else None
@@ -489,8 +485,6 @@ class RemoteSupervisor(Driver):
     def down(self) -> list[str]:
         """Stop every program and supervisord; remove program and secret files. Two round
         trips: stop + list (with the host's facts, for absolute paths), then remove."""
-        from blumeops.transports.base import parse_facts, sub_result
-
         transport = self.ctx.transport
         assert transport is not None
         stop = {"op": "xmlrpc", "socket": self.socket,

@@ -35,6 +35,7 @@ from blumeops.core.plan import Change, Live
 from blumeops.drivers.base import Driver, Secrets
 from blumeops.drivers.marks import STARTED, WRITTEN, config_mark
 from blumeops.drivers.marks import restart_pending as marks_differ
+from blumeops.drivers.probes import port_in_use
 from blumeops.drivers.process import (
     DriverError,
     UnixHTTPConnection,
@@ -50,6 +51,7 @@ from blumeops.drivers.process import (
 )
 from blumeops.drivers.secret_files import deliver_secret_files
 from blumeops.fileio import tail_since, write_atomic
+from blumeops.secrets.envfile import write_env_file
 from blumeops.sockets import socket_path
 from blumeops.state.dirs import private_dir
 
@@ -592,7 +594,6 @@ class SupervisorDriver:
             return False
         if old == values:
             return False
-        from blumeops.secrets.envfile import write_env_file
 
         self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_env_file(path, values)
@@ -700,8 +701,6 @@ class LocalSupervisor(Driver):
 
 def _taken_ports(runtime: Any, name: str, status: dict[str, ProgramStatus]) -> list[int]:
     """Ports of the service held by something other than its own running program."""
-    from blumeops.drivers.probes import port_in_use
-
     st = status.get(name)
     if st is not None and st.state in ("RUNNING", "STARTING", "BACKOFF"):
         return []  # its own process holds them; supervisord restarts it in place

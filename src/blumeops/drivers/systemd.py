@@ -33,7 +33,7 @@ from blumeops.drivers.units import (
     sha256,
     systemd_env_file,
 )
-from blumeops.render.systemd import unit_name
+from blumeops.render.systemd import env_file, unit_name
 from blumeops.transports.base import Transport
 from blumeops.transports.exceptions import RemoteError
 from blumeops.transports.types import FileBatch, FileWrite
@@ -332,8 +332,6 @@ class SystemdManager:
         return f"{self.state_root}/blumeops"
 
     def _known_env(self, name: str) -> str | None:
-        from blumeops.render.systemd import env_file
-
         return expand(env_file(name), self.state_root)
 
 

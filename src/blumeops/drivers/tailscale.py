@@ -41,6 +41,7 @@ class TailscaleDriver(ApiDriver):
         return shared
 
     def _client(self) -> TailscaleClient:
+        # lazy: keeps httpx out of start-up
         from blumeops.delivery.tailnet import PushError, client_from_refs
 
         t = self.tailnet
@@ -55,6 +56,7 @@ class TailscaleDriver(ApiDriver):
     def _desired(self) -> str:
         policy = [r for r in self.resources if r.kind == "policy"]
         if not policy:
+            # lazy: keeps httpx out of start-up
             from blumeops.delivery.tailnet import PushError
 
             raise PushError("no rendered policy")
@@ -63,6 +65,7 @@ class TailscaleDriver(ApiDriver):
     def _plan(self) -> PolicyPlan:
         """The live policy against the catalog's and the last seen (read once)."""
         if "plan" not in self.shared:
+            # lazy: keeps httpx out of start-up
             from blumeops.delivery.tailnet import PushError, plan_policy, read_seen
 
             try:
@@ -96,6 +99,7 @@ class TailscaleDriver(ApiDriver):
         return out
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
+        # lazy: keeps httpx out of start-up
         from blumeops.delivery.tailnet import PushError, apply_policy
 
         t = self.tailnet
@@ -117,7 +121,10 @@ class TailscaleDriver(ApiDriver):
 
     def _offline_failures(self) -> list[str]:
         """The policy's own tests, run offline on the catalog (read again only to push)."""
+        # lazy: keeps httpx out of start-up
         from blumeops.delivery.tailnet import PushError, offline_tests_fail
+
+        # lazy: keeps pydantic out of start-up
         from blumeops.lab.loader import load_lab
 
         result = load_lab(self.shared["lab_file"])

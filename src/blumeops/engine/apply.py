@@ -15,8 +15,11 @@ from typing import Any
 from blumeops.core.health import Health, ServiceHealth
 from blumeops.core.plan import Change, Plan, make_plan
 from blumeops.core.resources import Resource
-from blumeops.core.spec import ServiceSpec
+from blumeops.core.spec import SERVICE_KINDS, ServiceSpec
 from blumeops.engine.local import LocalRuntime
+from blumeops.secrets.errors import SecretError
+from blumeops.secrets.fingerprint import fingerprint, load_or_create_key
+from blumeops.state.lock import lab_lock
 from blumeops.state.store import Store
 
 Progress = Callable[[str, str], None]  # (service or resource, message)
@@ -56,8 +59,6 @@ class ApplyReport:
 
 def prepare(runtime: LocalRuntime, store: Store) -> Prepared:
     """Resolve secrets, observe and plan. Changes nothing."""
-    from blumeops.secrets.errors import SecretError
-
     seen_sync = store.newest_sync_id()
     desired = runtime.desired()
     secrets: dict[str, dict[str, str]] = {}
@@ -65,8 +66,7 @@ def prepare(runtime: LocalRuntime, store: Store) -> Prepared:
     errors: dict[str, str] = {}
     needs_secrets = [r for r in desired if r.secret_refs]
     if needs_secrets:
-        from blumeops.secrets.fingerprint import fingerprint, load_or_create_key
-        from blumeops.secrets.resolve import resolve
+        from blumeops.secrets.resolve import resolve  # lazy: keeps pyrage out of start-up
 
         key = load_or_create_key(runtime.state_dir)
         for res in needs_secrets:
@@ -95,8 +95,6 @@ def apply(runtime: LocalRuntime, prepared: Prepared, store: Store,
           progress: Progress | None = None, revision: str = "", wait: float = 30.0,
           author: str | None = None, message: str | None = None) -> ApplyReport:
     """Carry out the plan; return what happened. Never raises for one service's failure."""
-    from blumeops.state.lock import lab_lock
-
     started = time.monotonic()
     say = progress or (lambda _who, _msg: None)
     report = ApplyReport(prepared.plan)
@@ -238,8 +236,6 @@ _NO_SERVICE = ServiceSpec("", None, False)
 
 def _is_program(runtime: LocalRuntime, change: Change) -> bool:
     """A change to a service's process (its manager's resource), not a file or route."""
-    from blumeops.core.spec import SERVICE_KINDS
-
     return runtime.manages_services(change.target) and change.kind in SERVICE_KINDS
 
 

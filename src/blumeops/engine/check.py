@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from blumeops.core.spec import ROUTE_HEADER, RouteCheck
 from blumeops.drivers.probes import ProbeResult, probe_http, probe_tcp
 from blumeops.engine.local import LocalRuntime
+from blumeops.engine.targets import target_health
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,6 @@ def run_checks(runtime: LocalRuntime) -> list[CheckResult]:
         ok, detail = runtime.probe(name)
         out.append(CheckResult("service", name, ok, detail))
     # Clusters' and the tailnet's own health (an app-of-apps, the policy).
-    from blumeops.engine.targets import target_health
 
     for t in target_health(runtime):
         out.append(CheckResult("target", f"{t.target}/{t.name}", t.health.value == "Healthy",

@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blumeops.core.health import Health
+from blumeops.catalog.paths import resolve_lab_path
+from blumeops.core.health import Health, worst
+from blumeops.core.jobs import backup_events
+from blumeops.engine.apply import apply, final_health, prepare
+from blumeops.engine.heal import note_restarts, pids, record_drift
+from blumeops.engine.local import LocalRuntime
+from blumeops.engine.spec import runtime_spec
+from blumeops.engine.targets import target_health
+from blumeops.source.git import GitSource, SourceError
+from blumeops.state.store import Store
 
 APPLIED_KEY = "controller.applied_commit"
 # A listener gets (kind, data) on the loop thread for each step the dashboard and the
@@ -73,9 +82,7 @@ class ControllerState:
 class Controller:
     def __init__(self, config: ControllerConfig,
                  on_sync: Callable[[str, float, bool], None] | None = None) -> None:
-        from blumeops.engine.metrics import Metrics
-        from blumeops.source.git import GitSource
-        from blumeops.state.store import Store
+        from blumeops.engine.metrics import Metrics  # lazy: keeps prometheus_client out of start-up
 
         self.config = config
         self.state_dir = config.state_dir
@@ -173,8 +180,6 @@ class Controller:
 
     def tick(self) -> bool:
         """One pass: fetch, and sync when a commit is wanted. True if it synced."""
-        from blumeops.source.git import SourceError
-
         try:
             newest = self.source.fetch()
         except SourceError as exc:
@@ -215,8 +220,8 @@ class Controller:
 
     def sync(self, commit: str) -> bool:
         """catalog -> render -> plan -> apply for one exact commit. True when applied."""
+        # lazy: keeps pydantic out of start-up
         from blumeops.lab.loader import load_lab
-        from blumeops.source.git import SourceError
 
         with self._lock:
             started = time.monotonic()
@@ -246,7 +251,6 @@ class Controller:
             sync_tree(candidate_root, live_root)
             # The live tree now holds exactly the candidate's files: reuse what was
             # derived from them rather than parse the catalog a second time.
-            from blumeops.engine.spec import runtime_spec
 
             assert result.lab is not None
             self._spec = runtime_spec(result.lab, result.path.name, result.files)
@@ -255,6 +259,7 @@ class Controller:
             self._emit("catalog", commit=commit, lab=result.lab,
                        lab_dir=self.config.vault_dir or self._lab_file(live_root).parent)
             report = self._apply(commit, info, live_root)
+            # lazy: keeps pydantic out of start-up
             from blumeops.delivery.hook import after_sync  # the cluster's deploy branch
 
             after_sync(result.lab, result.path.name, commit, info.subject, self.state_dir,
@@ -280,15 +285,12 @@ class Controller:
             return ok
 
     def _lab_file(self, live_root: Path) -> Path:
-        from blumeops.catalog.paths import resolve_lab_path
-
         return resolve_lab_path(live_root / self.config.lab_path)
 
     def _runtime(self, live_root: Path) -> Any:
         """The local runtime for the applied commit; parses the catalog only after a
         restart (a heal before any sync)."""
-        from blumeops.engine.local import LocalRuntime
-        from blumeops.engine.spec import runtime_spec
+        # lazy: keeps pydantic out of start-up
         from blumeops.lab.loader import load_lab
 
         lab_file = self._lab_file(live_root)
@@ -308,8 +310,6 @@ class Controller:
         return runtime
 
     def _apply(self, commit: str, info: Any, live_root: Path) -> Any:
-        from blumeops.engine.apply import apply, final_health, prepare
-
         runtime = self._runtime(live_root)
         prepared = prepare(runtime, self.store)
         if not self.config.prune:
@@ -342,8 +342,6 @@ class Controller:
 
     def heal(self) -> int:
         """Re-observe the applied commit; repair drift when self-heal is on. Returns fixes."""
-        from blumeops.engine.apply import apply, final_health, prepare
-        from blumeops.engine.heal import note_restarts, pids, record_drift
 
         if self.state.applied is None:
             return 0
@@ -376,8 +374,6 @@ class Controller:
             return fixes if self.config.self_heal else 0
 
     def _record_health(self, healths: list[Any], runtime: Any) -> None:
-        from blumeops.core.health import worst
-        from blumeops.engine.targets import target_health
 
         targets = target_health(runtime)  # ArgoCD's Applications, the tailnet policy
         self.state.services = [h.as_dict() for h in healths]
@@ -387,7 +383,6 @@ class Controller:
         self.metrics.set_health({h.service: h.health.value for h in healths})
         self.metrics.set_target_health({(t.target, t.name): t.health.value for t in targets})
         self._emit("health", services=self.state.services, lab_health=self.state.lab_health)
-        from blumeops.core.jobs import backup_events
 
         for kind, job, detail in backup_events(healths, runtime.spec.services):
             self._emit(kind, job=job, detail=detail)

@@ -15,11 +15,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blumeops.core.health import Health
+from blumeops.core.health import Health, ServiceHealth
 from blumeops.core.plan import Change, Live
 from blumeops.core.resources import Resource
+from blumeops.core.sshtarget import SshTarget
 from blumeops.drivers.base import Driver, HostContext, Secrets, driver_class
+from blumeops.transports.base import observe_request, parse_facts, sub_result
 from blumeops.transports.exceptions import TransportError
+from blumeops.transports.facts import check_declared
+from blumeops.transports.ssh import SshTransport, control_dir
+from blumeops.transports.types import ObserveRequest
 
 if TYPE_CHECKING:
     from blumeops.core.health import ServiceHealth
@@ -100,9 +105,6 @@ class HostSession:
                 + (f": {said})" if said else ")"))
 
     def _observe_remote(self, drivers: list[Driver]) -> list[list[Any]]:
-        from blumeops.transports.base import observe_request, parse_facts, sub_result
-        from blumeops.transports.facts import check_declared
-        from blumeops.transports.types import ObserveRequest
 
         assert self.ctx.transport is not None
         parts = [d.observe_ops() for d in drivers]
@@ -147,8 +149,6 @@ class HostSession:
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.core.health import ServiceHealth
-
         spec = self.ctx.spec.services
         if self.unreachable:
             return {n: ServiceHealth(n, Health.unknown, f"host unreachable: {self.unreachable}",
@@ -201,8 +201,6 @@ def remote_session(spec: RuntimeSpec, host: HostSpec, state_dir: Path, lab_dir: 
     ssh config (tests, CI) or first-contact acceptance (the CLI flag, tests)."""
     from dataclasses import replace
 
-    from blumeops.core.sshtarget import SshTarget
-    from blumeops.transports.ssh import SshTransport, control_dir
 
     target = SshTarget.for_values(host.name, host.ssh, host.address)
     config = os.environ.get(SSH_CONFIG_ENV) or None

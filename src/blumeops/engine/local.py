@@ -16,8 +16,18 @@ from blumeops.core.health import Health, ServiceHealth
 from blumeops.core.plan import Live
 from blumeops.core.resources import Resource
 from blumeops.core.schedule import SCHEDULER
-from blumeops.core.spec import RuntimeSpec
+from blumeops.core.spec import UNIT_MANAGERS, HostSpec, RuntimeSpec
+from blumeops.drivers import jobs
+from blumeops.drivers.base import HostContext
+from blumeops.drivers.caddy import CaddyDriver
+from blumeops.drivers.files import FilesDriver
 from blumeops.drivers.probes import probe_command, probe_http, probe_tcp
+from blumeops.drivers.supervisor import SupervisorDriver
+from blumeops.engine.hosts import HostSession, host_kinds, in_parallel, remote_session
+from blumeops.engine.targets import target_sessions
+from blumeops.secrets.envfile import EnvFileError, read_env_file
+from blumeops.secrets.redact import Redactor
+from blumeops.transports.exceptions import TransportError
 
 if TYPE_CHECKING:
     from blumeops.core.plan import Change
@@ -45,23 +55,17 @@ class LocalRuntime:
     @property
     def supervisor(self) -> SupervisorDriver:
         if self._supervisor is None:
-            from blumeops.drivers.supervisor import SupervisorDriver
-
             self._supervisor = SupervisorDriver(self.state_dir, self.lab_dir)
         return self._supervisor
 
     @property
     def caddy(self) -> CaddyDriver:
         if self._caddy is None:
-            from blumeops.drivers.caddy import CaddyDriver
-
             self._caddy = CaddyDriver(self.state_dir)
         return self._caddy
 
     @property
     def files(self) -> FilesDriver:
-        from blumeops.drivers.files import FilesDriver
-
         return FilesDriver(self.state_dir, self.lab_dir)
 
     # -- desired and live -------------------------------------------------------------------
@@ -92,9 +96,6 @@ class LocalRuntime:
     def sessions(self) -> dict[str, HostSession]:
         """One session per host blumeops applies; all local hosts share this machine's."""
         if self._sessions is None:
-            from blumeops.core.spec import HostSpec
-            from blumeops.drivers.base import HostContext
-            from blumeops.engine.hosts import HostSession, host_kinds, remote_session
 
             sessions: dict[str, HostSession] = {}
             desired = self.spec.desired
@@ -115,7 +116,6 @@ class LocalRuntime:
                 sessions[host.name] = remote_session(self.spec, host, self.state_dir,
                                                      self.lab_dir, mine, proxy)
             if self.spec.clusters or self.spec.tailnet is not None:  # engine/targets.py
-                from blumeops.engine.targets import target_sessions
 
                 sessions.update(target_sessions(self, set(sessions)))
             self._sessions = sessions
@@ -139,8 +139,6 @@ class LocalRuntime:
 
     def observe(self) -> dict[str, Live]:
         """Live resources of every host: hosts in parallel, one round trip each."""
-        from blumeops.engine.hosts import in_parallel
-
         live: dict[str, Live] = {}
         for part in in_parallel(self.unique_sessions(), lambda s: s.observe()):
             live.update(part)
@@ -149,8 +147,6 @@ class LocalRuntime:
     def apply_changes(self, changes: list[Change], secrets: Secrets,
                       say: Any = None) -> dict[str, str]:
         """Each host applies its share of one wave, hosts in parallel; errors per id."""
-        from blumeops.engine.hosts import in_parallel
-
         by_session: dict[int, list[Change]] = {}
         for change in changes:
             session = self.sessions.get(self.spec.host_of(change.target))
@@ -168,8 +164,6 @@ class LocalRuntime:
     def service_health(self, names: list[str],
                        started: dict[str, float]) -> dict[str, ServiceHealth]:
         """Health of each named service, asked where it runs (hosts in parallel)."""
-        from blumeops.engine.hosts import in_parallel
-
         groups: dict[int, list[str]] = {}
         out: dict[str, ServiceHealth] = {}
         for name in names:
@@ -198,8 +192,6 @@ class LocalRuntime:
     def runs_jobs(self, host: str | None) -> bool:
         """A host reached over SSH whose jobs blumeops applies (blumeops-scheduler under its
         supervisord, systemd timers, launchd calendar jobs): the job's health is asked there."""
-        from blumeops.core.spec import UNIT_MANAGERS
-
         spec = self.spec.hosts.get(host or "")
         return (spec is not None and not spec.local
                 and spec.manager in ("supervisor", *UNIT_MANAGERS))
@@ -222,8 +214,6 @@ class LocalRuntime:
 
     def program_pids(self) -> dict[str, int | None]:
         """Every supervised service's pid now, on every reachable host."""
-        from blumeops.transports.exceptions import TransportError
-
         out: dict[str, int | None] = {}
         for session in self.unique_sessions():
             if session.unreachable:
@@ -257,8 +247,6 @@ class LocalRuntime:
             return ServiceHealth(service, Health.unknown, "not run on this machine", urls=urls)
         status = self.program_status() if status is None else status
         if svc.job is not None or service == SCHEDULER:
-            from blumeops.drivers import jobs
-
             return (jobs.scheduler_health(service, status, self.state_dir) if svc.job is None
                     else jobs.job_health(service, svc, self.state_dir, status))
         st = status.get(service)
@@ -303,8 +291,6 @@ class LocalRuntime:
     def _log_hint(self, service: str) -> str:
         """The log's last lines, with the service's own secret values masked: this detail
         reaches status, events, the state database and notifications."""
-        from blumeops.secrets.redact import Redactor
-
         lines = self.supervisor.tail_log(service, 5).strip().splitlines()
         if not lines:
             return "(log is empty)"
@@ -315,7 +301,6 @@ class LocalRuntime:
         import contextlib
         import json
 
-        from blumeops.secrets.envfile import EnvFileError, read_env_file
 
         values: list[str] = []
         with contextlib.suppress(EnvFileError):

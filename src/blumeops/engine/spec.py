@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blumeops.core.resources import Resource
+from blumeops.core.schedule import SCHEDULER, parse_duration
 from blumeops.core.spec import (
     APPLIED_KINDS,
     APPLIED_RENDERERS,
@@ -23,6 +24,8 @@ from blumeops.core.spec import (
     RuntimeSpec,
     ServiceSpec,
 )
+from blumeops.engine.targets import target_specs
+from blumeops.transports.facts import SYSTEMS
 
 if TYPE_CHECKING:  # the targets pull in drivers and HTTP: not for `render` (render/caddy)
     pass
@@ -39,6 +42,7 @@ def catalog_digest(files: list[Path]) -> str:
 def runtime_spec(lab: object, source: str = "lab.yaml",
                  files: list[Path] | None = None) -> RuntimeSpec:
     """Derive the spec from a valid catalog model (pure)."""
+    # lazy: keeps pydantic out of start-up
     from blumeops.catalog.model import Lab, ServiceManager
     from blumeops.catalog.resolve import (
         applied_host,
@@ -49,7 +53,6 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
         service_url,
     )
     from blumeops.render import RenderContext, render_lab
-    from blumeops.transports.facts import SYSTEMS
 
     assert isinstance(lab, Lab)
     local = tuple(h for h, spec in lab.hosts.items() if spec.local)
@@ -86,7 +89,6 @@ def runtime_spec(lab: object, source: str = "lab.yaml",
         if host not in drivable and managed[host]:
             notes.append(f"host '{host}' uses {managed[host]} on this machine; blumeops "
                          "drives it over SSH only, so its services are rendered, not run")
-    from blumeops.engine.targets import target_specs
 
     clusters, tailnet, target_desired = target_specs(lab, source, set(hosts), notes)
     services = {}
@@ -145,6 +147,7 @@ def _probe_address(lab: object, service: str, host: str | None,
     """A local service is probed on 127.0.0.1 (as before); a remote one on its host's
     address, from that host (services there bind to it), unless that host's Caddy routes
     to it: Caddy dials it on 127.0.0.1, so that is where it must answer to be Healthy."""
+    # lazy: keeps pydantic out of start-up
     from blumeops.catalog.model import Lab
     from blumeops.catalog.resolve import service_routes
 
@@ -171,8 +174,8 @@ def _applies_here(res: Resource, applied: tuple[str, ...], managed: dict[str, st
 
 
 def _job(svc: object, backup: bool = False) -> JobSpec | None:
+    # lazy: keeps pydantic out of start-up
     from blumeops.catalog.model import Service
-    from blumeops.core.schedule import parse_duration
 
     assert isinstance(svc, Service)
     sched = svc.schedule
@@ -192,8 +195,6 @@ def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | No
     scheduler is one service name: its row is this machine's, else the first SSH host's
     with jobs (the others' are applied and judge their jobs all the same). Jobs elsewhere
     are rendered only: say so."""
-    from blumeops.core.schedule import SCHEDULER
-
     jobs = [s for s in services.values() if s.job is not None and s.host is not None]
     if host is not None and any(s.host == host for s in jobs):
         services[SCHEDULER] = ServiceSpec(SCHEDULER, host, True, startsecs=1)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from blumeops.core.health import Health, TargetHealth
+from blumeops.core.health import Health, ServiceHealth, TargetHealth
 from blumeops.core.plan import Change, Live
 from blumeops.core.resources import Resource
 from blumeops.core.spec import ClusterSpec, HostSpec, RuntimeSpec, TailnetSpec, TargetUnavailable
@@ -56,6 +56,7 @@ def target_specs(lab: Any, source: str, applied_hosts: set[str], notes: list[str
 
     A cluster named like a host blumeops applies is left out, with a note (their
     sessions would share a name): rename one to have it planned."""
+    # lazy: keeps pydantic out of start-up
     from blumeops.catalog.model import Lab
     from blumeops.render import RenderContext, render_lab
 
@@ -96,6 +97,7 @@ def target_specs(lab: Any, source: str, applied_hosts: set[str], notes: list[str
 def _applications(lab: Any, cluster: str) -> dict[str, str | None]:
     """ArgoCD Application -> its service (None: the app-of-apps, the cluster-wide one), as
     render/argocd.py names them, without rendering."""
+    # lazy: keeps pydantic, PyYAML out of start-up
     from blumeops.render.argocd import cluster_app_name, renders_applications, root_app_name
     from blumeops.render.kubernetes import cluster_services
 
@@ -152,8 +154,6 @@ class TargetSession(HostSession):
 
     def health(self, services: Sequence[str],
                started: Mapping[str, float]) -> dict[str, ServiceHealth]:
-        from blumeops.core.health import ServiceHealth
-
         spec = self.ctx.spec.services
         out: dict[str, ServiceHealth] = {}
         if self.unknown is None:

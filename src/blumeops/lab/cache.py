@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blumeops.catalog.paths import MAX_CATALOG_BYTES, CatalogFiles, expand_include, lab_dir
+from blumeops.fileio import write_atomic
 
 VERSION = 3
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -86,8 +87,6 @@ def lookup(kind: str, path: Path) -> Any:
 
 def store(kind: str, path: Path, files: list[Path], payload: Any) -> None:
     """Remember a payload derived from `files`; failures to write are ignored."""
-    from blumeops.fileio import write_atomic
-
     digests = {str(f): _digest(f) for f in files}
     if None in digests.values():
         return

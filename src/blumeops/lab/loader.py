@@ -15,9 +15,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from blumeops.catalog.confine import confined_paths
 from blumeops.catalog.diagnostics import Diagnostic, Mark, Marks, did_you_mean, sort_key
 from blumeops.catalog.model import Lab
 from blumeops.catalog.paths import CatalogFiles, expand_include, inside, lab_dir, resolve_lab_path
+from blumeops.catalog.values import control_characters, printable
+from blumeops.lab import cache as catalog_cache
+from blumeops.lab.rules import check
+from blumeops.perf import gc_paused
 
 MERGEABLE = ("hosts", "clusters", "domains", "services")
 INCLUDABLE = (*MERGEABLE, "include")
@@ -56,6 +61,7 @@ class _Includes:
         self.files = CatalogFiles()
 
     def load(self, path: Path, stack: tuple[Path, ...], root: dict[str, Any]) -> None:
+        # lazy: keeps PyYAML out of start-up
         from blumeops.catalog.yamlfile import load_mapping
 
         local = Marks(Mark(str(path), 1, 1))
@@ -101,6 +107,7 @@ class _Includes:
                     where.file, where.line, where.col, "include-cycle",
                     f"include cycle: {chain}"))
                 continue
+            # lazy: keeps PyYAML out of start-up
             from blumeops.catalog.yamlfile import YamlError
 
             try:
@@ -143,8 +150,6 @@ def load_lab(lab: str | Path | None, strict: bool = False, cache: bool = False) 
     """
     path = resolve_lab_path(lab)
     if cache:
-        from blumeops.lab import cache as catalog_cache
-
         kind = f"catalog:strict={strict}"
         hit = catalog_cache.lookup(kind, path)
         if hit is not None:
@@ -155,7 +160,6 @@ def load_lab(lab: str | Path | None, strict: bool = False, cache: bool = False) 
             catalog_cache.store(kind, path, result.files,
                                 (result.lab, result.diagnostics, result.files))
         return result
-    from blumeops.perf import gc_paused
 
     with gc_paused():
         return _load(path, strict)
@@ -163,6 +167,7 @@ def load_lab(lab: str | Path | None, strict: bool = False, cache: bool = False) 
 
 def _load(path: Path, strict: bool) -> LoadResult:
     # Imported here: a cache hit needs no YAML parser at all.
+    # lazy: keeps PyYAML out of start-up
     from blumeops.catalog.yamlfile import YamlError, load_mapping
 
     marks = Marks(Mark(str(path), 1, 1))
@@ -195,12 +200,9 @@ def _load(path: Path, strict: bool) -> LoadResult:
     except ValidationError as exc:
         diagnostics.extend(_schema_diagnostics(exc, marks))
 
-    from blumeops.catalog.values import control_characters, printable
 
     diagnostics.extend(control_characters(root, marks))
     if model is not None and not diagnostics:
-        from blumeops.catalog.confine import confined_paths
-        from blumeops.lab.rules import check
 
         diagnostics.extend(check(model, marks))
         diagnostics.extend(confined_paths(model, marks, lab_dir(path)))

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from blumeops.catalog import crds
+from blumeops.catalog.backups import job_config_problems
 from blumeops.catalog.diagnostics import Diagnostic, Marks, did_you_mean
 from blumeops.catalog.model import (
     BREW_SYSTEMS,
@@ -23,6 +25,17 @@ from blumeops.catalog.model import (
     ServiceManager,
     path_problem,
 )
+from blumeops.catalog.public import is_loopback, public_label, public_routes, published_endpoints
+from blumeops.catalog.reach import (
+    collector_paths,
+    find_urls,
+    lab_names,
+    loopback_urls,
+    prometheus_at,
+    scrapes,
+    url_problem,
+)
+from blumeops.catalog.reach import is_ip as _is_ip
 from blumeops.catalog.resolve import (
     application_name,
     argocd_of,
@@ -37,6 +50,15 @@ from blumeops.catalog.resolve import (
     split_share,
     systemd_unit,
 )
+from blumeops.catalog.values import DNS_NAME, format_problems, is_address
+from blumeops.core.schedule import SCHEDULER, as_kubernetes
+from blumeops.core.sshtarget import SshTarget
+from blumeops.tailnet.evaluate import UnknownTarget, matches
+from blumeops.tailnet.evaluate import check as acl_check
+from blumeops.tailnet.evaluate import resolve as resolve_end
+from blumeops.tailnet.policy import as_tag, cross_dependencies, derive_policy, devices
+from blumeops.tailnet.syntax import SyntaxProblem, ip_spec, is_range
+from blumeops.tailnet.validate import problems
 
 Rule = Callable[[Lab, Marks], Iterator[Diagnostic]]
 RULES: list[Rule] = []
@@ -190,8 +212,6 @@ def reachability(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """A Caddy proxy must be allowed by the tailnet policy to reach each upstream."""
     if lab.tailnet is None or lab.tailnet.derive_grants:
         return  # derived grants let every proxy reach what it routes to
-    from blumeops.tailnet.evaluate import check as acl_check
-    from blumeops.tailnet.policy import derive_policy
 
     policy = derive_policy(lab)
     for r in routes(lab):
@@ -216,7 +236,6 @@ def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     options on the local host (they would be silently ignored there)."""
     specs = {name: host.ssh for name, host in lab.hosts.items() if host.ssh is not None}
     if specs:  # the transport's own parser (imported only when needed: validate stays fast)
-        from blumeops.core.sshtarget import SshTarget
 
         for name, spec in specs.items():
             try:
@@ -344,8 +363,6 @@ def advice(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 @rule
 def formats(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Values with no safe spelling in a generated format (see catalog/values.py)."""
-    from blumeops.catalog.values import format_problems
-
     yield from format_problems(lab, marks)
 
 
@@ -368,8 +385,6 @@ def tailnet_policy(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """The derived policy must be one Tailscale's API accepts (tailnet/validate.py)."""
     if lab.tailnet is None:
         return
-    from blumeops.tailnet.policy import derive_policy
-    from blumeops.tailnet.validate import problems
 
     policy = derive_policy(lab)
     for problem in problems(policy):
@@ -431,7 +446,6 @@ def tailnet_tags(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """
     if lab.tailnet is None:
         return
-    from blumeops.tailnet.policy import as_tag, devices
 
     carried = {t for d in devices(lab).values() for t in d.tags}
     if lab.clusters:
@@ -455,7 +469,6 @@ def operator_tags(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """
     if lab.tailnet is None:
         return
-    from blumeops.tailnet.policy import as_tag, derive_policy
 
     policy = derive_policy(lab)
     op = policy.operator_tag
@@ -489,9 +502,6 @@ def dependency_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """
     if lab.tailnet is None or lab.tailnet.derive_grants:
         return  # derived grants let each dependent reach its dependency
-    from blumeops.tailnet.evaluate import UnknownTarget
-    from blumeops.tailnet.evaluate import check as acl_check
-    from blumeops.tailnet.policy import cross_dependencies, derive_policy
 
     policy = derive_policy(lab)
     for name, i, dep, here, ends in cross_dependencies(lab, policy.devices):
@@ -661,7 +671,6 @@ def passthrough_objects(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     for name, svc in lab.services.items():
         if not svc.objects:
             continue
-        from blumeops.catalog import crds
 
         seen: set[tuple[str, str]] = set()
         for i, obj in enumerate(svc.objects):
@@ -1077,9 +1086,6 @@ def share_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     so a missing one would only show as a mount hanging at boot."""
     if lab.tailnet is None:
         return
-    from blumeops.tailnet.evaluate import UnknownTarget
-    from blumeops.tailnet.evaluate import check as acl_check
-    from blumeops.tailnet.policy import derive_policy
 
     uses: list[tuple[tuple[str | int, ...], str, str, str]] = []  # path, client, share, proto
     for host_name, host in lab.hosts.items():
@@ -1142,9 +1148,6 @@ def nixos_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 @rule
 def public_ingress(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Published routes need a `public:` proxy; names and addresses it writes are DNS-safe."""
-    from blumeops.catalog.public import public_label
-    from blumeops.catalog.reach import is_ip as _is_ip
-    from blumeops.catalog.values import DNS_NAME, is_address
 
     public = lab.public
     marked = [(name, key) for name, svc in lab.services.items() for key in svc.routes
@@ -1182,8 +1185,6 @@ def public_ingress(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 
 
 def _public_routes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    from blumeops.catalog.public import is_loopback, public_label
-
     assert lab.public is not None
     vps = lab.public.host
     internal = {r.hostname: r for r in routes(lab)}
@@ -1236,12 +1237,6 @@ def public_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """
     if lab.public is None or lab.tailnet is None:
         return
-    from blumeops.catalog.public import public_routes, published_endpoints
-    from blumeops.tailnet.evaluate import UnknownTarget, matches
-    from blumeops.tailnet.evaluate import check as acl_check
-    from blumeops.tailnet.evaluate import resolve as resolve_end
-    from blumeops.tailnet.policy import derive_policy
-    from blumeops.tailnet.syntax import SyntaxProblem, ip_spec, is_range
 
     vps = lab.public.host
     policy = derive_policy(lab)
@@ -1330,8 +1325,6 @@ def lab_urls(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     `BASE_URL=https://wiki.ops.eblu.me` when the route is `docs.ops`, or `http://` where
     Caddy serves https, breaks links and logins in ways no health check sees.
     """
-    from blumeops.catalog.reach import find_urls, lab_names, url_problem
-
     known: tuple[Any, list[str]] | None = None  # built on the first URL: most labs have few
     for path, value in _url_values(lab):
         if "://" not in value:
@@ -1353,8 +1346,6 @@ def probe_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     only where the tailnet lets it, and a probe's 127.0.0.1 is the machine (or pod) the
     probe runs in, not the host of the service it meant.
     """
-    from blumeops.catalog.reach import loopback_urls, prometheus_at, scrapes
-
     at = prometheus_at(lab)
     if at is not None:
         prom, host, cluster = at
@@ -1369,9 +1360,6 @@ def probe_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                  "agent there, or route the metrics")
             elif (s.host is not None and s.host != host and lab.tailnet is not None
                   and not lab.tailnet.derive_grants):
-                from blumeops.tailnet.evaluate import UnknownTarget
-                from blumeops.tailnet.evaluate import check as acl_check
-                from blumeops.tailnet.policy import derive_policy
 
                 policy = policy or derive_policy(lab)
                 try:
@@ -1391,10 +1379,6 @@ def _collector_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Each host's Alloy reaches the Prometheus and Loki it sends to (own grants only)."""
     if lab.tailnet is None or lab.tailnet.derive_grants:
         return  # derived grants let each collector reach its stores
-    from blumeops.catalog.reach import collector_paths
-    from blumeops.tailnet.evaluate import UnknownTarget
-    from blumeops.tailnet.evaluate import check as acl_check
-    from blumeops.tailnet.policy import derive_policy
 
     paths = collector_paths(lab)
     policy = derive_policy(lab) if paths else None
@@ -1447,8 +1431,6 @@ _NOT_FOR_JOBS = ("routes", "health", "metrics", "helm", "manifests", "workload",
 @rule
 def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """A job runs at its times and exits: nothing may route to it, wait on it or probe it."""
-    from blumeops.core.schedule import SCHEDULER, as_kubernetes
-
     scheduled = {n for n, s in lab.services.items() if s.schedule is not None}
     for name, svc in lab.services.items():
         at = ("services", name)
@@ -1494,8 +1476,6 @@ def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 @rule
 def backup_job_config(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """The backup job reads the config blumeops renders and delivers (catalog/backups.py)."""
-    from blumeops.catalog.backups import job_config_problems
-
     for path, message in job_config_problems(lab):
         yield marks.diag(path, "backup-job", message)
 

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blumeops.catalog.paths import resolve_lab_path
 from blumeops.notify.rules import Notice, Rules
+from blumeops.notify.send import send
 from blumeops.notify.worker import Delivery, Worker
+from blumeops.secrets.redact import redactor_for
 
 if TYPE_CHECKING:
     from blumeops.engine.controller import Controller
@@ -66,7 +69,7 @@ class Notifier:
             return self._config
 
     def _load(self) -> _Config | None:
-        from blumeops.catalog.paths import resolve_lab_path
+        # lazy: keeps pydantic out of start-up
         from blumeops.lab.loader import load_lab
 
         ctl = self.controller
@@ -82,8 +85,6 @@ class Notifier:
     # -- the worker's side -------------------------------------------------------------------
 
     def _send(self, target: str, notice: Notice) -> bool:
-        from blumeops.notify.send import send
-
         config = self._current()
         if config is None or config.lab.notify is None:
             return True  # the section is gone: nothing to deliver to
@@ -93,8 +94,6 @@ class Notifier:
         return send(url, redact(notice.title), redact(notice.body))
 
     def _resolved(self, config: _Config, target: str) -> tuple[str, Redactor]:
-        from blumeops.secrets.redact import redactor_for
-
         if config.urls is None:
             config.urls = resolve_urls(config.lab, config.lab_dir)
         if config.redact is None:
@@ -111,7 +110,7 @@ class Notifier:
 
 def resolve_urls(lab: Any, lab_dir: Path) -> dict[str, str]:
     """Target name -> Apprise URL, with secret references resolved (raises SecretError)."""
-    from blumeops.secrets.resolve import resolve
+    from blumeops.secrets.resolve import resolve  # lazy: keeps pyrage out of start-up
 
     targets = lab.notify.targets if lab.notify is not None else {}
     refs = [(n, t.url) for n, t in targets.items() if t.url.startswith(("vault:", "op://"))]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from blumeops.catalog.model import Lab
 from blumeops.core.resources import Resource
+from blumeops.perf import gc_paused
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,6 @@ def renderers(only: tuple[str, ...] | None = None) -> list[tuple[str, Renderer]]
 def render_lab(lab: Lab, ctx: RenderContext | None = None,
                only: tuple[str, ...] | None = None) -> list[Resource]:
     """Every resource of the lab. `only` limits to some renderers (e.g. for apply)."""
-    from blumeops.perf import gc_paused
-
     ctx = ctx or RenderContext()
     out: list[Resource] = []
     with gc_paused():

@@ -40,6 +40,7 @@ from blumeops.catalog.backups import dump_host, job_config
 from blumeops.catalog.model import Backups, DatabaseDump, Lab, Retention, Role, Service
 from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
+from blumeops.render.unitfields import safe_relpath
 
 LAB_DIR = "${BLUMEOPS_LAB_DIR}"
 PASSPHRASE_ENV = "BORG_PASSPHRASE"
@@ -240,8 +241,6 @@ def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
 def delivered(job: str, host: str, dest: str, body: str) -> Resource:
     """The config as a file of the backup job on its host, where its `--config` reads it
     (written like the job's own `files:`: relative to its workdir, 0600 with secrets)."""
-    from blumeops.render.unitfields import safe_relpath
-
     return Resource(f"files@{host}", "file", f"{job}:{dest}", body,
                     f"native/{host}/files/{job}/{safe_relpath(dest)}", service=job,
                     meta={"dest": dest})

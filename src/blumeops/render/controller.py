@@ -13,7 +13,7 @@ from blumeops.catalog.model import ControllerSpec, Health, Lab, SecretRef, Servi
 from blumeops.catalog.model import ServiceManager as Manager
 from blumeops.catalog.resolve import service_manager
 from blumeops.core.resources import Resource
-from blumeops.render import RenderContext
+from blumeops.render import RenderContext, launchd, supervisor, systemd
 
 NAME = "blumeops-controller"
 
@@ -39,8 +39,6 @@ def as_service(spec: ControllerSpec) -> Service:
 
 
 def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
-    from blumeops.render import launchd, supervisor, systemd
-
     spec = lab.controller
     if spec is None or spec.host not in lab.hosts:
         return []

@@ -14,6 +14,7 @@ from json import dumps as q
 
 from blumeops.catalog import resolve
 from blumeops.catalog.model import Lab
+from blumeops.catalog.public import public_urls
 from blumeops.core.resources import Resource
 from blumeops.render import RenderContext
 
@@ -22,8 +23,6 @@ PATH = "homepage/services.yaml"
 
 def entries(lab: Lab) -> dict[str, list[tuple[str, dict[str, str]]]]:
     """Group -> sorted (display name, fields) for services with a `homepage` entry."""
-    from blumeops.catalog.public import public_urls
-
     published: dict[str, list[str]] = {}
     for (service, _), url in sorted(public_urls(lab).items()):
         published.setdefault(service, []).append(url)

@@ -39,6 +39,7 @@ from blumeops.catalog.model import (
 )
 from blumeops.catalog.resolve import ingress_name, split_route_key
 from blumeops.core.resources import Resource
+from blumeops.core.schedule import as_kubernetes, parse_cron, parse_duration
 from blumeops.render import RenderContext
 from blumeops.tailnet.policy import ingress_device_tags
 
@@ -404,8 +405,6 @@ def _workload(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> D
 
 def _cron_job(lab: Lab, name: str, svc: Service, ns: str, secret_name: str) -> Doc:
     """A scheduled service: a CronJob whose pods run to completion, one run at a time."""
-    from blumeops.core.schedule import as_kubernetes, parse_cron, parse_duration
-
     assert svc.schedule is not None
     k8s_name = resolve.kubernetes_name(name, svc)
     timeout = parse_duration(svc.schedule.timeout) if svc.schedule.timeout else None

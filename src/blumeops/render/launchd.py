@@ -13,6 +13,7 @@ import posixpath
 
 from blumeops.catalog.model import Service
 from blumeops.catalog.resolve import launchd_label
+from blumeops.core import schedule as cs
 from blumeops.core.resources import Resource
 from blumeops.render.unitfields import secret_refs
 
@@ -72,7 +73,6 @@ def calendar(expression: str) -> list[dict[str, int]]:
     """
     from itertools import product
 
-    from blumeops.core import schedule as cs
 
     cron = cs.parse_cron(expression)
     days, weekdays = cron.days, cron.weekdays

@@ -11,7 +11,7 @@ from __future__ import annotations
 from blumeops.catalog.model import Lab, Service, ServiceManager
 from blumeops.catalog.resolve import service_manager
 from blumeops.core.resources import Resource
-from blumeops.render import RenderContext
+from blumeops.render import RenderContext, launchd, supervisor, systemd
 from blumeops.render.unitfields import safe_relpath
 
 
@@ -26,7 +26,6 @@ def _files(lab: Lab, name: str, svc: Service, host: str) -> list[Resource]:
 
 def render(lab: Lab, ctx: RenderContext) -> list[Resource]:
     # Imported here so each format module stays independent and only loaded together.
-    from blumeops.render import launchd, supervisor, systemd
 
     out: list[Resource] = []
     jobs: dict[str, dict[str, Service]] = {}  # supervisor host -> its jobs

@@ -15,7 +15,7 @@ import shlex
 
 from blumeops.catalog.model import Service
 from blumeops.core.resources import Resource
-from blumeops.core.schedule import SCHEDULER
+from blumeops.core.schedule import SCHEDULER, parse_duration
 from blumeops.render import RenderContext
 from blumeops.render.unitfields import one_line, secret_refs
 
@@ -147,7 +147,6 @@ def job_table(jobs: dict[str, Service]) -> str:
     """The scheduler's job table: JSON, one entry per job, sorted (scheduler.py reads it)."""
     import json
 
-    from blumeops.core.schedule import parse_duration
 
     table = []
     for name, svc in sorted(jobs.items()):

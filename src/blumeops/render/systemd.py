@@ -11,7 +11,9 @@ import re
 
 from blumeops.catalog.model import Lab, Service
 from blumeops.catalog.resolve import systemd_unit
+from blumeops.core import schedule as cs
 from blumeops.core.resources import Resource
+from blumeops.core.schedule import parse_duration
 from blumeops.render import RenderContext
 from blumeops.render.unitfields import one_line, secret_refs
 
@@ -99,8 +101,6 @@ def unit_text(name: str, svc: Service, ctx: RenderContext, lab: Lab | None = Non
         # No [Install]: its timer (blumeops-NAME.timer) is what is enabled.
         lines.append("KillMode=control-group")
         if svc.schedule is not None and svc.schedule.timeout is not None:
-            from blumeops.core.schedule import parse_duration
-
             # A oneshot's run is its start: past this, systemd stops it, Result=timeout.
             lines.append(f"TimeoutStartSec={parse_duration(svc.schedule.timeout)}")
         return "\n".join(lines) + "\n"
@@ -126,8 +126,6 @@ def _values(values: frozenset[int], full: frozenset[int], width: int = 2) -> str
 def on_calendar(expression: str) -> list[str]:
     """A cron expression as OnCalendar= values (several are a union, like cron's
     day-of-month OR day-of-week)."""
-    from blumeops.core import schedule as cs
-
     cron = cs.parse_cron(expression)
     time = f"{_values(cron.hours, cs.ALL_HOURS)}:{_values(cron.minutes, cs.ALL_MINUTES)}:00"
     month = _values(cron.months, cs.ALL_MONTHS)

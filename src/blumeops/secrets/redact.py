@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from blumeops.secrets.errors import SecretError
 from blumeops.secrets.urltokens import MASK as MASK  # re-exported: one mask for all
 from blumeops.secrets.urltokens import mask_url_tokens
 
@@ -79,8 +80,7 @@ def secret_refs(lab: Any) -> list[tuple[str, str]]:
 
 
 def redactor_for(lab: Any, lab_dir: Path, extra: Iterable[str] = ()) -> Redactor:
-    from blumeops.secrets.errors import SecretError
-    from blumeops.secrets.resolve import resolve
+    from blumeops.secrets.resolve import resolve  # lazy: keeps pyrage out of start-up
 
     refs = secret_refs(lab)
     try:

@@ -19,6 +19,7 @@ from blumeops.server.context import ApiContext, endpoint
 from blumeops.server.jsonbody import parse_object
 from blumeops.server.limits import read_body
 from blumeops.server.responses import ApiError, json_response
+from blumeops.source.git import SourceError
 
 MAX_API_BODY = 64 * 1024
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -79,8 +80,6 @@ async def _json_body(request: Request, ctx: ApiContext) -> dict[str, object]:
 
 async def _source_call(fn: Callable[[], str]) -> str:
     """Resolve a revision in git (a worker thread); an unknown one is the caller's 400."""
-    from blumeops.source.git import SourceError
-
     try:
         return str(await run_in_threadpool(fn))
     except SourceError as exc:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def create_app(controller: Controller, settings: ApiSettings) -> Starlette:
-    from blumeops.server.dashboard import pages
+    from blumeops.server.dashboard import pages  # lazy: keeps Jinja2 out of start-up
 
     routes: list[BaseRoute] = [*api.ROUTES, *webhook.ROUTES, *pages.routes()]
     known = sorted({r.path for r in routes if isinstance(r, Route)})

@@ -15,11 +15,10 @@ from blumeops.server.context import ApiContext, endpoint
 from blumeops.server.jsonbody import check_depth
 from blumeops.server.limits import read_body
 from blumeops.server.responses import ApiError, json_response
+from blumeops.source.webhooks import MAX_BODY, WebhookError, parse_push, verify
 
 
 async def webhook(request: Request, ctx: ApiContext) -> Response:
-    from blumeops.source.webhooks import MAX_BODY, WebhookError, parse_push, verify
-
     controller = ctx.controller
     counted = controller.metrics.webhooks
     try:

@@ -41,6 +41,7 @@ def normalize_arch(machine: str) -> str:
 def check_lab_host(lab: Lab, name: str, facts: HostFacts) -> list[Mismatch]:
     """`check` with the host's effective service manager (declared or its OS default)
     and its declared `arch`."""
+    # lazy: keeps pydantic out of start-up
     from blumeops.catalog.resolve import service_manager
 
     host = lab.hosts[name]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blumeops.catalog.paths import resolve_lab_path
 from blumeops.secrets.redact import Redactor, redactor_for
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class LabView:
             return self._applied
 
     def _from_lab(self, commit: str | None, lab: Any, lab_dir: Path) -> Applied:
+        # lazy: keeps pydantic out of start-up
         from blumeops.render import RenderContext, render_lab
 
         self._last_catalog = commit
@@ -115,7 +117,7 @@ class LabView:
         return Applied(commit, lab, resources, redact)
 
     def _load(self, commit: str | None) -> Applied:
-        from blumeops.catalog.paths import resolve_lab_path
+        # lazy: keeps pydantic out of start-up
         from blumeops.lab.loader import load_lab
         from blumeops.render import RenderContext, render_lab
 

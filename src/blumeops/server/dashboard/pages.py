@@ -30,6 +30,7 @@ from blumeops.server.dashboard.sessions import COOKIE, Session, Sessions, csrf_m
 from blumeops.server.dashboard.topology import render_svg
 from blumeops.server.limits import read_body
 from blumeops.server.responses import ApiError
+from blumeops.source.git import SourceError
 
 HERE = Path(__file__).parent
 MAX_FORM = 4 * 1024
@@ -330,8 +331,6 @@ async def _act(request: Request) -> tuple[Dashboard, dict[str, str]]:
 
 def action(fn: Any) -> Any:
     async def run(request: Request) -> Response:
-        from blumeops.source.git import SourceError
-
         try:
             dash, form = await _act(request)
             message = await run_in_threadpool(fn, dash, form)

@@ -51,6 +51,7 @@ def _grant_hosts(lab: Any, selector: str) -> list[str]:
 
 
 def render_svg(lab: Any, health: dict[str, str]) -> str:
+    # lazy: keeps pydantic out of start-up
     from blumeops.catalog.resolve import service_routes, service_url
 
     left: list[tuple[str, str, str]] = []  # (key, label, kind)
