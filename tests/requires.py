@@ -86,7 +86,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             report.nodeid)
     for kind in ("failed", "error"):
         for report in terminalreporter.stats.get(kind, []):
-            for key, message in report.user_properties:
+            for key, message in getattr(report, "user_properties", ()):  # none on collection
                 if key == MARKER:
                     by_reason.setdefault(f"FAILED: {message}", []).append(report.nodeid)
     if not by_reason:

@@ -24,7 +24,7 @@ from k8s_standin import KubeStandIn, kube_stand_in, kubeconfig
 from blumeops.cli import cli
 from blumeops.core.health import Health
 from blumeops.core.spec import JobSpec
-from blumeops.delivery.kube import cronjob_health, exit_code, owned_jobs
+from blumeops.kubernetes.manifests import cronjob_health, exit_code, owned_jobs
 
 CRONJOB = """
 apiVersion: batch/v1

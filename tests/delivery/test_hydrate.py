@@ -19,8 +19,8 @@ from deliverylab import (
     stand_in_forge,
 )
 
-from blumeops.delivery import hydrate
-from blumeops.delivery.hydrate import HydrateError, Hydrator, deploy_targets, hydrate_lab
+from blumeops.kubernetes import hydrate
+from blumeops.kubernetes.hydrate import HydrateError, Hydrator, deploy_targets, hydrate_lab
 
 SRC1 = "1" * 40
 SRC2 = "2" * 40

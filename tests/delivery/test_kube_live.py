@@ -13,8 +13,8 @@ import pytest
 from deliverylab import load
 
 from blumeops.core.health import Health
-from blumeops.delivery.kube import Manifest, manifests
-from blumeops.delivery.kubeapply import KubeDelivery
+from blumeops.kubernetes.apply import KubeDelivery
+from blumeops.kubernetes.manifests import Manifest, manifests
 from blumeops.render import render_lab
 
 pytestmark = pytest.mark.skipif(

@@ -12,7 +12,8 @@ import yaml
 
 from blumeops.catalog.model import Lab
 from blumeops.core.health import Health
-from blumeops.delivery.kube import (
+from blumeops.kubernetes.apply import clean, object_diff
+from blumeops.kubernetes.manifests import (
     LiveObject,
     manifests,
     object_health,
@@ -20,7 +21,6 @@ from blumeops.delivery.kube import (
     service_health,
     waves,
 )
-from blumeops.delivery.kubeapply import clean, object_diff
 from blumeops.render import render_lab
 
 OWN = {"app.kubernetes.io/managed-by": "blumeops", "blumeops.dev/lab": "blumeops"}
@@ -55,7 +55,7 @@ def test_waves_put_namespaces_first_and_dependencies_before_dependents(
 
 
 def test_waves_apply_crds_with_namespaces() -> None:
-    from blumeops.delivery.kube import Manifest
+    from blumeops.kubernetes.manifests import Manifest
 
     crd = Manifest({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                     "metadata": {"name": "widgets.example.com"}}, "op", (), "x")

@@ -13,7 +13,7 @@ from tailscale_standin import DEFAULT_POLICY, StandIn, tailscale_stand_in
 
 from blumeops.catalog.model import Lab
 from blumeops.core.health import Health
-from blumeops.delivery.tailnet import (
+from blumeops.tailnet.push import (
     Conflict,
     LivePolicy,
     PushError,

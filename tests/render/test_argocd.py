@@ -12,8 +12,9 @@ from test_kubernetes import small_lab_data
 
 from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
-from blumeops.render import RenderContext, kubernetes
-from blumeops.render.argocd import argocd_notes, render, repo_path
+from blumeops.kubernetes import render as kubernetes
+from blumeops.kubernetes.argocd import argocd_notes, render, repo_path
+from blumeops.render import RenderContext
 from conftest import check_golden_tree
 
 

@@ -3,7 +3,7 @@
 Real tools: kubernetes_validate (strict) on the pods with NFS, hostPath and claim
 volumes; `systemd-analyze verify` on the mount units and `systemd-escape --path` for
 their names; `nix-instantiate --parse` and `--eval` on the NixOS module (Debian's
-nix-bin, offline: nothing is built or fetched). Custom resources against catalog/crds.py.
+nix-bin, offline: nothing is built or fetched). Custom resources against kubernetes/crds.py.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blumeops.catalog import crds
 from blumeops.catalog.model import Lab
 from blumeops.core.resources import Resource
+from blumeops.kubernetes import crds
 from blumeops.render import RenderContext, render_lab
 from blumeops.render.mounts import unit_stem
 from blumeops.render.systemd import exec_start

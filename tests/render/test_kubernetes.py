@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes_validate.utils import all_versions
 
-from blumeops.catalog import crds
 from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
 from blumeops.core.resources import Resource
+from blumeops.kubernetes import crds
+from blumeops.kubernetes.render import dump_yaml, kubernetes_notes, render
 from blumeops.render import RenderContext
-from blumeops.render.kubernetes import dump_yaml, kubernetes_notes, render
 from conftest import check_golden_tree, load_data
 
 # Kinds kubernetes_validate has schemas for; CRDs (ExternalSecret, ...) are checked by golden.
@@ -365,8 +365,8 @@ def test_passthrough_service_gets_derived_objects_only(small_lab: Lab) -> None:
 
 
 def test_custom_resources_match_crd_schemas(blumeops_lab: Lab, small_lab: Lab) -> None:
-    """Every custom resource blumeops renders passes its CRD's schema (catalog/crds.py)."""
-    from blumeops.render import argocd
+    """Every custom resource blumeops renders passes its CRD's schema (kubernetes/crds.py)."""
+    from blumeops.kubernetes import argocd
 
     seen: set[str] = set()
     for lab in (blumeops_lab, small_lab):
@@ -397,7 +397,7 @@ def test_crd_schemas_refuse_mistakes(small_lab: Lab) -> None:
 
 
 def argocd_render(lab: Lab) -> list[Resource]:
-    from blumeops.render import argocd
+    from blumeops.kubernetes import argocd
 
     return argocd.render(lab, RenderContext())
 

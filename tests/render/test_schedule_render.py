@@ -32,7 +32,8 @@ from test_injection import supervisor_programs
 
 from blumeops.catalog.model import Lab
 from blumeops.core.schedule import next_run, parse_cron
-from blumeops.render import RenderContext, kubernetes, launchd, native, supervisor, systemd
+from blumeops.kubernetes import render as kubernetes
+from blumeops.render import RenderContext, launchd, native, supervisor, systemd
 from conftest import check_golden, load_data
 from cronexamples import RANDOM
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from blumeops.catalog.model import Lab
 from blumeops.core.resources import Resource
-from blumeops.render import RenderContext, tailscale
+from blumeops.render import RenderContext
+from blumeops.tailnet import render as tailscale
 from conftest import check_golden
 
 

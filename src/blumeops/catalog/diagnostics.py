@@ -86,5 +86,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean '{matches[0]}'?" if matches else ""
 
 
+def unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    """"unknown KIND 'NAME'" with a did-you-mean: how every rule names a bad reference."""
+    return f"unknown {kind} '{name}'{did_you_mean(name, known)}"
+
+
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
     return (d.file, d.line, d.col, d.message)

@@ -1,6 +1,7 @@
 """`blumeops deliver`, `blumeops cluster`, `blumeops tailnet`: the cluster and the tailnet
 one at a time (`plan`, `apply` and `status` show them with the hosts; `cluster health` is
-the cluster part of `status`). blumeops.delivery.api holds the functions they call."""
+the cluster part of `status`). kubernetes/deliver.py and tailnet/deliver.py hold the
+functions they call."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _load(lab: Path | None, state_dir: Path | None) -> tuple[LoadResult, Path]:
 
 
 def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from blumeops.delivery.api import DeliveryError
+    from blumeops.core.errors import DeliveryError
 
     try:
         return fn(*args, **kwargs)
@@ -62,7 +63,7 @@ def deliver(lab: Path | None, repo: str | None, branch: str | None, commit: str 
     and push it (never forced). One commit per source commit; none when nothing changed.
     --repo changes where to push; the Applications keep the catalog's repo_url (the
     address ArgoCD reads the same repository at)."""
-    from blumeops.delivery.api import apply_deploy_branch
+    from blumeops.kubernetes.deliver import apply_deploy_branch
 
     result, directory = _load(lab, state_dir)
     assert result.lab is not None
@@ -93,7 +94,7 @@ def cluster() -> None:
 @OUTPUT_OPTION
 def cluster_plan(lab: Path | None, name: str | None, no_prune: bool, output: str) -> None:
     """What apply would change, from a server-side dry run. Exit 2 when changes are pending."""
-    from blumeops.delivery.api import plan_cluster
+    from blumeops.kubernetes.deliver import plan_cluster
 
     result = load_or_exit(lab)
     assert result.lab is not None
@@ -128,7 +129,7 @@ def cluster_plan(lab: Path | None, name: str | None, no_prune: bool, output: str
 def cluster_apply(lab: Path | None, name: str | None, no_prune: bool, wait: float,
                   output: str) -> None:
     """Server-side apply (field manager blumeops) in waves, then prune this lab's leftovers."""
-    from blumeops.delivery.api import apply_cluster
+    from blumeops.kubernetes.deliver import apply_cluster
 
     result = load_or_exit(lab)
     assert result.lab is not None
@@ -196,7 +197,7 @@ def _print_plan(plan: Any) -> None:
 def tailnet_diff(lab: Path | None, state_dir: Path | None, output: str) -> None:
     """The live policy against the catalog's, and any edit made outside blumeops.
     Exit 2 when they differ."""
-    from blumeops.delivery.api import plan_tailnet
+    from blumeops.tailnet.deliver import plan_tailnet
 
     result, directory = _load(lab, state_dir)
     assert result.lab is not None
@@ -219,7 +220,7 @@ def tailnet_push(lab: Path | None, overwrite: bool, take_theirs: bool,
                  state_dir: Path | None, output: str) -> None:
     """Validate (Tailscale's endpoint and the offline tests), then push with If-Match.
     A dry run until the catalog sets `tailnet: {push: true}`. Exit 1 when refused."""
-    from blumeops.delivery.api import apply_tailnet
+    from blumeops.tailnet.deliver import apply_tailnet
 
     result, directory = _load(lab, state_dir)
     assert result.lab is not None

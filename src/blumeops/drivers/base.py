@@ -124,9 +124,9 @@ REGISTRY: dict[str, dict[str, str]] = {
     "launchd": {"remote": "blumeops.drivers.managed:LaunchdDriver"},
     "brew": {"remote": "blumeops.drivers.brew:BrewDriver"},
     # Reached through an API from this machine (engine/targets.py): clusters, the tailnet.
-    "k8s": {"local": "blumeops.drivers.k8s:KubeDriver"},
-    "argocd": {"local": "blumeops.drivers.k8s:ArgoDriver"},
-    "tailscale": {"local": "blumeops.drivers.tailscale:TailscaleDriver"},
+    "k8s": {"local": "blumeops.kubernetes.driver:KubeDriver"},
+    "argocd": {"local": "blumeops.kubernetes.driver:ArgoDriver"},
+    "tailscale": {"local": "blumeops.tailnet.driver:TailscaleDriver"},
 }
 
 

@@ -260,7 +260,7 @@ class Controller:
                        lab_dir=self.config.vault_dir or self._lab_file(live_root).parent)
             report = self._apply(commit, info, live_root)
             # lazy: keeps pydantic out of start-up
-            from blumeops.delivery.hook import after_sync  # the cluster's deploy branch
+            from blumeops.kubernetes.hook import after_sync  # the cluster's deploy branch
 
             after_sync(result.lab, result.path.name, commit, info.subject, self.state_dir,
                        self.store.event, self.source)
@@ -299,7 +299,7 @@ class Controller:
             if result.lab is None:
                 return None
             self._spec = runtime_spec(result.lab, result.path.name, result.files)
-        # Deploy branches are written by after_sync (delivery/hook.py), once per commit;
+        # Deploy branches are written by after_sync (kubernetes/hook.py), once per commit;
         # what needs a person's choice (a tailnet policy edited elsewhere) waits for one.
         from dataclasses import replace
 

@@ -203,7 +203,7 @@ def _add_scheduler(lab: object, services: dict[str, ServiceSpec], host: str | No
         if first:
             services[SCHEDULER] = ServiceSpec(SCHEDULER, first[0], False, startsecs=1)
     for svc in jobs:
-        # A cluster's CronJob is its cluster's to run (and judge: drivers/k8s.py).
+        # A cluster's CronJob is its cluster's to run (and judge: kubernetes/driver.py).
         if svc.host != host and svc.host not in remote \
                 and svc.host not in getattr(lab, "clusters", {}):
             notes.append(f"job '{svc.name}' on {svc.host}: rendered, not applied (blumeops "

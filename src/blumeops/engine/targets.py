@@ -96,10 +96,10 @@ def target_specs(lab: Any, source: str, applied_hosts: set[str], notes: list[str
 
 def _applications(lab: Any, cluster: str) -> dict[str, str | None]:
     """ArgoCD Application -> its service (None: the app-of-apps, the cluster-wide one), as
-    render/argocd.py names them, without rendering."""
+    kubernetes/argocd.py names them, without rendering."""
     # lazy: keeps pydantic, PyYAML out of start-up
-    from blumeops.render.argocd import cluster_app_name, renders_applications, root_app_name
-    from blumeops.render.kubernetes import cluster_services
+    from blumeops.kubernetes.argocd import cluster_app_name, renders_applications, root_app_name
+    from blumeops.kubernetes.render import cluster_services
 
     spec = lab.clusters[cluster]
     if not renders_applications(lab, cluster, spec):
@@ -191,6 +191,15 @@ class TargetSession(HostSession):
         return None
 
 
+def _load_lab(lab_file: Path) -> Any:
+    """The catalog model of `lab_file`, or None when it no longer loads (a driver that
+    must read the catalog again, the tailnet's offline tests, asks for it here)."""
+    # lazy: keeps pydantic out of start-up
+    from blumeops.lab.loader import load_lab
+
+    return load_lab(lab_file).lab
+
+
 def target_sessions(runtime: Runtime, taken: set[str]) -> dict[str, TargetSession]:
     """A session per cluster and for the tailnet, keyed as their targets' `@` part."""
     spec = runtime.spec
@@ -207,7 +216,8 @@ def target_sessions(runtime: Runtime, taken: set[str]) -> dict[str, TargetSessio
         # `runtime`: what the session's drivers share this command (a client, a fetch),
         # and the LocalRuntime (where secrets are read, the lab file).
         ctx = HostContext(HostSpec(name, True), spec, runtime.state_dir, runtime.lab_dir,
-                          runtime={"lab_file": runtime.lab_file, "owner": runtime})
+                          runtime={"lab_file": runtime.lab_file, "owner": runtime,
+                                   "load_lab": _load_lab})
         out[name] = TargetSession(ctx, mine, kinds, label)
     return out
 

@@ -7,12 +7,11 @@ reports; it never changes the catalog.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from blumeops.catalog import crds
 from blumeops.catalog.backups import job_config_problems
-from blumeops.catalog.diagnostics import Diagnostic, Marks, did_you_mean
+from blumeops.catalog.diagnostics import Diagnostic, Marks, did_you_mean, unknown
 from blumeops.catalog.model import (
     BREW_SYSTEMS,
     DNS_LABEL,
@@ -37,8 +36,6 @@ from blumeops.catalog.reach import (
 )
 from blumeops.catalog.reach import is_ip as _is_ip
 from blumeops.catalog.resolve import (
-    application_name,
-    argocd_of,
     host_mounts,
     kubernetes_name,
     launchd_label,
@@ -53,48 +50,51 @@ from blumeops.catalog.resolve import (
 from blumeops.catalog.values import DNS_NAME, format_problems, is_address
 from blumeops.core.schedule import SCHEDULER, as_kubernetes
 from blumeops.core.sshtarget import SshTarget
+from blumeops.kubernetes.rules import (
+    argocd_app_names,
+    cluster_delivery,
+    kubernetes_workloads,
+    passthrough_objects,
+    secret_stores,
+)
 from blumeops.tailnet.evaluate import UnknownTarget, matches
 from blumeops.tailnet.evaluate import check as acl_check
 from blumeops.tailnet.evaluate import resolve as resolve_end
-from blumeops.tailnet.policy import as_tag, cross_dependencies, derive_policy, devices
+from blumeops.tailnet.policy import derive_policy
+from blumeops.tailnet.rules import (
+    dependency_reach,
+    operator_tags,
+    tailnet_at,
+    tailnet_devices,
+    tailnet_policy,
+    tailnet_tags,
+)
 from blumeops.tailnet.syntax import SyntaxProblem, ip_spec, is_range
-from blumeops.tailnet.validate import problems
 
 Rule = Callable[[Lab, Marks], Iterator[Diagnostic]]
-RULES: list[Rule] = []
-
-
-def rule(fn: Rule) -> Rule:
-    RULES.append(fn)
-    return fn
 
 
 def check(lab: Lab, marks: Marks) -> list[Diagnostic]:
     return [d for r in RULES for d in r(lab, marks)]
 
 
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    return f"unknown {kind} '{name}'{did_you_mean(name, known)}"
-
-
-@rule
 def references(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Every name a lab mentions must be declared."""
     ref = "unknown-reference"
     for name, cluster in lab.clusters.items():
         if cluster.host not in lab.hosts:
-            yield marks.diag(("clusters", name, "host"), ref, _unknown("host", cluster.host,
+            yield marks.diag(("clusters", name, "host"), ref, unknown("host", cluster.host,
                                                                        lab.hosts))
     for name, domain in lab.domains.items():
         if domain.host is not None and domain.host not in lab.hosts:
-            yield marks.diag(("domains", name, "host"), ref, _unknown("host", domain.host,
+            yield marks.diag(("domains", name, "host"), ref, unknown("host", domain.host,
                                                                       lab.hosts))
     if lab.backups is not None and lab.backups.to not in lab.hosts:
-        yield marks.diag(("backups", "to"), ref, _unknown("host", lab.backups.to, lab.hosts))
+        yield marks.diag(("backups", "to"), ref, unknown("host", lab.backups.to, lab.hosts))
     if lab.controller is not None:
         if lab.controller.host not in lab.hosts:
             yield marks.diag(("controller", "host"), ref,
-                             _unknown("host", lab.controller.host, lab.hosts))
+                             unknown("host", lab.controller.host, lab.hosts))
         for field in ("api_token", "webhook_secret"):
             value = getattr(lab.controller, field)
             if value is not None and not SECRET_REF.match(value):
@@ -104,39 +104,38 @@ def references(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     for name, svc in lab.services.items():
         at = ("services", name)
         if svc.native is not None and svc.native not in lab.hosts:
-            yield marks.diag((*at, "native"), ref, _unknown("host", svc.native, lab.hosts))
+            yield marks.diag((*at, "native"), ref, unknown("host", svc.native, lab.hosts))
         if svc.kubernetes is not None and svc.kubernetes not in lab.clusters:
             yield marks.diag((*at, "kubernetes"), ref,
-                             _unknown("cluster", svc.kubernetes, lab.clusters))
+                             unknown("cluster", svc.kubernetes, lab.clusters))
         ports = list(svc.ports)
         for key, route in svc.routes.items():
             _, domain_key = split_route_key(key)
             if domain_key not in lab.domains:
                 yield marks.diag((*at, "routes", key), ref,
-                                 f"route '{key}': " + _unknown("domain", domain_key, lab.domains)
+                                 f"route '{key}': " + unknown("domain", domain_key, lab.domains)
                                  + " (routes are written NAME.DOMAIN)")
             if route.port not in svc.ports:
                 yield marks.diag((*at, "routes", key), ref,
-                                 f"route '{key}': " + _unknown("port", route.port, ports))
+                                 f"route '{key}': " + unknown("port", route.port, ports))
         health = svc.health
         for field, port in (("port", health.port if health else None),
                             ("tcp", health.tcp if health else None),
                             ("metrics", svc.metrics.port if svc.metrics else None)):
             if port is not None and port not in svc.ports:
                 path = (*at, "metrics", "port") if field == "metrics" else (*at, "health", field)
-                yield marks.diag(path, ref, _unknown("port", port, ports))
+                yield marks.diag(path, ref, unknown("port", port, ports))
         for i, dep in enumerate(svc.depends_on):
             if dep not in lab.services:
                 yield marks.diag((*at, "depends_on", i), ref,
-                                 _unknown("service", dep, lab.services))
+                                 unknown("service", dep, lab.services))
         groups = lab.tailnet.groups if lab.tailnet else {}
         for i, who in enumerate(svc.audience):
             if who.startswith("group:") and who[6:] not in groups:
                 yield marks.diag((*at, "audience", i), ref,
-                                 _unknown("group", who[6:], groups))
+                                 unknown("group", who[6:], groups))
 
 
-@rule
 def names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Names become DNS labels (hostnames, Kubernetes objects): they must be valid ones."""
     def bad(kind: str, name: str) -> str:
@@ -162,7 +161,6 @@ def names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                  "characters (Kubernetes uses it as a port name)")
 
 
-@rule
 def port_conflicts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Two native services on one host cannot listen on the same port."""
     taken: dict[tuple[str, int], str] = {}
@@ -177,7 +175,6 @@ def port_conflicts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                  f"service '{owner}'")
 
 
-@rule
 def route_conflicts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Route names are unique per domain, and TCP listen ports unique per proxy host."""
     seen: dict[tuple[str, str], str] = {}
@@ -207,7 +204,6 @@ def route_conflicts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                  f"is already a port of service '{clash}'")
 
 
-@rule
 def reachability(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """A Caddy proxy must be allowed by the tailnet policy to reach each upstream."""
     if lab.tailnet is None or lab.tailnet.derive_grants:
@@ -230,7 +226,6 @@ def reachability(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 SSH_ONLY = ("ssh_identity", "accept_new_host_key", "arch")
 
 
-@rule
 def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """How a host is reached over SSH: a parseable `ssh:`, a usable key path, and no SSH
     options on the local host (they would be silently ignored there)."""
@@ -258,7 +253,6 @@ def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              "with '~' (a relative path would depend on where blumeops runs)")
 
 
-@rule
 def dependency_cycles(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Services cannot depend on each other in a circle."""
     state: dict[str, int] = {}  # 1 visiting, 2 done
@@ -286,7 +280,6 @@ def dependency_cycles(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
             yield from visit(name, [])
 
 
-@rule
 def runtimes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Native services need a host that can run them; Kubernetes services need an image."""
     for name, svc in lab.services.items():
@@ -330,7 +323,6 @@ def runtimes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                  f"use '{svc.native}.{domain_key}' or route through Caddy")
 
 
-@rule
 def secrets_and_backups(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Secrets are references, never values; backed-up data needs a place to go."""
     storage = [n for n, h in lab.hosts.items() if h.role.value == "storage"]
@@ -347,7 +339,6 @@ def secrets_and_backups(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              "{to: HOST}' and no single storage host to default to")
 
 
-@rule
 def advice(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Warnings: what works today but will hurt at 11 pm."""
     for name, svc in lab.services.items():
@@ -360,341 +351,13 @@ def advice(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              f"routed service '{name}' declares no metrics endpoint", "warning")
 
 
-@rule
 def formats(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Values with no safe spelling in a generated format (see catalog/values.py)."""
     yield from format_problems(lab, marks)
 
 
-# --- the tailnet: policy syntax, tags and who may reach what ------------------------------
-
-_SECTION_KEYS = {"sshTests": ("sshTests", "ssh_tests"),
-                 "autoApprovers": ("autoApprovers", "auto_approvers")}
 
 
-def _tailnet_at(marks: Marks, section: str, index: int | None = None) -> tuple[str | int, ...]:
-    """The catalog path of a tailnet section item, under whichever spelling the file used."""
-    for key in _SECTION_KEYS.get(section, (section,)):
-        if ("tailnet", key) in marks:
-            return ("tailnet", key) if index is None else ("tailnet", key, index)
-    return ("tailnet", section) if index is None else ("tailnet", section, index)
-
-
-@rule
-def tailnet_policy(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """The derived policy must be one Tailscale's API accepts (tailnet/validate.py)."""
-    if lab.tailnet is None:
-        return
-
-    policy = derive_policy(lab)
-    for problem in problems(policy):
-        section, index = problem.section, problem.index
-        where = f"{section}[{index}]"
-        if section == "autoApprovers":
-            path = _tailnet_at(marks, section)
-            where = section
-        elif section == "grants" and policy.grant_origin[index] is None:
-            path, where = ("tailnet",), "a derived grant (from routes and audiences)"
-            for name, svc in lab.services.items():  # point at the audience that caused it
-                hit = next((j for j, who in enumerate(svc.audience)
-                            if f"'{who}'" in problem.message), None)
-                if hit is not None:
-                    path, where = ("services", name, "audience", hit), f"service '{name}' audience"
-                    break
-        else:
-            if section == "grants":
-                index = policy.grant_origin[index] or 0
-                where = f"grants[{index}]"
-            path = _tailnet_at(marks, section, index)
-        yield marks.diag(path, "tailnet-policy", f"tailnet {where}: {problem.message}")
-
-
-def _policy_tags(lab: Lab) -> Iterator[tuple[str, int | None, str]]:
-    """(catalog section, index) and each tag the lab's own tailnet rules name."""
-    assert lab.tailnet is not None
-    t = lab.tailnet
-
-    def tags(values: Iterable[str]) -> Iterator[str]:
-        for v in values:
-            host = v.rpartition(":")[0] if v.count(":") > 1 else v
-            if host.startswith("tag:"):
-                yield host
-
-    sections: list[tuple[str, list[list[str]]]] = [
-        ("grants", [[*g.src, *g.dst] for g in t.grants]),
-        ("tests", [[x.src, *x.accept, *x.deny] for x in t.tests]),
-        ("ssh", [[*s.src, *s.dst] for s in t.ssh]),
-        ("sshTests", [[x.src, *x.dst] for x in t.ssh_tests]),
-    ]
-    for section, items in sections:
-        for i, values in enumerate(items):
-            for tag in tags(values):
-                yield section, i, tag
-    if t.auto_approvers is not None:
-        who = [*(w for ws in t.auto_approvers.routes.values() for w in ws),
-               *t.auto_approvers.exit_node]
-        for tag in tags(who):
-            yield "autoApprovers", None, tag
-
-
-@rule
-def tailnet_tags(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """A tag the policy names must be carried by some host, ingress or service.
-
-    A rule about a tag nobody carries grants nothing: usually a misspelt tag or a device
-    that was renamed, and the access the rule meant to give silently is not there.
-    """
-    if lab.tailnet is None:
-        return
-
-    carried = {t for d in devices(lab).values() for t in d.tags}
-    if lab.clusters:
-        carried.add(as_tag(lab.tailnet.operator_tag))
-    for section, index, tag in _policy_tags(lab):
-        if tag in carried:
-            continue
-        path = _tailnet_at(marks, section, index)
-        yield marks.diag(path, "unused-tag",
-                         f"tag '{tag}' in tailnet {section} is carried by no host, ingress "
-                         "or service" + did_you_mean(tag, carried)
-                         + "; add it to a host's or service's tags, or fix the rule")
-
-
-@rule
-def operator_tags(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """The Tailscale operator can only apply tags it owns (tagOwners lists its tag).
-
-    Otherwise the ingress device comes up without the tag the policy names it by, and every
-    grant to it silently stops matching.
-    """
-    if lab.tailnet is None:
-        return
-
-    policy = derive_policy(lab)
-    op = policy.operator_tag
-    declared = {as_tag(k): k for k in lab.tailnet.tag_owners}
-    for device in policy.devices.values():
-        if device.operator is None:
-            continue
-        for tag in device.tags:
-            owners = policy.tag_owners.get(tag, [])
-            if op in owners:
-                continue
-            service = next((n for n, s in lab.services.items() if s.kubernetes
-                            and tag in {as_tag(x) for x in s.tags}), None)
-            if service is not None:
-                path: tuple[str | int, ...] = ("services", service, "tags")
-            else:
-                path = ("tailnet", "tag_owners", declared.get(tag, tag))
-            yield marks.diag(path, "operator-tag",
-                             f"ingress '{device.name}' (cluster '{device.operator}') would "
-                             f"not carry '{tag}': the Tailscale operator ({op}) does not own it "
-                             f"(tagOwners: {', '.join(owners) or 'none'}); add {op} to its "
-                             "owners")
-
-
-@rule
-def dependency_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """A dependency on another host or cluster must be reachable under the tailnet policy.
-
-    A CI runner in one cluster that needs the forge on a host fails at its first clone if the
-    tailnet does not let its node reach the forge; say so at validate time instead.
-    """
-    if lab.tailnet is None or lab.tailnet.derive_grants:
-        return  # derived grants let each dependent reach its dependency
-
-    policy = derive_policy(lab)
-    for name, i, dep, here, ends in cross_dependencies(lab, policy.devices):
-        if not ends:
-            continue
-        try:
-            ok = any(acl_check(policy, here[0], f"{d}:{p}").allowed for d, p in ends)
-        except UnknownTarget:
-            continue
-        if not ok:
-            tried = ", ".join(f"{d}:{p}" for d, p in ends)
-            where = f"cluster '{here[1]}' on host" if here[1] else "host"
-            yield marks.diag(("services", name, "depends_on", i), "unreachable-dependency",
-                             f"service '{name}' ({where} '{here[0]}') depends on '{dep}', "
-                             f"but the tailnet policy lets '{here[0]}' reach none of {tried}; "
-                             "add a grant")
-
-
-@rule
-def tailnet_devices(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """Per-host tailnet settings name declared hosts; auth keys are references, never keys."""
-    if lab.tailnet is None:
-        return
-    for name, device in lab.tailnet.devices.items():
-        at = ("tailnet", "devices", name)
-        if name not in lab.hosts:
-            yield marks.diag(at, "unknown-reference", _unknown("host", name, lab.hosts))
-        if device.auth_key is not None and not SECRET_REF.match(device.auth_key):
-            yield marks.diag((*at, "auth_key"), "secret-ref",
-                             f"auth key of '{name}' must be a reference ('vault:NAME' or "
-                             "'op://VAULT/ITEM/FIELD'), never the key itself")
-        if device.owner is not None and name in lab.hosts and lab.hosts[name].tags:
-            yield marks.diag((*at, "owner"), "owned-and-tagged",
-                             f"host '{name}' has an owner and tags; a tagged device belongs to "
-                             "no user in Tailscale: drop one")
-
-
-# Kubernetes-only service fields, and those a chart or manifests directory replaces.
-_K8S_FIELDS = ("workload", "sidecars", "init_containers", "resources", "runtime_class",
-               "node_selector", "readiness", "liveness", "service_ports", "udp", "helm",
-               "manifests", "objects")
-_REPLACED_BY_PASSTHROUGH = ("image", "args", "replicas", "environment", "storage", "workload",
-                            "sidecars", "init_containers", "resources", "runtime_class",
-                            "node_selector", "readiness", "liveness", "udp")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?"
-                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-                            r"(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-@rule
-def kubernetes_workloads(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """Workload kinds, containers, probes and ports a pod can really have."""
-    for name, svc in lab.services.items():
-        at = ("services", name)
-        if svc.kubernetes is None:
-            for field in _K8S_FIELDS:
-                if field in svc.model_fields_set:
-                    yield marks.diag((*at, field), "runtime-field",
-                                     f"'{field}' is for Kubernetes services; '{name}' is native")
-            continue
-        if svc.helm is not None and svc.manifests is not None:
-            yield marks.diag((*at, "manifests"), "passthrough",
-                             f"service '{name}' is installed by 'helm' or by 'manifests', "
-                             "not both")
-        if svc.passthrough:
-            by = "a Helm chart" if svc.helm is not None else "its manifests"
-            for field in _REPLACED_BY_PASSTHROUGH:
-                if field in svc.model_fields_set:
-                    yield marks.diag((*at, field), "passthrough",
-                                     f"'{field}' has no effect: service '{name}' is installed "
-                                     f"by {by} (set it in the chart's values or manifests)")
-            cluster = lab.clusters.get(svc.kubernetes)
-            if cluster is not None and cluster.delivery != "argocd":
-                yield marks.diag((*at, "helm" if svc.helm else "manifests"), "passthrough",
-                                 f"service '{name}' is installed by {by}, which ArgoCD "
-                                 f"delivers; cluster '{svc.kubernetes}' uses "
-                                 f"'delivery: {cluster.delivery}'")
-        per_pod = [v for v, st in svc.storage.items() if st.per_pod]
-        if svc.workload == "daemonset":
-            if per_pod:
-                yield marks.diag((*at, "storage", per_pod[0]), "workload",
-                                 "a DaemonSet cannot have per-pod storage (per_pod: true "
-                                 "needs a StatefulSet)")
-            if "replicas" in svc.model_fields_set:
-                yield marks.diag((*at, "replicas"), "workload",
-                                 "a DaemonSet runs one pod per node; remove 'replicas'")
-        elif svc.workload == "deployment" and per_pod:
-            yield marks.diag((*at, "workload"), "workload",
-                             f"per-pod storage '{per_pod[0]}' needs a StatefulSet, not a "
-                             "Deployment")
-        yield from _containers(lab, marks, name)
-        yield from _port_options(marks, name, svc)
-        if svc.runtime_class is not None and not _DNS_SUBDOMAIN.match(svc.runtime_class):
-            yield marks.diag((*at, "runtime_class"), "dns-label",
-                             f"runtime_class '{svc.runtime_class}' is not a valid "
-                             "RuntimeClass name (a DNS subdomain)")
-        for key in svc.node_selector:
-            if not _LABEL_KEY.match(key):
-                yield marks.diag((*at, "node_selector", key), "dns-label",
-                                 f"node_selector key '{key}' is not a Kubernetes label key")
-
-
-def _containers(lab: Lab, marks: Marks, name: str) -> Iterator[Diagnostic]:
-    svc = lab.services[name]
-    at = ("services", name)
-    seen = {kubernetes_name(name, svc)}
-    claimed: dict[str, str] = {}
-    for section in ("sidecars", "init_containers"):
-        containers = getattr(svc, section)
-        for cname, spec in containers.items():
-            here = (*at, section, cname)
-            if not DNS_LABEL.match(cname):
-                yield marks.diag(here, "dns-label",
-                                 f"container name '{cname}' is not a valid DNS label")
-            elif cname in seen:
-                yield marks.diag(here, "duplicate-container",
-                                 f"container name '{cname}' is already used in this pod")
-            seen.add(cname)
-            if section == "init_containers" and spec.ports:
-                yield marks.diag((*here, "ports"), "container-port",
-                                 "an init container serves no ports; remove 'ports'")
-            for port in spec.ports:
-                if port not in svc.ports:
-                    yield marks.diag((*here, "ports"), "unknown-reference",
-                                     _unknown("port", port, svc.ports)
-                                     + " (declare it in the service's 'ports')")
-                elif claimed.setdefault(port, cname) != cname:
-                    yield marks.diag((*here, "ports"), "container-port",
-                                     f"port '{port}' is already served by container "
-                                     f"'{claimed[port]}'")
-            for vol in spec.mounts:
-                if vol not in svc.storage:
-                    yield marks.diag((*here, "mounts", vol), "unknown-reference",
-                                     _unknown("storage volume", vol, svc.storage))
-
-
-def _port_options(marks: Marks, name: str, svc: Any) -> Iterator[Diagnostic]:
-    at = ("services", name)
-    for field in ("service_ports", "udp"):
-        for port in getattr(svc, field):
-            if port not in svc.ports:
-                path: tuple[str | int, ...] = ((*at, field, port) if field == "service_ports"
-                                               else (*at, field))
-                yield marks.diag(path, "unknown-reference", _unknown("port", port, svc.ports))
-    udp = set(svc.udp)
-    uses: list[tuple[tuple[str | int, ...], str | None, str]] = [
-        ((*at, "routes", key), r.port, f"route '{key}' ({r.protocol} over TCP)")
-        for key, r in svc.routes.items()]
-    for probe_field in ("health", "readiness", "liveness"):
-        probe = getattr(svc, probe_field)
-        if probe is not None:
-            port = probe.tcp or (probe.port or next(iter(svc.ports), None)
-                                 if probe.http else None)
-            uses.append(((*at, probe_field), port, f"the {probe_field} probe"))
-    if svc.metrics is not None:
-        uses.append(((*at, "metrics"), svc.metrics.port, "the metrics scrape"))
-    for path, port, what in uses:
-        if port in udp:
-            yield marks.diag(path, "udp-port",
-                             f"port '{port}' is UDP; {what} needs a TCP port")
-
-
-@rule
-def passthrough_objects(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """Objects passed through are Kubernetes objects, valid against their CRD when known."""
-    for name, svc in lab.services.items():
-        if not svc.objects:
-            continue
-
-        seen: set[tuple[str, str]] = set()
-        for i, obj in enumerate(svc.objects):
-            at = ("services", name, "objects", i)
-            meta = obj.get("metadata")
-            obj_name = meta.get("name") if isinstance(meta, dict) else None
-            kind, api = obj.get("kind"), obj.get("apiVersion")
-            if not (isinstance(api, str) and isinstance(kind, str) and isinstance(obj_name, str)):
-                yield marks.diag(at, "k8s-object",
-                                 "a passed-through object needs 'apiVersion', 'kind' and "
-                                 "'metadata.name'")
-                continue
-            if not _DNS_SUBDOMAIN.match(obj_name):
-                yield marks.diag((*at, "metadata", "name"), "dns-label",
-                                 f"object name '{obj_name}' is not a valid Kubernetes name")
-            if (kind, obj_name) in seen:
-                yield marks.diag((*at, "metadata", "name"), "k8s-object",
-                                 f"{kind} '{obj_name}' is passed through twice")
-            seen.add((kind, obj_name))
-            for problem in crds.problems(obj):
-                yield marks.diag(at, "crd-schema", f"{kind} '{obj_name}': {problem}")
-
-
-@rule
 def service_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Declared launchd labels, systemd units and Kubernetes names are valid and unique."""
     taken: dict[tuple[str, ...], str] = {}
@@ -740,141 +403,14 @@ def service_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              f"'{owner}'")
 
 
-@rule
-def secret_stores(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """A cluster's secret store is declared and reachable; secrets in a cluster need one."""
-    for cluster_name, cluster in lab.clusters.items():
-        store = cluster.secret_store
-        services = [(n, s) for n, s in lab.services.items() if s.kubernetes == cluster_name]
-        if store is None:
-            for name, svc in services:
-                if svc.secrets:
-                    yield marks.diag(("services", name, "secrets"), "no-secret-store",
-                                     f"cluster '{cluster_name}' declares no 'secret_store', so "
-                                     f"nothing delivers the secrets of '{name}'; add clusters."
-                                     f"{cluster_name}.secret_store: {{kind: onepassword, "
-                                     "connect: SERVICE}", "warning")
-                    break
-            continue
-        at = ("clusters", cluster_name, "secret_store")
-        if not K8S_NAME.match(store.name):
-            yield marks.diag((*at, "name"), "dns-label",
-                             f"secret store name '{store.name}' is not a valid Kubernetes name")
-        for field in ("token_secret", "token_namespace"):
-            if not _DNS_SUBDOMAIN.match(getattr(store, field)):
-                yield marks.diag((*at, field), "dns-label",
-                                 f"{field} '{getattr(store, field)}' is not a valid "
-                                 "Kubernetes name")
-        if store.connect is not None and store.connect not in dict(services):
-            yield marks.diag((*at, "connect"), "unknown-reference",
-                             _unknown("service", store.connect, dict(services))
-                             + f" (1Password Connect must run in cluster '{cluster_name}')")
-
-
 # --- several clusters, storage, and hosts blumeops does not manage ------------------------
-
-
-@rule
-def cluster_delivery(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """A cluster another cluster's ArgoCD delivers: that ArgoCD exists, and knows how to
-    reach this cluster (its server and credentials, by reference)."""
-    for name, cluster in lab.clusters.items():
-        at = ("clusters", name)
-        by = cluster.delivered_by
-        if by is None:
-            for field in ("server", "credentials"):
-                if field in cluster.model_fields_set:
-                    yield marks.diag((*at, field), "cluster-delivery",
-                                     f"'{field}' tells another cluster's ArgoCD how to reach "
-                                     f"cluster '{name}'; add 'delivered_by: CLUSTER' or "
-                                     "remove it")
-            continue
-        if by not in lab.clusters:
-            yield marks.diag((*at, "delivered_by"), "unknown-reference",
-                             _unknown("cluster", by, lab.clusters))
-            continue
-        if by == name:
-            yield marks.diag((*at, "delivered_by"), "cluster-delivery",
-                             f"cluster '{name}' cannot be delivered by itself; remove "
-                             "'delivered_by' (its own ArgoCD is the default)")
-            continue
-        other = lab.clusters[by]
-        if other.delivery != "argocd" or other.delivered_by is not None:
-            yield marks.diag((*at, "delivered_by"), "cluster-delivery",
-                             f"cluster '{by}' runs no ArgoCD of its own that could deliver "
-                             f"'{name}' (it is 'delivery: {other.delivery}'"
-                             + (f", delivered by '{other.delivered_by}'"
-                                if other.delivered_by else "") + ")")
-        if cluster.delivery != "argocd":
-            yield marks.diag((*at, "delivered_by"), "cluster-delivery",
-                             f"cluster '{name}' is 'delivery: {cluster.delivery}'; an ArgoCD "
-                             "delivers only clusters with 'delivery: argocd'")
-        for field in ("server", "credentials"):
-            if getattr(cluster, field) is None:
-                yield marks.diag((*at, "delivered_by"), "cluster-delivery",
-                                 f"cluster '{name}' is delivered by the ArgoCD of '{by}', "
-                                 f"which needs its '{field}' to reach it")
-        if cluster.credentials is not None and other.secret_store is None:
-            yield marks.diag((*at, "credentials"), "no-secret-store",
-                             f"the credentials of cluster '{name}' reach ArgoCD in '{by}' "
-                             f"through an ExternalSecret; cluster '{by}' declares no "
-                             "'secret_store'")
-
-
-def _generated_apps(lab: Lab, cluster: str) -> list[str]:
-    """The Applications blumeops names itself for a cluster (render/argocd.py)."""
-    if lab.clusters[cluster].delivered_by is None:
-        return [f"{lab.lab}-apps", f"{lab.lab}-cluster"]
-    return [f"{lab.lab}-{cluster}-apps", f"{lab.lab}-{cluster}-cluster"]
-
-
-@rule
-def argocd_app_names(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
-    """Application names are unique within each ArgoCD, across every cluster it delivers:
-    two Applications of one name are one object, and the second silently replaces the
-    first's destination."""
-    taken: dict[tuple[str, str], str] = {}
-    for cluster in lab.clusters:
-        argocd = argocd_of(lab, cluster)
-        if argocd not in lab.clusters:
-            continue  # an unknown delivered_by is reported on its own
-        for app in _generated_apps(lab, cluster):
-            taken.setdefault((argocd, app), f"blumeops' own Application of cluster '{cluster}'")
-    for name, svc in lab.services.items():
-        at = ("services", name)
-        declared = svc.names.argocd
-        if declared is not None:
-            if not _DNS_SUBDOMAIN.match(declared):
-                yield marks.diag((*at, "names", "argocd"), "bad-name",
-                                 f"'{declared}' is not an ArgoCD Application name (a DNS "
-                                 "subdomain: lowercase letters, digits, '-' and '.')")
-                continue
-            if svc.kubernetes is None:
-                yield marks.diag((*at, "names", "argocd"), "bad-name",
-                                 f"names.argocd has no effect: service '{name}' runs on "
-                                 f"'{svc.native}'")
-                continue
-        if svc.kubernetes is None or svc.kubernetes not in lab.clusters:
-            continue
-        argocd = argocd_of(lab, svc.kubernetes)
-        if argocd not in lab.clusters:
-            continue
-        app = application_name(name, svc)
-        owner = taken.setdefault((argocd, app), f"service '{name}' (cluster "
-                                                f"'{svc.kubernetes}')")
-        if not owner.startswith(f"service '{name}' "):
-            path = (*at, "names", "argocd") if declared else at
-            yield marks.diag(path, "argocd-app-name",
-                             f"ArgoCD Application '{app}' of service '{name}' (cluster "
-                             f"'{svc.kubernetes}') collides with {owner} in the ArgoCD of "
-                             f"cluster '{argocd}'; set names.argocd or rename the service")
 
 
 def _share_problem(lab: Lab, ref: str, protocol: str) -> str | None:
     """Why HOST:SHARE cannot be mounted over `protocol`, or None."""
     host, share_name = split_share(ref)
     if host not in lab.hosts:
-        return (f"share '{ref}' names " + _unknown("host", host, lab.hosts)
+        return (f"share '{ref}' names " + unknown("host", host, lab.hosts)
                 + " (shares are written HOST:SHARE)")
     share = share_of(lab, ref)
     if share is None:
@@ -888,7 +424,6 @@ def _share_problem(lab: Lab, ref: str, protocol: str) -> str | None:
     return None
 
 
-@rule
 def storage_volumes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Volumes come from somewhere that serves them: a share its host declares (over the
     protocol that mounts it), a claim in a cluster, a node directory for a pod."""
@@ -965,7 +500,6 @@ _RUN_FIELDS = ("command", "brew", "environment", "workdir", "files", "secrets", 
 _FORMULA = re.compile(r"^[a-z0-9][a-z0-9@+._-]*(/[a-z0-9][a-z0-9@+._-]*){0,2}$")
 
 
-@rule
 def unmanaged_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """An appliance is declared, routed to, scraped, backed up to and probed, but never
     applied: settings that only mean something to a service manager are errors there.
@@ -1035,7 +569,6 @@ def _container_path_problem(path: str) -> str | None:
     return None
 
 
-@rule
 def runtime_mounts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """What the runtime would refuse at apply time is refused here: `brew:` in a pod (it is
     a formula `brew services` runs on a host), container mount paths Kubernetes refuses
@@ -1078,7 +611,6 @@ def runtime_mounts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 SHARE_PORTS = {"nfs": 2049, "smb": 445}
 
 
-@rule
 def share_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Whoever mounts a share must be let through the tailnet to the serving host's NFS
     (tcp 2049) or SMB (tcp 445) port: a host for its mounts, a cluster's host for its
@@ -1122,7 +654,6 @@ def share_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              f"(e.g. {{src: [{client}], dst: [{server}], ip: [\"tcp:{port}\"]}})")
 
 
-@rule
 def nixos_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """A NixOS host's services are a module NixOS applies: what blumeops would have to
     write on the host itself (files, secret files) has no place there."""
@@ -1145,7 +676,6 @@ def nixos_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
 # --- public ingress, the lab's own URLs, scrapes and probes -------------------------------
 
 
-@rule
 def public_ingress(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Published routes need a `public:` proxy; names and addresses it writes are DNS-safe."""
 
@@ -1164,7 +694,7 @@ def public_ingress(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     at = ("public",)
     if public.host not in lab.hosts:
         yield marks.diag((*at, "host"), "unknown-reference",
-                         _unknown("host", public.host, lab.hosts))
+                         unknown("host", public.host, lab.hosts))
     if not DNS_NAME.match(public.domain):
         yield marks.diag((*at, "domain"), "dns-name",
                          f"public domain {public.domain!r} is not a DNS name")
@@ -1228,7 +758,6 @@ def _public_routes(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                  f"the public proxy on '{vps}' cannot reach it")
 
 
-@rule
 def public_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """The VPS reaches each route it publishes, and nothing else, under the tailnet policy.
 
@@ -1285,7 +814,7 @@ def public_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                     extra.append(f"{device.name} ({spec})")
         if extra:
             origin = policy.grant_origin[i] if i < len(policy.grant_origin) else None
-            path = (_tailnet_at(marks, "grants", origin) if origin is not None
+            path = (tailnet_at(marks, "grants", origin) if origin is not None
                     else ("public", "host"))
             where = f"grants[{origin}]" if origin is not None else "a derived grant"
             published = ", ".join(f"{d}:{','.join(str(x) for x in sorted(ps))}"
@@ -1318,7 +847,6 @@ def _url_values(lab: Lab) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield ("clusters", name, "repo_url"), cluster.repo_url
 
 
-@rule
 def lab_urls(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """A URL of the lab's own services must be one the catalog gives them.
 
@@ -1338,7 +866,6 @@ def lab_urls(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                 yield marks.diag(path, "lab-url", f"{path[0]} {where}: {problem}")
 
 
-@rule
 def probe_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Scrapes and health checks name something reachable from where they run.
 
@@ -1428,7 +955,6 @@ _NOT_FOR_JOBS = ("routes", "health", "metrics", "helm", "manifests", "workload",
                  "readiness", "liveness", "service_ports", "udp")
 
 
-@rule
 def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """A job runs at its times and exits: nothing may route to it, wait on it or probe it."""
     scheduled = {n for n, s in lab.services.items() if s.schedule is not None}
@@ -1473,14 +999,12 @@ def jobs(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              f"from '{name}'")
 
 
-@rule
 def backup_job_config(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """The backup job reads the config blumeops renders and delivers (catalog/backups.py)."""
     for path, message in job_config_problems(lab):
         yield marks.diag(path, "backup-job", message)
 
 
-@rule
 def backup_repositories(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """Repositories live on declared hosts, labels are unique, the job is a native job."""
     backups = lab.backups
@@ -1491,7 +1015,7 @@ def backup_repositories(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
         at = ("backups", "repositories", i)
         if repo.host is not None and repo.host not in lab.hosts:
             yield marks.diag((*at, "host"), "unknown-reference",
-                             "backup repository " + _unknown("host", repo.host, lab.hosts))
+                             "backup repository " + unknown("host", repo.host, lab.hosts))
         if repo.host is not None and repo.path is None:
             yield marks.diag(at, "backup-repository",
                              f"repository '{repo.label}' on host '{repo.host}' needs 'path'")
@@ -1512,7 +1036,7 @@ def backup_repositories(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
         job = lab.services.get(backups.job)
         if job is None:
             yield marks.diag(("backups", "job"), "unknown-reference",
-                             _unknown("service", backups.job, lab.services))
+                             unknown("service", backups.job, lab.services))
         elif job.schedule is None or job.native is None:
             yield marks.diag(("backups", "job"), "backup-job",
                              f"backups.job '{backups.job}' must be a native service with a "
@@ -1523,3 +1047,43 @@ def backup_repositories(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                              "hangs would show Progressing for ever (e.g. max_age: 26h "
                              "for a daily one)",
                              "warning")
+
+
+# Every rule, in the order they run: the catalog's own, the tailnet's (tailnet/rules.py),
+# Kubernetes' (kubernetes/rules.py), then those across hosts, storage and the public side.
+RULES: list[Rule] = [
+    references,
+    names,
+    port_conflicts,
+    route_conflicts,
+    reachability,
+    ssh_hosts,
+    dependency_cycles,
+    runtimes,
+    secrets_and_backups,
+    advice,
+    formats,
+    tailnet_policy,
+    tailnet_tags,
+    operator_tags,
+    dependency_reach,
+    tailnet_devices,
+    kubernetes_workloads,
+    passthrough_objects,
+    service_names,
+    secret_stores,
+    cluster_delivery,
+    argocd_app_names,
+    storage_volumes,
+    unmanaged_hosts,
+    runtime_mounts,
+    share_reach,
+    nixos_hosts,
+    public_ingress,
+    public_reach,
+    lab_urls,
+    probe_reach,
+    jobs,
+    backup_job_config,
+    backup_repositories,
+]

@@ -31,25 +31,29 @@ class RenderContext:
 
 Renderer = Callable[[Lab, RenderContext], list[Resource]]
 
-# Module names under blumeops.render, in output order. A missing module is skipped so
-# the registry can name renderers before they exist.
-RENDERERS = (
+# Renderer name -> its module, in output order: the formats of hosts and the lab's own
+# services live here; a technology's live in its package (kubernetes/, tailnet/), named by
+# string like the drivers' registry, so render/ never imports them. A missing module is
+# skipped so the registry can name renderers before they exist.
+_TECH = {"tailscale": "blumeops.tailnet.render", "kubernetes": "blumeops.kubernetes.render",
+         "argocd": "blumeops.kubernetes.argocd"}
+RENDERERS = {name: _TECH.get(name, f"blumeops.render.{name}") for name in (
     "caddy", "tailscale", "native", "brew", "nixos", "mounts", "controller", "kubernetes",
     "argocd",
     "prometheus", "alloy", "grafana", "borgmatic", "homepage", "docs", "public",
-)
+)}
 
 
 def renderers(only: tuple[str, ...] | None = None) -> list[tuple[str, Renderer]]:
     """The renderer functions, importing only the modules asked for."""
     out = []
-    for name in RENDERERS:
+    for name, path in RENDERERS.items():
         if only is not None and name not in only:
             continue
         try:
-            module = importlib.import_module(f"blumeops.render.{name}")
+            module = importlib.import_module(path)
         except ModuleNotFoundError as exc:
-            if exc.name != f"blumeops.render.{name}":
+            if exc.name != path:
                 raise
             continue
         out.append((name, module.render))

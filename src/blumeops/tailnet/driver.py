@@ -1,5 +1,5 @@
 """Driver of the tailnet: `tailscale@TAILNET/policy/policy`, the policy file behind
-Tailscale's API (delivery/tailnet.py does the talking).
+Tailscale's API (tailnet/push.py does the talking).
 
 observe reads the live policy and its ETag and compares it with the rendered one and with
 the one blumeops last pushed: the plan shows the difference, and an edit made elsewhere
@@ -21,7 +21,7 @@ from blumeops.core.spec import TailnetSpec, TargetUnavailable
 from blumeops.drivers.base import ApiDriver, Secrets
 
 if TYPE_CHECKING:
-    from blumeops.delivery.tailnet import PolicyPlan, TailscaleClient
+    from blumeops.tailnet.push import PolicyPlan, TailscaleClient
 
 CHOOSE = "`blumeops tailnet push --overwrite` or `--take-theirs` chooses"
 
@@ -42,7 +42,7 @@ class TailscaleDriver(ApiDriver):
 
     def _client(self) -> TailscaleClient:
         # lazy: keeps httpx out of start-up
-        from blumeops.delivery.tailnet import PushError, client_from_refs
+        from blumeops.tailnet.push import PushError, client_from_refs
 
         t = self.tailnet
         owner = self.shared.get("owner")
@@ -57,7 +57,7 @@ class TailscaleDriver(ApiDriver):
         policy = [r for r in self.resources if r.kind == "policy"]
         if not policy:
             # lazy: keeps httpx out of start-up
-            from blumeops.delivery.tailnet import PushError
+            from blumeops.tailnet.push import PushError
 
             raise PushError("no rendered policy")
         return policy[0].body
@@ -66,7 +66,7 @@ class TailscaleDriver(ApiDriver):
         """The live policy against the catalog's and the last seen (read once)."""
         if "plan" not in self.shared:
             # lazy: keeps httpx out of start-up
-            from blumeops.delivery.tailnet import PushError, plan_policy, read_seen
+            from blumeops.tailnet.push import PushError, plan_policy, read_seen
 
             try:
                 with self._client() as client:
@@ -100,7 +100,7 @@ class TailscaleDriver(ApiDriver):
 
     def apply(self, changes: Sequence[Change], secrets: Secrets) -> dict[str, str]:
         # lazy: keeps httpx out of start-up
-        from blumeops.delivery.tailnet import PushError, apply_policy
+        from blumeops.tailnet.push import PushError, apply_policy
 
         t = self.tailnet
         try:
@@ -120,17 +120,15 @@ class TailscaleDriver(ApiDriver):
         return {}
 
     def _offline_failures(self) -> list[str]:
-        """The policy's own tests, run offline on the catalog (read again only to push)."""
+        """The policy's own tests, run offline on the catalog (read again only to push,
+        by the engine's `load_lab`: a driver does not load catalogs itself)."""
         # lazy: keeps httpx out of start-up
-        from blumeops.delivery.tailnet import PushError, offline_tests_fail
+        from blumeops.tailnet.push import PushError, offline_tests_fail
 
-        # lazy: keeps pydantic out of start-up
-        from blumeops.lab.loader import load_lab
-
-        result = load_lab(self.shared["lab_file"])
-        if result.lab is None:
+        lab = self.shared["load_lab"](self.shared["lab_file"])
+        if lab is None:
             raise PushError("the catalog no longer loads: plan again")
-        return offline_tests_fail(result.lab)
+        return offline_tests_fail(lab)
 
     def target_health(self) -> list[TargetHealth]:
         health, detail = self._plan().health()

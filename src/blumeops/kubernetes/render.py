@@ -6,7 +6,7 @@ containers, a Service, PVCs, a Tailscale Ingress for its routes, an ExternalSecr
 its secrets and any objects it passes through (custom resources such as a CloudNativePG
 `Cluster`). A service installed by a Helm chart or a manifests directory gets only the
 derived objects here (namespace, ingress, secrets, objects); ArgoCD installs the rest
-(render/argocd.py). A cluster that declares a secret store gets its ClusterSecretStore.
+(kubernetes/argocd.py). A cluster that declares a secret store gets its ClusterSecretStore.
 One manifest per file, so a change to one service touches only that service's files.
 
 YAML is written by a small emitter (`dump_yaml`) rather than `yaml.safe_dump`: PyYAML's

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blumeops.catalog.model import Lab
-from blumeops.delivery.hydrate import HydrateError, deploy_targets, hydrate_lab
+from blumeops.kubernetes.hydrate import HydrateError, deploy_targets, hydrate_lab
 from blumeops.render import RenderContext, render_lab
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 ArgoCD reads the manifests `blumeops render --out` wrote into the cluster's git repo
 (`repo_url`, under `path`), so each Application points at one service's directory. With a
-`deploy_branch`, blumeops writes them there itself (blumeops.delivery.hydrate) and every
+`deploy_branch`, blumeops writes them there itself (blumeops.kubernetes.hydrate) and every
 Application follows that branch. The
 app-of-apps owns the directory of Applications, so removing a service from the catalog
 prunes its Application, and the finalizer on each child prunes the service's objects.
@@ -21,14 +21,14 @@ from typing import Any
 from blumeops.catalog.model import Cluster, Lab, Service
 from blumeops.catalog.resolve import application_name
 from blumeops.core.resources import Resource
-from blumeops.render import RenderContext
-from blumeops.render.kubernetes import (
+from blumeops.kubernetes.render import (
     CLUSTER_DIR,
     cluster_services,
     dump_yaml,
     labels,
     namespace_of,
 )
+from blumeops.render import RenderContext
 
 Doc = dict[str, Any]
 

@@ -1,7 +1,6 @@
-"""The cluster and the tailnet as the engine and the CLI call them: `plan_*` says what
-would change, `apply_*` changes it, `*_health` reads the five words. Each takes a loaded
-lab and does its own I/O (git, the Kubernetes API, the Tailscale API), so `blumeops
-plan`/`apply` can call them once the engine learns about these targets."""
+"""`blumeops deliver` for clusters: the deploy branch ArgoCD follows and server-side apply.
+`plan_*` says what would change, `apply_*` changes it. Each takes a loaded lab and does
+its own I/O (git, the Kubernetes API)."""
 
 from __future__ import annotations
 
@@ -11,36 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blumeops.catalog.model import Lab
-from blumeops.delivery.hydrate import (
+from blumeops.core.errors import DeliveryError
+from blumeops.kubernetes.hydrate import (
     HydrateError,
     HydrateResult,
     deploy_targets,
     hydrate_lab,
     plan_lab,
 )
-from blumeops.delivery.tailnet import (
-    PolicyPlan,
-    PushError,
-    PushResult,
-    apply_policy,
-    client_for,
-    offline_tests_fail,
-    plan_policy,
-    read_seen,
-    rendered_policy,
-)
 from blumeops.render import RenderContext, render_lab
 from blumeops.source.git import _ENV, same_repository, work_tree_of
 
 if TYPE_CHECKING:
-    from blumeops.delivery.hydrate import DeployTarget
-    from blumeops.delivery.kubeapply import ItemResult, KubeChange
+    from blumeops.kubernetes.apply import ItemResult, KubeChange
+    from blumeops.kubernetes.hydrate import DeployTarget
 
 DEFAULT_DEPLOY_BRANCH = "blumeops-deploy"
-
-
-class DeliveryError(Exception):
-    """Delivery cannot start: the message says what to fix."""
 
 
 # -- the deploy branch (ArgoCD) -------------------------------------------------------------
@@ -145,10 +130,9 @@ def _apply_clusters(lab: Lab, only: str | None) -> list[str]:
 def plan_cluster(lab: Lab, cluster: str | None = None,
                  prune: bool = True) -> dict[str, list[KubeChange]]:
     """Per cluster: KubeChange for every object (server-side dry run) and every prune."""
-    from blumeops.delivery.kube import manifests  # lazy: keeps PyYAML out of start-up
-
     # lazy: keeps PyYAML out of start-up
-    from blumeops.delivery.kubeapply import KubeDelivery, KubeError
+    from blumeops.kubernetes.apply import KubeDelivery, KubeError
+    from blumeops.kubernetes.manifests import manifests  # lazy: keeps PyYAML out of start-up
 
     resources = render_lab(lab, only=("kubernetes",))
     out: dict[str, list[KubeChange]] = {}
@@ -164,10 +148,9 @@ def plan_cluster(lab: Lab, cluster: str | None = None,
 def apply_cluster(lab: Lab, cluster: str | None = None, prune: bool = True,
                   wait: float = 0.0) -> dict[str, list[ItemResult]]:
     """Per cluster: an ItemResult per applied or pruned object, in wave order."""
-    from blumeops.delivery.kube import manifests  # lazy: keeps PyYAML out of start-up
-
     # lazy: keeps PyYAML out of start-up
-    from blumeops.delivery.kubeapply import KubeDelivery, KubeError
+    from blumeops.kubernetes.apply import KubeDelivery, KubeError
+    from blumeops.kubernetes.manifests import manifests  # lazy: keeps PyYAML out of start-up
 
     resources = render_lab(lab, only=("kubernetes",))
     out: dict[str, list[ItemResult]] = {}
@@ -178,35 +161,3 @@ def apply_cluster(lab: Lab, cluster: str | None = None, prune: bool = True,
         except KubeError as exc:
             raise DeliveryError(f"cluster {name!r}: {exc}") from None
     return out
-
-
-# -- the tailnet policy ----------------------------------------------------------------------
-
-def _tailnet(lab: Lab) -> tuple[str, str]:
-    got = rendered_policy(lab)
-    if got is None:
-        raise DeliveryError("the catalog has no tailnet")
-    return got
-
-
-def plan_tailnet(lab: Lab, lab_dir: Path, state_dir: Path) -> PolicyPlan:
-    name, text = _tailnet(lab)
-    try:
-        with client_for(lab, lab_dir) as client:
-            return plan_policy(text, client.get_policy(), read_seen(state_dir, name), name)
-    except PushError as exc:
-        raise DeliveryError(str(exc)) from None
-
-
-def apply_tailnet(lab: Lab, lab_dir: Path, state_dir: Path, *, overwrite: bool = False,
-                  take_theirs: bool = False) -> PushResult:
-    """Validate, test offline, then push when the catalog enables it (else a dry run)."""
-    name, text = _tailnet(lab)
-    assert lab.tailnet is not None
-    try:
-        with client_for(lab, lab_dir) as client:
-            return apply_policy(client, text, state_dir, name, enabled=lab.tailnet.push,
-                                offline_failures=offline_tests_fail(lab),
-                                overwrite=overwrite, take_theirs=take_theirs)
-    except PushError as exc:
-        raise DeliveryError(str(exc)) from None

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from blumeops.core.health import Health, worst
-from blumeops.delivery.kube import (
+from blumeops.kubernetes.manifests import (
     FIELD_MANAGER,
     JOB_NAME_LABEL,
     LEGACY_JOB_NAME_LABEL,

@@ -29,9 +29,9 @@ from blumeops.drivers.base import ApiDriver, Secrets
 
 if TYPE_CHECKING:
     from blumeops.core.health import ServiceHealth
-    from blumeops.delivery.hydrate import DeployTarget, Hydrator
-    from blumeops.delivery.kube import LiveObject, Manifest
-    from blumeops.delivery.kubeapply import KubeDelivery
+    from blumeops.kubernetes.apply import KubeDelivery
+    from blumeops.kubernetes.hydrate import DeployTarget, Hydrator
+    from blumeops.kubernetes.manifests import LiveObject, Manifest
 
 _HTTP_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2")
 HOOK_NOTE = "written by the controller after each sync (see its `delivered` events)"
@@ -53,7 +53,7 @@ class _ClusterDriver(ApiDriver):
 
     def _deploy(self) -> tuple[DeployTarget, Hydrator]:
         # lazy: keeps pydantic out of start-up
-        from blumeops.delivery.hydrate import DeployTarget, Hydrator, cache_dir
+        from blumeops.kubernetes.hydrate import DeployTarget, Hydrator, cache_dir
 
         c = self.cluster
         assert c.repo_url and c.deploy_branch
@@ -64,7 +64,7 @@ class _ClusterDriver(ApiDriver):
         """Path -> text of what blumeops owns on the deploy branch's tip (fetched once)."""
         if "branch" not in self.shared:
             # lazy: keeps pydantic out of start-up
-            from blumeops.delivery.hydrate import HydrateError
+            from blumeops.kubernetes.hydrate import HydrateError
 
             _, hydrator = self._deploy()
             try:
@@ -119,7 +119,7 @@ class _ClusterDriver(ApiDriver):
         `apply` refuses it, as the controller's hook does."""
         if "conflict" not in self.shared:
             # lazy: keeps pydantic, httpx out of start-up
-            from blumeops.delivery.api import own_branch_conflict
+            from blumeops.kubernetes.deliver import own_branch_conflict
 
             target, _ = self._deploy()
             self.shared["conflict"] = own_branch_conflict(self.shared["lab_file"], [target])
@@ -133,10 +133,11 @@ class _ClusterDriver(ApiDriver):
             error: str | None = self.shared["hydrated"]
             return error
         # lazy: keeps pydantic, httpx out of start-up
-        from blumeops.delivery.api import DeliveryError, source_commit
+        from blumeops.core.errors import DeliveryError
+        from blumeops.kubernetes.deliver import source_commit
 
         # lazy: keeps pydantic out of start-up
-        from blumeops.delivery.hydrate import HydrateError, deploy_files
+        from blumeops.kubernetes.hydrate import HydrateError, deploy_files
 
         conflict = self._own_branch()
         if conflict is not None:  # refused before anything is fetched or written
@@ -171,7 +172,7 @@ class KubeDriver(_ClusterDriver):
     def kube(self) -> KubeDelivery:
         if "kube" not in self.shared:
             # lazy: keeps PyYAML out of start-up
-            from blumeops.delivery.kubeapply import KubeDelivery
+            from blumeops.kubernetes.apply import KubeDelivery
 
             self.shared["kube"] = KubeDelivery(self.ctx.spec.lab, self.cluster.context)
         kube: KubeDelivery = self.shared["kube"]
@@ -185,7 +186,7 @@ class KubeDriver(_ClusterDriver):
             return self.kube
         if "argokube" not in self.shared:
             # lazy: keeps PyYAML out of start-up
-            from blumeops.delivery.kubeapply import KubeDelivery
+            from blumeops.kubernetes.apply import KubeDelivery
 
             self.shared["argokube"] = KubeDelivery(self.ctx.spec.lab, context)
         kube: KubeDelivery = self.shared["argokube"]
@@ -195,7 +196,7 @@ class KubeDriver(_ClusterDriver):
         import yaml
 
         # lazy: keeps PyYAML out of start-up
-        from blumeops.delivery.kube import Manifest
+        from blumeops.kubernetes.manifests import Manifest
 
         return [(r, Manifest(yaml.safe_load(r.body), r.service, r.depends_on, r.path))
                 for r in self.resources]
@@ -203,7 +204,7 @@ class KubeDriver(_ClusterDriver):
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """A call to the API server; an unreachable or unreadable cluster is Unknown."""
         # lazy: keeps PyYAML out of start-up
-        from blumeops.delivery.kubeapply import KubeError
+        from blumeops.kubernetes.apply import KubeError
 
         try:
             return fn(*args, **kwargs)
@@ -227,7 +228,7 @@ class KubeDriver(_ClusterDriver):
         live: dict[str, Live] = {}
         doomed: dict[str, LiveObject] = {}
         # lazy: keeps PyYAML out of start-up
-        from blumeops.delivery.kube import LiveObject
+        from blumeops.kubernetes.manifests import LiveObject
 
         for c in changes:
             if c.action == "delete":
@@ -253,7 +254,7 @@ class KubeDriver(_ClusterDriver):
         doomed = self.shared.get("doomed", {})
         wanted = [by_id[c.id] for c in changes if c.desired is not None and c.id in by_id]
         # lazy: keeps PyYAML out of start-up
-        from blumeops.delivery.kube import FIRST_KINDS
+        from blumeops.kubernetes.manifests import FIRST_KINDS
 
         # Workloads before the Namespaces holding them (which would take them along).
         gone = sorted((doomed[c.id] for c in changes if c.desired is None and c.id in doomed),
