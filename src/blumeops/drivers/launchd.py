@@ -29,11 +29,13 @@ from blumeops.drivers.units import (
     WRAPPER_SOURCE,
     Batch,
     BatchResult,
+    StateReader,
     UnitState,
     expand_home,
     failure,
     health_word,
     json_env_file,
+    no_states,
     sha256,
 )
 from blumeops.render import launchd as render
@@ -92,6 +94,10 @@ class LaunchdManager:
         """The service's job Label, as the renderer names it."""
         return self.labels.get(name) or render.label(name)
 
+    @property
+    def unit_dir(self) -> str:
+        return self.plist_dir
+
     def unit_path(self, name: str) -> str:
         return f"{self.plist_dir}/{self.label(name)}.plist"
 
@@ -109,9 +115,17 @@ class LaunchdManager:
         if not names:
             return {}
         batch = Batch()
+        read = self.observe_in(batch, names)
+        return read(batch.send(self.transport))
+
+    def observe_in(self, batch: Batch, names: Sequence[str]) -> StateReader:
+        """Add the jobs' plists and one `launchctl print` of each to `batch`; how to read
+        their states."""
+        if not names:
+            return no_states
         files = batch.observe([self.unit_path(n) for n in names])
         prints = self._print(batch, names)
-        return self._states(names, batch.send(self.transport), files, prints)
+        return lambda result: self._states(names, result, files, prints)
 
     def _states(self, names: Sequence[str], result: BatchResult, files: int,
                 prints: Sequence[int]) -> dict[str, UnitState]:
@@ -128,9 +142,14 @@ class LaunchdManager:
 
     def apply(self, upsert: Mapping[str, str], restart: Sequence[str] = (),
               remove: Sequence[str] = (), *,
-              secrets: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, str]:
+              secrets: Mapping[str, Mapping[str, str]] | None = None,
+              timers: Mapping[str, str] | None = None) -> dict[str, str]:
         """Make jobs exist with these plists (and secret values), restart `restart`, remove
-        `remove`. Returns name -> error for what did not converge; {} when all is well."""
+        `remove`. Returns name -> error for what did not converge; {} when all is well.
+        `timers`: none, ever: a job's plist holds its schedule."""
+        if timers:
+            raise ValueError(f"launchd has no timer units (asked for {sorted(timers)}): "
+                             "a job's plist holds its schedule")
         secrets = secrets or {}
         names = sorted(set(upsert) | set(restart) | set(remove))
         if not names:
@@ -193,9 +212,8 @@ class LaunchdManager:
             if values is not None:
                 body = json_env_file(values).encode()
                 if seen[env].sha256 != sha256(body):
-                    owner = data.get("UserName") if self.domain == "system" else None
                     plan.support.append(FileWrite(env, body, secret=True,
-                                                  owner=str(owner) if owner else None))
+                                                  owner=self._owner(data)))
                     secrets_changed = True
         if not state.enabled:
             plan.bootstrap.append(name)
@@ -270,6 +288,20 @@ class LaunchdManager:
         after.update(self._states(names, result, files, prints))
         return {name: failure(result.run(i)) for i, name in boots.items()
                 if result.run(i).returncode != 0}
+
+    def owner(self, text: str) -> str | None:
+        """The plist's `UserName` (LaunchDaemons only): who owns its secrets file."""
+        if self.domain != "system":
+            return None
+        try:
+            data = plistlib.loads(text.encode())
+        except Exception:  # plistlib raises several types; apply refuses a bad plist
+            return None
+        return self._owner(data) if isinstance(data, dict) else None
+
+    def _owner(self, data: Mapping[str, Any]) -> str | None:
+        owner = data.get("UserName") if self.domain == "system" else None
+        return str(owner) if owner else None
 
     def unit_path_host(self, name: str) -> str:
         """The plist path as launchctl's argument: `~/` expanded (no shell does it)."""

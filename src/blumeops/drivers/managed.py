@@ -1,9 +1,12 @@
 """`systemd@HOST` and `launchd@HOST`: the engine's protocol over a unit manager.
 
-The unit managers (drivers/systemd.py, drivers/launchd.py) speak units: one batch of
-unit-file hashes plus the manager's own view (`systemctl show`, `launchctl print`), and
-`apply(upsert, restart, remove, secrets=)`. This adapter turns the engine's `Change`s into
-those calls and a `UnitState` into `Live` and `ServiceHealth`.
+The unit managers (drivers/systemd.py, drivers/launchd.py) speak units, through one
+protocol (`UnitManager`, drivers/units.py): the ops of one observation of unit-file
+hashes plus the manager's own view (`systemctl show`, `launchctl print`), added to a
+batch, and `apply(upsert, restart, remove, secrets=, timers=)`. This adapter turns the
+engine's `Change`s into those calls and a `UnitState` into `Live` and `ServiceHealth`;
+`UnitDriver` does every step once, `SystemdDriver` and `LaunchdDriver` add their manager,
+their jobs' health, their lab dir and where a failing unit's log is.
 
 Round trips: the manager's observation rides in the host's one observe batch (with each
 service's probe), and the health table after a no-op apply reuses it. That needs the
@@ -30,8 +33,9 @@ import hashlib
 import json
 import os
 import posixpath
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from blumeops.core.health import Health, ServiceHealth
 from blumeops.core.plan import Change, Live
@@ -49,12 +53,20 @@ from blumeops.drivers.remote_services import (
     tail_op,
     workdir,
 )
-from blumeops.drivers.units import Batch, BatchResult, UnitState, expand_home
+from blumeops.drivers.units import (
+    Batch,
+    BatchResult,
+    StateReader,
+    UnitManager,
+    UnitState,
+    expand_home,
+)
 from blumeops.transports.exceptions import RemoteError
 from blumeops.transports.types import FileBatch
 
 if TYPE_CHECKING:
     from blumeops.core.health import ServiceHealth
+    from blumeops.core.resources import Resource
     from blumeops.drivers.base import HostContext
     from blumeops.drivers.launchd import LaunchdManager
     from blumeops.drivers.systemd import SystemdManager
@@ -67,11 +79,11 @@ AS_USER_ENV = "BLUMEOPS_UNITS_AS_USER"
 PROGRESSING = {"activating", "reloading", "deactivating", "spawn scheduled"}
 
 Mode = tuple[str, int | None]  # (SSH user, its uid)
-Parser = Callable[[BatchResult], dict[str, UnitState]]
+M = TypeVar("M", bound=UnitManager)
 
 
-class UnitDriver(Driver):
-    """A service manager driven through one of the unit managers."""
+class UnitDriver(Driver, Generic[M]):
+    """A service manager driven through one of the unit managers (`M`)."""
 
     order = 30
     manages_services = True
@@ -79,14 +91,14 @@ class UnitDriver(Driver):
     suffix: ClassVar[str]  # of unit files in the manager's directory
     default_prefix: ClassVar[str]  # of unit files blumeops names by default
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, ctx: HostContext, resources: Sequence[Resource]) -> None:
+        super().__init__(ctx, resources)
         # Units this machine applied under a declared name (`names:`): found again on the
         # host when the service leaves the catalog.
         self._declared: dict[str, str] = {}
         self._mode: Mode | None = self._cached_mode()
-        self._manager: Any = None
-        self._pending: tuple[Batch, Parser, list[str], int] | None = None
+        self._manager: M | None = None
+        self._pending: tuple[Batch, StateReader, list[str], int] | None = None
         self._states: dict[str, UnitState] = {}
         self._probes: dict[str, JSON] | None = None  # from the observe trip, until used
         # File secrets written on the host ("SERVICE:NAME" -> path); None: not read yet.
@@ -114,8 +126,9 @@ class UnitDriver(Driver):
         """The catalog's units and those applied earlier under a declared name."""
         return {**self._declared, **self.units()}
 
-    def make_manager(self, user: str, uid: int | None) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def make_manager(self, user: str, uid: int | None) -> M:
+        """The manager for this SSH user (system or user units; launchd's domain)."""
 
     @property
     def transport(self) -> Transport:
@@ -123,7 +136,7 @@ class UnitDriver(Driver):
         return self.ctx.transport
 
     @property
-    def manager(self) -> Any:
+    def manager(self) -> M:
         if self._manager is None:
             if self._mode is None:
                 facts = self._facts()
@@ -170,19 +183,15 @@ class UnitDriver(Driver):
             json.dump(data, f)
         os.replace(path + ".tmp", path)
 
-    def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
-        """Add the manager's observation of `names` to `batch`; how to read its answer."""
-        raise NotImplementedError
-
     # -- observe ---------------------------------------------------------------------
 
     def _hosted(self) -> list[str]:
         return sorted(n for n, s in self.ctx.spec.services.items() if s.host == self.ctx.name
                       and n in self.units())
 
+    @abstractmethod
     def lab_dir(self) -> str:
         """Where the manager's units run relative commands and workdirs (as rendered)."""
-        raise NotImplementedError
 
     def _probe_ops(self, names: Sequence[str]) -> dict[str, JSON]:
         ops = {}
@@ -194,9 +203,9 @@ class UnitDriver(Driver):
         return ops
 
     def _batch(self, names: list[str], probes: Mapping[str, JSON]
-               ) -> tuple[Batch, Parser, int]:
+               ) -> tuple[Batch, StateReader, int]:
         batch = Batch()
-        parse = self._observation(self.manager, batch, names)
+        parse = self.manager.observe_in(batch, names)
         first_probe = len(batch)
         for op in probes.values():
             batch.ops.append(op)
@@ -215,7 +224,7 @@ class UnitDriver(Driver):
 
     def _unit_dir(self) -> str:
         """Where the manager keeps unit files (the mode must be known)."""
-        raise NotImplementedError
+        return self.manager.unit_dir
 
     def observe(self, answers: Sequence[JSON]) -> dict[str, Live]:
         facts = self.ctx.facts
@@ -323,7 +332,9 @@ class UnitDriver(Driver):
         problem = self._deliver_secret_files(unit_upsert, remove, values)
         if problem:
             return {c.id: problem for c in changes}
-        errors = self._manager_apply(upsert, restart, remove, values)
+        # systemd: each job's timer goes with its unit (launchd has none: jobs() is {}).
+        timers = {n: t for n, t in self.jobs().items() if n in upsert}
+        errors = self.manager.apply(upsert, restart, remove, secrets=values, timers=timers)
         units = self.units()
         declared = dict(self._declared)
         for name in upsert:
@@ -341,17 +352,8 @@ class UnitDriver(Driver):
             out.update({i: str(error) for i in ids})
         return out
 
-    def _manager_apply(self, upsert: dict[str, str], restart: list[str], remove: list[str],
-                       values: dict[str, dict[str, str]]) -> dict[str, str]:
-        errors: dict[str, str] = self.manager.apply(upsert, restart, remove, secrets=values)
-        return errors
-
     def _index_path(self) -> str:
         return secret_index_path(self.ctx.remote_path())
-
-    def _owner(self, text: str) -> str | None:
-        """Who the unit runs as, when it says (system units): owns its secret files."""
-        return None
 
     def _deliver_secret_files(self, upsert: Mapping[str, str], remove: Sequence[str],
                               values: dict[str, dict[str, str]]) -> str | None:
@@ -376,7 +378,8 @@ class UnitDriver(Driver):
         for name, text in upsert.items():
             svc = spec.get(name)
             if svc is not None and (name in values or name in known):
-                env = files.deliver(name, svc, lab, values.get(name, {}), self._owner(text))
+                env = files.deliver(name, svc, lab, values.get(name, {}),
+                                    self.manager.owner(text))
                 if name in values:
                     values[name] = env
         if not (files.writes or files.changed):
@@ -431,9 +434,9 @@ class UnitDriver(Driver):
             out.update(self._with_logs({n: out[n] for n in degraded}))
         return out
 
+    @abstractmethod
     def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
         """A job's health from what its manager says of its last run (core/jobs.py)."""
-        raise NotImplementedError
 
     def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
         """A Degraded unit's log, named (and its last lines, where the manager writes a
@@ -517,7 +520,7 @@ def host_lab_dir(ctx: HostContext) -> str | None:
     return expand_home(unit_lab_dir(manager, user), home)
 
 
-class SystemdDriver(UnitDriver):
+class SystemdDriver(UnitDriver["SystemdManager"]):
     kind = "systemd"
     unit_kind = "unit"
     suffix = ".service"
@@ -530,13 +533,6 @@ class SystemdDriver(UnitDriver):
         # System units for root; user units (`systemctl --user`) for anyone else.
         return SystemdManager(self.transport, user_mode=user != "root" or _as_user(),
                               units=self.all_units(), jobs=self.jobs())
-
-    def _manager_apply(self, upsert: dict[str, str], restart: list[str], remove: list[str],
-                       values: dict[str, dict[str, str]]) -> dict[str, str]:
-        timers = {n: t for n, t in self.jobs().items() if n in upsert}
-        errors: dict[str, str] = self.manager.apply(upsert, restart, remove, secrets=values,
-                                                    timers=timers)
-        return errors
 
     def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
         return systemd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
@@ -556,17 +552,10 @@ class SystemdDriver(UnitDriver):
                 f"timer {active}")
         return live
 
-    def _unit_dir(self) -> str:
-        return str(self.manager.unit_dir)
-
     def lab_dir(self) -> str:
         _ = self.manager  # learns the SSH user (system or user units) if not known yet
         assert self._mode is not None
         return unit_lab_dir("systemd", self._mode[0])
-
-    def _owner(self, text: str) -> str | None:
-        owner: str | None = self.manager._owner(text)
-        return owner
 
     def _with_logs(self, healths: dict[str, ServiceHealth]) -> dict[str, ServiceHealth]:
         """systemd keeps a unit's output in the journal, not a file: name the command."""
@@ -576,16 +565,8 @@ class SystemdDriver(UnitDriver):
         return {n: replace(h, detail=f"{h.detail}; log: journalctl {flag} "
                                      f"{self.manager.unit(n)}") for n, h in healths.items()}
 
-    def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
-        if not names:
-            return lambda result: {}
-        files = batch.observe(manager.paths(names))
-        show = manager._show(batch, names)
-        jobs = manager._show_jobs(batch, names)
-        return lambda result: dict(manager._states(names, result, files, show, jobs))
 
-
-class LaunchdDriver(UnitDriver):
+class LaunchdDriver(UnitDriver["LaunchdManager"]):
     kind = "launchd"
     unit_kind = "plist"
     suffix = ".plist"
@@ -608,9 +589,6 @@ class LaunchdDriver(UnitDriver):
     def _job_health(self, name: str, st: UnitState) -> ServiceHealth:
         return launchd_job_health(name, self.ctx.spec.services[name], st, self.ctx.name)
 
-    def _unit_dir(self) -> str:
-        return str(self.manager.plist_dir)
-
     def lab_dir(self) -> str:
         return unit_lab_dir("launchd", "")
 
@@ -632,21 +610,3 @@ class LaunchdDriver(UnitDriver):
             out[name] = replace(health, detail=f"{health.detail}; log: {logs[name]}: "
                                                f"{log_hint(text)}")
         return out
-
-    def _owner(self, text: str) -> str | None:
-        if self.manager.domain != "system":
-            return None
-        import plistlib
-
-        try:
-            owner = plistlib.loads(text.encode()).get("UserName")
-        except Exception:  # a bad plist is refused by the manager itself
-            return None
-        return str(owner) if owner else None
-
-    def _observation(self, manager: Any, batch: Batch, names: list[str]) -> Parser:
-        if not names:
-            return lambda result: {}
-        files = batch.observe([manager.unit_path(n) for n in names])
-        prints = manager._print(batch, names)
-        return lambda result: dict(manager._states(names, result, files, prints))

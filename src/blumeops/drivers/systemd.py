@@ -26,10 +26,12 @@ from collections.abc import Collection, Mapping, Sequence
 from blumeops.drivers.units import (
     Batch,
     BatchResult,
+    StateReader,
     UnitState,
     expand_home,
     failure,
     health_word,
+    no_states,
     sha256,
     systemd_env_file,
 )
@@ -109,10 +111,18 @@ class SystemdManager:
         if not names:
             return {}
         batch = Batch()
+        read = self.observe_in(batch, names)
+        return read(batch.send(self.transport))
+
+    def observe_in(self, batch: Batch, names: Sequence[str]) -> StateReader:
+        """Add the units' files (a job's timer too), one `systemctl show` of them and one
+        of the jobs' service and timer to `batch`; how to read their states."""
+        if not names:
+            return no_states
         files = batch.observe(self.paths(names))
         show = self._show(batch, names)
         jobs = self._show_jobs(batch, names)
-        return self._states(names, batch.send(self.transport), files, show, jobs)
+        return lambda result: self._states(names, result, files, show, jobs)
 
     def paths(self, names: Sequence[str]) -> list[str]:
         """The unit files to observe: each unit, and the timer of each job."""
@@ -202,7 +212,7 @@ class SystemdManager:
                 body = systemd_env_file(secrets[name]).encode()
                 if seen[path].sha256 != sha256(body):
                     env_writes.append(FileWrite(path, body, secret=True,
-                                                owner=self._owner(text)))
+                                                owner=self.owner(text)))
                     new_secrets = not fresh
             if name in timers:
                 self._plan_job(name, timers[name], state, unit_writes, enable, restarts)
@@ -319,7 +329,7 @@ class SystemdManager:
                     f" ({st.detail})" if st.detail else "")
         return out
 
-    def _owner(self, text: str) -> str | None:
+    def owner(self, text: str) -> str | None:
         """The unit's `User=` (system units only): who owns its secrets file."""
         if self.user_mode:
             return None

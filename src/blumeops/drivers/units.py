@@ -4,14 +4,16 @@ Both managers work on a remote host only through a `Transport`, and both keep th
 number of round trips fixed whatever the number of services: one to observe (file
 hashes and the manager's own view of every unit), one more to change things. `Batch`
 is how: it collects agent ops (observe, put, run) and sends them as one `batch` request.
+`UnitManager` is what both offer the engine's adapter (drivers/managed.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from blumeops.core.health import Health
 from blumeops.transports.base import (
@@ -132,6 +134,49 @@ class BatchResult:
 
     def run(self, index: int) -> RunResult:
         return parse_run(self.batch.argvs[index], self.results[index])
+
+
+# How to read the units' states from the answers to the ops a manager added to a batch.
+StateReader = Callable[[BatchResult], dict[str, UnitState]]
+
+
+def no_states(result: BatchResult) -> dict[str, UnitState]:
+    """The reader of an observation of no unit: nothing was added to the batch."""
+    return {}
+
+
+class UnitManager(Protocol):
+    """What a unit manager (systemd.SystemdManager, launchd.LaunchdManager) offers the
+    engine's adapter (drivers/managed.py). `name` is always a service's catalog name."""
+
+    @property
+    def unit_dir(self) -> str:
+        """Where the manager keeps unit files (systemd units, launchd plists)."""
+        ...
+
+    def unit_path(self, name: str) -> str:
+        """The service's unit file on the host."""
+        ...
+
+    def observe_in(self, batch: Batch, names: Sequence[str]) -> StateReader:
+        """Add the observation of these units (their files' hashes, the manager's own
+        view, a job's last run and schedule) to `batch`; how to read their states from its
+        result. `observe` is this in a round trip of its own."""
+        ...
+
+    def apply(self, upsert: Mapping[str, str], restart: Sequence[str] = (),
+              remove: Sequence[str] = (), *,
+              secrets: Mapping[str, Mapping[str, str]] | None = None,
+              timers: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Make units exist with these texts (and secret values), restart `restart`,
+        remove `remove`; name -> error for what did not converge. `timers`: each job's
+        timer text (systemd; a launchd plist holds its own schedule)."""
+        ...
+
+    def owner(self, text: str) -> str | None:
+        """Who the unit with this text runs as, when it says (system units only): the
+        owner of its secret files. None: the SSH user."""
+        ...
 
 
 def expand_home(path: str, home: str) -> str:
