@@ -18,7 +18,7 @@ from pathlib import Path
 
 from blumeops.catalog.model import Lab
 from blumeops.catalog.synthetic import synthetic_lab
-from blumeops.delivery.hydrate import hydrate_lab
+from blumeops.kubernetes.hydrate import hydrate_lab
 from blumeops.lab.loader import load_lab
 from blumeops.render import render_lab
 
