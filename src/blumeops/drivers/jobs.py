@@ -112,7 +112,6 @@ def systemd_job_health(name: str, svc: ServiceSpec, st: UnitState, host: str
             code = None  # killed, timed out: it did not run to its end
     upcoming = show_time(props.get("timer:NextElapseUSecRealtime"))
     if upcoming is None and svc.job.cron is not None:  # systemd said none: the schedule's
-
         upcoming = next_run(svc.job.cron, None, datetime.now().astimezone()).isoformat()
     run = JobRun(start, upcoming, code, running)
     where = f"on {host}"

@@ -374,7 +374,6 @@ class Controller:
             return fixes if self.config.self_heal else 0
 
     def _record_health(self, healths: list[Any], runtime: Any) -> None:
-
         targets = target_health(runtime)  # ArgoCD's Applications, the tailnet policy
         self.state.services = [h.as_dict() for h in healths]
         self.state.targets = [t.as_dict() for t in targets]

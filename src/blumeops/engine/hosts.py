@@ -105,7 +105,6 @@ class HostSession:
                 + (f": {said})" if said else ")"))
 
     def _observe_remote(self, drivers: list[Driver]) -> list[list[Any]]:
-
         assert self.ctx.transport is not None
         parts = [d.observe_ops() for d in drivers]
         socket = self.ctx.remote_path("supervisor.sock")

@@ -96,7 +96,6 @@ class LocalRuntime:
     def sessions(self) -> dict[str, HostSession]:
         """One session per host blumeops applies; all local hosts share this machine's."""
         if self._sessions is None:
-
             sessions: dict[str, HostSession] = {}
             desired = self.spec.desired
             if self.local_hosts:
@@ -116,7 +115,6 @@ class LocalRuntime:
                 sessions[host.name] = remote_session(self.spec, host, self.state_dir,
                                                      self.lab_dir, mine, proxy)
             if self.spec.clusters or self.spec.tailnet is not None:  # engine/targets.py
-
                 sessions.update(target_sessions(self, set(sessions)))
             self._sessions = sessions
         return self._sessions

@@ -203,7 +203,6 @@ def _load(path: Path, strict: bool) -> LoadResult:
 
     diagnostics.extend(control_characters(root, marks))
     if model is not None and not diagnostics:
-
         diagnostics.extend(check(model, marks))
         diagnostics.extend(confined_paths(model, marks, lab_dir(path)))
     if strict:

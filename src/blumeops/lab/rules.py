@@ -230,8 +230,7 @@ def ssh_hosts(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
     """How a host is reached over SSH: a parseable `ssh:`, a usable key path, and no SSH
     options on the local host (they would be silently ignored there)."""
     specs = {name: host.ssh for name, host in lab.hosts.items() if host.ssh is not None}
-    if specs:  # the transport's own parser (imported only when needed: validate stays fast)
-
+    if specs:  # the transport's own parser
         for name, spec in specs.items():
             try:
                 SshTarget.parse(spec)
@@ -887,7 +886,6 @@ def probe_reach(lab: Lab, marks: Marks) -> Iterator[Diagnostic]:
                                  "agent there, or route the metrics")
             elif (s.host is not None and s.host != host and lab.tailnet is not None
                   and not lab.tailnet.derive_grants):
-
                 policy = policy or derive_policy(lab)
                 try:
                     ok = acl_check(policy, host, f"{s.host}:{s.port}").allowed
