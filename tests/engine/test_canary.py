@@ -88,7 +88,10 @@ BROKEN = """  broken:
     description: Gets the secret, prints it to its own log, then fails at start
     command: [python3, -c, "import os, sys; print('token', os.environ['API_TOKEN']); sys.exit(3)"]
     secrets: {API_TOKEN: "vault:demo/api-token"}
+    startsecs: 10
 """
+# startsecs: it exits long before it counts as started, even on a loaded machine (with the
+# default 1 s, a python3 slower than 1 s to print is RUNNING for a moment: apply passes).
 
 
 def test_canary_never_leaks_from_a_running_controller(followed: Followed) -> None:
