@@ -1,21 +1,6 @@
-"""Health of scheduled jobs: the result and the age of the last run.
-
-A job is never kept running, so a probe cannot tell whether it works; its record can
-(STATE/jobs/state.json, written by blumeops-scheduler). The words:
-
-- Progressing: a run is going on (unless `max_age` passed, or the run is longer than
-  its `timeout`: a hung run is Degraded), or the scheduler has not registered the job
-  yet (just applied);
-- Healthy: the last run exited 0 and the job is not overdue, or it has not run yet and
-  its first time has not passed (a daily backup applied at noon is not a failure until
-  tomorrow; the detail says when it first runs);
-- Degraded: the last run exited non-zero (or could not start); or it is overdue (its
-  next time passed more than `grace` ago, default the period, at most 10 minutes, with
-  no run); or its last success is older than `max_age`;
-- Missing: the job's program or the scheduler is not loaded in supervisord.
-
-`status` shows the last run, the next run and the exit code beside the health.
-"""
+"""Job health as each manager reports it: supervisord with blumeops-scheduler's run record
+(STATE/jobs/state.json), a systemd timer and its service, a launchd job. Each turns what
+its manager says into a run record and judges it by core/jobs.py's rules."""
 
 from __future__ import annotations
 
