@@ -71,16 +71,22 @@ def _pass(lab: Path | None, state_dir: Path | None, output: str, heal: bool,
           old_pids: dict[str, int | None]) -> dict[str, int | None]:
     from blumeops.commands.session import run_apply, session
     from blumeops.engine.apply import prepare
-    from blumeops.engine.heal import note_restarts, pids, record_drift
+    from blumeops.engine.heal import changed_services, note_restarts, record_drift
+
+    def restarts(before: dict[str, int | None]) -> dict[str, int | None]:
+        noted, known = note_restarts(s.runtime, s.store, before)
+        for name, old, new in noted:
+            click.echo(f"  {name}: restarted by supervisord (pid {old} -> {new})", err=True)
+        return known
 
     with session(lab, state_dir) as s:
-        for name, old, new in note_restarts(s.runtime, s.store, old_pids):
-            click.echo(f"  {name}: restarted by supervisord (pid {old} -> {new})", err=True)
+        known = restarts(old_pids)
         if heal:
             prepared = prepare(s.runtime, s.store)
             if not prepared.plan.has_changes:
-                return pids(s.runtime)
+                return restarts(known)  # a process killed during this look
             record_drift(s.store, prepared.plan)
             click.echo("drift found: healing", err=True)
-        run_apply(s, True, output)
-        return pids(s.runtime)
+        report = run_apply(s, True, output)
+        ours = changed_services(report.plan) if report is not None else set()
+        return restarts({n: p for n, p in known.items() if n not in ours})

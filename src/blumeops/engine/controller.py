@@ -26,7 +26,7 @@ from blumeops.catalog.paths import resolve_lab_path
 from blumeops.core.health import Health, worst
 from blumeops.core.jobs import backup_events
 from blumeops.engine.apply import apply, final_health, prepare
-from blumeops.engine.heal import note_restarts, pids, record_drift
+from blumeops.engine.heal import changed_services, note_restarts, record_drift
 from blumeops.engine.local import LocalRuntime
 from blumeops.engine.spec import runtime_spec
 from blumeops.engine.targets import target_health
@@ -350,8 +350,7 @@ class Controller:
             runtime = self._runtime(live_root)
             if runtime is None:
                 return 0
-            restarted = note_restarts(runtime, self.store, self._pids)
-            self.metrics.drift_heals.inc(len(restarted))
+            restarted, known = note_restarts(runtime, self.store, self._pids)
             prepared = prepare(runtime, self.store)
             if not self.config.prune:
                 prepared.plan.changes = [c for c in prepared.plan.changes
@@ -360,16 +359,21 @@ class Controller:
             # --no-self-heal reports drift (status "drift") instead of repairing it.
             self.state.drift = [] if self.config.self_heal else [
                 c.id for c in prepared.plan.pending]
+            ours: set[str] = set()
             if fixes and self.config.self_heal:
                 self.metrics.drift_heals.inc(record_drift(self.store, prepared.plan))
                 apply(runtime, prepared, self.store, revision=self.state.applied)
+                ours = changed_services(prepared.plan)
+            # A process killed while this pass ran is restarted by supervisord before the
+            # pass ends: look again, or the new pid would become the baseline unnoted.
+            late, self._pids = note_restarts(runtime, self.store, {
+                n: p for n, p in known.items() if n not in ours})
+            restarted += late
+            self.metrics.drift_heals.inc(len(restarted))
             if (fixes and self.config.self_heal) or restarted:
                 self._emit("drift-healed", resources=[c.id for c in prepared.plan.pending],
                            restarted=sorted(r[0] for r in restarted))
             self._record_health(final_health(runtime), runtime)
-            # A pass between a crash and supervisord's restart sees no pid: keep the last
-            # one, or the restart that follows would never be noted.
-            self._pids = {n: p or self._pids.get(n) for n, p in pids(runtime).items()}
             self.state.heal_passes += 1
             return fixes if self.config.self_heal else 0
 

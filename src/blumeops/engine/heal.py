@@ -16,17 +16,27 @@ def pids(runtime: LocalRuntime) -> dict[str, int | None]:
     return runtime.program_pids()
 
 
-def note_restarts(runtime: LocalRuntime, store: Store,
-                  before: dict[str, int | None]) -> list[tuple[str, int, int]]:
-    """Record each program whose pid changed since `before`: (name, old pid, new pid)."""
+def note_restarts(runtime: LocalRuntime, store: Store, before: dict[str, int | None]
+                  ) -> tuple[list[tuple[str, int, int]], dict[str, int | None]]:
+    """Record each program whose pid changed since `before`: (name, old pid, new pid).
+
+    Also returns the pids now, where a program between a crash and its restart (no pid)
+    keeps its last known one, so the restart that follows is still noted: the baseline
+    for the next look."""
     restarted = []
-    for name, pid in runtime.program_pids().items():
+    now = runtime.program_pids()
+    for name, pid in now.items():
         old = before.get(name)
         if old and pid and pid != old:
             store.event("restarted", f"process {old} exited; supervisord restarted it as "
                         f"{pid}", service=name)
             restarted.append((name, old, pid))
-    return restarted
+    return restarted, {name: pid or before.get(name) for name, pid in now.items()}
+
+
+def changed_services(plan: Plan) -> set[str]:
+    """The services an apply of this plan may restart itself: not a restart to note."""
+    return {c.service or c.name for c in plan.pending}
 
 
 def record_drift(store: Store, plan: Plan) -> int:
