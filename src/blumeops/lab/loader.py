@@ -15,13 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from blumeops.catalog.confine import confined_paths
 from blumeops.catalog.diagnostics import Diagnostic, Mark, Marks, did_you_mean, sort_key
 from blumeops.catalog.model import Lab
 from blumeops.catalog.paths import CatalogFiles, expand_include, inside, lab_dir, resolve_lab_path
 from blumeops.catalog.values import control_characters, printable
 from blumeops.lab import cache as catalog_cache
-from blumeops.lab.rules import check
 from blumeops.perf import gc_paused
 
 MERGEABLE = ("hosts", "clusters", "domains", "services")
@@ -200,6 +198,10 @@ def _load(path: Path, strict: bool) -> LoadResult:
     except ValidationError as exc:
         diagnostics.extend(_schema_diagnostics(exc, marks))
 
+    # lazy: a catalog-cache hit runs no rule, so validate and a no-op apply never import
+    # the rules nor the tailnet and Kubernetes modules they use
+    from blumeops.catalog.confine import confined_paths
+    from blumeops.lab.rules import check
 
     diagnostics.extend(control_characters(root, marks))
     if model is not None and not diagnostics:
