@@ -10,12 +10,13 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from secrets import token_hex
 
 import httpx
 from controllerlab import Followed, followed_fixture, wait_for  # noqa: F401 (fixture)
 from demolab import DemoLab, demo_fixture, lab_pids  # noqa: F401 (fixture "demo")
 
-CANARY = "CANARY-7f3a9c-do-not-leak"
+CANARY = f"CANARY-{token_hex(4)}-do-not-leak"  # per run: suites run at once share /proc
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:

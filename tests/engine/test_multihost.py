@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import pytest
@@ -139,7 +140,7 @@ def test_a_changed_host_key_is_refused(multihost: MultiLab) -> None:
 
 
 def test_a_remote_secret_never_leaks(multihost: MultiLab) -> None:
-    canary = "CANARY-remote-5d1e-do-not-leak"
+    canary = f"CANARY-remote-{token_hex(4)}-do-not-leak"  # per run: suites run at once
     multihost.run("secret", "set", str(multihost.lab), "multihost/store-token",
                   "--value", canary, check=True)
     outputs = [multihost.cli("plan"), multihost.cli("apply", "--yes"),

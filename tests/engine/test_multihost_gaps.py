@@ -9,8 +9,10 @@ its secrets masked on the host.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
+from secrets import token_hex
 
 import pytest
 from multihostlab import MultiLab, multihost_fixture, needs_sshd  # noqa: F401
@@ -27,6 +29,20 @@ def edit(lab: MultiLab, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def free_loopback_port(address: str) -> int:
+    """A port free both on 127.0.0.1 and on `address`."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                continue
+        return port
+
+
 def services(lab: MultiLab) -> dict[str, dict[str, object]]:
     out = lab.cli("status", "--output", "json")
     return {s["service"]: s for s in json.loads(out.stdout)["services"]}
@@ -37,7 +53,7 @@ STORE_SECRETS = '    secrets: {STORE_TOKEN: "vault:multihost/store-token"}\n'
 
 def test_a_file_secret_reaches_only_a_0600_file_on_the_remote_host(
         multihost: MultiLab) -> None:
-    canary = "CANARY-file-secret-93a1-do-not-leak"
+    canary = f"CANARY-file-secret-{token_hex(4)}-do-not-leak"  # per run: suites at once
     multihost.run("secret", "set", str(multihost.lab), "multihost/store-key", "--value",
                   canary, check=True)
     edit(multihost, STORE_SECRETS,
@@ -135,7 +151,8 @@ def test_files_dropped_from_the_catalog_are_removed_from_the_remote_host(
 
 def test_a_degraded_remote_service_shows_its_log_tail_with_secrets_masked(
         multihost: MultiLab) -> None:
-    canary, key_canary = "CANARY-log-tail-41c7-do-not-leak", "CANARY-log-key-77e0-no-leak"
+    canary = f"CANARY-log-tail-{token_hex(4)}-do-not-leak"  # per run: suites at once
+    key_canary = f"CANARY-log-key-{token_hex(4)}-no-leak"
     multihost.run("secret", "set", str(multihost.lab), "multihost/crash-token", "--value",
                   canary, check=True)
     multihost.run("secret", "set", str(multihost.lab), "multihost/crash-key", "--value",
@@ -177,14 +194,18 @@ def test_a_service_on_the_proxy_host_is_probed_where_caddy_dials_it(
     answers there but not to Caddy (502): it is Degraded, not Healthy. Bound to loopback,
     it is Healthy and its route answers."""
     gate = multihost.addresses["gate"]
+    # A port free on 127.0.0.1 too, which every suite running at once shares (18211 there
+    # may be another run's, bound to loopback by this same test).
+    port = free_loopback_port(gate)
+    edit(multihost, f'"18211", --bind, {gate}]', f'"{port}", --bind, {gate}]')
     edit(multihost, "    ports: {http: 18211}\n",
-         "    ports: {http: 18211}\n    routes: {status.mh: http}\n")
+         f"    ports: {{http: {port}}}\n    routes: {{status.mh: http}}\n")
     multihost.cli("apply", "--yes")
     assert multihost.get("status").status_code == 502  # Caddy cannot reach it
     status = services(multihost)["status"]
     assert status["health"] == "Degraded", status
-    assert "127.0.0.1:18211" in str(status["detail"]), status
-    edit(multihost, f'"18211", --bind, {gate}]', '"18211", --bind, 127.0.0.1]')
+    assert f"127.0.0.1:{port}" in str(status["detail"]), status
+    edit(multihost, f'"{port}", --bind, {gate}]', f'"{port}", --bind, 127.0.0.1]')
     fixed = multihost.cli("apply", "--yes")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert services(multihost)["status"]["health"] == "Healthy"

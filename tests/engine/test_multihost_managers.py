@@ -17,6 +17,8 @@ to this machine's /etc or /Library. The ssh config here names no key: the catalo
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -26,6 +28,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import pytest
@@ -41,7 +44,7 @@ from drivers.test_systemd_double import install_double as install_systemctl
 
 pytestmark = [needs_sshd, pytest.mark.slow]
 
-CANARY = "CANARY-units-7b3e-do-not-leak"
+CANARY = f"CANARY-units-{token_hex(4)}-do-not-leak"  # per run: suites run at once
 HOSTS = """\
 lab: units
 hosts:
@@ -134,8 +137,22 @@ def host_python(root: Path, name: str, *, darwin: bool, systemd: bool) -> str:
     return str(path)
 
 
+@contextlib.contextmanager
+def launchd_paths() -> Iterator[None]:
+    """Turns at launchd's fixed paths (/usr/local/var/blumeops): the "Mac" shares this
+    machine's file system, so two suites run at once would write and remove each other's."""
+    with open("/tmp/blumeops-tests-launchd-paths.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(name="units")
 def units_fixture() -> Iterator[UnitLab]:
+    with launchd_paths():
+        yield from _units()
+
+
+def _units() -> Iterator[UnitLab]:
     ssh = SshLab(Path(tempfile.mkdtemp(prefix="bo-un-", dir="/tmp")))
     ssh.setup()
     created_logs = not Path("/usr/local/var/blumeops").exists()

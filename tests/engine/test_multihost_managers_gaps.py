@@ -8,13 +8,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from secrets import token_hex
 
 import pytest
 from test_multihost_managers import UnitLab, needs_sshd, units_fixture  # noqa: F401
 
 pytestmark = [needs_sshd, pytest.mark.slow]
 
-KEY_CANARY = "CANARY-unit-file-secret-0c4d-do-not-leak"
+KEY_CANARY = f"CANARY-unit-file-secret-{token_hex(4)}-do-not-leak"  # per run
 LAB = """\
 lab: units
 hosts:

@@ -13,13 +13,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from secrets import token_hex
 
 import pytest
 from demolab import DemoLab, free_port, lab_pids, reap
 
 pytestmark = pytest.mark.slow
 
-CANARY = "CANARY-delivery-shape-41c7-do-not-leak"
+CANARY = f"CANARY-delivery-shape-{token_hex(4)}-do-not-leak"  # per run
 ENV_SECRET = '    secrets: {APP_KEY: "vault:shape/app-key"}\n'
 FILE_SECRET = '    secrets: {APP_KEY: {ref: "vault:shape/app-key", file: keys/app.key}}\n'
 LAB = """\
