@@ -21,6 +21,26 @@ CHROMIUM = "/usr/bin/chromium"
 DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
+# Playwright waits are conditions, not speed checks: on a loaded machine (the suite twice at
+# once beside a CPU hog) a page can take longer than Playwright's default 30 s.
+PAGE_TIMEOUT_MS = 120_000
+
+
+class Browser:
+    """Chromium whose pages wait as long as a loaded machine needs."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def new_page(self, **options: Any) -> Any:
+        page = self._browser.new_page(**options)
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        return page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
+
+
 @pytest.fixture(name="browser")
 def browser_fixture() -> Iterator[Any]:
     require(shutil.which(CHROMIUM), f"{CHROMIUM} (Debian chromium)")
@@ -29,6 +49,6 @@ def browser_fixture() -> Iterator[Any]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            yield browser
+            yield Browser(browser)
         finally:
             browser.close()

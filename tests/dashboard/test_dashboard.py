@@ -71,7 +71,7 @@ def test_dashboard_end_to_end(followed: Followed, browser: Any, tmp_path: Path) 
     assert sorted(services) == ["api", "echo", "notes", "web"]
     for name in services:
         assert row_health(page, name) == "Healthy", name
-    page.wait_for_function("document.body.dataset.live === 'on'")
+    page.wait_for_selector("body[data-live='on']", state="attached")  # no eval: CSP
     shot(page, tmp_path, "lab")
     phone = browser.new_page(viewport={"width": 390, "height": 844}, color_scheme="dark")
     phone.goto(base + "/")

@@ -98,7 +98,7 @@ def test_lab_page_shows_target_rows_and_clusters_live(
         with ApiServer(("127.0.0.1", 0), controller, "tok", "sec") as server:
             page = browser.new_page(viewport={"width": 1100, "height": 800})
             page.goto(server.url + "/")
-            page.wait_for_function("document.body.dataset.live === 'on'")
+            page.wait_for_selector("body[data-live='on']", state="attached")  # no eval: CSP
             for name in ("api", "web"):
                 row = page.locator(f"#svc-{name}")
                 assert row.get_attribute("data-health") == "Healthy"
