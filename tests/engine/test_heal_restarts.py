@@ -36,7 +36,7 @@ def restarted(store: Store) -> list[tuple[str | None, str]]:
     return [(e.service, e.message) for e in store.events() if e.kind == "restarted"]
 
 
-def test_a_restart_during_a_pass_is_noted_by_the_look_at_its_end(tmp_path: Path) -> None:
+def test_standin_runtime_a_restart_during_a_pass_is_noted_by_the_look_at_its_end(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         rt = runtime({"web": 100}, {"web": 200})
         first, known = note_restarts(rt, store, {"web": 100})
@@ -48,7 +48,7 @@ def test_a_restart_during_a_pass_is_noted_by_the_look_at_its_end(tmp_path: Path)
             ("web", "process 100 exited; supervisord restarted it as 200")]
 
 
-def test_a_look_between_crash_and_restart_keeps_the_last_known_pid(tmp_path: Path) -> None:
+def test_standin_runtime_a_look_between_crash_and_restart_keeps_the_last_pid(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         rt = runtime({"web": None, "api": 7}, {"web": 300, "api": 7})
         noted, known = note_restarts(rt, store, {"web": 100, "api": 7})
@@ -57,7 +57,7 @@ def test_a_look_between_crash_and_restart_keeps_the_last_known_pid(tmp_path: Pat
         assert noted == [("web", 100, 300)] and known == {"web": 300, "api": 7}
 
 
-def test_what_this_pass_applied_is_not_a_restart_to_note(tmp_path: Path) -> None:
+def test_standin_runtime_what_this_pass_applied_is_not_a_restart_to_note(tmp_path: Path) -> None:
     res = Resource("supervisor@box", "program", "web", "body", "native/box/web.conf", "web")
     same = Resource("caddy@box", "config", "box", "{}", "caddy/box.json")
     plan = Plan([Change("update", res.id, "program", "web", res.target, "web",
