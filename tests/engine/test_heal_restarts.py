@@ -36,7 +36,7 @@ def restarted(store: Store) -> list[tuple[str | None, str]]:
     return [(e.service, e.message) for e in store.events() if e.kind == "restarted"]
 
 
-def test_standin_runtime_a_restart_during_a_pass_is_noted_by_the_look_at_its_end(tmp_path: Path) -> None:
+def test_standin_runtime_a_restart_in_a_pass_is_noted_by_its_last_look(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         rt = runtime({"web": 100}, {"web": 200})
         first, known = note_restarts(rt, store, {"web": 100})
@@ -48,7 +48,7 @@ def test_standin_runtime_a_restart_during_a_pass_is_noted_by_the_look_at_its_end
             ("web", "process 100 exited; supervisord restarted it as 200")]
 
 
-def test_standin_runtime_a_look_between_crash_and_restart_keeps_the_last_pid(tmp_path: Path) -> None:
+def test_standin_runtime_a_look_between_crash_and_restart_keeps_old_pid(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         rt = runtime({"web": None, "api": 7}, {"web": 300, "api": 7})
         noted, known = note_restarts(rt, store, {"web": 100, "api": 7})
